@@ -1,0 +1,47 @@
+# scenetag — make install | test | demo | lint | bench | fuzz | sample-videos
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: install test demo lint bench fuzz sample-videos demo-videos train-demo-model clean
+
+install: $(STAMP)
+
+# torch==2.13.0 is pinned first: it installs the CPU build from this machine's
+# wheel cache; a looser spec would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[all,dev]"
+	touch $(STAMP)
+
+test: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+demo: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/scenetag run sample_videos/demo_*.mp4 -c configs/demo.yaml -o reports/demo
+	@echo "demo reports: reports/demo/index.csv and reports/demo/<clip>/"
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(PY) benchmarks/bench.py
+
+fuzz: install
+	HF_HUB_OFFLINE=1 SCENETAG_FUZZ_COUNT=300 $(PY) -m pytest -q tests/test_fuzz.py
+
+sample-videos: install
+	$(PY) tools/make_sample_videos.py
+
+demo-videos: install
+	$(PY) tools/make_demo_videos.py
+
+train-demo-model: install
+	$(PY) tools/train_demo_model.py --out models/scenetag-demo-clip
+
+clean:
+	rm -rf reports .pytest_cache

@@ -1,0 +1,215 @@
+"""Values passed between pipeline stages, and the error hierarchy.
+
+Everything here is plain data: frozen dataclasses and numpy arrays. No stage
+imports another stage; they only share these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# --------------------------------------------------------------------------- errors
+
+
+class PipelineError(Exception):
+    """Base of every error scenetag reports to a user as one line."""
+
+
+class ConfigError(PipelineError):
+    """The YAML config or a CLI override is invalid."""
+
+
+class VideoOpenError(PipelineError):
+    """An input could not be opened or holds no decodable video stream."""
+
+
+class DecodeError(PipelineError):
+    """An input opened but no usable frame could be decoded from it."""
+
+
+class DecodeTimeout(DecodeError):
+    """Decoding an input stalled past the configured per-input timeout."""
+
+
+class ModelLoadError(PipelineError):
+    """The model could not be loaded (missing, offline, unsafe weights, ...)."""
+
+
+class StoreError(PipelineError):
+    """The embedding store is missing, corrupt or incompatible."""
+
+
+# --------------------------------------------------------------------------- media
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Metadata probed from a container without decoding the whole stream.
+
+    ``width``/``height`` are the *displayed* size, i.e. after applying
+    ``rotation``. ``duration_s`` and ``avg_fps`` may be ``None`` when the
+    container does not say.
+    """
+
+    path: str
+    container: str
+    codec: str
+    width: int
+    height: int
+    duration_s: float | None
+    avg_fps: float | None
+    frame_count: int | None
+    rotation: int = 0
+    start_time_s: float = 0.0
+    pix_fmt: str = ""
+    bit_rate: int | None = None
+    is_image: bool = False
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames to keep. Exactly one of the three rules is set.
+
+    ``every_n_frames`` counts decoded frames in presentation order;
+    ``every_seconds`` and ``target_fps`` select by presentation timestamp, so
+    variable-frame-rate video gets frames at true times.
+    """
+
+    every_n_frames: int | None = None
+    every_seconds: float | None = None
+    target_fps: float | None = None
+    max_frames: int | None = None
+
+    @property
+    def interval_s(self) -> float | None:
+        """The time step between kept frames, when sampling is time based."""
+        if self.every_seconds is not None:
+            return self.every_seconds
+        if self.target_fps is not None:
+            return 1.0 / self.target_fps
+        return None
+
+    def describe(self) -> str:
+        if self.every_n_frames is not None:
+            return f"every {self.every_n_frames} frames"
+        return f"every {self.interval_s:g} s"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One sampled frame.
+
+    Attributes:
+        index: 0-based position of the frame in presentation order.
+        pts_s: presentation time in seconds, relative to the stream start.
+        image: H x W x 3 RGB uint8, upright (rotation metadata applied).
+    """
+
+    index: int
+    pts_s: float
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class FrameBatch:
+    """Frames stacked for the model. ``images`` is N x H x W x 3 uint8."""
+
+    indices: np.ndarray
+    times_s: np.ndarray
+    images: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A detected interval where a label is present."""
+
+    label: str
+    kind: str  # "tag" or "nsfw"
+    start_s: float
+    end_s: float
+    peak: float
+    mean: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A half-open run of sample positions ``[start, stop)`` judged present."""
+
+    start: int
+    stop: int
+
+
+@dataclass
+class DecodeStats:
+    """What the decoder saw while streaming: damage is reported, not fatal."""
+
+    frames_decoded: int = 0
+    frames_sampled: int = 0
+    corrupt_packets: int = 0
+    strategy: str = "exact"
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LabelTrack:
+    """Per-frame scores of one label over a video, before and after smoothing."""
+
+    name: str
+    kind: str  # "tag" or "nsfw"
+    raw: np.ndarray
+    smoothed: np.ndarray
+    threshold: float
+    exit_threshold: float
+
+
+@dataclass(frozen=True)
+class LabelTotals:
+    """Per-label summary of one video ("how many frames contain cats")."""
+
+    label: str
+    kind: str
+    seconds_present: float
+    fraction: float
+    frames_over_threshold: int
+    max_score: float
+
+
+@dataclass
+class VideoResult:
+    """Everything known about one input after a run, success or failure.
+
+    On failure ``status`` is ``"error"``, ``error`` holds the one-line reason
+    and the array fields are empty.
+    """
+
+    input_path: str
+    name: str
+    status: str = "ok"
+    error: str | None = None
+    info: VideoInfo | None = None
+    sampling: Sampling | None = None
+    frame_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    times_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    tracks: list[LabelTrack] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    totals: list[LabelTotals] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    nsfw_verdict: str = "n/a"  # "safe", "unsafe" or "n/a"
+    model_id: str = ""
+    model_revision: str | None = None
+    precision: str = ""
+    config_hash: str = ""
+    wall_time_s: float = 0.0
+    decode: DecodeStats | None = None
