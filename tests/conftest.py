@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny CLIP built at test time, generated media, and a
+guard that fails a test when the code under test logs an unexpected ERROR."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach the network
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+sys.path.insert(0, str(TESTS))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from tiny_model import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tiny_model_dir):
+    from pipeline.embed import load_embedder
+
+    return load_embedder(str(tiny_model_dir), device="cpu", precision="fp32", batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory) -> Path:
+    """A folder with small generated clips: 4 s at 10 fps, 3 s at 25 fps."""
+    from media import make_clip
+
+    folder = tmp_path_factory.mktemp("clips")
+    make_clip(folder / "ten.mp4", seconds=4, fps=10, size=(96, 64))
+    make_clip(folder / "twentyfive.mp4", seconds=3, fps=25, size=(80, 80))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_errors(caplog, request):
+    """A test fails if the code logs ERROR, unless it is marked
+    ``@pytest.mark.expect_errors`` (bad-input tests)."""
+    caplog.set_level(logging.WARNING)
+    yield
+    if request.node.get_closest_marker("expect_errors"):
+        return
+    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+    assert not errors, f"unexpected ERROR logs: {[r.getMessage() for r in errors]}"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "expect_errors: the test expects ERROR log records")
