@@ -1,0 +1,99 @@
+"""What every engine shares: decoding one input into frame chunks, and the
+per-input result handed back to ``run``.
+
+Engines differ only in *where* decode and embed run (threads here, Ray
+workers in ``engine/ray.py``); the per-input logic lives here once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from pipeline.types import DecodeStats, FrameBatch, PipelineError, Sampling, VideoInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbeddedInput:
+    """One input after decode + embed: its frames' positions and vectors, or an error."""
+
+    path: str
+    info: VideoInfo | None = None
+    indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    times_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    stats: DecodeStats | None = None
+    error: PipelineError | None = None
+    decode_s: float = 0.0
+
+    @classmethod
+    def failed(cls, path: str, error: PipelineError) -> EmbeddedInput:
+        return cls(path=path, error=error)
+
+
+def decode_input(path: str, open_decoder: Callable, sampling: Sampling, chunk_size: int,
+                 emit: Callable[[FrameBatch], bool]) -> EmbeddedInput:
+    """Decode one input, handing frames to ``emit`` in chunks of ``chunk_size``.
+
+    Returns the input's metadata (no frames: they went to ``emit``), or an
+    :class:`EmbeddedInput` carrying the error. Never raises a
+    :class:`PipelineError`; ``emit`` returning False stops early.
+    """
+    start = time.perf_counter()
+    try:
+        with open_decoder(path) as decoder:
+            info = decoder.info
+            buffer = []
+            for frame in decoder.frames(sampling):
+                buffer.append(frame)
+                if len(buffer) >= chunk_size:
+                    if not emit(_stack(buffer)):
+                        break
+                    buffer = []
+            if buffer:
+                emit(_stack(buffer))
+            stats = decoder.stats
+    except PipelineError as ex:
+        return EmbeddedInput.failed(path, ex)
+    except Exception as ex:  # a library bug must cost one input, not the batch
+        log.debug("unexpected decode failure on %s", path, exc_info=True)
+        return EmbeddedInput.failed(path, PipelineError(f"decode failed: {type(ex).__name__}: {ex}"))
+    return EmbeddedInput(path=path, info=info, stats=stats, decode_s=time.perf_counter() - start)
+
+
+def collect_chunks(meta: EmbeddedInput, indices: list[np.ndarray], times: list[np.ndarray],
+                   embeddings: list[np.ndarray]) -> EmbeddedInput:
+    """Join an input's embedded chunks into one result, in frame order."""
+    if not indices:
+        from pipeline.types import DecodeError
+
+        return replace(meta, error=DecodeError("no frames could be decoded"))
+    all_times = np.concatenate(times).astype(np.float64)
+    order = np.argsort(all_times, kind="stable")  # chunks may have been embedded out of order
+    return replace(meta, indices=np.concatenate(indices).astype(np.int64)[order],
+                   times_s=all_times[order],
+                   embeddings=np.concatenate(embeddings).astype(np.float32)[order])
+
+
+def _stack(frames: list) -> FrameBatch:
+    images = _same_size(frames)
+    return FrameBatch(indices=np.array([f.index for f in frames], np.int64),
+                      times_s=np.array([f.pts_s for f in frames], np.float64),
+                      images=images)
+
+
+def _same_size(frames: list) -> np.ndarray:
+    """Stack frames; a stream that changes resolution mid-way is padded/cropped
+    to the first frame's size (the model crops the centre anyway)."""
+    height, width = frames[0].image.shape[:2]
+    out = np.zeros((len(frames), height, width, 3), np.uint8)
+    for i, frame in enumerate(frames):
+        img = frame.image[:height, :width]
+        out[i, :img.shape[0], :img.shape[1]] = img
+    return out

@@ -1,0 +1,213 @@
+"""Local engine: a decode thread feeds a bounded queue; the caller's thread embeds.
+
+Decoding (PyAV releases the GIL in C) and inference (torch releases it too)
+overlap, and the decode thread runs ahead into the next input while the
+current one is still being embedded. The queue is bounded, so memory stays
+flat however long the video: at most ``queue_size`` chunks of frames are in
+flight.
+
+Frames are batched across inputs, so a folder of photos is embedded in full
+batches, not one image at a time.
+
+A decode that stalls (no chunk for ``timeout_s``) is abandoned: its input is
+reported as timed out and a fresh decode thread carries on with the next
+input. Python cannot kill a thread, so the stalled one is told to stop and its
+late output is ignored (items carry a generation number).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.engine.base import EmbeddedInput, collect_chunks, decode_input
+from pipeline.types import DecodeTimeout, FrameBatch
+
+log = logging.getLogger(__name__)
+
+EmbedImages = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class _Chunk:
+    generation: int
+    position: int
+    batch: FrameBatch
+
+
+@dataclass
+class _End:
+    generation: int
+    position: int
+    result: EmbeddedInput
+
+
+@dataclass
+class _Pending:
+    """An input whose frames are decoded but not all embedded yet."""
+
+    batches: list[FrameBatch] = field(default_factory=list)
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    indices: list[np.ndarray] = field(default_factory=list)
+    times: list[np.ndarray] = field(default_factory=list)
+    end: EmbeddedInput | None = None
+
+
+class LocalEngine:
+    """Decode in a background thread, embed in the calling thread.
+
+    Args:
+        open_decoder: builds a decoder for a path (backend, resize, strategy
+            already chosen by the caller).
+        sampling: which frames to keep.
+        batch_size: frames per model call.
+        timeout_s: a decode that yields nothing for this long is cut off.
+        queue_size: chunks allowed in flight (backpressure).
+    """
+
+    def __init__(self, open_decoder: Callable, sampling, *, batch_size: int = 32,
+                 timeout_s: float = 600.0, queue_size: int = 8) -> None:
+        self.open_decoder = open_decoder
+        self.sampling = sampling
+        self.batch_size = batch_size
+        self.timeout_s = timeout_s
+        self.queue_size = queue_size
+
+    def run(self, paths: Sequence[str], embed_images: EmbedImages) -> Iterator[EmbeddedInput]:
+        """Yield one :class:`EmbeddedInput` per path, in input order."""
+        items: queue.Queue = queue.Queue(maxsize=self.queue_size)
+        state = _RunState(paths)
+        worker = self._start_worker(paths, 0, items, state)
+        try:
+            yield from self._consume(paths, items, state, embed_images, worker)
+        finally:
+            state.stop_generation()
+
+    # ------------------------------------------------------------------ producer
+
+    def _start_worker(self, paths: Sequence[str], start: int, items: queue.Queue,
+                      state: _RunState) -> threading.Thread:
+        generation = state.new_generation()
+        worker = threading.Thread(target=self._produce, name=f"decode-{generation}", daemon=True,
+                                  args=(paths, start, items, state, generation))
+        worker.start()
+        return worker
+
+    def _produce(self, paths: Sequence[str], start: int, items: queue.Queue,
+                 state: _RunState, generation: int) -> None:
+        for position in range(start, len(paths)):
+            if state.generation != generation:
+                return
+            state.started(position)
+
+            def emit(batch: FrameBatch, position: int = position) -> bool:
+                return _put(items, _Chunk(generation, position, batch), state, generation)
+
+            result = decode_input(paths[position], self.open_decoder, self.sampling,
+                                  self.batch_size, emit)
+            if not _put(items, _End(generation, position, result), state, generation):
+                return
+
+    # ------------------------------------------------------------------ consumer
+
+    def _consume(self, paths, items, state, embed_images, worker) -> Iterator[EmbeddedInput]:
+        pending: dict[int, _Pending] = {}
+        next_out = 0
+        while next_out < len(paths):
+            try:
+                item = items.get(timeout=self.timeout_s)
+            except queue.Empty:
+                position = state.current
+                log.warning("decode of %s stalled for %.0f s; skipping it", paths[position], self.timeout_s)
+                pending[position] = _Pending(end=EmbeddedInput.failed(
+                    paths[position], DecodeTimeout(f"decoding stalled for {self.timeout_s:g} s (timeout)")))
+                worker = self._start_worker(paths, position + 1, items, state)
+                item = None
+            if item is not None and item.generation == state.generation:
+                self._accept(item, pending)
+            if self._should_flush(items, pending):
+                _embed_pending(pending, embed_images)
+            while next_out in pending and _is_done(pending[next_out]):
+                yield _finish(pending.pop(next_out))
+                next_out += 1
+
+    def _accept(self, item: _Chunk | _End, pending: dict[int, _Pending]) -> None:
+        slot = pending.setdefault(item.position, _Pending())
+        if isinstance(item, _Chunk):
+            slot.batches.append(item.batch)
+        else:
+            slot.end = item.result
+
+    def _should_flush(self, items: queue.Queue, pending: dict[int, _Pending]) -> bool:
+        waiting = sum(len(b) for slot in pending.values() for b in slot.batches)
+        if waiting >= self.batch_size:
+            return True
+        # An ended input waits only while more frames are already queued.
+        ended = any(slot.end is not None and slot.batches for slot in pending.values())
+        return ended and items.empty()
+
+
+class _RunState:
+    """Shared between the consumer and decode threads (simple attributes;
+    each is written by one side only)."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.generation = 0
+        self.current = 0
+        self.paths = paths
+
+    def new_generation(self) -> int:
+        self.generation += 1
+        return self.generation
+
+    def stop_generation(self) -> None:
+        self.generation += 1
+
+    def started(self, position: int) -> None:
+        self.current = position
+
+
+def _put(items: queue.Queue, item: object, state: _RunState, generation: int) -> bool:
+    """Blocking put that gives up when this worker has been superseded."""
+    while state.generation == generation:
+        try:
+            items.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _embed_pending(pending: dict[int, _Pending], embed_images: EmbedImages) -> None:
+    order = [(pos, b) for pos in sorted(pending) for b in pending[pos].batches]
+    by_shape: dict[tuple[int, ...], list[tuple[int, FrameBatch]]] = {}
+    for pos, batch in order:  # inputs of different sizes cannot share one array
+        by_shape.setdefault(batch.images.shape[1:], []).append((pos, batch))
+    for group in by_shape.values():
+        vectors = embed_images(np.concatenate([b.images for _, b in group]))
+        offset = 0
+        for pos, batch in group:
+            slot = pending[pos]
+            slot.embeddings.append(vectors[offset:offset + len(batch)])
+            slot.indices.append(batch.indices)
+            slot.times.append(batch.times_s)
+            offset += len(batch)
+    for slot in pending.values():
+        slot.batches.clear()
+
+
+def _is_done(slot: _Pending) -> bool:
+    return slot.end is not None and not slot.batches
+
+
+def _finish(slot: _Pending) -> EmbeddedInput:
+    assert slot.end is not None
+    if slot.end.error is not None:
+        return slot.end
+    return collect_chunks(slot.end, slot.indices, slot.times, slot.embeddings)
+
