@@ -1,0 +1,132 @@
+"""The per-video timeline image: label scores over time with their segments.
+
+Drawn on a bare :class:`matplotlib.figure.Figure` rendered by the Agg canvas,
+never through ``pyplot``: no global figure registry to leak over thousands of
+videos, no GUI backend switched on a user's interpreter, and safe to call
+from worker threads. matplotlib is imported only when a plot is drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.atomic import atomic_path
+from pipeline.types import LabelTrack, Segment, VideoResult
+
+# tab10 without its red, which is reserved for NSFW segments
+TAG_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b",
+               "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+NSFW_COLOUR = "#d62728"
+
+
+def write_timeline_png(result: VideoResult, out_dir: str | Path, *, title: str | None = None) -> Path:
+    """Write ``timeline.png``: one row for tag labels and, when the video has
+    NSFW tracks, a second row for them.
+
+    Each label gets a line (smoothed score), faint dots (raw score), a dashed
+    line at its threshold and shaded spans for its segments; NSFW segments
+    are hatched red. The x axis reads mm:ss (h:mm:ss past an hour).
+
+    Returns:
+        the path written.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    tags = [t for t in result.tracks if t.kind != "nsfw"]
+    nsfw = [t for t in result.tracks if t.kind == "nsfw"]
+    rows = 2 if nsfw else 1
+    fig = Figure(figsize=(12, 2.2 + 2.3 * rows), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+    times = np.asarray(result.times_s, dtype=np.float64)
+    end = _x_end(result, times)
+    _draw_row(axes[0], tags, result.segments, times, TAG_COLOURS, "tags")
+    if nsfw:
+        _draw_row(axes[1], nsfw, result.segments, times, TAG_COLOURS, "NSFW")
+    _format_time_axis(axes[-1], end)
+    axes[-1].set_xlabel("time")
+    if len(times) == 0:
+        axes[0].text(0.5, 0.5, "no frames scored", transform=axes[0].transAxes,
+                     ha="center", va="center", color="0.4")
+    fig.suptitle(title if title is not None else _default_title(result), fontsize=11)
+    path = Path(out_dir) / "timeline.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    return path
+
+
+def _draw_row(ax, tracks: Sequence[LabelTrack], segments: Sequence[Segment], times: np.ndarray,
+              colours: Sequence[str], name: str) -> None:
+    one = len(times) == 1
+    for i, track in enumerate(tracks):
+        colour = colours[i % len(colours)]
+        ax.plot(times, track.smoothed, color=colour, lw=1.5, label=track.name,
+                marker="o" if one else None)
+        ax.plot(times, track.raw, ".", color=colour, alpha=0.25, ms=3)
+        ax.axhline(track.threshold, color=colour, ls="--", lw=0.8, alpha=0.8)
+        for seg in (s for s in segments if s.label == track.name):
+            if seg.kind == "nsfw":
+                ax.axvspan(seg.start_s, seg.end_s, facecolor=NSFW_COLOUR, alpha=0.15,
+                           hatch="//", edgecolor=NSFW_COLOUR, lw=0)
+            else:
+                ax.axvspan(seg.start_s, seg.end_s, color=colour, alpha=0.12, lw=0)
+    ax.set_ylabel(f"{name} score")
+    ax.set_ylim(*_y_limits(tracks))
+    ax.grid(True, alpha=0.3)
+    if tracks:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
+                  ncol=1 + len(tracks) // 16)
+
+
+def _y_limits(tracks: Sequence[LabelTrack]) -> tuple[float, float]:
+    values = [np.asarray(v, np.float64) for t in tracks for v in (t.raw, t.smoothed)]
+    values = [v[np.isfinite(v)] for v in values if len(v)]
+    lo = min([0.0, *(float(v.min()) for v in values if len(v))])
+    hi = max([1.0, *(float(v.max()) for v in values if len(v))])
+    pad = 0.03 * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def _x_end(result: VideoResult, times: np.ndarray) -> float:
+    candidates = [1.0]
+    if result.info is not None and result.info.duration_s:
+        candidates.append(float(result.info.duration_s))
+    if len(times):
+        step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+        candidates.append(float(times[-1]) + max(step, 0.0) / 2)
+    candidates.extend(seg.end_s for seg in result.segments)
+    return max(candidates)
+
+
+def _format_time_axis(ax, end: float) -> None:
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+
+    ax.set_xlim(0.0, end)
+    ax.xaxis.set_major_locator(MultipleLocator(tick_step(end)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_clock(x, end >= 3600)))
+
+
+def tick_step(end: float, max_ticks: int = 12) -> float:
+    """A clock-friendly tick spacing in seconds (1 s, 5 s, 1 min, 15 min, ...)."""
+    for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600):
+        if end / step <= max_ticks:
+            return float(step)
+    return float(3600 * np.ceil(end / 3600 / max_ticks))
+
+
+def format_clock(seconds: float, hours: bool = False) -> str:
+    """``75.0`` → ``"01:15"``; with ``hours``, ``3725.0`` → ``"1:02:05"``."""
+    total = int(round(max(seconds, 0.0)))
+    h, rem = divmod(total, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if hours else f"{m + 60 * h:02d}:{s:02d}"
+
+
+def _default_title(result: VideoResult) -> str:
+    tags = ", ".join(result.tags) if result.tags else "no tags"
+    verdict = f" · NSFW: {result.nsfw_verdict}" if result.nsfw_verdict != "n/a" else ""
+    return f"{result.name or result.input_path} · {tags}{verdict}"

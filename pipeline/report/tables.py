@@ -1,0 +1,191 @@
+"""Tabular outputs: per-frame scores, segments, the per-video summary, the run
+index and the still-image table. Every file is written atomically."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.atomic import atomic_path, atomic_write_text
+from pipeline.types import Segment, VideoResult
+
+SEGMENT_COLUMNS = ["label", "kind", "start_s", "end_s", "duration_s", "peak", "mean"]
+INDEX_COLUMNS = ["name", "input", "status", "error", "duration_s", "frames_scored", "tags", "nsfw_verdict"]
+VIDEO_FIELDS = ["container", "codec", "width", "height", "duration_s", "avg_fps", "frame_count",
+                "rotation", "start_time_s", "pix_fmt"]
+TIME_DECIMALS = 3
+SCORE_DECIMALS = 6
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def frames_table(result: VideoResult) -> pd.DataFrame:
+    """One row per scored frame: ``frame_index``, ``time_s``, then per track
+    (in order) ``score:<label>`` (raw) and ``smoothed:<label>``.
+
+    Times are rounded to milliseconds, scores to 6 decimals.
+    """
+    columns: dict[str, Any] = {
+        "frame_index": np.asarray(result.frame_indices, dtype=np.int64),
+        "time_s": np.round(np.asarray(result.times_s, dtype=np.float64), TIME_DECIMALS),
+    }
+    for track in result.tracks:
+        columns[f"score:{track.name}"] = np.round(np.asarray(track.raw, np.float64), SCORE_DECIMALS)
+        columns[f"smoothed:{track.name}"] = np.round(np.asarray(track.smoothed, np.float64), SCORE_DECIMALS)
+    return pd.DataFrame(columns)
+
+
+def segments_table(segments: Sequence[Segment]) -> pd.DataFrame:
+    """One row per segment, columns ``label, kind, start_s, end_s,
+    duration_s, peak, mean``."""
+    return pd.DataFrame([_segment_dict(seg) for seg in segments], columns=SEGMENT_COLUMNS)
+
+
+def _segment_dict(seg: Segment) -> dict[str, Any]:
+    return {"label": seg.label, "kind": seg.kind,
+            "start_s": round(seg.start_s, TIME_DECIMALS), "end_s": round(seg.end_s, TIME_DECIMALS),
+            "duration_s": round(seg.duration_s, TIME_DECIMALS),
+            "peak": round(seg.peak, SCORE_DECIMALS), "mean": round(seg.mean, SCORE_DECIMALS)}
+
+
+def write_frames_csv(result: VideoResult, out_dir: str | Path) -> Path:
+    """Write ``frames.csv`` (see :func:`frames_table`). Returns its path."""
+    return _write_csv(frames_table(result), Path(out_dir) / "frames.csv")
+
+
+def write_segments_csv(result: VideoResult, out_dir: str | Path) -> Path:
+    """Write ``segments.csv`` (see :func:`segments_table`). Returns its path."""
+    return _write_csv(segments_table(result.segments), Path(out_dir) / "segments.csv")
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def summary_dict(result: VideoResult, config_summary: dict | None = None) -> dict[str, Any]:
+    """Everything known about one input, as strict-JSON-ready data.
+
+    NaN and infinities become ``None``; numpy values become Python values.
+    ``config_summary``, when given, is stored under ``"config"``.
+    """
+    info = result.info
+    summary: dict[str, Any] = {
+        "input": result.input_path,
+        "name": result.name,
+        "status": result.status,
+        "error": result.error,
+        "video": {k: getattr(info, k) for k in VIDEO_FIELDS} if info is not None else None,
+        "sampling": _sampling_dict(result),
+        "decode": dataclasses.asdict(result.decode) if result.decode is not None else None,
+        "frames_scored": len(result.frame_indices),
+        "model": {"id": result.model_id, "revision": result.model_revision,
+                  "precision": result.precision},
+        "config_hash": result.config_hash,
+        "segments": [_segment_dict(seg) for seg in result.segments],
+        "totals": {tot.label: {"kind": tot.kind, "seconds_present": round(tot.seconds_present, 3),
+                               "fraction": round(tot.fraction, 6),
+                               "frames_over_threshold": tot.frames_over_threshold,
+                               "max_score": round(tot.max_score, 6)}
+                   for tot in result.totals},
+        "tags": list(result.tags),
+        "nsfw_verdict": result.nsfw_verdict,
+        "wall_time_s": result.wall_time_s,
+        "scenetag_version": scenetag_version(),
+    }
+    if config_summary is not None:
+        summary["config"] = config_summary
+    return _json_safe(summary)
+
+
+def _sampling_dict(result: VideoResult) -> dict[str, Any] | None:
+    s = result.sampling
+    if s is None:
+        return None
+    return {"rule": s.describe(), "interval_s": s.interval_s, "every_n_frames": s.every_n_frames,
+            "every_seconds": s.every_seconds, "target_fps": s.target_fps, "max_frames": s.max_frames}
+
+
+def write_summary_json(result: VideoResult, out_dir: str | Path, extra: dict | None = None) -> Path:
+    """Write ``summary.json`` (see :func:`summary_dict`); ``extra`` keys are
+    added at the top level. Returns its path."""
+    summary = summary_dict(result)
+    if extra:
+        summary.update(_json_safe(extra))
+    text = json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return atomic_write_text(Path(out_dir) / "summary.json", text)
+
+
+def scenetag_version() -> str:
+    """The installed scenetag version, or ``"0+unknown"`` when not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("scenetag")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON types only: NaN/inf → None, numpy → Python, tuples → lists."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# --------------------------------------------------------------------------- run-level tables
+
+
+def write_index_csv(results: Sequence[VideoResult], out_dir: str | Path) -> Path:
+    """Write ``index.csv``: one row per input, failures included, with columns
+    ``name, input, status, error, duration_s, frames_scored, tags,
+    nsfw_verdict`` (tags joined with ``"; "``). Returns its path."""
+    rows = [{"name": r.name, "input": r.input_path, "status": r.status, "error": r.error,
+             "duration_s": r.info.duration_s if r.info is not None else None,
+             "frames_scored": len(r.frame_indices), "tags": "; ".join(r.tags),
+             "nsfw_verdict": r.nsfw_verdict}
+            for r in results]
+    return _write_csv(pd.DataFrame(rows, columns=INDEX_COLUMNS), Path(out_dir) / "index.csv")
+
+
+def write_images_csv(rows: Sequence[tuple[str, dict[str, float]]], out_dir: str | Path) -> Path:
+    """Write ``images.csv``: per still image ``input, top_label, top_score``,
+    one column per label with its softmax confidence, and ``summary`` such as
+    ``"parking lot: 0.9987, park: 0.0013"`` (most confident first, 4 decimals).
+
+    Label columns follow the labels' first appearance. Returns its path.
+    """
+    labels = list(dict.fromkeys(label for _, conf in rows for label in conf))
+    columns = ["input", "top_label", "top_score", *labels, "summary"]
+    data = [_image_row(path, conf, labels) for path, conf in rows]
+    # built from lists so a label named like a fixed column cannot overwrite it
+    return _write_csv(pd.DataFrame(data, columns=columns), Path(out_dir) / "images.csv")
+
+
+def _image_row(path: str, conf: dict[str, float], labels: list[str]) -> list[Any]:
+    ranked = sorted(conf.items(), key=lambda kv: -kv[1])
+    top_label, top_score = ranked[0] if ranked else (None, None)
+    summary = ", ".join(f"{label}: {score:.4f}" for label, score in ranked)
+    cells = [round(float(conf[lab]), SCORE_DECIMALS) if lab in conf else None for lab in labels]
+    top = round(float(top_score), SCORE_DECIMALS) if top_score is not None else None
+    return [path, top_label, top, *cells, summary]

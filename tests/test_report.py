@@ -1,0 +1,300 @@
+"""pipeline.report and pipeline.atomic: file formats, strict JSON, the
+timeline image, and atomic writes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import atomic, report
+from pipeline.report import plot, tables
+from pipeline.types import (
+    DecodeStats,
+    LabelTotals,
+    LabelTrack,
+    Sampling,
+    Segment,
+    VideoInfo,
+    VideoResult,
+)
+
+COMMA_LABEL = "cats, indoors"
+
+
+def make_result(n: int = 40, *, nsfw: bool = True, duration: float = 20.0, name: str = "clip") -> VideoResult:
+    times = np.arange(n) * 0.5 + 0.25
+    rng = np.random.default_rng(1)
+    cat = np.clip(np.where((times > 4) & (times < 12), 0.85, 0.1) + rng.normal(0, 0.03, n), 0, 1)
+    beach = np.clip(np.where(times > 15, 0.7, 0.05) + rng.normal(0, 0.03, n), 0, 1)
+    tracks = [LabelTrack(COMMA_LABEL, "tag", cat, cat * 0.99, 0.5, 0.4),
+              LabelTrack("beach", "tag", beach, beach, 0.5, 0.4)]
+    segments = [Segment(COMMA_LABEL, "tag", 4.0, 12.0, 0.9, 0.8123456789),
+                Segment("beach", "tag", 15.0, duration, 0.75, 0.7)]
+    totals = [LabelTotals(COMMA_LABEL, "tag", 8.0, 0.4, 16, 0.9),
+              LabelTotals("beach", "tag", 5.0, float("nan"), 10, 0.75)]
+    if nsfw:
+        gore = np.where((times > 7) & (times < 9), 0.9, 0.05)
+        tracks.append(LabelTrack("gore", "nsfw", gore, gore, 0.7, 0.6))
+        segments.append(Segment("gore", "nsfw", 7.0, 9.0, 0.9, 0.9))
+        totals.append(LabelTotals("gore", "nsfw", 2.0, 0.1, 4, 0.9))
+    info = VideoInfo(path=f"/in/{name}.mp4", container="mov,mp4", codec="h264", width=96, height=64,
+                     duration_s=duration, avg_fps=10.0, frame_count=int(duration * 10), pix_fmt="yuv420p")
+    return VideoResult(input_path=f"/in/{name}.mp4", name=name, info=info,
+                       sampling=Sampling(every_seconds=0.5),
+                       frame_indices=np.arange(n) * 5 + 2, times_s=times, tracks=tracks,
+                       segments=segments, totals=totals, tags=[COMMA_LABEL, "beach"],
+                       nsfw_verdict="unsafe" if nsfw else "n/a", model_id="tiny/clip",
+                       model_revision=None, precision="fp32", config_hash="abc123",
+                       wall_time_s=1.5, decode=DecodeStats(frames_decoded=200, frames_sampled=n))
+
+
+def error_result() -> VideoResult:
+    return VideoResult(input_path="/in/broken.mp4", name="broken", status="error",
+                       error="cannot open /in/broken.mp4: invalid data")
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.reader(fh))
+
+
+def strict_json(text: str) -> dict:
+    def refuse(name):
+        raise ValueError(f"non-strict JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def no_temp_files(folder: Path) -> bool:
+    return not [p for p in folder.rglob("*") if ".tmp-" in p.name]
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def test_frames_csv(tmp_path):
+    result = make_result()
+    path = tables.write_frames_csv(result, tmp_path / "new" / "dir")
+    rows = read_csv(path)
+    assert rows[0] == ["frame_index", "time_s", f"score:{COMMA_LABEL}", f"smoothed:{COMMA_LABEL}",
+                       "score:beach", "smoothed:beach", "score:gore", "smoothed:gore"]
+    assert len(rows) == 1 + len(result.times_s)
+    assert rows[1][:2] == ["2", "0.25"]
+    for row in rows[1:]:
+        assert len(row[1].split(".")[-1]) <= 3
+        assert all(len(cell.split(".")[-1]) <= 6 for cell in row[2:])
+    assert float(rows[5][2]) == pytest.approx(result.tracks[0].raw[4], abs=1e-6)
+
+
+def test_segments_csv(tmp_path):
+    rows = read_csv(tables.write_segments_csv(make_result(), tmp_path))
+    assert rows[0] == ["label", "kind", "start_s", "end_s", "duration_s", "peak", "mean"]
+    assert rows[1] == [COMMA_LABEL, "tag", "4.0", "12.0", "8.0", "0.9", "0.812346"]
+    assert [r[1] for r in rows[1:]] == ["tag", "tag", "nsfw"]
+
+
+def test_segments_csv_without_segments_has_the_header(tmp_path):
+    rows = read_csv(tables.write_segments_csv(VideoResult(input_path="x", name="x"), tmp_path))
+    assert rows == [["label", "kind", "start_s", "end_s", "duration_s", "peak", "mean"]]
+
+
+def test_index_csv_has_one_row_per_result_including_errors(tmp_path):
+    results = [make_result(name="a"), error_result(), make_result(nsfw=False, name="b")]
+    rows = read_csv(tables.write_index_csv(results, tmp_path))
+    assert rows[0] == ["name", "input", "status", "error", "duration_s", "frames_scored", "tags",
+                       "nsfw_verdict"]
+    assert len(rows) == 4
+    assert rows[1] == ["a", "/in/a.mp4", "ok", "", "20.0", "40", f"{COMMA_LABEL}; beach", "unsafe"]
+    assert rows[2] == ["broken", "/in/broken.mp4", "error", "cannot open /in/broken.mp4: invalid data",
+                       "", "0", "", "n/a"]
+    assert rows[3][-1] == "n/a"
+
+
+def test_images_csv(tmp_path):
+    rows = [("/in/lot.jpg", {"park": 0.0013, "parking lot": 0.9987}),
+            ("/in/park.png", {"park": 0.75, "parking lot": 0.25})]
+    out = read_csv(tables.write_images_csv(rows, tmp_path))
+    assert out[0] == ["input", "top_label", "top_score", "park", "parking lot", "summary"]
+    assert out[1] == ["/in/lot.jpg", "parking lot", "0.9987", "0.0013", "0.9987",
+                      "parking lot: 0.9987, park: 0.0013"]
+    assert out[2][-1] == "park: 0.7500, parking lot: 0.2500"
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+SUMMARY_KEYS = {"input", "name", "status", "error", "video", "sampling", "decode", "frames_scored",
+                "model", "config_hash", "segments", "totals", "tags", "nsfw_verdict", "wall_time_s",
+                "scenetag_version"}
+
+
+def test_summary_json_is_strict_and_complete(tmp_path):
+    path = tables.write_summary_json(make_result(), tmp_path, extra={"note": float("inf")})
+    summary = strict_json(path.read_text(encoding="utf-8"))
+    assert summary.keys() >= SUMMARY_KEYS
+    assert summary["note"] is None
+    assert summary["video"]["codec"] == "h264" and summary["video"]["rotation"] == 0
+    assert set(summary["video"]) == set(tables.VIDEO_FIELDS)
+    assert summary["sampling"]["rule"] == "every 0.5 s" and summary["sampling"]["interval_s"] == 0.5
+    assert summary["decode"]["frames_decoded"] == 200
+    assert summary["frames_scored"] == 40
+    assert summary["model"] == {"id": "tiny/clip", "revision": None, "precision": "fp32"}
+    assert summary["totals"]["beach"]["fraction"] is None  # NaN → null
+    assert summary["totals"][COMMA_LABEL] == {"kind": "tag", "seconds_present": 8.0, "fraction": 0.4,
+                                              "frames_over_threshold": 16, "max_score": 0.9}
+    assert summary["segments"][2] == {"label": "gore", "kind": "nsfw", "start_s": 7.0, "end_s": 9.0,
+                                      "duration_s": 2.0, "peak": 0.9, "mean": 0.9}
+    assert summary["nsfw_verdict"] == "unsafe"
+    assert isinstance(summary["scenetag_version"], str) and summary["scenetag_version"]
+
+
+def test_summary_of_an_error(tmp_path):
+    summary = strict_json(tables.write_summary_json(error_result(), tmp_path).read_text("utf-8"))
+    assert summary.keys() >= SUMMARY_KEYS
+    assert summary["status"] == "error" and summary["error"].startswith("cannot open")
+    assert summary["video"] is None and summary["decode"] is None and summary["segments"] == []
+
+
+def test_summary_dict_keeps_config_summary():
+    assert tables.summary_dict(make_result(), {"threshold": 0.5})["config"] == {"threshold": 0.5}
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def png_stats(path: Path) -> tuple[tuple[int, int], float]:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.verify()
+    with Image.open(path) as img:
+        grey = np.asarray(img.convert("L"), dtype=np.float64)
+    return (grey.shape[1], grey.shape[0]), float(grey.var())
+
+
+@pytest.mark.parametrize("n,nsfw", [(40, True), (40, False), (1, False), (0, True)])
+def test_timeline_png(tmp_path, n, nsfw):
+    result = make_result(n=n, nsfw=nsfw)
+    if n < 40:
+        result.segments, result.totals, result.tags = [], [], []
+    path = plot.write_timeline_png(result, tmp_path)
+    assert path == tmp_path / "timeline.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (width, height), variance = png_stats(path)
+    assert width > 600 and height > 200
+    assert variance > 100.0  # lines, text and shading, not a blank canvas
+    assert no_temp_files(tmp_path)
+
+
+def test_timeline_nsfw_row_makes_a_taller_image(tmp_path):
+    plain = plot.write_timeline_png(make_result(nsfw=False), tmp_path / "plain")
+    both = plot.write_timeline_png(make_result(nsfw=True), tmp_path / "both")
+    assert png_stats(both)[0][1] > png_stats(plain)[0][1]
+
+
+def test_clock_format():
+    assert plot.format_clock(75.4) == "01:15"
+    assert plot.format_clock(3725.0) == "62:05"
+    assert plot.format_clock(3725.0, hours=True) == "1:02:05"
+    ends = (0.5, 20.0, 4000.0, 200000.0, 10**6)
+    assert [plot.tick_step(e) for e in ends] == [1.0, 2.0, 600.0, 21600.0, 86400.0]
+
+
+def test_importing_report_loads_neither_pandas_nor_matplotlib():
+    code = ("import sys, pipeline.report; "
+            "print(sorted(m for m in ('pandas', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent.parent)
+    assert out.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- write_video_outputs
+
+
+def test_write_video_outputs_writes_summary_last(tmp_path, monkeypatch):
+    order: list[str] = []
+    real_replace = os.replace
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (order.append(Path(b).name), real_replace(a, b)))
+    written = report.write_video_outputs(make_result(), tmp_path / "clip", formats=["json", "plot", "csv"])
+    assert sorted(p.name for p in written) == ["frames.csv", "segments.csv", "summary.json", "timeline.png"]
+    assert order[-1] == "summary.json"
+    assert sorted(p.name for p in (tmp_path / "clip").iterdir()) == sorted(order)
+
+
+def test_write_video_outputs_for_an_error_writes_only_the_summary(tmp_path):
+    written = report.write_video_outputs(error_result(), tmp_path / "broken")
+    assert [p.name for p in written] == ["summary.json"]
+
+
+def test_unavailable_formats_are_skipped_with_a_warning(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        written = report.write_video_outputs(make_result(), tmp_path, formats=("json", "edl"))
+    assert [p.name for p in written] == ["summary.json"]
+    assert "edl" in caplog.text
+
+
+def test_write_run_outputs(tmp_path):
+    (path,) = report.write_run_outputs([make_result(), error_result()], tmp_path / "run")
+    assert path.name == "index.csv" and len(read_csv(path)) == 3
+    assert report.write_images_csv([("/a.jpg", {"x": 1.0})], tmp_path / "run").name == "images.csv"
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def test_atomic_write_replaces_and_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "sub" / "out.txt"
+    atomic.atomic_write_text(target, "first\n")
+    atomic.atomic_write_text(target, "second ✓\n")
+    assert target.read_text(encoding="utf-8") == "second ✓\n"
+    atomic.atomic_write_bytes(target, b"\x00\x01")
+    assert target.read_bytes() == b"\x00\x01"
+    assert no_temp_files(tmp_path)
+
+
+def test_atomic_path_failure_mid_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("old\n")
+    seen = []
+    with pytest.raises(RuntimeError, match="disk on fire"), atomic.atomic_path(target) as tmp:
+        seen.append(tmp)
+        assert tmp.parent == tmp_path and tmp.name.startswith(".out.csv.tmp-")
+        tmp.write_text("half a ro")
+        raise RuntimeError("disk on fire")
+    assert target.read_text() == "old\n"
+    assert not seen[0].exists() and no_temp_files(tmp_path)
+
+
+def test_failed_write_never_leaves_a_partial_target(tmp_path, monkeypatch):
+    import pandas as pd
+
+    def broken_to_csv(self, path, **kwargs):
+        Path(path).write_text("name,input\npartial")
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", broken_to_csv)
+    with pytest.raises(OSError, match="no space"):
+        tables.write_index_csv([make_result()], tmp_path)
+    assert not (tmp_path / "index.csv").exists()
+    assert no_temp_files(tmp_path)
+
+
+def test_failed_plot_leaves_no_partial_png(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    def broken_savefig(self, fname, **kwargs):
+        Path(fname).write_bytes(b"\x89PNG partial")
+        raise RuntimeError("renderer crashed")
+
+    monkeypatch.setattr(Figure, "savefig", broken_savefig)
+    with pytest.raises(RuntimeError, match="renderer"):
+        plot.write_timeline_png(make_result(), tmp_path)
+    assert list(tmp_path.iterdir()) == []
