@@ -1,0 +1,168 @@
+"""Semantic search over stored frame embeddings: a text or image query →
+the closest frames, as a table, ``search.csv`` and a contact sheet
+``search.png``.
+
+The query is embedded with the model the store was built with (or a model
+of the same dimension given explicitly). Nothing is decoded except the few
+thumbnails of the results.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.atomic import atomic_path
+from pipeline.store import EmbeddingStore, StoredVideo
+from pipeline.types import PipelineError, StoreError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    rank: int
+    input_path: str
+    time_s: float
+    frame_index: int
+    score: float  # cosine similarity, -1..1
+
+
+def search(store: EmbeddingStore, query: np.ndarray, *, top_k: int = 10,
+           video: str | None = None) -> list[Hit]:
+    """The ``top_k`` stored frames most similar to the query vector.
+
+    Args:
+        query: an L2-normalised embedding of the store's dimension.
+        video: keep only inputs whose path, file name or stem is ``video``.
+
+    Raises:
+        StoreError: no input matches ``video``, or the store cannot be read.
+    """
+    keys = None
+    if video is not None:
+        keys = [v.key for v in store.videos() if matches(v, video)]
+        if not keys:
+            raise StoreError(f"no stored input matches --video {video!r}")
+    store.ensure_index(refresh=False)  # built once, by whoever first needs it
+    rows, scores = store.nearest(query, top_k, keys)
+    return [Hit(rank=i + 1, input_path=str(rows.input_path[i]), time_s=float(rows.time_s[i]),
+                frame_index=int(rows.frame_index[i]), score=float(scores[i]))
+            for i in range(len(rows))]
+
+
+def matches(video: StoredVideo, name: str) -> bool:
+    """True when ``name`` is the input's path, file name or file stem."""
+    path = Path(video.input_path)
+    return name in (video.input_path, path.name, path.stem) or \
+        os.path.abspath(name) == os.path.abspath(video.input_path)
+
+
+def embed_query(embedder, text: str | None = None, image: str | os.PathLike | None = None) -> np.ndarray:
+    """Embed a text or an image file (read and resized as ``run`` reads images)."""
+    if (text is None) == (image is None):
+        raise PipelineError("give a text query or --image, not both")
+    if text is not None:
+        return embedder.embed_texts([text])[0]
+    from pipeline.decode import open_decoder
+    from pipeline.types import Sampling
+
+    with open_decoder(str(image), short_side=embedder.input_size) as decoder:
+        frame = next(iter(decoder.frames(Sampling())))
+    return embedder.embed_images(np.array(frame.image[None]))[0]  # a writable copy for torch
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def format_table(hits: list[Hit]) -> str:
+    """The results as an aligned text table."""
+    if not hits:
+        return "no results"
+    from pipeline.report.plot import format_clock
+
+    rows = [("rank", "input", "time", "score")] + [
+        (str(h.rank), h.input_path, format_clock(h.time_s), f"{h.score:.4f}") for h in hits]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) if i == 1 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows)
+
+
+def write_csv(hits: list[Hit], out_dir: str | Path) -> Path:
+    """Write ``search.csv``: rank, input, time_s, frame_index, score."""
+    import csv
+
+    path = Path(out_dir) / "search.csv"
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["rank", "input", "time_s", "frame_index", "score"])
+        for h in hits:
+            writer.writerow([h.rank, h.input_path, f"{h.time_s:.3f}", h.frame_index, f"{h.score:.6f}"])
+    return path
+
+
+def write_contact_sheet(hits: list[Hit], out_dir: str | Path, *, title: str = "",
+                        columns: int = 5, thumb: int = 224) -> Path:
+    """Write ``search.png``: a grid of result thumbnails re-read from the
+    inputs at their timestamps, each captioned ``file  mm:ss  score``. An
+    input that can no longer be read gets a grey tile saying so."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from pipeline.report.plot import format_clock
+
+    images = _thumbnails(hits, thumb)
+    cols = max(1, min(columns, len(hits)))
+    rows = max(1, -(-len(hits) // cols))
+    fig = Figure(figsize=(2.6 * cols, 2.4 * rows + 0.4), dpi=100)
+    FigureCanvasAgg(fig)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    for i in range(rows * cols):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.set_axis_off()
+        if i >= len(hits):
+            continue
+        hit = hits[i]
+        image = images[i]
+        if image is None:
+            ax.imshow(np.full((9, 16, 3), 200, np.uint8))
+            ax.text(0.5, 0.5, "unreadable", ha="center", va="center", transform=ax.transAxes)
+        else:
+            ax.imshow(image)
+        ax.set_title(f"{_short(Path(hit.input_path).name)}  {format_clock(hit.time_s)}  "
+                     f"{hit.score:.3f}", fontsize=8)
+    fig.tight_layout()
+    path = Path(out_dir) / "search.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def _thumbnails(hits: list[Hit], size: int) -> list[np.ndarray | None]:
+    """One frame per hit, reading each input once for all its times."""
+    from pipeline.decode import read_frames_at
+
+    out: list[np.ndarray | None] = [None] * len(hits)
+    by_path: dict[str, list[int]] = {}
+    for i, hit in enumerate(hits):
+        by_path.setdefault(hit.input_path, []).append(i)
+    for path, positions in by_path.items():
+        try:
+            frames = read_frames_at(path, [hits[i].time_s for i in positions], short_side=size)
+        except Exception as ex:  # a moved or damaged file costs its tiles, not the sheet
+            log.warning("cannot read thumbnails from %s: %s", path, " ".join(str(ex).split()))
+            continue
+        for i, frame in zip(positions, frames, strict=False):  # a short read leaves tiles blank
+            out[i] = frame.image
+    return out
+
+
+def _short(name: str, limit: int = 24) -> str:
+    return name if len(name) <= limit else name[:limit - 1] + "…"

@@ -1,0 +1,114 @@
+"""Clustering stored frames: two different clips form two clusters, an odd
+frame is flagged; outputs and CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.cluster import cluster
+from pipeline.config import parse_config
+from pipeline.run import RunOptions, run_job
+
+pytest.importorskip("lancedb")
+pytest.importorskip("sklearn")
+runner = CliRunner()
+ODD_AT = 5  # frame index of the injected odd frame in red.mp4
+
+
+def _scene(colour: tuple[int, int, int], i: int) -> np.ndarray:
+    """A flat colour with a square in the opposite colour sliding along."""
+    img = np.zeros((48, 64, 3), np.uint8)
+    img[:] = colour
+    x = (i * 4) % 48
+    img[12:28, x:x + 16] = 255 - np.array(colour)
+    return img
+
+
+def _write_clip(path: Path, images: list[np.ndarray]) -> str:
+    import av
+    from media import _encode_all, _open_video_out
+
+    container, stream = _open_video_out(path, "libx264", 10, (64, 48), "yuv420p", None)
+    _encode_all(container, stream, (av.VideoFrame.from_ndarray(im, format="rgb24") for im in images))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory, tiny_model_dir, tiny_embedder):
+    folder = tmp_path_factory.mktemp("cluster")
+    noise = np.random.default_rng(0).integers(0, 256, (48, 64, 3)).astype(np.uint8)
+    red = [_scene((200, 30, 30), i) for i in range(12)]
+    red[ODD_AT] = noise
+    blue = [_scene((30, 30, 200), i) for i in range(12)]
+    clips = [_write_clip(folder / "red.mp4", red), _write_clip(folder / "blue.mp4", blue)]
+    config = parse_config({"model": {"id": str(tiny_model_dir), "device": "cpu", "precision": "fp32"},
+                           "sampling": {"every_n_frames": 1}, "decoder": {"strategy": "exact"},
+                           "labels": [{"name": "red"}, {"name": "blue"}]})
+    run = run_job(clips, config, folder / "out", RunOptions(progress=False), embedder=tiny_embedder)
+    assert run.exit_code == 0
+    return folder / "out" / "store"
+
+
+def test_cli_kmeans_separates_clips_and_flags_odd_frame(store_dir, tmp_path):
+    result = runner.invoke(app, ["cluster", "--store", str(store_dir), "--k", "2", "--outliers", "1",
+                                 "-o", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "clusters.csv")
+    assert list(table.columns) == ["input", "time_s", "frame_index", "cluster", "distance", "is_outlier"]
+    assert len(table) == 24
+    red = table[table["input"].str.endswith("red.mp4")]
+    blue = table[table["input"].str.endswith("blue.mp4")]
+    red_normal = red[red["frame_index"] != ODD_AT]
+    assert red_normal["cluster"].nunique() == 1 and blue["cluster"].nunique() == 1
+    assert red_normal["cluster"].iloc[0] != blue["cluster"].iloc[0]
+    outliers = pd.read_csv(tmp_path / "outliers.csv")
+    assert len(outliers) == 1 and outliers["frame_index"][0] == ODD_AT
+    assert outliers["input"][0].endswith("red.mp4")
+    assert table["is_outlier"].sum() == 1
+    assert (tmp_path / "clusters.png").stat().st_size > 1000
+
+
+def test_auto_k_and_video_filter(store_dir, tmp_path):
+    result = runner.invoke(app, ["cluster", "--store", str(store_dir), "--video", "blue",
+                                 "-o", str(tmp_path), "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "clusters.csv")
+    assert len(table) == 12 and table["input"].str.endswith("blue.mp4").all()
+
+
+def test_cli_dbscan_marks_noise(store_dir, tmp_path):
+    result = runner.invoke(app, ["cluster", "--store", str(store_dir), "--dbscan", "--eps", "0.05",
+                                 "-o", str(tmp_path), "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "clusters.csv")
+    odd = table[(table["frame_index"] == ODD_AT) & table["input"].str.endswith("red.mp4")]
+    assert odd["cluster"].iloc[0] == -1 and bool(odd["is_outlier"].iloc[0])
+    assert (pd.read_csv(tmp_path / "outliers.csv")["cluster"] == -1).all()
+
+
+def test_cluster_on_synthetic_blobs():
+    rng = np.random.default_rng(3)
+    centres = np.eye(8)[:3]
+    x = np.concatenate([c + 0.05 * rng.normal(size=(30, 8)) for c in centres])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    result = cluster(x)
+    assert result.k == 3
+    assert all(len(set(result.labels[i * 30:(i + 1) * 30])) == 1 for i in range(3))
+    assert result.is_outlier.sum() == 10
+    again = cluster(x)
+    np.testing.assert_array_equal(result.labels, again.labels)
+
+
+def test_cluster_errors_are_one_line(store_dir, tmp_path):
+    result = runner.invoke(app, ["cluster", "--store", str(store_dir), "--k", "2", "--dbscan"],
+                           catch_exceptions=False)
+    assert result.exit_code == 2 and "not both" in result.stderr
+    result = runner.invoke(app, ["cluster", "--store", str(store_dir), "--k", "999"],
+                           catch_exceptions=False)
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1

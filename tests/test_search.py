@@ -1,0 +1,145 @@
+"""Semantic search over the store: the queried frame ranks first; CLI writes
+search.csv and the contact sheet; clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import parse_config
+from pipeline.run import RunOptions, run_job
+from pipeline.search import format_table, search
+from pipeline.store import EmbeddingStore
+
+pytest.importorskip("lancedb")
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, tiny_model_dir, tiny_embedder):
+    """Two clips whose frames all differ (index bit patterns), stored at 0.5 s."""
+    from media import make_clip
+
+    folder = tmp_path_factory.mktemp("search")
+    clips = [make_clip(folder / "alpha.mp4", seconds=4, fps=10, size=(64, 48)),
+             make_clip(folder / "beta.mp4", seconds=2, fps=10, size=(64, 48), pattern="solid")]
+    config = parse_config({"model": {"id": str(tiny_model_dir), "device": "cpu", "precision": "fp32"},
+                           "sampling": {"every_seconds": 0.5}, "decoder": {"strategy": "exact"},
+                           "labels": [{"name": "cat"}, {"name": "dog"}]})
+    run = run_job(clips, config, folder / "out", RunOptions(progress=False), embedder=tiny_embedder)
+    assert run.exit_code == 0
+    return folder, folder / "out" / "store", clips
+
+
+def _query_image(folder: Path, clip: str, time_s: float, size: int) -> Path:
+    from PIL import Image
+
+    from pipeline.decode import read_frames_at
+
+    [frame] = read_frames_at(clip, [time_s], short_side=size)
+    path = folder / f"query-{time_s}.png"
+    Image.fromarray(frame.image).save(path)
+    return path
+
+
+def test_image_query_finds_its_frame_first(indexed, tiny_embedder):
+    from pipeline.search import embed_query
+
+    folder, store_dir, clips = indexed
+    store = EmbeddingStore.open(store_dir)
+    for t in (0.0, 1.5, 3.0):
+        query = embed_query(tiny_embedder, image=_query_image(folder, clips[0], t,
+                                                              tiny_embedder.input_size))
+        hits = search(store, query, top_k=3)
+        assert hits[0].input_path == clips[0] and hits[0].time_s == pytest.approx(t)
+        assert hits[0].score > 0.999 and hits[0].score >= hits[1].score
+
+
+def test_video_filter(indexed, tiny_embedder):
+    _, store_dir, clips = indexed
+    store = EmbeddingStore.open(store_dir)
+    query = tiny_embedder.embed_texts(["a cat"])[0]
+    hits = search(store, query, top_k=50, video="beta")
+    assert len(hits) == 4 and {h.input_path for h in hits} == {clips[1]}
+    assert [h.rank for h in hits] == [1, 2, 3, 4]
+    assert "beta.mp4" in format_table(hits)
+
+
+def test_cli_image_search_writes_csv_and_sheet(indexed, tiny_model_dir):
+    folder, store_dir, clips = indexed
+    query = _query_image(folder, clips[0], 2.5, 32)
+    out = folder / "cli"
+    result = runner.invoke(app, ["search", "--image", str(query), "--store", str(store_dir),
+                                 "--top", "5", "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "search.csv")
+    assert list(table.columns) == ["rank", "input", "time_s", "frame_index", "score"]
+    assert len(table) == 5 and table["time_s"][0] == pytest.approx(2.5)
+    assert table["input"][0] == clips[0] and table["frame_index"][0] == 25
+    assert (out / "search.png").stat().st_size > 1000
+    assert "00:02" in result.stdout or "00:03" in result.stdout
+
+
+def test_cli_text_search(indexed):
+    folder, store_dir, _ = indexed
+    result = runner.invoke(app, ["search", "a coffee cup", "--store", str(store_dir), "--top", "3",
+                                 "--video", "alpha.mp4", "-o", str(folder / "text")],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(folder / "text" / "search.csv")) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["search", "x", "--store", "{missing}"], "no embedding store"),
+    (["search", "--store", "{store}"], "give a text QUERY or --image"),
+    (["search", "x", "--store", "{store}", "--video", "nope"], "no stored input matches"),
+])
+def test_cli_errors_are_one_line(indexed, tmp_path, args, message):
+    _, store_dir, _ = indexed
+    args = [a.format(store=store_dir, missing=tmp_path / "none") for a in args]
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("scenetag: error:")
+
+
+def test_other_dimension_model_is_rejected(indexed, tmp_path, tiny_model_dir):
+    import shutil
+
+    from transformers import CLIPConfig, CLIPModel
+
+    _, store_dir, _ = indexed
+    other = tmp_path / "wide"
+    shutil.copytree(tiny_model_dir, other)
+    config = CLIPConfig.from_pretrained(other)
+    config.projection_dim = 24
+    CLIPModel(config).save_pretrained(other, safe_serialization=True)
+    result = runner.invoke(app, ["search", "x", "--store", str(store_dir), "--model", str(other)],
+                           catch_exceptions=False)
+    assert result.exit_code == 2 and "(dim 16)" in result.stderr
+    assert "24-d vectors" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_nearest_on_synthetic_vectors(tmp_path):
+    from pipeline.engine.base import EmbeddedInput
+    from pipeline.store import sampling_key
+    from pipeline.types import Sampling
+
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(200, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store = EmbeddingStore.open(tmp_path / "s", create=True)
+    store.put(EmbeddedInput(path="v.mp4", indices=np.arange(200), times_s=np.arange(200) * 0.1,
+                            embeddings=vectors), chash="c", sampling=Sampling(every_seconds=0.1),
+              sampling_desc=sampling_key(Sampling(every_seconds=0.1)), model_id="m", revision=None,
+              precision="fp32")
+    rows, scores = store.nearest(vectors[123], 5)
+    assert rows.frame_index[0] == 123 and scores[0] == pytest.approx(1.0, abs=1e-5)
+    assert np.all(np.diff(scores) <= 1e-9)
+    expected = np.argsort(-(vectors @ vectors[123]))[:5]
+    np.testing.assert_array_equal(rows.frame_index, expected)

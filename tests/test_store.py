@@ -1,0 +1,263 @@
+"""The embedding store: round trip, run cache, --no-cache, rescore, and clear
+errors for incompatible or damaged stores."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import run as run_mod
+from pipeline.config import parse_config
+from pipeline.engine.base import EmbeddedInput
+from pipeline.run import RunOptions, rescore_job, run_job
+from pipeline.store import EmbeddingStore, content_hash, sampling_key
+from pipeline.types import DecodeStats, Sampling, StoreError, VideoInfo
+
+pytest.importorskip("lancedb")
+
+SAMPLING = Sampling(every_seconds=0.5)
+
+
+def _config(model_dir, labels=("red", "blue"), **extra):
+    return parse_config({"model": {"id": str(model_dir), "device": "cpu", "precision": "fp32"},
+                         "sampling": {"every_seconds": 0.5},
+                         "labels": [{"name": n} for n in labels], **extra})
+
+
+def _embedded(path: str, n: int = 5, dim: int = 8, seed: int = 0) -> EmbeddedInput:
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    info = VideoInfo(path=path, container="mov,mp4", codec="h264", width=64, height=48,
+                     duration_s=2.5, avg_fps=10.0, frame_count=25)
+    return EmbeddedInput(path=path, info=info, indices=np.arange(n, dtype=np.int64) * 5,
+                         times_s=np.arange(n) * 0.5, embeddings=vectors,
+                         stats=DecodeStats(frames_decoded=25, frames_sampled=n, notes=["x"]))
+
+
+def _put(store: EmbeddingStore, embedded: EmbeddedInput, chash: str = "h1", model: str = "m"):
+    return store.put(embedded, chash=chash, sampling=SAMPLING, sampling_desc=sampling_key(SAMPLING),
+                     model_id=model, revision="r1", precision="fp32")
+
+
+def _counting_opener(monkeypatch) -> list[str]:
+    """Record every decoder opened by the run (the engine's opener)."""
+    opened: list[str] = []
+    real = run_mod.open_decoder
+
+    def spy(path, *args, **kwargs):
+        opened.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "open_decoder", spy)
+    return opened
+
+
+# --------------------------------------------------------------------------- unit
+
+
+def test_round_trip(tmp_path):
+    store = EmbeddingStore.open(tmp_path / "store", create=True)
+    original = _embedded("/videos/a.mp4")
+    key = _put(store, original)
+
+    again = EmbeddingStore.open(tmp_path / "store")
+    assert (again.model_id, again.model_revision, again.dim) == ("m", "r1", 8)
+    assert again.meta["format_version"] == 1
+    [video] = again.videos()
+    assert video.key == key and video.frames == 5 and video.sampling_obj == SAMPLING
+    back = again.embedded(video)
+    assert back.info == original.info and back.stats == original.stats
+    np.testing.assert_array_equal(back.indices, original.indices)
+    np.testing.assert_array_equal(back.times_s, original.times_s)
+    np.testing.assert_array_equal(back.embeddings, original.embeddings)
+
+
+def test_put_replaces_rows(tmp_path):
+    store = EmbeddingStore.open(tmp_path / "store", create=True)
+    _put(store, _embedded("a.mp4", seed=1))
+    _put(store, _embedded("a.mp4", seed=2))
+    assert store.count() == 5 and len(store.videos()) == 1
+    np.testing.assert_array_equal(store.embedded(store.videos()[0]).embeddings,
+                                  _embedded("a.mp4", seed=2).embeddings)
+
+
+def test_content_hash_changes_with_content(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"a" * 3_000_000)
+    first = content_hash(path)
+    assert content_hash(path) == first
+    path.write_bytes(b"a" * 2_999_999 + b"b")
+    assert content_hash(path) != first
+
+
+@pytest.mark.parametrize("problem", ["dim", "model"])
+def test_incompatible_model_is_store_error(tmp_path, problem):
+    store = EmbeddingStore.open(tmp_path / "store", create=True)
+    _put(store, _embedded("a.mp4"))
+    with pytest.raises(StoreError) as err:
+        if problem == "dim":
+            _put(store, _embedded("b.mp4", dim=16), chash="h2")
+        else:
+            _put(store, _embedded("b.mp4"), chash="h2", model="other")
+    assert "\n" not in str(err.value) and str(tmp_path / "store") in str(err.value)
+
+
+def test_missing_store_is_store_error(tmp_path):
+    with pytest.raises(StoreError, match="no embedding store"):
+        EmbeddingStore.open(tmp_path / "nowhere")
+
+
+def test_newer_format_is_store_error(tmp_path):
+    import lancedb
+
+    store = EmbeddingStore.open(tmp_path / "store", create=True)
+    _put(store, _embedded("a.mp4"))
+    lancedb.connect(str(tmp_path / "store")).open_table("meta").update(values={"format_version": 99})
+    with pytest.raises(StoreError, match="format version 99"):
+        EmbeddingStore.open(tmp_path / "store")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "drop_table"])
+def test_corrupt_store_is_store_error(tmp_path, damage):
+    store = EmbeddingStore.open(tmp_path / "store", create=True)
+    _put(store, _embedded("a.mp4"))
+    frames_dir = tmp_path / "store" / "frames.lance"
+    data = sorted((frames_dir / "data").glob("*.lance"))
+    if damage == "truncate":
+        for f in data:
+            f.write_bytes(f.read_bytes()[:50])
+    elif damage == "delete":
+        for f in data:
+            f.unlink()
+    else:
+        shutil.rmtree(frames_dir)
+    with pytest.raises(StoreError) as err:
+        reopened = EmbeddingStore.open(tmp_path / "store")
+        reopened.embedded(reopened.videos()[0])
+    message = str(err.value)
+    assert "\n" not in message and ("corrupt" in message or "partial" in message)
+
+
+# --------------------------------------------------------------------------- run cache
+
+
+def _clip(folder: Path, name: str = "clip.mp4", seconds: float = 2) -> str:
+    from media import make_clip
+
+    return make_clip(folder / name, seconds=seconds, fps=10, size=(64, 48))
+
+
+def test_second_run_uses_store_not_decoder(tmp_path, tiny_model_dir, tiny_embedder, monkeypatch):
+    clip = _clip(tmp_path)
+    config = _config(tiny_model_dir)
+    opened = _counting_opener(monkeypatch)
+    first = run_job([clip], config, tmp_path / "out1", RunOptions(progress=False),
+                    embedder=tiny_embedder)
+    assert first.exit_code == 0 and opened == [clip]
+    store = EmbeddingStore.open(tmp_path / "out1" / "store")
+    rows = store.count()
+    assert rows == len(first.results[0].times_s) == 4
+
+    monkeypatch.setattr(run_mod, "open_decoder", _must_not_decode)
+    opts = RunOptions(progress=False, store=tmp_path / "out1" / "store")
+    second = run_job([clip], config, tmp_path / "out2", opts, embedder=tiny_embedder)
+    assert second.exit_code == 0
+    a = json.loads((tmp_path / "out1" / "clip" / "summary.json").read_text())
+    b = json.loads((tmp_path / "out2" / "clip" / "summary.json").read_text())
+    assert a["segments"] == b["segments"] and a["video"] == b["video"]
+    assert (tmp_path / "out1" / "clip" / "frames.csv").read_text() == \
+        (tmp_path / "out2" / "clip" / "frames.csv").read_text()
+    assert store.count() == rows
+
+
+def test_no_cache_decodes_again_without_duplicates(tmp_path, tiny_model_dir, tiny_embedder,
+                                                    monkeypatch):
+    clip = _clip(tmp_path)
+    config = _config(tiny_model_dir)
+    opened = _counting_opener(monkeypatch)
+    run_job([clip], config, tmp_path / "out", RunOptions(progress=False), embedder=tiny_embedder)
+    run_job([clip], config, tmp_path / "out", RunOptions(progress=False, use_cache=False),
+            embedder=tiny_embedder)
+    assert opened == [clip, clip]
+    store = EmbeddingStore.open(tmp_path / "out" / "store")
+    assert store.count() == 4 and len(store.videos()) == 1
+
+
+def test_other_sampling_misses_cache(tmp_path, tiny_model_dir, tiny_embedder, monkeypatch):
+    clip = _clip(tmp_path)
+    opened = _counting_opener(monkeypatch)
+    run_job([clip], _config(tiny_model_dir), tmp_path / "out", RunOptions(progress=False),
+            embedder=tiny_embedder)
+    other = _config(tiny_model_dir).model_copy(update={"sampling": _config(tiny_model_dir).sampling
+                                                       .model_copy(update={"every_seconds": 1.0})})
+    run_job([clip], other, tmp_path / "out", RunOptions(progress=False), embedder=tiny_embedder)
+    assert opened == [clip, clip]
+    assert len(EmbeddingStore.open(tmp_path / "out" / "store").videos()) == 2
+
+
+def test_no_store_writes_nothing(tmp_path, tiny_model_dir, tiny_embedder):
+    clip = _clip(tmp_path)
+    run_job([clip], _config(tiny_model_dir), tmp_path / "out",
+            RunOptions(progress=False, use_store=False), embedder=tiny_embedder)
+    assert not (tmp_path / "out" / "store").exists()
+
+
+def test_rescore_writes_reports_without_decoding(tmp_path, tiny_model_dir, tiny_embedder,
+                                                 monkeypatch):
+    clip = _clip(tmp_path)
+    run_job([clip], _config(tiny_model_dir), tmp_path / "out", RunOptions(progress=False),
+            embedder=tiny_embedder)
+    monkeypatch.setattr(run_mod, "open_decoder", _must_not_decode)
+    monkeypatch.setattr("pipeline.decode.open_decoder", _must_not_decode)
+    new = _config(tiny_model_dir, labels=("cat", "dog", "tree"))
+    report = rescore_job(new, tmp_path / "out" / "store", tmp_path / "re", embedder=tiny_embedder)
+    assert report.exit_code == 0
+    summary = json.loads((tmp_path / "re" / "clip" / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["frames_scored"] == 4
+    assert summary["sampling"]["every_seconds"] == 0.5
+    header = (tmp_path / "re" / "clip" / "frames.csv").read_text().splitlines()[0]
+    assert "score:cat" in header and "score:red" not in header
+    assert (tmp_path / "re" / "index.csv").exists() and (tmp_path / "re" / "clip" / "timeline.png").exists()
+
+
+def _must_not_decode(*args, **kwargs):
+    raise AssertionError("the decoder was opened")
+
+
+def test_cli_run_store_options_and_rescore(tmp_path, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    runner = CliRunner()
+    clip = _clip(tmp_path)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"model: {{id: {tiny_model_dir}, device: cpu, precision: fp32}}\n"
+                   "sampling: {every_seconds: 0.5}\nlabels: [{name: cat}, {name: dog}]\n")
+    shared = tmp_path / "shared-store"
+    result = runner.invoke(app, ["run", clip, "-c", str(cfg), "-o", str(tmp_path / "a"), "-q",
+                                 "--store", str(shared)], catch_exceptions=False)
+    assert result.exit_code == 0 and EmbeddingStore.open(shared).count() == 4
+    assert not (tmp_path / "a" / "store").exists()
+    result = runner.invoke(app, ["run", clip, "-c", str(cfg), "-o", str(tmp_path / "b"), "-q",
+                                 "--no-store"], catch_exceptions=False)
+    assert result.exit_code == 0 and not (tmp_path / "b" / "store").exists()
+    new = tmp_path / "new.yaml"
+    new.write_text("labels: [{name: tree}, {name: car}]\n")
+    result = runner.invoke(app, ["rescore", "-c", str(new), "--store", str(shared),
+                                 "-o", str(tmp_path / "re"), "--device", "cpu"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "score:tree" in (tmp_path / "re" / "clip" / "frames.csv").read_text()
+    for f in (shared / "frames.lance" / "data").glob("*.lance"):
+        f.unlink()
+    result = runner.invoke(app, ["rescore", "-c", str(new), "--store", str(shared),
+                                 "-o", str(tmp_path / "re2"), "--device", "cpu"],
+                           catch_exceptions=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "corrupt" in lines[0]
