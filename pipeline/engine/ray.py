@@ -1,0 +1,374 @@
+"""Ray engine: the same decode → embed stages as ``local.py``, spread over a
+Ray cluster with Ray Data.
+
+The dataflow, one row per input going in::
+
+    from_items([{position, path}])                       one block per input
+      └─ map_batches(_decode_rows)       CPU tasks      rows per chunk of frames
+           └─ map_batches(_EmbedActor)   actor pool     same rows, images → embeddings
+                └─ driver: regroup rows by position, yield EmbeddedInput in input order
+
+Workers receive *builders* (the config as a JSON-able dict), never live
+objects: each decode task builds its decoder opener from the config and each
+actor loads the model once in ``__init__``. Decoding is the very same
+:func:`pipeline.engine.base.decode_input` the local engine calls, so both
+engines see the same frames and produce the same results.
+
+Rows are Arrow-friendly: ``images`` is a uint8 tensor (n x H x W x 3),
+``indices``/``times``/``embeddings`` are numeric tensors, and per-input
+metadata travels as a JSON string on one extra "end" row per input (``meta``
+is empty on chunk rows). The end row also says how many chunk rows to expect,
+so the driver knows when an input is complete whatever order rows arrive in.
+
+A bad input fails only its own end row (error message + error class name). A
+task that dies outright is retried by Ray; if it keeps dying, Ray Data drops
+that block (``max_errored_blocks``) and the driver reports the inputs it never
+heard from as failed, so the rest of the job still finishes.
+
+Ray is an optional dependency, imported only inside this module's functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import queue
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from pipeline.engine.base import EmbeddedInput, collect_chunks, decode_input
+from pipeline.types import DecodeStats, DecodeTimeout, FrameBatch, PipelineError, VideoInfo
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = 'the ray engine needs Ray Data: pip install "scenetag[ray]"'
+_NO_IMAGES = np.zeros((0, 0, 0, 3), np.uint8)
+
+
+class RayEngine:
+    """Decode in Ray tasks, embed in a pool of Ray actors.
+
+    Args:
+        config: the effective :class:`~pipeline.config.Config`.
+        address: ``None`` starts (or reuses) a local Ray sized to this machine;
+            ``"auto"`` joins the cluster this node belongs to;
+            ``"ray://host:10001"`` connects through Ray Client.
+        short_side: the model's input size; decoders resize frames to it.
+        chunk_size: frames per row between the stages.
+        num_actors: embedding actors (default: one per GPU in the cluster,
+            else one).
+        rows_per_call: chunk rows handed to an actor per call.
+        progress: show Ray Data's progress bars.
+        max_retries: retries of a decode task that died (crash, lost node).
+    """
+
+    def __init__(self, config, *, address: str | None = None, short_side: int | None = None,
+                 chunk_size: int = 32, num_actors: int | None = None, rows_per_call: int = 8,
+                 progress: bool = True, max_retries: int = 3) -> None:
+        self.config = config
+        self.address = address
+        self.short_side = short_side
+        self.chunk_size = chunk_size
+        self.num_actors = num_actors
+        self.rows_per_call = rows_per_call
+        self.progress = progress
+        self.max_retries = max_retries
+
+    def run(self, paths: Sequence[str], embed_images: Callable | None = None) -> Iterator[EmbeddedInput]:
+        """Yield one :class:`EmbeddedInput` per path, in input order.
+
+        ``embed_images`` is accepted for interface parity with the local
+        engine and ignored: the actors embed with their own model copies.
+        """
+        ray = _import_ray()
+        _quiet_ray_logs()
+        started_here = self._connect(ray)
+        try:
+            yield from _regroup(paths, self._rows(ray, paths))
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    # ------------------------------------------------------------------ setup
+
+    def _connect(self, ray) -> bool:
+        """Join or start Ray; True when this call started it (and must stop it)."""
+        if ray.is_initialized():
+            return False
+        debug = logging.getLogger().isEnabledFor(logging.DEBUG)
+        kwargs: dict[str, Any] = dict(ignore_reinit_error=True, include_dashboard=False,
+                                      log_to_driver=debug, configure_logging=False)
+        if self.address is None:
+            kwargs["num_cpus"] = os.cpu_count() or 1
+        try:
+            ray.init(address=self.address, **kwargs)
+        except Exception as ex:  # ConnectionError, RuntimeError, ValueError...
+            raise PipelineError(f"cannot start or reach Ray at {self.address or 'local'}: "
+                                f"{_first_line(ex)}") from ex
+        return True
+
+    def _rows(self, ray, paths: Sequence[str]) -> Iterator[dict]:
+        """Build the dataset and stream its output rows (no images left in them)."""
+        from ray.data import ActorPoolStrategy
+
+        spec = _spec(self.config, self.short_side, self.chunk_size)
+        gpus = int(ray.cluster_resources().get("GPU", 0)) if spec["device"] != "cpu" else 0
+        items = [{"position": i, "path": str(p)} for i, p in enumerate(paths)]
+        ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+        ds.context.enable_progress_bars = self.progress
+        ds.context.max_errored_blocks = -1  # a block that keeps failing costs its inputs only
+        # Ray Data's defaults retry crashed tasks forever; a file that crashes
+        # its decoder must not. Actors keep Ray Data's endless restarts (its
+        # pool relies on them) but give up a batch after a few retries.
+        # (2.60 calls these catch-all remote args deprecated but has no named
+        # parameters for them yet.)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = ds.map_batches(_decode_rows, batch_size=1, fn_kwargs={"spec": spec}, num_cpus=1,
+                                max_retries=self.max_retries)
+            ds = ds.map_batches(_EmbedActor, batch_size=self.rows_per_call,
+                                fn_constructor_kwargs={"spec": spec},
+                                compute=ActorPoolStrategy(size=self.num_actors or max(1, gpus)),
+                                max_task_retries=self.max_retries,
+                                **({"num_gpus": 1} if gpus else {"num_cpus": 1}))
+        try:
+            yield from ds.iter_rows()
+        except Exception as ex:  # the job as a whole failed: report it on the unfinished inputs
+            log.debug("ray dataset failed", exc_info=True)
+            yield {"position": -1, "meta": json.dumps({"job_error": _first_line(ex)})}
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as ex:
+        raise PipelineError(INSTALL_HINT) from ex
+    return ray
+
+
+def _quiet_ray_logs() -> None:
+    """Ray Data logs progress to its own console handler; keep that for --debug."""
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        return
+    for name in ("ray", "ray.data"):
+        for handler in logging.getLogger(name).handlers:
+            if not isinstance(handler, logging.FileHandler):
+                handler.setLevel(logging.ERROR)
+    logging.getLogger("ray").setLevel(logging.ERROR)
+
+
+def _spec(config, short_side: int | None, chunk_size: int) -> dict[str, Any]:
+    """Everything a worker needs to rebuild its decoder and model: plain data."""
+    return {"config": config.model_dump(mode="json"), "short_side": short_side,
+            "chunk_size": chunk_size, "device": config.model.device}
+
+
+def _first_line(ex: BaseException) -> str:
+    text = str(ex).strip().splitlines()
+    return f"{type(ex).__name__}: {text[0]}" if text else type(ex).__name__
+
+
+# --------------------------------------------------------------------------- decode (tasks)
+
+
+def _decode_rows(batch: dict[str, np.ndarray], spec: dict[str, Any]) -> Iterator[dict]:
+    """Decode each input of ``batch``: one row per chunk, then its end row."""
+    from pipeline.config import parse_config
+    from pipeline.decode import open_decoder
+
+    cfg = parse_config(spec["config"])
+    opener = partial(open_decoder, backend=cfg.decoder.backend, short_side=spec["short_side"],
+                     strategy=cfg.decoder.strategy)
+    sampling = cfg.sampling.to_sampling()
+    for position, path in zip(batch["position"], batch["path"], strict=True):
+        chunks = 0
+        for item in _decode_with_timeout(str(path), opener, sampling, spec["chunk_size"],
+                                         cfg.decoder.timeout_s):
+            if isinstance(item, FrameBatch):
+                yield _chunk_row(int(position), chunks, item)
+                chunks += 1
+            else:
+                yield _end_row(int(position), chunks, item)
+
+
+def _decode_with_timeout(path: str, opener: Callable, sampling, chunk_size: int,
+                         timeout_s: float) -> Iterator[FrameBatch | EmbeddedInput]:
+    """``decode_input`` in a helper thread, so a stalled decode is cut off after
+    ``timeout_s`` like in the local engine. Yields chunks, then the result."""
+    items: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def emit(batch: FrameBatch) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(batch, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        result = decode_input(path, opener, sampling, chunk_size, emit)
+        if not stop.is_set():
+            items.put(result)
+
+    threading.Thread(target=work, name="scenetag-decode", daemon=True).start()
+    while True:
+        try:
+            item = items.get(timeout=timeout_s)
+        except queue.Empty:
+            stop.set()  # the thread may be stuck in C; its late output is dropped
+            yield EmbeddedInput.failed(path, DecodeTimeout(
+                f"decoding stalled for {timeout_s:g} s (timeout)"))
+            return
+        yield item
+        if isinstance(item, EmbeddedInput):
+            return
+
+
+def _chunk_row(position: int, chunk: int, batch: FrameBatch) -> dict[str, np.ndarray]:
+    return {"position": np.array([position]), "chunk": np.array([chunk]),
+            "indices": _one(batch.indices.astype(np.int64)),
+            "times": _one(batch.times_s.astype(np.float64)),
+            "images": _one(np.ascontiguousarray(batch.images, np.uint8)),
+            "meta": np.array([""])}
+
+
+def _end_row(position: int, chunks: int, result: EmbeddedInput) -> dict[str, np.ndarray]:
+    meta = {"chunks": chunks, "decode_s": result.decode_s,
+            "info": dataclasses.asdict(result.info) if result.info else None,
+            "stats": dataclasses.asdict(result.stats) if result.stats else None}
+    if result.error is not None:
+        meta.update(error=str(result.error), error_class=type(result.error).__name__)
+    return {"position": np.array([position]), "chunk": np.array([-1]),
+            "indices": _one(np.zeros(0, np.int64)), "times": _one(np.zeros(0, np.float64)),
+            "images": _one(_NO_IMAGES), "meta": np.array([json.dumps(meta)])}
+
+
+def _one(array: np.ndarray) -> np.ndarray:
+    """A one-row tensor column holding ``array``."""
+    return array[np.newaxis]
+
+
+# --------------------------------------------------------------------------- embed (actors)
+
+
+class _EmbedActor:
+    """Loads the model once per actor; turns ``images`` into ``embeddings``."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        from pipeline.config import parse_config
+        from pipeline.embed import load_embedder
+
+        m = parse_config(spec["config"]).model
+        self.embedder = load_embedder(m.id, revision=m.revision, device=m.device,
+                                      precision=m.precision, batch_size=m.batch_size,
+                                      compile_model=m.compile)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        images = _rows_of(batch["images"])
+        dim = self.embedder.dim
+        vectors = [np.zeros((0, dim), np.float32)] * len(images)
+        by_shape: dict[tuple, list[int]] = {}
+        for row, img in enumerate(images):  # rows of one size share a model call
+            if len(img):
+                by_shape.setdefault(img.shape[1:], []).append(row)
+        for rows in by_shape.values():
+            out = self.embedder.embed_images(np.concatenate([images[r] for r in rows]))
+            offset = 0
+            for r in rows:
+                vectors[r] = out[offset:offset + len(images[r])]
+                offset += len(images[r])
+        result = {k: v for k, v in batch.items() if k != "images"}
+        result["embeddings"] = _column(vectors)
+        return result
+
+
+def _rows_of(column: Any) -> list[np.ndarray]:
+    """A tensor column as per-row arrays (fixed-shape or ragged alike)."""
+    return [np.asarray(x) for x in column]
+
+
+def _column(arrays: list[np.ndarray]) -> np.ndarray:
+    """Per-row arrays as one tensor column: stacked when they share a shape,
+    else an object array, which Ray stores as a variable-shaped tensor."""
+    if len({a.shape for a in arrays}) == 1:
+        return np.stack(arrays)
+    column = np.empty(len(arrays), dtype=object)
+    column[:] = arrays
+    return column
+
+
+# --------------------------------------------------------------------------- driver
+
+
+@dataclass
+class _Slot:
+    """What the driver has of one input so far."""
+
+    chunks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    meta: dict | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.meta is not None and len(self.chunks) >= self.meta["chunks"]
+
+
+def _regroup(paths: Sequence[str], rows: Iterator[dict]) -> Iterator[EmbeddedInput]:
+    """Collect rows per input and yield finished inputs in input order."""
+    slots: dict[int, _Slot] = {}
+    next_out = 0
+    job_error = None
+    for row in rows:
+        position = int(row["position"])
+        if position < 0:
+            job_error = json.loads(row["meta"])["job_error"]
+            break
+        slot = slots.setdefault(position, _Slot())
+        if row["meta"]:
+            slot.meta = json.loads(row["meta"])
+        else:
+            slot.chunks[int(row["chunk"])] = (np.asarray(row["indices"]), np.asarray(row["times"]),
+                                              np.asarray(row["embeddings"]))
+        while next_out in slots and slots[next_out].done:
+            yield _rebuild(paths[next_out], slots.pop(next_out))
+            next_out += 1
+    for position in range(next_out, len(paths)):  # never heard from: the worker died
+        slot = slots.pop(position, None)
+        if slot is not None and slot.done:
+            yield _rebuild(paths[position], slot)
+        else:
+            reason = job_error or "a Ray worker failed repeatedly on this input"
+            yield EmbeddedInput.failed(paths[position], PipelineError(f"ray: {reason}"))
+
+
+def _rebuild(path: str, slot: _Slot) -> EmbeddedInput:
+    """An :class:`EmbeddedInput` from the rows of one input."""
+    meta = slot.meta or {}
+    if meta.get("error") is not None:
+        return EmbeddedInput.failed(path, _error_of(meta["error_class"], meta["error"]))
+    info = VideoInfo(**meta["info"]) if meta.get("info") else None
+    stats = DecodeStats(**meta["stats"]) if meta.get("stats") else None
+    base = EmbeddedInput(path=path, info=info, stats=stats, decode_s=float(meta.get("decode_s", 0)))
+    parts = [slot.chunks[k] for k in sorted(slot.chunks)]
+    return collect_chunks(base, [p[0] for p in parts], [p[1] for p in parts],
+                          [p[2] for p in parts])
+
+
+def _error_of(class_name: str, message: str) -> PipelineError:
+    """The worker's error, as the same :mod:`pipeline.types` class when known."""
+    from pipeline import types
+
+    cls = getattr(types, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, PipelineError)):
+        cls = PipelineError
+    return cls(message)
