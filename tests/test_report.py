@@ -236,9 +236,9 @@ def test_write_video_outputs_for_an_error_writes_only_the_summary(tmp_path):
 
 def test_unavailable_formats_are_skipped_with_a_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
-        written = report.write_video_outputs(make_result(), tmp_path, formats=("json", "edl"))
+        written = report.write_video_outputs(make_result(), tmp_path, formats=("json", "pdf"))
     assert [p.name for p in written] == ["summary.json"]
-    assert "edl" in caplog.text
+    assert "pdf" in caplog.text
 
 
 def test_write_run_outputs(tmp_path):

@@ -1,5 +1,6 @@
-"""Reports: per-video CSV, timeline plot and summary JSON, plus run-level
-tables. Plain functions; every file is written atomically.
+"""Reports: per-video CSV, timeline plot, summary JSON, HTML report and
+exports for players and editors (WebVTT, EDL), plus run-level tables.
+Plain functions; every file is written atomically.
 
 pandas and matplotlib are imported on first use, not when this package is
 imported, so the CLI stays quick to start.
@@ -15,15 +16,19 @@ from pipeline.types import VideoResult
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("csv", "plot", "json")
+FORMATS = ("csv", "plot", "json", "html", "vtt", "edl", "thumbs")
+# written from a result alone, so `scenetag report` can redo them without a model
+EXPORT_FORMATS = ("html", "vtt", "edl", "thumbs")
 
 
 def write_video_outputs(result: VideoResult, out_dir: str | Path,
-                        formats: Sequence[str] = FORMATS) -> list[Path]:
+                        formats: Sequence[str] = FORMATS, *, top_frames: int = 0) -> list[Path]:
     """Write one input's reports into ``out_dir`` (created as needed).
 
     ``csv`` writes ``frames.csv`` and ``segments.csv``, ``plot`` writes
-    ``timeline.png``, ``json`` writes ``summary.json``. ``summary.json`` is
+    ``timeline.png``, ``json`` writes ``summary.json``; ``html``, ``vtt``,
+    ``edl`` and ``thumbs`` are the exports of :func:`write_exports`, and
+    ``top_frames`` > 0 saves that many best frames per label. ``summary.json`` is
     always written last, so its presence marks a finished input (resume
     relies on that). A failed input gets only ``summary.json``: it has no
     frames to tabulate or plot. Format names this build cannot write are
@@ -45,17 +50,52 @@ def write_video_outputs(result: VideoResult, out_dir: str | Path,
         written += [tables.write_frames_csv(result, out), tables.write_segments_csv(result, out)]
     if result.status == "ok" and "plot" in wanted:
         written.append(plot.write_timeline_png(result, out))
+    written += write_exports(result, out, [f for f in formats if f in EXPORT_FORMATS],
+                             top_frames=top_frames)
     if "json" in wanted:
         written.append(tables.write_summary_json(result, out))
     return written
 
 
-def write_run_outputs(results: Sequence[VideoResult], out_dir: str | Path) -> list[Path]:
+def write_exports(result: VideoResult, out_dir: str | Path, formats: Sequence[str],
+                  *, top_frames: int = 0) -> list[Path]:
+    """Write the exports a finished result alone suffices for (no model):
+    ``html`` → ``report.html`` with ``thumbs/``; ``thumbs`` → ``thumbs/``
+    only; ``vtt`` → ``tags.vtt``; ``edl`` → ``markers.edl``; any of the
+    three → ``segments.json``. Failed inputs get none (``index.html`` shows
+    their error). Returns the paths written."""
+    from pipeline.report import exports, html, thumbs
+
+    out, wanted = Path(out_dir), set(formats)
+    if result.status != "ok":
+        return []
+    written: list[Path] = thumbs.write_top_frames(result, out, top_frames)
+    if "vtt" in wanted:
+        written.append(exports.write_vtt(result, out))
+    if "edl" in wanted:
+        written.append(exports.write_edl(result, out))
+    if wanted & {"html", "vtt", "edl"}:
+        written.append(exports.write_segments_json(result, out))
+    if "html" in wanted:
+        written.append(html.write_report_html(result, out))
+    elif "thumbs" in wanted:
+        written += [out / p for p in thumbs.write_segment_thumbs(result, out).values()]
+    return written
+
+
+def write_run_outputs(results: Sequence[VideoResult], out_dir: str | Path,
+                      formats: Sequence[str] = ()) -> list[Path]:
     """Write the run-level ``index.csv`` (one row per input, failures
-    included) into ``out_dir``. Returns the paths written."""
+    included) into ``out_dir``, and ``index.html`` when ``html`` is among
+    ``formats``. Returns the paths written."""
     from pipeline.report import tables
 
-    return [tables.write_index_csv(results, out_dir)]
+    written = [tables.write_index_csv(results, out_dir)]
+    if "html" in formats:
+        from pipeline.report import html
+
+        written.append(html.write_index_html(results, out_dir))
+    return written
 
 
 def write_images_csv(rows: Sequence[tuple[str, dict[str, float]]], out_dir: str | Path) -> Path:

@@ -1,0 +1,613 @@
+"""Self-contained HTML reports: ``<name>/report.html`` per input and
+``index.html`` across inputs, plus :func:`load_result` and
+:func:`regenerate`, which rebuild them from a finished run's files without a
+model (``scenetag report DIR``).
+
+A page needs no network: CSS and JavaScript are inline, the timeline is an
+inline SVG drawn here from the scores, thumbnails are JPEG files beside the
+page (``thumbs/``) and the video, when reachable, is linked by a relative
+path. Every string from the outside world (labels, paths, errors, metadata)
+is escaped with :func:`html.escape`; the data the page's script reads is JSON
+in a ``<script type="application/json">`` block with every ``<`` written as
+``\\u003c``, so no label can close the block or open a comment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from pipeline.atomic import atomic_write_text
+from pipeline.report.exports import hms
+from pipeline.report.plot import NSFW_COLOUR, TAG_COLOURS
+from pipeline.types import (
+    DecodeStats,
+    LabelTotals,
+    LabelTrack,
+    PipelineError,
+    Sampling,
+    Segment,
+    VideoInfo,
+    VideoResult,
+)
+
+log = logging.getLogger(__name__)
+
+esc = html.escape  # quote=True: safe in text and in double-quoted attributes
+
+_SVG_W, _ROW_H, _PAD_L, _PAD_R, _PAD_T, _AXIS_H = 1000, 150, 44, 12, 10, 24
+_TICK_STEPS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
+
+
+# --------------------------------------------------------------------------- per-input page
+
+
+def write_report_html(result: VideoResult, out_dir: str | Path, *, thumbs: bool = True) -> Path:
+    """Write ``report.html`` for one input (and its ``thumbs/`` when asked).
+
+    Args:
+        result: the input's result (a failed one gets a page with its error).
+        out_dir: the input's report folder.
+        thumbs: re-read a frame per segment at its peak for the table.
+
+    Returns:
+        the path written.
+    """
+    from pipeline.report.thumbs import write_segment_thumbs
+
+    out = Path(out_dir)
+    segments = sorted(result.segments, key=lambda s: (s.start_s, s.end_s, s.label))
+    thumb_paths = write_segment_thumbs(result, out, segments) if thumbs and result.status == "ok" else {}
+    body = [_header(result, back=True), _meta_table(result)]
+    if result.status == "ok":
+        video = _video_src(result, out)
+        body += [_player(video), _timeline(result, segments), _segments_table(segments, thumb_paths)]
+    body.append(_data_script(result, segments))
+    page = _page(f"scenetag: {result.name}", "\n".join(body), script=_SCRIPT)
+    return atomic_write_text(out / "report.html", page)
+
+
+def _header(result: VideoResult, back: bool) -> str:
+    link = '<p class="nav"><a href="../index.html">&larr; all inputs</a></p>' if back else ""
+    status = "" if result.status == "ok" else \
+        f'<p class="error" role="alert">error: {esc(result.error or "failed")}</p>'
+    return (f"<header>{link}<h1>{esc(result.name or result.input_path)}</h1>"
+            f'<p class="path">{esc(result.input_path)}</p>{status}</header>')
+
+
+def _meta_table(result: VideoResult) -> str:
+    rows = [(k, v) for k, v in _meta_rows(result) if v not in (None, "")]
+    cells = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
+    return f'<section id="meta"><h2>Video</h2><table class="meta">{cells}</table></section>'
+
+
+def _meta_rows(result: VideoResult) -> list[tuple[str, Any]]:
+    info, s, d = result.info, result.sampling, result.decode
+    rows: list[tuple[str, Any]] = [("status", result.status)]
+    if info is not None:
+        fps = f"{info.avg_fps:.3f}".rstrip("0").rstrip(".") if info.avg_fps else None
+        rows += [("container", info.container), ("codec", info.codec),
+                 ("size", f"{info.width}×{info.height}"),
+                 ("duration", hms(info.duration_s) if info.duration_s is not None else None),
+                 ("fps", fps), ("rotation", f"{info.rotation}°" if info.rotation else None)]
+    rows += [("sampling", s.describe() if s is not None else None),
+             ("frames scored", len(result.frame_indices)),
+             ("decode", f"{d.strategy}, {d.frames_decoded} frames decoded, "
+                        f"{d.corrupt_packets} corrupt packets" if d is not None else None),
+             ("model", " @ ".join(x for x in (result.model_id, result.model_revision) if x)),
+             ("precision", result.precision), ("tags", ", ".join(result.tags) or "none"),
+             ("NSFW verdict", result.nsfw_verdict), ("config hash", result.config_hash),
+             ("wall time", f"{result.wall_time_s:.1f} s" if result.wall_time_s else None)]
+    return rows
+
+
+def _video_src(result: VideoResult, out: Path) -> str | None:
+    """A relative URL from the report to the input, when the input is a file
+    a browser can reach from there."""
+    path = Path(result.input_path)
+    if result.info is not None and result.info.is_image or not path.is_file():
+        return None
+    try:
+        rel = os.path.relpath(path.resolve(), out.resolve())
+    except ValueError:  # another drive on Windows
+        return None
+    return quote(Path(rel).as_posix())
+
+
+def _player(src: str | None) -> str:
+    if src is None:
+        return ""
+    return ('<section id="player-box"><video id="player" controls preload="metadata" '
+            f'src="{esc(src)}"></video></section>')
+
+
+# --------------------------------------------------------------------------- timeline
+
+
+def _timeline(result: VideoResult, segments: Sequence[Segment]) -> str:
+    times = np.asarray(result.times_s, dtype=np.float64)
+    end = _end_time(result, times)
+    rows = [("tags", [t for t in result.tracks if t.kind != "nsfw"], "tag")]
+    if any(t.kind == "nsfw" for t in result.tracks) or any(s.kind == "nsfw" for s in segments):
+        rows.append(("NSFW", [t for t in result.tracks if t.kind == "nsfw"], "nsfw"))
+    height = _PAD_T + _ROW_H * len(rows) + _AXIS_H
+    parts = [f'<svg id="timeline-svg" viewBox="0 0 {_SVG_W} {height}" role="img" '
+             f'aria-label="scores over time" data-end="{end:.6f}" data-x0="{_PAD_L}" '
+             f'data-x1="{_SVG_W - _PAD_R}">',
+             f'<rect class="bg" x="{_PAD_L}" y="{_PAD_T}" width="{_SVG_W - _PAD_L - _PAD_R}" '
+             f'height="{_ROW_H * len(rows)}"/>']
+    colours = _colours(result.tracks)
+    for r, (title, tracks, kind) in enumerate(rows):
+        top = _PAD_T + r * _ROW_H
+        parts.append(f'<text class="row" x="4" y="{top + 14}">{esc(title)}</text>')
+        parts += _segment_rects(segments, kind, colours, top, end)
+        parts += _track_lines(tracks, times, colours, top, end)
+    parts += _axis(end, _PAD_T + _ROW_H * len(rows))
+    parts.append(f'<line id="cursor" x1="0" x2="0" y1="{_PAD_T}" y2="{_PAD_T + _ROW_H * len(rows)}"/>')
+    parts.append("</svg>")
+    legend = "".join(f'<li><span class="swatch" style="background:{c}"></span>{esc(name)}</li>'
+                     for (name, _), c in colours.items())
+    return (f'<section id="timeline"><h2>Timeline</h2><div class="timeline-box">{"".join(parts)}'
+            f'<div id="tip" hidden></div></div><ul class="legend">{legend}</ul>'
+            '<p class="hint">Hover for scores; click a segment, a row of the table or the '
+            'timeline to jump there.</p></section>')
+
+
+def _x(t: float, end: float) -> float:
+    return _PAD_L + (_SVG_W - _PAD_L - _PAD_R) * (t / end if end > 0 else 0.0)
+
+
+def _y(score: float, top: float) -> float:
+    return top + 6 + (_ROW_H - 12) * (1.0 - min(max(score, 0.0), 1.0))
+
+
+def _segment_rects(segments: Sequence[Segment], kind: str, colours: dict, top: float,
+                   end: float) -> list[str]:
+    out = []
+    for i, seg in enumerate(segments):
+        if (seg.kind == "nsfw") != (kind == "nsfw"):
+            continue
+        x0, x1 = _x(seg.start_s, end), _x(seg.end_s, end)
+        colour = NSFW_COLOUR if seg.kind == "nsfw" else colours.get((seg.label, seg.kind), "#888")
+        tip = f"{seg.label}: {hms(seg.start_s)} – {hms(seg.end_s)} (peak {seg.peak:.2f})"
+        out.append(f'<rect class="seg" data-i="{i}" x="{x0:.2f}" y="{top + 2}" '
+                   f'width="{max(x1 - x0, 1.5):.2f}" height="{_ROW_H - 4}" fill="{colour}">'
+                   f"<title>{esc(tip)}</title></rect>")
+    return out
+
+
+def _track_lines(tracks: Sequence[LabelTrack], times: np.ndarray, colours: dict, top: float,
+                 end: float) -> list[str]:
+    out = []
+    for track in tracks:
+        colour = colours[(track.name, track.kind)]
+        if math.isfinite(track.threshold):
+            y = _y(track.threshold, top)
+            out.append(f'<line class="thr" x1="{_PAD_L}" x2="{_SVG_W - _PAD_R}" y1="{y:.2f}" '
+                       f'y2="{y:.2f}" stroke="{colour}"/>')
+        smoothed = np.asarray(track.smoothed, np.float64)
+        pts = " ".join(f"{_x(t, end):.2f},{_y(v, top):.2f}"
+                       for t, v in zip(times, smoothed, strict=True) if math.isfinite(v))
+        out.append(f'<polyline class="score" points="{pts}" stroke="{colour}">'
+                   f"<title>{esc(track.name)}</title></polyline>")
+    return out
+
+
+def _axis(end: float, y: float) -> list[str]:
+    step = next((s for s in _TICK_STEPS if end / s <= 10), _TICK_STEPS[-1])
+    out = []
+    for k in range(int(end // step) + 1):
+        t = k * step
+        x = _x(t, end)
+        label = hms(t)[3:8] if end < 3600 else hms(t)[:8]
+        if step < 1:
+            label = hms(t)[3:10]
+        out.append(f'<line class="tick" x1="{x:.2f}" x2="{x:.2f}" y1="{_PAD_T}" y2="{y + 4}"/>'
+                   f'<text class="tick" x="{x:.2f}" y="{y + 17}">{label}</text>')
+    return out
+
+
+def _end_time(result: VideoResult, times: np.ndarray) -> float:
+    candidates = [float(times[-1]) if len(times) else 0.0]
+    candidates += [s.end_s for s in result.segments]
+    if result.info is not None and result.info.duration_s:
+        candidates.append(float(result.info.duration_s))
+    end = max(c for c in candidates if math.isfinite(c))
+    return end if end > 0 else 1.0
+
+
+def _colours(tracks: Sequence[LabelTrack]) -> dict[tuple[str, str], str]:
+    colours: dict[tuple[str, str], str] = {}
+    tag_i = nsfw_i = 0
+    for track in tracks:
+        if track.kind == "nsfw":
+            colours[(track.name, track.kind)] = NSFW_COLOUR if nsfw_i == 0 else TAG_COLOURS[-nsfw_i]
+            nsfw_i += 1
+        else:
+            colours[(track.name, track.kind)] = TAG_COLOURS[tag_i % len(TAG_COLOURS)]
+            tag_i += 1
+    return colours
+
+
+# --------------------------------------------------------------------------- segments table
+
+
+def _segments_table(segments: Sequence[Segment], thumbs: dict[int, str]) -> str:
+    head = ("<tr><th>#</th><th>frame</th><th>label</th><th>kind</th><th>start</th><th>end</th>"
+            "<th>duration</th><th>peak</th><th>mean</th></tr>")
+    rows = [_segment_row(i, seg, thumbs.get(i)) for i, seg in enumerate(segments)]
+    if not rows:
+        rows = ['<tr class="empty"><td colspan="9">no segments detected</td></tr>']
+    return (f'<section id="segments"><h2>Segments</h2><p>Selected: <output id="selected-time">'
+            f'&mdash;</output></p><table id="segments-table"><thead>{head}</thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></section>')
+
+
+def _segment_row(i: int, seg: Segment, thumb: str | None) -> str:
+    nsfw = seg.kind == "nsfw"
+    img = ""
+    if thumb:
+        img = (f'<img src="{esc(quote(thumb))}" alt="{esc(seg.label)} at peak" loading="lazy">')
+        if nsfw:
+            img = f'<span class="thumb nsfw" title="NSFW: click to reveal">{img}</span>'
+        else:
+            img = f'<span class="thumb">{img}</span>'
+    cls = "segment nsfw-row" if nsfw else "segment"
+    return (f'<tr class="{cls}" data-i="{i}" data-start="{seg.start_s:.3f}" tabindex="0">'
+            f'<td>{i + 1}</td><td>{img}</td><td class="label">{esc(seg.label)}</td>'
+            f"<td>{esc(seg.kind)}</td><td>{hms(seg.start_s)}</td><td>{hms(seg.end_s)}</td>"
+            f"<td>{seg.duration_s:.3f} s</td><td>{seg.peak:.3f}</td><td>{seg.mean:.3f}</td></tr>")
+
+
+# --------------------------------------------------------------------------- embedded data
+
+
+def _data_script(result: VideoResult, segments: Sequence[Segment]) -> str:
+    colours = _colours(result.tracks)
+    data = {
+        "times": [round(float(t), 3) for t in result.times_s],
+        "tracks": [{"name": t.name, "kind": t.kind, "colour": colours[(t.name, t.kind)],
+                    "smoothed": [_num(v) for v in t.smoothed]} for t in result.tracks],
+        "segments": [{"label": s.label, "kind": s.kind, "start": round(s.start_s, 3),
+                      "end": round(s.end_s, 3)} for s in segments],
+    }
+    return f'<script id="scenetag-data" type="application/json">{script_json(data)}</script>'
+
+
+def script_json(data: Any) -> str:
+    """JSON that is safe inside a ``<script>`` element: no ``</script>``, no
+    ``<!--``, whatever the strings hold."""
+    return json.dumps(data, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
+
+
+def _num(v: Any) -> float | None:
+    v = float(v)
+    return round(v, 4) if math.isfinite(v) else None
+
+
+# --------------------------------------------------------------------------- index page
+
+
+def write_index_html(results: Sequence[VideoResult], out_dir: str | Path) -> Path:
+    """Write ``index.html``: one row per input, linking to its report."""
+    out = Path(out_dir)
+    head = ("<tr><th>name</th><th>status</th><th>duration</th><th>frames</th><th>tags</th>"
+            "<th>NSFW</th><th>input / error</th></tr>")
+    rows = [_index_row(r, out) for r in results]
+    if not rows:
+        rows = ['<tr class="empty"><td colspan="7">no inputs</td></tr>']
+    body = (f"<header><h1>scenetag report</h1><p>{len(results)} inputs</p></header>"
+            f'<section><table id="index-table"><thead>{head}</thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></section>')
+    return atomic_write_text(out / "index.html", _page("scenetag report", body, script=""))
+
+
+def _index_row(r: VideoResult, out: Path) -> str:
+    name = esc(r.name or "—")
+    if r.name and (out / r.name / "report.html").is_file():
+        name = f'<a href="{esc(quote(r.name))}/report.html">{name}</a>'
+    duration = hms(r.info.duration_s) if r.info is not None and r.info.duration_s else ""
+    detail = esc(r.input_path) + (f'<br><span class="error">{esc(r.error)}</span>' if r.error else "")
+    return (f'<tr class="{esc(r.status)}"><td>{name}</td><td>{esc(r.status)}</td><td>{duration}</td>'
+            f"<td>{len(r.frame_indices)}</td><td>{esc(', '.join(r.tags))}</td>"
+            f"<td>{esc(r.nsfw_verdict)}</td><td>{detail}</td></tr>")
+
+
+# --------------------------------------------------------------------------- page shell
+
+
+# file: lets thumbnails and the video load from disk; nothing may connect anywhere.
+_CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+        "img-src 'self' data: file:; media-src 'self' file:")
+
+
+def _page(title: str, body: str, script: str) -> str:
+    js = f"<script>{script}</script>" if script else ""
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+            f"<title>{esc(title)}</title><style>{_CSS}</style></head>\n"
+            f"<body>\n{body}\n{js}\n</body></html>\n")
+
+
+_CSS = """
+body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#222;background:#fafafa}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:22px 0 8px}
+.path{color:#666;word-break:break-all;margin:0}.nav{margin:0 0 8px}
+.error{color:#b00020}
+table{border-collapse:collapse;background:#fff}
+th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:middle}
+th{background:#f0f0f0}
+table.meta th{width:10em}
+#segments-table tbody tr.segment{cursor:pointer}
+#segments-table tbody tr.segment:hover,#segments-table tr.selected{background:#eef5ff}
+.thumb{display:inline-block;overflow:hidden;line-height:0}
+.thumb img{height:72px;width:auto;display:block}
+.thumb.nsfw img{filter:blur(14px)}.thumb.nsfw{cursor:zoom-in;outline:2px solid #d62728}
+.thumb.nsfw.revealed img{filter:none}
+.timeline-box{position:relative;max-width:1100px}
+#timeline-svg{width:100%;height:auto;background:#fff;border:1px solid #ddd;cursor:crosshair}
+#timeline-svg rect.bg{fill:#fff}
+#timeline-svg rect.seg{opacity:.22;cursor:pointer}#timeline-svg rect.seg:hover{opacity:.4}
+#timeline-svg polyline.score{fill:none;stroke-width:1.8}
+#timeline-svg line.thr{stroke-dasharray:5 4;stroke-width:1;opacity:.7}
+#timeline-svg line.tick{stroke:#e4e4e4}
+#timeline-svg text{font-size:11px;fill:#555}#timeline-svg text.tick{text-anchor:middle}
+#timeline-svg #cursor{stroke:#000;stroke-width:1;opacity:0}
+#tip{position:absolute;pointer-events:none;background:rgba(30,30,30,.9);color:#fff;
+ padding:4px 8px;border-radius:4px;font-size:12px;white-space:pre}
+.legend{list-style:none;padding:0;margin:6px 0;display:flex;flex-wrap:wrap;gap:4px 14px}
+.swatch{display:inline-block;width:12px;height:12px;margin-right:5px;vertical-align:-1px}
+.hint{color:#777;font-size:12px}
+video{max-width:480px;width:100%;background:#000}
+output{font-family:ui-monospace,monospace;font-weight:600}
+"""
+
+# Builds DOM with textContent only: labels never pass through innerHTML.
+_SCRIPT = r"""
+(function () {
+  "use strict";
+  var el = document.getElementById("scenetag-data");
+  var data = el ? JSON.parse(el.textContent) : {times: [], tracks: [], segments: []};
+  var video = document.getElementById("player");
+  var out = document.getElementById("selected-time");
+  var svg = document.getElementById("timeline-svg");
+  var tip = document.getElementById("tip");
+  function pad(n, w) { n = String(n); while (n.length < w) n = "0" + n; return n; }
+  function hms(t) {
+    var ms = Math.max(0, Math.round(t * 1000));
+    var h = Math.floor(ms / 3600000), m = Math.floor(ms / 60000) % 60;
+    var s = Math.floor(ms / 1000) % 60;
+    return pad(h, 2) + ":" + pad(m, 2) + ":" + pad(s, 2) + "." + pad(ms % 1000, 3);
+  }
+  function select(t, i) {
+    if (out) out.textContent = hms(t);
+    document.querySelectorAll("#segments-table tr.selected").forEach(function (r) {
+      r.classList.remove("selected");
+    });
+    if (i !== null && i !== undefined) {
+      var row = document.querySelector('#segments-table tr[data-i="' + i + '"]');
+      if (row) row.classList.add("selected");
+    }
+    if (video) { try { video.currentTime = t; } catch (e) { /* not seekable yet */ } }
+  }
+  document.querySelectorAll("#segments-table tr.segment").forEach(function (row) {
+    var go = function () { select(parseFloat(row.dataset.start), row.dataset.i); };
+    row.addEventListener("click", go);
+    row.addEventListener("keydown", function (e) { if (e.key === "Enter") go(); });
+  });
+  document.querySelectorAll(".thumb.nsfw").forEach(function (t) {
+    t.addEventListener("click", function (e) { e.stopPropagation(); t.classList.toggle("revealed"); });
+  });
+  if (!svg) return;
+  var end = parseFloat(svg.dataset.end), x0 = parseFloat(svg.dataset.x0);
+  var x1 = parseFloat(svg.dataset.x1), cursor = document.getElementById("cursor");
+  var vb = svg.viewBox.baseVal;
+  function timeAt(ev) {
+    var r = svg.getBoundingClientRect();
+    var x = (ev.clientX - r.left) * vb.width / r.width;
+    return Math.min(end, Math.max(0, (x - x0) / (x1 - x0) * end));
+  }
+  function nearest(t) {
+    var a = data.times, lo = 0, hi = a.length - 1;
+    if (hi < 0) return -1;
+    while (lo < hi) { var mid = (lo + hi) >> 1; if (a[mid] < t) lo = mid + 1; else hi = mid; }
+    if (lo > 0 && Math.abs(a[lo - 1] - t) <= Math.abs(a[lo] - t)) lo -= 1;
+    return lo;
+  }
+  svg.addEventListener("mousemove", function (ev) {
+    var t = timeAt(ev), k = nearest(t);
+    var x = x0 + (x1 - x0) * (t / end);
+    cursor.setAttribute("x1", x); cursor.setAttribute("x2", x); cursor.style.opacity = 0.5;
+    var lines = [hms(k >= 0 ? data.times[k] : t)];
+    data.tracks.forEach(function (tr) {
+      var v = k >= 0 ? tr.smoothed[k] : null;
+      lines.push(tr.name + ": " + (v === null || v === undefined ? "–" : v.toFixed(3)));
+    });
+    tip.textContent = lines.join("\n");
+    tip.hidden = false;
+    var box = svg.parentNode.getBoundingClientRect();
+    tip.style.left = Math.min(ev.clientX - box.left + 12, box.width - tip.offsetWidth) + "px";
+    tip.style.top = (ev.clientY - box.top + 12) + "px";
+  });
+  svg.addEventListener("mouseleave", function () { tip.hidden = true; cursor.style.opacity = 0; });
+  svg.addEventListener("click", function (ev) {
+    var target = ev.target.closest ? ev.target.closest("rect.seg") : null;
+    if (target) {
+      var i = parseInt(target.dataset.i, 10);
+      select(data.segments[i].start, i);
+    } else {
+      select(timeAt(ev), null);
+    }
+  });
+})();
+"""
+
+
+# --------------------------------------------------------------------------- rebuilding from files
+
+
+def load_result(folder: str | Path) -> VideoResult:
+    """Rebuild one input's :class:`VideoResult` from its report folder:
+    ``summary.json`` (required), ``frames.csv`` (scores over time),
+    ``segments.csv`` (else the summary's segments) and, when present,
+    ``segments.json`` (each label's kind and thresholds).
+
+    Raises:
+        PipelineError: ``summary.json`` is missing or unreadable.
+    """
+    folder = Path(folder)
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as ex:
+        raise PipelineError(f"{folder}: cannot read summary.json: {ex}") from ex
+    labels = _label_meta(folder, summary)
+    result = VideoResult(
+        input_path=str(summary.get("input", "")), name=folder.resolve().name,  # where the page is
+        status=summary.get("status", "ok"), error=summary.get("error"),
+        info=_info(summary), sampling=_sampling(summary.get("sampling")),
+        tags=list(summary.get("tags") or []), nsfw_verdict=summary.get("nsfw_verdict", "n/a"),
+        model_id=(summary.get("model") or {}).get("id", ""),
+        model_revision=(summary.get("model") or {}).get("revision"),
+        precision=(summary.get("model") or {}).get("precision", ""),
+        config_hash=summary.get("config_hash", ""), wall_time_s=summary.get("wall_time_s") or 0.0,
+        decode=_decode(summary.get("decode")), totals=_totals(summary.get("totals")))
+    _load_frames(folder / "frames.csv", result, labels)
+    result.segments = _load_segments(folder / "segments.csv", summary)
+    return result
+
+
+def _label_meta(folder: Path, summary: dict) -> dict[str, dict]:
+    meta = {name: {"kind": t.get("kind", "tag")} for name, t in (summary.get("totals") or {}).items()}
+    try:
+        exported = json.loads((folder / "segments.json").read_text(encoding="utf-8"))
+        for lab in exported.get("labels", []):
+            meta[lab["name"]] = lab
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # optional: thresholds are then unknown
+    return meta
+
+
+def _info(summary: dict) -> VideoInfo | None:
+    video = summary.get("video")
+    if not video:
+        return None
+    known = {f.name for f in dataclasses.fields(VideoInfo)} - {"path"}
+    fields = {"container": "", "codec": "", "width": 0, "height": 0, "duration_s": None,
+              "avg_fps": None, "frame_count": None}
+    fields.update({k: v for k, v in video.items() if k in known})
+    return VideoInfo(path=str(summary.get("input", "")), **fields)
+
+
+def _sampling(s: dict | None) -> Sampling | None:
+    if not s:
+        return None
+    return Sampling(every_n_frames=s.get("every_n_frames"), every_seconds=s.get("every_seconds"),
+                    target_fps=s.get("target_fps"), max_frames=s.get("max_frames"))
+
+
+def _decode(d: dict | None) -> DecodeStats | None:
+    if not d:
+        return None
+    known = {f.name for f in dataclasses.fields(DecodeStats)}
+    return DecodeStats(**{k: v for k, v in d.items() if k in known})
+
+
+def _totals(totals: dict | None) -> list[LabelTotals]:
+    return [LabelTotals(label=name, kind=t.get("kind", "tag"),
+                        seconds_present=t.get("seconds_present") or 0.0,
+                        fraction=_nan(t.get("fraction")),
+                        frames_over_threshold=t.get("frames_over_threshold") or 0,
+                        max_score=_nan(t.get("max_score")))
+            for name, t in (totals or {}).items()]
+
+
+def _load_frames(path: Path, result: VideoResult, labels: dict[str, dict]) -> None:
+    import pandas as pd
+
+    if not path.is_file():
+        return
+    frames = pd.read_csv(path)
+    result.frame_indices = frames["frame_index"].to_numpy(np.int64)
+    result.times_s = frames["time_s"].to_numpy(np.float64)
+    for column in frames.columns:
+        if not column.startswith("score:"):
+            continue
+        name = column[len("score:"):]
+        meta = labels.get(name, {})
+        raw = frames[column].to_numpy(np.float64)
+        smoothed = frames[f"smoothed:{name}"].to_numpy(np.float64) \
+            if f"smoothed:{name}" in frames.columns else raw
+        result.tracks.append(LabelTrack(name, meta.get("kind", "tag"), raw, smoothed,
+                                        _nan(meta.get("threshold")), _nan(meta.get("exit_threshold"))))
+
+
+def _load_segments(path: Path, summary: dict) -> list[Segment]:
+    import pandas as pd
+
+    if path.is_file():
+        # labels like "nan" or "null" must stay strings
+        rows = pd.read_csv(path, keep_default_na=False, dtype={"label": str, "kind": str})
+        rows = rows.to_dict("records")
+    else:
+        rows = summary.get("segments") or []
+    return [Segment(label=str(r["label"]), kind=str(r.get("kind") or "tag"),
+                    start_s=float(r["start_s"]), end_s=float(r["end_s"]),
+                    peak=_nan(r.get("peak")), mean=_nan(r.get("mean"))) for r in rows]
+
+
+def _nan(v: Any) -> float:
+    try:
+        return float(v) if v is not None and v != "" else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def regenerate(folder: str | Path, formats: Sequence[str] | None = None,
+               top_frames: int = 0) -> list[VideoResult]:
+    """Rewrite HTML reports and exports from a finished run's files, no model.
+
+    Args:
+        folder: a ``scenetag run`` output folder (every ``*/summary.json``
+            below it is an input) or one input's folder.
+        formats: any of ``html``, ``vtt``, ``edl``, ``thumbs`` (default
+            ``html, vtt, edl``); CSVs, the plot and ``summary.json`` are never
+            rewritten.
+        top_frames: also save this many best frames per label.
+
+    Returns:
+        the results loaded, in folder order.
+
+    Raises:
+        PipelineError: no ``summary.json`` was found.
+    """
+    from pipeline import report
+
+    folder = Path(folder)
+    single = (folder / "summary.json").is_file()
+    dirs = [folder] if single else sorted(p.parent for p in folder.glob("*/summary.json"))
+    if not dirs:
+        raise PipelineError(f"{folder}: no summary.json found; is it a `scenetag run` output folder?")
+    wanted = list(formats or ("html", "vtt", "edl"))
+    unknown = [f for f in wanted if f not in report.EXPORT_FORMATS]
+    if unknown:
+        raise PipelineError(f"scenetag report writes {', '.join(report.EXPORT_FORMATS)}; "
+                            f"not {', '.join(unknown)}")
+    results = []
+    for d in dirs:
+        result = load_result(d)
+        report.write_exports(result, d, wanted, top_frames=top_frames)
+        results.append(result)
+    if not single and "html" in wanted:
+        write_index_html(results, folder)
+    return results

@@ -1,0 +1,144 @@
+"""Still frames re-read from the input by timestamp: a thumbnail per segment
+(at its peak) for the HTML report, and the best-scoring frames per label
+(``--top-frames``).
+
+Frames come from :func:`pipeline.decode.read_frames_at`, so no model and no
+stored pixels are needed: only the input file, still where the run found it.
+When it is gone or unreadable the images are skipped with a warning; the
+reports are written without them.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.atomic import atomic_write_bytes
+from pipeline.types import Frame, LabelTrack, Segment, VideoResult
+
+log = logging.getLogger(__name__)
+
+THUMB_SHORT_SIDE = 180
+MAX_THUMBS = 300  # seeking per thumbnail: cap the cost on videos with very many segments
+THUMBS_DIR = "thumbs"
+TOP_FRAMES_DIR = "top_frames"
+
+
+def peak_time(result: VideoResult, seg: Segment) -> float:
+    """The sampled time inside ``seg`` where its label's smoothed score is
+    highest (the segment's ``peak``); the segment's middle when unknown."""
+    track = _track(result.tracks, seg.label, seg.kind)
+    times = np.asarray(result.times_s, dtype=np.float64)
+    if track is None or len(times) == 0:
+        return (seg.start_s + seg.end_s) / 2
+    inside = np.flatnonzero((times >= seg.start_s - 1e-6) & (times <= seg.end_s + 1e-6))
+    if len(inside) == 0:
+        return (seg.start_s + seg.end_s) / 2
+    scores = np.nan_to_num(np.asarray(track.smoothed, np.float64)[inside], nan=-np.inf)
+    return float(times[inside[int(np.argmax(scores))]])
+
+
+def thumb_name(n: int, seg: Segment, t_s: float) -> str:
+    """``thumbs/<nnn>_<label>_<mm-ss.mmm>.jpg`` for the n-th segment (0-based)."""
+    return f"{THUMBS_DIR}/{n:03d}_{safe_label(seg.label)}_{clock(t_s)}.jpg"
+
+
+def write_segment_thumbs(result: VideoResult, out_dir: str | Path,
+                         segments: Sequence[Segment] | None = None) -> dict[int, str]:
+    """Write a JPEG per segment, at its peak time, under ``out_dir/thumbs/``.
+
+    Args:
+        result: the video's result (input path, times and tracks).
+        out_dir: the video's report folder.
+        segments: which segments, in report order (default: ``result.segments``).
+
+    Returns:
+        segment position → path relative to ``out_dir``. A thumbnail already
+        on disk is reused when the input cannot be read (``scenetag report``
+        after the video moved).
+    """
+    out = Path(out_dir)
+    segments = list(result.segments if segments is None else segments)[:MAX_THUMBS]
+    names = {n: thumb_name(n, seg, peak_time(result, seg)) for n, seg in enumerate(segments)}
+    if not names:
+        return {}
+    frames = _read(result.input_path, [peak_time(result, seg) for seg in segments], THUMB_SHORT_SIDE)
+    if frames is None:
+        return {n: name for n, name in names.items() if (out / name).is_file()}
+    for name, frame in zip(names.values(), frames, strict=True):
+        _write_jpeg(frame.image, out / name, quality=82)
+    return names
+
+
+def write_top_frames(result: VideoResult, out_dir: str | Path, n: int) -> list[Path]:
+    """Save the ``n`` best-scoring frames of every label as JPEGs, full size:
+    ``top_frames/<label>_<rank>_<mm-ss.mmm>.jpg`` (rank from 1, by raw
+    score). Returns the paths written."""
+    if n <= 0 or result.status != "ok" or len(result.times_s) == 0:
+        return []
+    times = np.asarray(result.times_s, dtype=np.float64)
+    wanted: list[tuple[str, float]] = []
+    for track in result.tracks:
+        raw = np.nan_to_num(np.asarray(track.raw, np.float64), nan=-np.inf)
+        best = np.argsort(-raw, kind="stable")[:n]
+        wanted += [(f"{safe_label(track.name)}_{rank}_{clock(times[i])}.jpg", float(times[i]))
+                   for rank, i in enumerate(best, start=1)]
+    frames = _read(result.input_path, [t for _, t in wanted], None)
+    if frames is None:
+        return []
+    folder = Path(out_dir) / TOP_FRAMES_DIR
+    return [_write_jpeg(frame.image, folder / name, quality=92)
+            for (name, _), frame in zip(wanted, frames, strict=True)]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def safe_label(label: str, max_len: int = 60) -> str:
+    """A label as a file-name part: letters/digits (any script), ``-``, ``_``."""
+    text = unicodedata.normalize("NFC", label)
+    text = re.sub(r"[^\w\-]+", "_", text, flags=re.UNICODE).strip("_")
+    return text[:max_len] or "label"
+
+
+def clock(t_s: float) -> str:
+    """``mm-ss.mmm`` (minutes keep counting past an hour), safe in file names."""
+    ms = max(0, round(float(t_s) * 1000))
+    m, rest = divmod(ms, 60_000)
+    return f"{m:02d}-{rest // 1000:02d}.{rest % 1000:03d}"
+
+
+def _read(path: str, times: list[float], short_side: int | None) -> list[Frame] | None:
+    from pipeline.decode import read_frames_at
+
+    if not times:
+        return []
+    if not Path(path).is_file():
+        log.warning("%s: input not found; frame images skipped", path)
+        return None
+    try:
+        return read_frames_at(path, times, short_side=short_side)
+    except Exception as ex:  # images are optional: never fail a report for them
+        log.warning("%s: frame images skipped: %s", path, " ".join(str(ex).split()) or type(ex).__name__)
+        return None
+
+
+def _write_jpeg(image: np.ndarray, path: Path, quality: int) -> Path:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="JPEG", quality=quality)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _track(tracks: Sequence[LabelTrack], label: str, kind: str) -> LabelTrack | None:
+    for track in tracks:
+        if track.name == label and track.kind == kind:
+            return track
+    return next((t for t in tracks if t.name == label), None)

@@ -1,0 +1,140 @@
+"""The HTML report in a real browser: headless Chromium renders report.html
+from a CLI run with the tiny model; the screenshot must not be blank, the DOM
+must hold the segments table, and the page's script must work (clicking a
+row shows its time; NSFW thumbnails are blurred until clicked).
+
+Skipped only where Chromium is not installed (`.ci/run` installs it)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.report import html
+from pipeline.types import LabelTrack, Sampling, Segment, VideoInfo, VideoResult
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium); browser test skipped")
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--window-size=1280,1600"]
+
+
+def chromium(page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args, page.resolve().as_uri()]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def dump_dom(page: Path, tmp_path: Path) -> str:
+    # virtual time lets the page's scripts (and our probes) run before the dump
+    return chromium(page, tmp_path, "--virtual-time-budget=3000", "--dump-dom").stdout
+
+
+def with_probe(page: Path, probe: str) -> Path:
+    """A copy of ``page`` with a script appended that records results as
+    ``data-*`` attributes on <body>, for --dump-dom to read."""
+    probed = page.with_name("probe-" + page.name)
+    probed.write_text(page.read_text().replace("</body>", f"<script>{probe}</script></body>"))
+    return probed
+
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_model_dir, clip_dir) -> Path:
+    out = tmp_path_factory.mktemp("html")
+    cfg = out / "cfg.yaml"
+    cfg.write_text(f"model: {{id: {tiny_model_dir}, device: cpu, precision: fp32}}\n"
+                   "sampling: {every_seconds: 0.5}\ndecoder: {strategy: exact}\n"
+                   "labels: [{name: cat}, {name: '<script>alert(1)</script>'}, {name: car}]\n"
+                   "smoothing: {method: none}\n"
+                   "segments: {threshold: 0.2, min_duration_s: 0, merge_gap_s: 0}\n", encoding="utf-8")
+    result = runner.invoke(app, ["run", str(clip_dir / "ten.mp4"), str(clip_dir / "twentyfive.mp4"),
+                                 "-c", str(cfg), "-o", str(out / "r"), "-q", "--no-store"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out / "r"
+
+
+def test_report_screenshot_is_not_blank(run_dir, tmp_path):
+    from PIL import Image, ImageStat
+
+    shot = tmp_path / "shot.png"
+    chromium(run_dir / "ten" / "report.html", tmp_path, f"--screenshot={shot}")
+    with Image.open(shot) as im:
+        assert im.size == (1280, 1600)
+        grey = im.convert("L")
+        assert ImageStat.Stat(grey).var[0] > 200, "screenshot looks blank"
+        assert len(grey.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20
+
+
+def test_dom_has_segment_rows_timeline_and_player(run_dir, tmp_path):
+    dom = dump_dom(run_dir / "ten" / "report.html", tmp_path)
+    segments = pd.read_csv(run_dir / "ten" / "segments.csv", keep_default_na=False)
+    assert len(segments) >= 1
+    assert '<table id="segments-table">' in dom
+    rows = re.findall(r'<tr class="segment[^"]*" data-i="\d+"', dom)
+    assert len(rows) == len(segments)
+    assert len(re.findall(r"<img [^>]*thumbs/", dom)) == len(segments)
+    assert '<svg id="timeline-svg"' in dom and dom.count('<polyline class="score"') == 3
+    assert '<video id="player"' in dom
+    assert "<script>alert" not in dom and "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+
+
+def test_clicking_a_row_shows_its_time(run_dir, tmp_path):
+    probe = ("var row = document.querySelector('#segments-table tr.segment');"
+             "row.click();"
+             "document.body.dataset.selected = document.getElementById('selected-time').textContent;"
+             "document.body.dataset.start = row.dataset.start;"
+             "document.body.dataset.rowSelected = row.classList.contains('selected');")
+    dom = dump_dom(with_probe(run_dir / "ten" / "report.html", probe), tmp_path)
+    start = float(re.search(r'data-start="([\d.]+)"', dom).group(1))
+    selected = re.search(r'data-selected="(\d\d:\d\d:\d\d\.\d\d\d)"', dom)
+    assert selected, "clicking a row did not show a time"
+    h, m, s = selected.group(1).split(":")
+    assert int(h) * 3600 + int(m) * 60 + float(s) == pytest.approx(start, abs=1e-3)
+    assert 'data-row-selected="true"' in dom
+
+
+def test_nsfw_thumbnail_is_blurred_until_clicked(clip_dir, tmp_path):
+    times = np.arange(8) * 0.5
+    tracks = [LabelTrack("cat", "tag", np.full(8, 0.8), np.full(8, 0.8), 0.5, 0.45),
+              LabelTrack("gore", "nsfw", np.full(8, 0.9), np.full(8, 0.9), 0.7, 0.6)]
+    info = VideoInfo(path=str(clip_dir / "ten.mp4"), container="mov,mp4", codec="h264", width=96,
+                     height=64, duration_s=4.0, avg_fps=10.0, frame_count=40)
+    result = VideoResult(input_path=str(clip_dir / "ten.mp4"), name="ten", info=info,
+                         sampling=Sampling(every_seconds=0.5), frame_indices=np.arange(8) * 5,
+                         times_s=times, tracks=tracks,
+                         segments=[Segment("cat", "tag", 0.0, 2.0, 0.8, 0.8),
+                                   Segment("gore", "nsfw", 1.0, 3.0, 0.9, 0.9)])
+    page = html.write_report_html(result, tmp_path / "ten")
+    assert len(list((tmp_path / "ten" / "thumbs").glob("*.jpg"))) == 2
+    probe = ("var img = document.querySelector('.thumb.nsfw img');"
+             "document.body.dataset.before = getComputedStyle(img).filter;"
+             "img.parentNode.click();"
+             "document.body.dataset.after = getComputedStyle(img).filter;"
+             "document.body.dataset.plain = getComputedStyle("
+             "document.querySelector('.thumb:not(.nsfw) img')).filter;")
+    dom = dump_dom(with_probe(page, probe), tmp_path)
+    assert re.search(r'data-before="blur\(', dom), "NSFW thumbnail is not blurred"
+    assert 'data-after="none"' in dom and 'data-plain="none"' in dom
+
+
+def test_index_page_links_every_input(run_dir, tmp_path):
+    dom = dump_dom(run_dir / "index.html", tmp_path)
+    assert 'href="ten/report.html"' in dom and 'href="twentyfive/report.html"' in dom
+    assert len(re.findall(r'<tr class="ok">', dom)) == 2
