@@ -65,18 +65,27 @@ class LocalEngine:
         open_decoder: builds a decoder for a path (backend, resize, strategy
             already chosen by the caller).
         sampling: which frames to keep.
-        batch_size: frames per model call.
+        batch_size: the most frames per model call.
         timeout_s: a decode that yields nothing for this long is cut off.
-        queue_size: chunks allowed in flight (backpressure).
+        queue_size: chunks allowed in flight (backpressure); default: two
+            batches' worth, at least 8.
+        chunk_size: frames per decoded chunk; default
+            :func:`default_chunk_size`. Smaller than a batch, so the model
+            starts on an input's first frames instead of waiting for a full
+            batch to be decoded.
     """
 
     def __init__(self, open_decoder: Callable, sampling, *, batch_size: int = 32,
-                 timeout_s: float = 600.0, queue_size: int = 8) -> None:
+                 timeout_s: float = 600.0, queue_size: int | None = None,
+                 chunk_size: int | None = None) -> None:
         self.open_decoder = open_decoder
         self.sampling = sampling
         self.batch_size = batch_size
         self.timeout_s = timeout_s
-        self.queue_size = queue_size
+        self.chunk_size = chunk_size or default_chunk_size(batch_size)
+        # Room for two model batches of frames, so a batch can fill while the
+        # previous one runs; never fewer than 8 chunks.
+        self.queue_size = queue_size or max(8, -(-2 * batch_size // self.chunk_size))
 
     def run(self, paths: Sequence[str], embed_images: EmbedImages) -> Iterator[EmbeddedInput]:
         """Yield one :class:`EmbeddedInput` per path, in input order."""
@@ -109,7 +118,7 @@ class LocalEngine:
                 return _put(items, _Chunk(generation, position, batch), state, generation)
 
             result = decode_input(paths[position], self.open_decoder, self.sampling,
-                                  self.batch_size, emit)
+                                  self.chunk_size, emit)
             if not _put(items, _End(generation, position, result), state, generation):
                 return
 
@@ -126,7 +135,7 @@ class LocalEngine:
                 log.warning("decode of %s stalled for %.0f s; skipping it", paths[position], self.timeout_s)
                 pending[position] = _Pending(end=EmbeddedInput.failed(
                     paths[position], DecodeTimeout(f"decoding stalled for {self.timeout_s:g} s (timeout)")))
-                worker = self._start_worker(paths, position + 1, items, state)
+                self._start_worker(paths, position + 1, items, state)
                 item = None
             if item is not None and item.generation == state.generation:
                 self._accept(item, pending)
@@ -147,9 +156,17 @@ class LocalEngine:
         waiting = sum(len(b) for slot in pending.values() for b in slot.batches)
         if waiting >= self.batch_size:
             return True
-        # An ended input waits only while more frames are already queued.
-        ended = any(slot.end is not None and slot.batches for slot in pending.values())
-        return ended and items.empty()
+        # Greedy batching: never let the model idle while frames wait. When the
+        # model is the slower stage, chunks pile up in the queue during each
+        # call and batches grow to ``batch_size`` by themselves; when decode is
+        # slower, embedding small batches early costs nothing.
+        return waiting > 0 and items.empty()
+
+
+def default_chunk_size(batch_size: int) -> int:
+    """Frames per decoded chunk: a quarter batch, between 1 and 16 frames
+    (64 for very large GPU batches), so the first model call starts early."""
+    return max(1, min(batch_size, max(min(batch_size // 4, 16), batch_size // 16)))
 
 
 class _RunState:

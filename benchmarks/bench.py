@@ -1,0 +1,575 @@
+"""Throughput benchmark: scenetag's pipeline against the tutorial loop, in one process.
+
+Run ``make bench`` (or ``.venv/bin/python benchmarks/bench.py [--quick]``). It
+builds, once, into ``benchmarks/.cache/`` (gitignored):
+
+* a 60 s 1280x720 30 fps H.264 clip (libx264, GOP 250, panning texture and a
+  moving box, scene change every 10 s) — 20 s with ``--quick``;
+* a low-resolution 160x90 30 fps clip of 1 min and one of 40 min (1 and 4 min
+  with ``--quick``) for the memory rows;
+* a ViT-B/32-shaped CLIP with random weights (``transformers.CLIPConfig()``
+  defaults), saved as a normal model folder and loaded through
+  ``pipeline.embed.load_embedder``.
+
+Then it measures, on the same clip and machine, one after the other:
+
+1. ``naive``: PyAV decodes every frame, keeps every 30th, ``frame.to_image()``
+   → ``CLIPImageProcessor`` → model, batch 1, fp32. Over the first
+   ``--naive-seconds`` of the clip only (it is slow); frames scored per second.
+2. ``decode``: our decoder alone (``open_decoder(short_side=224, strategy="auto")``),
+   same sampling (one frame per second ≙ every 30th frame); frames per second.
+3. ``model``: our embedder alone on ready uint8 frames of the decoder's output
+   size, at its chosen precision and batch; images per second.
+4. ``e2e``: ``pipeline.run.run_job`` on the whole clip (model preloaded, CSV +
+   JSON outputs); frames scored per second.
+5. peak RSS of ``run_job`` in a fresh subprocess on the 1 min and 40 min
+   low-resolution clips.
+
+It prints a table with PASS/MISS per target (it never fails on a miss) and
+writes ``benchmarks/results.json``. The precision study (fp32 / bf16 / int8
+dynamic on CPU; fp32 / fp16 and batch 1024 on CUDA) and, with ``--compile``,
+``torch.compile`` are measured the same way.
+
+Timings on a shared machine move with its load; compare rows of one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import gc
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+CACHE = HERE / ".cache"
+FPS = 30
+SAMPLE_EVERY = 30  # frames; at 30 fps this is one frame per second
+LABELS = ["a city street", "a forest", "a beach", "an office", "a kitchen"]
+TARGETS = {"speedup_vs_naive": 5.0, "efficiency": 0.8, "rss_growth_mb": 50.0}
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _texture(rng: np.random.Generator, height: int, width: int, cell: int) -> np.ndarray:
+    """A colourful texture: blocky noise (cells of ``cell`` px) over a gradient."""
+    small = rng.integers(0, 256, (height // cell + 1, width // cell + 1, 3), dtype=np.uint8)
+    blocks = np.repeat(np.repeat(small, cell, 0), cell, 1)[:height, :width].astype(np.int16)
+    yy, xx = np.mgrid[0:height, 0:width]
+    grad = ((xx / width) * 120 + (yy / height) * 60).astype(np.int16)[..., None]
+    fine = rng.integers(-24, 24, (height, width, 1), dtype=np.int16)
+    return np.clip(blocks // 2 + grad + fine, 0, 255).astype(np.uint8)
+
+
+def make_clip(path: Path, seconds: float, width: int, height: int, *, fps: int = FPS,
+              gop: int = 250, preset: str = "veryfast", seed: int = 0) -> Path:
+    """Write an H.264 clip with camera-pan motion, a moving box and a scene
+    change every 10 s, so it is neither static nor trivially compressible."""
+    import av
+
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    cell = max(2, width // 80)
+    scenes = [_texture(rng, height, width * 2, cell) for _ in range(3)]
+    box = max(4, height // 6)
+    tmp = path.with_suffix(".part.mp4")
+    with av.open(str(tmp), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": preset, "crf": "23", "g": str(gop)}
+        stream.time_base = Fraction(1, fps)
+        for i in range(int(seconds * fps)):
+            scene = scenes[(i // (10 * fps)) % len(scenes)]
+            x0 = (i * max(1, width // 320)) % width
+            img = np.ascontiguousarray(scene[:, x0:x0 + width])
+            bx = int((width - box) * (0.5 + 0.5 * np.sin(i / 20)))
+            by = int((height - box) * (0.5 + 0.5 * np.cos(i / 31)))
+            img[by:by + box, bx:bx + box] = (255, 200 - (i % 100), 40)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    tmp.rename(path)
+    return path
+
+
+def build_model(folder: Path, *, tiny: bool = False, seed: int = 0) -> Path:
+    """A CLIP with random weights saved as a model folder (safetensors, a
+    byte-level tokenizer, CLIPImageProcessor). ViT-B/32 shaped unless ``tiny``."""
+    if (folder / "config.json").exists():
+        return folder
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = list(bytes_to_unicode().values())
+    vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)  # highest id: CLIP pools text at argmax(input_ids)
+    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
+    eos, bos = vocab["<|endoftext|>"], vocab["<|startoftext|>"]
+    text = {"vocab_size": len(vocab), "eos_token_id": eos, "bos_token_id": bos, "pad_token_id": eos}
+    vision: dict = {}
+    image = 224
+    if tiny:
+        image = 32
+        text.update(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+        vision = {"image_size": image, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
+                  "num_hidden_layers": 2, "num_attention_heads": 2}
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=16 if tiny else 512)
+    torch.manual_seed(seed)
+    CLIPModel(config).save_pretrained(folder, safe_serialization=True)
+    CLIPImageProcessor(size={"shortest_edge": image},
+                       crop_size={"height": image, "width": image}).save_pretrained(folder)
+    return folder
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def measure_naive(clip: Path, model_dir: Path, seconds: float) -> dict:
+    """The tutorial loop: every frame decoded, every 30th to PIL → processor →
+    fp32 model at batch 1."""
+    import av
+    import torch
+    from transformers import CLIPImageProcessor, CLIPModel
+
+    model = CLIPModel.from_pretrained(str(model_dir)).eval()
+    processor = CLIPImageProcessor.from_pretrained(str(model_dir))
+    limit = int(seconds * FPS)
+    scored = 0
+    with torch.inference_mode():  # warm-up call, not timed (lazy kernel set-up)
+        model.get_image_features(pixel_values=torch.zeros(1, 3, processor.crop_size["height"],
+                                                          processor.crop_size["width"]))
+    start = time.perf_counter()
+    with av.open(str(clip)) as container, torch.inference_mode():
+        for i, frame in enumerate(container.decode(video=0)):
+            if i >= limit:
+                break
+            if i % SAMPLE_EVERY:
+                continue
+            pixels = processor(images=frame.to_image(), return_tensors="pt")["pixel_values"]
+            model.get_image_features(pixel_values=pixels)
+            scored += 1
+    wall = time.perf_counter() - start
+    del model
+    gc.collect()
+    return {"fps": scored / wall, "frames": scored, "wall_s": wall, "seconds_of_video": seconds}
+
+
+def measure_decode(clip: Path, short_side: int, strategy: str = "auto") -> dict:
+    """Our decoder alone, one frame per second."""
+    from pipeline.decode import open_decoder
+    from pipeline.types import Sampling
+
+    start = time.perf_counter()
+    with open_decoder(str(clip), short_side=short_side, strategy=strategy) as decoder:
+        frames = sum(1 for _ in decoder.frames(Sampling(every_seconds=SAMPLE_EVERY / FPS)))
+        stats = decoder.stats
+    wall = time.perf_counter() - start
+    return {"fps": frames / wall, "frames": frames, "wall_s": wall, "strategy": stats.strategy,
+            "frames_decoded": stats.frames_decoded}
+
+
+def sample_frames(clip: Path, short_side: int, count: int) -> np.ndarray:
+    """``count`` frames as the decoder gives them (cycled if the clip is short)."""
+    from pipeline.decode import open_decoder
+    from pipeline.types import Sampling
+
+    with open_decoder(str(clip), short_side=short_side) as decoder:
+        frames = [f.image for f in decoder.frames(Sampling(every_seconds=1.0, max_frames=count))]
+    return np.stack([frames[i % len(frames)] for i in range(count)])
+
+
+def measure_model(embed_images, images: np.ndarray, repeats: int = 1) -> dict:
+    """Images per second of ``embed_images`` on ready frames (after one warm-up call)."""
+    embed_images(images[: max(1, min(len(images), 8))])
+    start = time.perf_counter()
+    for _ in range(repeats):
+        vectors = embed_images(images)
+    wall = time.perf_counter() - start
+    return {"fps": repeats * len(images) / wall, "images": repeats * len(images), "wall_s": wall,
+            "vectors": vectors}
+
+
+def bench_config(model_dir: Path, formats=("csv", "json"), max_frames: int | None = None):
+    from pipeline.config import load_config
+
+    return load_config(None, {"model.id": str(model_dir),
+                              "labels": [{"name": n} for n in LABELS],
+                              "sampling.every_seconds": SAMPLE_EVERY / FPS,
+                              "sampling.max_frames": max_frames,
+                              "output.formats": list(formats)})
+
+
+def run_options(use_store: bool = True):
+    """Quiet ``RunOptions``; ``use_store=False`` skips the embedding store
+    (where this version of ``run`` has one)."""
+    import dataclasses
+
+    from pipeline.run import RunOptions
+
+    names = {f.name for f in dataclasses.fields(RunOptions)}
+    extra = {"use_store": False} if not use_store and "use_store" in names else {}
+    return RunOptions(progress=False, **extra)
+
+
+def measure_e2e(clip: Path, embedder, model_dir: Path, use_store: bool = True) -> dict:
+    """``run_job`` on the clip with the model preloaded; also times the model
+    calls so the overlap of decode and embed can be judged. A 2-frame run
+    first, untimed, pays the one-off imports (report writers, store)."""
+    from pipeline.run import run_job
+
+    with tempfile.TemporaryDirectory() as out:
+        config = bench_config(model_dir, max_frames=2)
+        run_job([str(clip)], config, Path(out), run_options(use_store), embedder=embedder)
+
+    busy = [0.0]
+    original = embedder.embed_images
+
+    def timed(images):
+        t0 = time.perf_counter()
+        try:
+            return original(images)
+        finally:
+            busy[0] += time.perf_counter() - t0
+
+    embedder.embed_images = timed
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            start = time.perf_counter()
+            report = run_job([str(clip)], bench_config(model_dir), Path(out),
+                             run_options(use_store), embedder=embedder)
+            wall = time.perf_counter() - start
+    finally:
+        del embedder.embed_images
+    result = report.results[0]
+    if result.status != "ok":
+        raise RuntimeError(f"e2e run failed: {result.error}")
+    frames = len(result.frame_indices)
+    return {"fps": frames / wall, "frames": frames, "wall_s": wall, "model_busy_s": busy[0],
+            "frames_decoded": result.decode.frames_decoded if result.decode else None,
+            "strategy": result.decode.strategy if result.decode else None}
+
+
+def rss_child(clip: str, model_dir: str, device: str, precision: str, use_store: bool) -> None:
+    """Subprocess body: run the full pipeline on ``clip``, print peak RSS as JSON."""
+    from pipeline.embed import load_embedder
+    from pipeline.run import run_job
+
+    embedder = load_embedder(model_dir, device=device, precision=precision)
+    loaded = _proc_status_mb("VmHWM")
+    with tempfile.TemporaryDirectory() as out:
+        report = run_job([clip], bench_config(Path(model_dir)), Path(out),
+                         run_options(use_store), embedder=embedder)
+    # VmHWM, not ru_maxrss: after fork+exec, ru_maxrss still counts the
+    # parent's resident pages at fork time (the bench holds a ViT-B/32 then).
+    peak = _proc_status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The peak may be set by the model load alone; the resident size at the
+    # end shows whatever the run itself kept.
+    print(json.dumps({"peak_mb": peak, "after_load_mb": loaded, "end_rss_mb": _proc_status_mb("VmRSS"),
+                      "frames": len(report.results[0].frame_indices),
+                      "status": report.results[0].status}))
+
+
+def _proc_status_mb(field: str) -> float | None:
+    """A ``/proc/self/status`` memory field (``VmHWM``, ``VmRSS``) in MB; None off Linux."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def measure_rss(clip: Path, model_dir: Path, device: str, precision: str, use_store: bool) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--rss-child", str(clip),
+           "--model", str(model_dir), "--device", device, "--precision", precision]
+    cmd += [] if use_store else ["--no-store"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def precision_study(model_dir: Path, images: np.ndarray, device: str, batch: int,
+                    compile_model: bool) -> dict:
+    """Model-only img/s and cosine to fp32 for each precision this device offers
+    (``bf16`` is the whole model in bf16, as the loader does it)."""
+    import warnings
+
+    import torch
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch.ao.quantization
+    warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+
+    from pipeline.embed import load_embedder
+
+    rows: dict[str, dict] = {}
+    reference = None
+    names = (["fp32", "bf16", "bf16-autocast", "int8-dynamic"] if device == "cpu"
+             else ["fp32", "fp16", "bf16"])
+    for name in names:
+        precision = name if name in ("fp32", "fp16", "bf16") else "fp32"
+        embedder = load_embedder(str(model_dir), device=device, precision=precision, batch_size=batch)
+        if name == "int8-dynamic":
+            embedder.model = torch.ao.quantization.quantize_dynamic(
+                embedder.model, {torch.nn.Linear}, dtype=torch.qint8)
+        elif name == "bf16-autocast":  # fp32 weights under torch.autocast (the previous CPU bf16 path)
+            embedder.precision = "bf16"
+        rows[name] = _study_row(embedder, images, reference)
+        if reference is None:
+            reference = rows[name].pop("vectors")
+        else:
+            rows[name].pop("vectors")
+        del embedder
+        gc.collect()
+    if compile_model:
+        chosen = "bf16" if device == "cpu" else "fp16"
+        start = time.perf_counter()
+        embedder = load_embedder(str(model_dir), device=device, precision=chosen, batch_size=batch,
+                                 compile_model=True)
+        embedder.embed_images(images[:batch])  # compile happens here
+        warm = time.perf_counter() - start
+        row = _study_row(embedder, images, reference)
+        row.pop("vectors")
+        rows[f"{chosen}+compile"] = {**row, "compile_s": round(warm, 1)}
+    return rows
+
+
+def _study_row(embedder, images: np.ndarray, reference) -> dict:
+    run = measure_model(embedder.embed_images, images)
+    cosine = None if reference is None else float(np.min(np.sum(run["vectors"] * reference, axis=1)))
+    return {"img_s": round(run["fps"], 2), "min_cosine_vs_fp32": cosine, "vectors": run["vectors"]}
+
+
+def gpu_large_batch(model_dir: Path, images: np.ndarray, device: str, batch: int = 1024) -> dict:
+    from pipeline.embed import load_embedder
+
+    embedder = load_embedder(str(model_dir), device=device, precision="fp16", batch_size=batch)
+    big = np.concatenate([images] * max(1, -(-batch * 2 // len(images))))[: batch * 2]
+    run = measure_model(embedder.embed_images, big)
+    return {"batch": batch, "precision": "fp16", "img_s": round(run["fps"], 1)}
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "load_avg_1min_at_end": os.getloadavg()[0]}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def run_bench(args: argparse.Namespace) -> dict:
+    """Build inputs, measure every row, print the table and write the JSON."""
+    from pipeline.embed import load_embedder
+
+    args.load_at_start = os.getloadavg()[0]  # other jobs on the box skew every row
+    cache = Path(args.cache)
+    quick = args.quick
+    width, height = (args.width, args.height)
+    clip_s = args.clip_seconds or (20 if quick else 60)
+    clip = make_clip(cache / f"clip_{width}x{height}_{clip_s}s.mp4", clip_s, width, height)
+    model_dir = build_model(cache / ("tiny-clip" if args.tiny_model else "clip-vit-b32-random"),
+                            tiny=args.tiny_model)
+    say = print if not args.silent else (lambda *a, **k: None)
+    say(f"clip {clip.name}, model {model_dir.name}")
+
+    naive = measure_naive(clip, model_dir, min(args.naive_seconds, clip_s))
+    say(f"naive   {naive['fps']:.2f} frames/s")
+    embedder = load_embedder(str(model_dir), device=args.device, precision=args.precision,
+                             batch_size=args.batch_size)
+    decode = measure_decode(clip, embedder.input_size)
+    say(f"decode  {decode['fps']:.2f} frames/s ({decode['strategy']})")
+    images = sample_frames(clip, embedder.input_size, max(embedder.batch_size * 2, 16))
+    model = measure_model(embedder.embed_images, images)
+    say(f"model   {model['fps']:.2f} img/s ({embedder.precision}, batch {embedder.batch_size})")
+    e2e = measure_e2e(clip, embedder, model_dir, use_store=not args.no_store)
+    say(f"e2e     {e2e['fps']:.2f} frames/s")
+    del embedder
+    gc.collect()
+
+    lowres = {}
+    rss_model = model_dir if args.rss_model == "bench" else build_model(cache / "tiny-clip", tiny=True)
+    if not args.skip_rss:
+        for key, minutes in (("1min", args.rss_minutes[0]), ("40min", args.rss_minutes[1])):
+            low = make_clip(cache / f"low_160x90_{minutes:g}min.mp4", minutes * 60, 160, 90,
+                            preset="ultrafast")
+            lowres[key] = measure_rss(low, rss_model, args.device, args.precision,
+                                       not args.no_store)
+            lowres[key]["minutes"] = minutes
+            say(f"rss {key} ({minutes:g} min) {lowres[key]['peak_mb']:.0f} MB")
+
+    study = {}
+    if not args.skip_study:
+        study = precision_study(model_dir, images, _device_of(args.device), args.study_batch or 32,
+                                args.compile)
+        if _device_of(args.device).startswith("cuda"):
+            study["large_batch"] = gpu_large_batch(model_dir, images, _device_of(args.device))
+    results = assemble(args, naive, decode, model, e2e, lowres, study, clip, model_dir)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    if not args.silent:
+        print_table(results)
+        print(f"wrote {args.out}")
+    return results
+
+
+def _device_of(device: str) -> str:
+    from pipeline.embed import resolve_device
+
+    return resolve_device(device)
+
+
+def assemble(args, naive, decode, model, e2e, lowres, study, clip, model_dir) -> dict:
+    from pipeline.embed import resolve_precision
+
+    device = _device_of(args.device)
+    slower = min(decode["fps"], model["fps"])
+    rss1 = lowres.get("1min", {}).get("peak_mb")
+    rss40 = lowres.get("40min", {}).get("peak_mb")
+    model.pop("vectors", None)
+    return {
+        "naive_fps": round(naive["fps"], 2),
+        "decode_fps": round(decode["fps"], 2),
+        "model_fps": round(model["fps"], 2),
+        "e2e_fps": round(e2e["fps"], 2),
+        "speedup_vs_naive": round(e2e["fps"] / naive["fps"], 2),
+        "efficiency": round(e2e["fps"] / slower, 3),
+        "rss_1min_mb": None if rss1 is None else round(rss1, 1),
+        "rss_40min_mb": None if rss40 is None else round(rss40, 1),
+        "device": device,
+        "precision": resolve_precision(args.precision, device),
+        "batch_size": args.batch_size,
+        "machine": {**machine(), "load_avg_1min_at_start": getattr(args, "load_at_start", None)},
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "sampling": f"every {SAMPLE_EVERY}th frame (every {SAMPLE_EVERY / FPS:g} s at {FPS} fps)",
+        "clip": {"file": clip.name, "seconds": args.clip_seconds or (20 if args.quick else 60),
+                 "size": f"{args.width}x{args.height}", "fps": FPS, "gop": 250},
+        "naive_seconds_of_video": naive["seconds_of_video"],
+        "model": model_dir.name,
+        "rss_model": args.rss_model,
+        "store": not args.no_store,
+        "quick": bool(args.quick),
+        "details": {"naive": naive, "decode": decode, "model": model, "e2e": e2e, "rss": lowres},
+        "precision_study": study,
+        "targets": targets(e2e["fps"] / naive["fps"], e2e["fps"] / slower, rss1, rss40),
+    }
+
+
+def targets(speedup: float, efficiency: float, rss1, rss40) -> dict:
+    out = {"speedup_vs_naive>=5": "PASS" if speedup >= TARGETS["speedup_vs_naive"] else "MISS",
+           "efficiency>=0.8": "PASS" if efficiency >= TARGETS["efficiency"] else "MISS"}
+    if rss1 is not None and rss40 is not None:
+        out["rss_40min<=rss_1min+50MB"] = "PASS" if rss40 <= rss1 + TARGETS["rss_growth_mb"] else "MISS"
+    return out
+
+
+def print_table(r: dict) -> None:
+    d = r["details"]
+    rows = [
+        ("naive loop (PIL+processor, fp32, batch 1)", f"{r['naive_fps']:.2f} frames/s",
+         f"first {r['naive_seconds_of_video']:g} s of the clip"),
+        ("decode only (ours)", f"{r['decode_fps']:.2f} frames/s", f"strategy {d['decode']['strategy']}"),
+        ("model only (ours)", f"{r['model_fps']:.2f} img/s", f"{r['precision']}, {r['device']}"),
+        ("end to end (run_job)", f"{r['e2e_fps']:.2f} frames/s",
+         f"model busy {d['e2e']['model_busy_s']:.1f} of {d['e2e']['wall_s']:.1f} s"),
+        ("speedup vs naive", f"{r['speedup_vs_naive']:.2f}x", ""),
+        ("efficiency e2e/min(decode, model)", f"{r['efficiency']:.3f}", ""),
+    ]
+    if r["rss_1min_mb"] is not None:
+        rows += [("peak RSS, 1 min 160x90", f"{r['rss_1min_mb']:.0f} MB", ""),
+                 ("peak RSS, 40 min 160x90", f"{r['rss_40min_mb']:.0f} MB",
+                  f"({d['rss']['40min']['minutes']:g} min clip)")]
+    width = max(len(a) for a, _, _ in rows)
+    print()
+    for name, value, note in rows:
+        print(f"  {name:<{width}}  {value:>14}  {note}")
+    print()
+    for name, verdict in r["targets"].items():
+        print(f"  {verdict}  {name}")
+    if r["precision_study"]:
+        print("\n  precision study (model only):")
+        for name, row in r["precision_study"].items():
+            print(f"    {name:<16} {json.dumps(row)}")
+    print()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="short clips, for a smoke run")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--batch-size", default="auto")
+    p.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    p.add_argument("--naive-seconds", type=float, default=None,
+                   help="seconds of the clip the naive loop runs over (default 20, quick 5)")
+    p.add_argument("--clip-seconds", type=int, default=None)
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=720)
+    p.add_argument("--rss-minutes", type=float, nargs=2, default=None, metavar=("SHORT", "LONG"))
+    p.add_argument("--skip-rss", action="store_true")
+    p.add_argument("--no-store", action="store_true",
+                   help="run the pipeline without the embedding store (default: with it, as the CLI)")
+    p.add_argument("--rss-model", choices=("bench", "tiny"), default="bench",
+                   help="model for the memory rows: the ViT-B/32 (default) or the tiny CLIP "
+                        "(when a 40 min run through ViT-B/32 would take too long)")
+    p.add_argument("--skip-study", action="store_true")
+    p.add_argument("--study-batch", type=int, default=None)
+    p.add_argument("--tiny-model", action="store_true", help="tiny random CLIP (smoke tests)")
+    p.add_argument("--cache", default=str(CACHE))
+    p.add_argument("--out", default=str(HERE / "results.json"))
+    p.add_argument("--silent", action="store_true")
+    p.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--model", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.naive_seconds is None:
+        args.naive_seconds = 5.0 if args.quick else 20.0
+    if args.rss_minutes is None:
+        args.rss_minutes = [1.0, 4.0] if args.quick else [1.0, 40.0]
+    if args.batch_size != "auto":
+        args.batch_size = int(args.batch_size)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.rss_child:
+        rss_child(args.rss_child, args.model, args.device, args.precision, not args.no_store)
+        return 0
+    run_bench(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Smoke run of benchmarks/bench.py: a tiny clip and the tiny CLIP, every row
+measured once, results.json written with the documented keys. No timing is
+asserted: numbers on a shared test machine mean nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+from conftest import ROOT
+
+KEYS = {"naive_fps", "decode_fps", "model_fps", "e2e_fps", "speedup_vs_naive", "efficiency",
+        "rss_1min_mb", "rss_40min_mb", "device", "precision", "machine", "date", "sampling",
+        "targets", "precision_study"}
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("scenetag_bench", ROOT / "benchmarks" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_quick_run_writes_results(tmp_path):
+    bench = _load_bench()
+    out = tmp_path / "results.json"
+    args = bench.parse_args(["--quick", "--tiny-model", "--clip-seconds", "2", "--width", "160",
+                             "--height", "90", "--naive-seconds", "2", "--skip-rss", "--no-store",
+                             "--device", "cpu", "--precision", "fp32", "--batch-size", "8",
+                             "--study-batch", "8",
+                             "--cache", str(tmp_path / "cache"), "--out", str(out), "--silent"])
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model gains nothing from threads; on a busy box they cost
+    try:
+        bench.run_bench(args)
+    finally:
+        torch.set_num_threads(threads)
+    results = json.loads(out.read_text())
+    assert set(results) >= KEYS
+    assert results["device"] == "cpu" and results["precision"] == "fp32"
+    assert results["details"]["e2e"]["frames"] == 2
+    for key in ("naive_fps", "decode_fps", "model_fps", "e2e_fps"):
+        assert results[key] > 0
+    assert {"fp32", "bf16", "bf16-autocast", "int8-dynamic"} <= set(results["precision_study"])
+    assert set(results["targets"].values()) <= {"PASS", "MISS"}
+
+
+def test_bench_clip_is_cached_and_decodable(tmp_path):
+    from pipeline.decode import probe
+
+    bench = _load_bench()
+    path = bench.make_clip(tmp_path / "c.mp4", 1, 64, 36)
+    mtime = path.stat().st_mtime_ns
+    assert bench.make_clip(path, 1, 64, 36).stat().st_mtime_ns == mtime  # cached, not rebuilt
+    info = probe(str(path))
+    assert (info.width, info.height, info.codec) == (64, 36, "h264")

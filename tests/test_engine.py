@@ -1,0 +1,185 @@
+"""The local engine's streaming and batching, and the embedder's fast preprocessing path.
+
+Fake decoders stand in for video files so the tests can control exactly when
+frames appear; a fake ``embed_images`` records every model call.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from pipeline.engine.local import LocalEngine, default_chunk_size
+from pipeline.types import DecodeStats, Frame, Sampling, VideoInfo
+
+
+class FakeDecoder:
+    """Yields ``count`` frames whose pixels all equal their index (mod 256).
+
+    ``after_first`` (optional) is called once the first ``pause_after``
+    frames have been yielded, before the next one: a hook to block decoding.
+    """
+
+    def __init__(self, path: str, count: int, size=(6, 10), pause_after: int | None = None,
+                 after_first=None):
+        self.path, self.count, self.size = path, count, size
+        self.pause_after, self.after_first = pause_after, after_first
+        self.stats = DecodeStats()
+
+    def __enter__(self):
+        h, w = self.size
+        self.info = VideoInfo(path=self.path, container="fake", codec="fake", width=w, height=h,
+                              duration_s=self.count, avg_fps=1.0, frame_count=self.count)
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def frames(self, sampling: Sampling):
+        for i in range(self.count):
+            if self.pause_after is not None and i == self.pause_after and self.after_first:
+                self.after_first()
+            self.stats.frames_decoded += 1
+            yield Frame(index=i, pts_s=float(i), image=np.full((*self.size, 3), i % 256, np.uint8))
+
+
+class RecordingModel:
+    """``embed_images`` stand-in: vector = [mean pixel, 1], calls recorded."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+        self.called = threading.Event()
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        self.calls.append(len(images))
+        self.called.set()
+        means = images.reshape(len(images), -1).mean(axis=1)
+        return np.stack([means, np.ones_like(means)], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 8, 32, 64, 256, 1024])
+def test_default_chunk_is_at_most_a_batch(batch):
+    chunk = default_chunk_size(batch)
+    assert 1 <= chunk <= batch
+    assert chunk <= max(16, batch // 16)
+
+
+def test_queue_holds_about_two_batches():
+    engine = LocalEngine(lambda p: None, Sampling(), batch_size=256)
+    assert engine.queue_size * engine.chunk_size >= 2 * 256
+    small = LocalEngine(lambda p: None, Sampling(), batch_size=32)
+    assert small.queue_size == 8 and small.chunk_size == 8
+
+
+@pytest.mark.parametrize("batch,chunk", [(4, None), (8, 3), (5, 5), (64, None)])
+def test_every_frame_is_embedded_once_in_order(batch, chunk):
+    counts = {"a.mp4": 13, "b.mp4": 1, "c.mp4": 9}
+    model = RecordingModel()
+    engine = LocalEngine(lambda p: FakeDecoder(p, counts[p]), Sampling(), batch_size=batch,
+                         chunk_size=chunk)
+    results = list(engine.run(list(counts), model))
+    assert [r.path for r in results] == list(counts)
+    for result in results:
+        n = counts[result.path]
+        assert result.error is None
+        np.testing.assert_array_equal(result.indices, np.arange(n))
+        np.testing.assert_allclose(result.embeddings[:, 0], np.arange(n) % 256)
+    assert sum(model.calls) == sum(counts.values())
+    # Whole chunks are handed over; the embedder splits them into batches.
+    assert max(model.calls) < batch + engine.chunk_size
+
+
+def test_model_starts_before_a_full_batch_is_decoded():
+    """Decode blocks after its first chunk until the model has been called:
+    an engine that waited for a full batch (or the input's end) would stall."""
+    model = RecordingModel()
+    released = []
+
+    def wait_for_model():
+        released.append(model.called.wait(timeout=10))
+
+    def opener(path):
+        return FakeDecoder(path, 40, pause_after=4, after_first=wait_for_model)
+
+    engine = LocalEngine(opener, Sampling(), batch_size=32, chunk_size=4)
+    (result,) = engine.run(["clip.mp4"], model)
+    assert released == [True]
+    assert model.calls[0] == 4
+    assert len(result.indices) == 40
+
+
+def test_batches_grow_when_the_model_is_the_slower_stage():
+    """While a model call runs, decoded chunks queue up; the next call takes
+    them all at once (up to the batch size)."""
+    gate = threading.Event()
+    model = RecordingModel()
+
+    def slow_model(images):
+        if not model.calls:
+            gate.wait(timeout=10)  # first call: let decode run ahead
+        return model(images)
+
+    def opener(path):
+        return FakeDecoder(path, 40, pause_after=20, after_first=gate.set)
+
+    engine = LocalEngine(opener, Sampling(), batch_size=16, chunk_size=4)
+    list(engine.run(["clip.mp4"], slow_model))
+    assert sum(model.calls) == 40
+    assert max(model.calls[1:]) == 16
+
+
+# --------------------------------------------------------------------------- embed preprocessing
+
+
+def _reference_preprocess(embedder, frames: np.ndarray):
+    """The straightforward float path the fast path must match."""
+    import torch
+
+    from pipeline.embed import _center_crop, _resize
+
+    spec = embedder.preprocess_spec
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    x = _resize(torch, x, spec)
+    if spec.crop_hw is not None:
+        x = _center_crop(x, spec.crop_hw)
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    return (x * spec.rescale - mean) / std
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 57, 3), (2, 57, 32, 3), (2, 32, 32, 3), (2, 48, 80, 3),
+                                   (1, 20, 30, 3)])
+def test_uint8_crop_path_matches_the_float_path(tiny_embedder, shape):
+    import torch
+
+    frames = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    ours = tiny_embedder.preprocess(torch.from_numpy(frames))
+    ref = _reference_preprocess(tiny_embedder, frames)
+    assert tuple(ours.shape) == tuple(ref.shape)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_preprocess_leaves_the_input_untouched(tiny_embedder):
+    import torch
+
+    frames = np.random.default_rng(1).integers(0, 256, (2, 32, 40, 3), dtype=np.uint8)
+    tensor = torch.from_numpy(frames.copy())
+    tiny_embedder.preprocess(tensor)
+    np.testing.assert_array_equal(tensor.numpy(), frames)
+
+
+def test_cpu_bf16_runs_the_whole_model_in_bf16(tiny_model_dir):
+    import torch
+
+    from pipeline.embed import load_embedder
+
+    images = np.random.default_rng(2).integers(0, 256, (4, 32, 48, 3), dtype=np.uint8)
+    bf16 = load_embedder(str(tiny_model_dir), device="cpu", precision="bf16")
+    fp32 = load_embedder(str(tiny_model_dir), device="cpu", precision="fp32")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    assert bf16.preprocess(torch.from_numpy(images)).dtype == torch.bfloat16
+    vectors = bf16.embed_images(images)
+    assert vectors.dtype == np.float32
+    assert np.min(np.sum(vectors * fp32.embed_images(images), axis=1)) > 0.99
