@@ -59,10 +59,20 @@ def run(
     device: DeviceOpt = None,
     precision: Annotated[str | None, typer.Option(help="auto, fp32, fp16 or bf16.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Frames per model call (default: auto).")] = None,
-    formats: Annotated[str | None, typer.Option(help="Comma-separated: csv,plot,json,html,vtt,edl.")] = None,
+    formats: Annotated[str | None, typer.Option(
+        help="Comma-separated: csv,plot,json,html,vtt,edl,thumbs (default all but thumbs).")] = None,
+    top_frames: Annotated[int | None, typer.Option(
+        "--top-frames", min=0, help="Save the N best frames per label as JPEGs (top_frames/).")] = None,
     engine: Annotated[str, typer.Option(help="local or ray.")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (auto, ray://host:10001).")] = None,
+    ray_actors: Annotated[int | None, typer.Option(help="Ray embedding actors (default: one per GPU).",
+                                                   min=1)] = None,
     resume: Annotated[bool, typer.Option(help="Skip inputs already finished with the same config.")] = False,
+    store: Annotated[Path | None, typer.Option("--store", help="Embedding store (default OUTPUT/store).",
+                                               file_okay=False)] = None,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Do not store embeddings.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache",
+                                           help="Decode even inputs already in the store.")] = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -73,6 +83,7 @@ def run(
         "scoring.mode": mode, "decoder.backend": decoder, "decoder.strategy": decode_strategy,
         "decoder.timeout_s": timeout, "sampling.max_frames": max_frames,
         "labels": _label_list(labels), "output.formats": _csv_list(formats),
+        "output.top_frames": top_frames,
         **_sampling_overrides(every_seconds, every_n_frames, fps),
     }
 
@@ -81,8 +92,9 @@ def run(
         from pipeline.run import RunOptions, run_job
 
         cfg = load_config(_config_path(config, labels), overrides)
-        options = RunOptions(engine=engine, ray_address=ray_address, resume=resume,
-                             progress=not quiet)
+        options = RunOptions(engine=engine, ray_address=ray_address, ray_actors=ray_actors, resume=resume,
+                             progress=not quiet, store=store, use_store=not no_store,
+                             use_cache=not no_cache)
         result = run_job(inputs, cfg, output, options)
         _print_run_summary(result, output, quiet)
         return result.exit_code
@@ -110,7 +122,154 @@ def download_model(
     raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
 
 
+@app.command("report")
+def report_cmd(
+    folder: Annotated[Path, typer.Argument(help="A `scenetag run` output folder, or one input's folder.",
+                                           exists=True, file_okay=False)],
+    formats: Annotated[str | None, typer.Option(help="Comma-separated: html,vtt,edl,thumbs.")] = None,
+    top_frames: Annotated[int, typer.Option("--top-frames", min=0,
+                                            help="Also save the N best frames per label.")] = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Rewrite HTML reports and exports from a run's files; loads no model."""
+
+    def job() -> int:
+        from pipeline.report.html import regenerate
+
+        results = regenerate(folder, _csv_list(formats), top_frames=top_frames)
+        if not quiet:
+            typer.echo(f"scenetag: {len(results)} reports rewritten in {folder}/", err=True)
+        return EXIT_OK
+
+    raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
+
+
+StoreOpt = Annotated[Path, typer.Option("--store", help="Embedding store folder (from `scenetag run`).",
+                                         file_okay=False)]
+StoreModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Model for queries (default: the one the store was built with).")]
+
+
+@app.command()
+def rescore(
+    config: ConfigOpt = None,
+    store: StoreOpt = Path("reports/store"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("reports/rescore"),
+    model: StoreModelOpt = None,
+    device: DeviceOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Re-score stored embeddings with a new config's labels; never decodes."""
+
+    def job() -> int:
+        from pipeline.config import load_config
+        from pipeline.run import rescore_job
+
+        cfg = load_config(_config_path(config, None), {"model.device": device})
+        result = rescore_job(cfg, store, output, model=model)
+        _print_run_summary(result, output, quiet)
+        return result.exit_code
+
+    raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
+
+
+@app.command()
+def search(
+    query: Annotated[str | None, typer.Argument(help='Text query, e.g. "a coffee cup".')] = None,
+    store: StoreOpt = Path("reports/store"),
+    image: Annotated[Path | None, typer.Option("--image", help="Query with an image file instead.",
+                                               dir_okay=False)] = None,
+    top: Annotated[int, typer.Option("--top", "-k", min=1, help="Number of results.")] = 10,
+    video: Annotated[str | None, typer.Option(help="Only this input (path, file name or stem).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Folder for search.csv/png (default: the store's parent).")] = None,
+    model: StoreModelOpt = None,
+    device: DeviceOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Find the stored frames closest to a text or image query."""
+
+    def job() -> int:
+        from pipeline import search as s
+        from pipeline.store import EmbeddingStore
+
+        if (query is None) == (image is None):
+            raise PipelineError("give a text QUERY or --image FILE (one of them)")
+        db = EmbeddingStore.open(store)
+        embedder = _store_embedder(db, model, device)
+        hits = s.search(db, s.embed_query(embedder, query, image), top_k=top, video=video)
+        out = output or store.parent
+        out.mkdir(parents=True, exist_ok=True)
+        s.write_csv(hits, out)
+        s.write_contact_sheet(hits, out, title=f"search: {query or image.name}")
+        if not quiet:
+            typer.echo(s.format_table(hits))
+            typer.echo(f"scenetag: {len(hits)} results; {out}/search.csv, {out}/search.png", err=True)
+        return EXIT_OK
+
+    raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
+
+
+@app.command()
+def cluster(
+    store: StoreOpt = Path("reports/store"),
+    k: Annotated[int | None, typer.Option("--k", min=1,
+                                          help="KMeans clusters (default: auto by silhouette).")] = None,
+    dbscan: Annotated[bool, typer.Option("--dbscan", help="Use DBSCAN (cosine) instead of KMeans.")] = False,
+    eps: Annotated[float, typer.Option("--eps", min=0.0, help="DBSCAN radius in cosine distance.")] = 0.1,
+    min_samples: Annotated[int, typer.Option("--min-samples", min=1, help="DBSCAN core neighbourhood.")] = 3,
+    outliers: Annotated[int, typer.Option("--outliers", min=0,
+                                          help="KMeans: frames to flag as outliers.")] = 10,
+    video: Annotated[str | None, typer.Option(help="Only this input (path, file name or stem).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Folder for clusters.csv/png (default: the store's parent).")] = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Cluster stored frames; write clusters.csv, outliers.csv and clusters.png."""
+
+    def job() -> int:
+        from pipeline import cluster as c
+        from pipeline.search import matches
+        from pipeline.store import EmbeddingStore
+
+        if dbscan and k is not None:
+            raise PipelineError("give --k or --dbscan, not both")
+        db = EmbeddingStore.open(store)
+        keys = None
+        if video is not None:
+            keys = [v.key for v in db.videos() if matches(v, video)]
+            if not keys:
+                raise PipelineError(f"no stored input matches --video {video!r}")
+        rows = db.frames(keys)
+        result = c.cluster(rows.vectors, k=k, dbscan_eps=eps if dbscan else None,
+                           min_samples=min_samples, outliers=outliers)
+        out = output or store.parent
+        out.mkdir(parents=True, exist_ok=True)
+        c.write_outputs(rows, result, out)
+        if not quiet:
+            typer.echo(f"scenetag: {len(rows)} frames, {result.method}: {result.k} clusters, "
+                       f"{int(result.is_outlier.sum())} outliers; {out}/clusters.csv", err=True)
+        return EXIT_OK
+
+    raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
+
+
 # --------------------------------------------------------------------------- helpers
+
+
+def _store_embedder(db: Any, model: str | None, device: str | None) -> Any:
+    """The store's model (or ``model``, which must have the same dimension)."""
+    from pipeline.embed import load_embedder
+
+    revision = None if model or (db.model_revision or "").startswith("sha256:") else db.model_revision
+    embedder = load_embedder(model or db.model_id, revision=revision, device=device or "auto")
+    db.check_model(embedder.model_id, embedder.revision, embedder.dim, same_model=model is None)
+    return embedder
+
 
 
 def _guarded(job: Callable[[], int], *, quiet: bool, debug: bool) -> int:

@@ -77,6 +77,14 @@ class SamplingConfig(_Strict):
             raise ValueError("set only one of every_seconds, every_n_frames, fps")
         return self
 
+    @classmethod
+    def of(cls, sampling: Sampling | None) -> SamplingConfig:
+        """The config section that yields ``sampling`` (default when None)."""
+        if sampling is None:
+            return cls()
+        return cls(every_seconds=sampling.every_seconds, every_n_frames=sampling.every_n_frames,
+                   fps=sampling.target_fps, max_frames=sampling.max_frames)
+
     def to_sampling(self) -> Sampling:
         if self.every_n_frames is not None:
             return Sampling(every_n_frames=self.every_n_frames, max_frames=self.max_frames)
@@ -160,7 +168,9 @@ class NsfwConfig(_Strict):
 
 
 class OutputConfig(_Strict):
-    formats: list[Literal["csv", "plot", "json", "html", "vtt", "edl"]] = ["csv", "plot", "json"]
+    formats: list[Literal["csv", "plot", "json", "html", "vtt", "edl", "thumbs"]] = \
+        ["csv", "plot", "json", "html", "vtt", "edl"]
+    top_frames: int = Field(default=0, ge=0)  # save the N best frames per label as JPEGs
 
 
 class Config(_Strict):

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,8 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` → fp16 on CUDA; bf16 on CPUs with native bf16 (≈4× fp32 on
-    AVX512-BF16/AMX parts at cosine 0.99999); fp32 elsewhere."""
+    """``auto`` → fp16 on CUDA; bf16 on CPUs with native bf16 (several times
+    fp32 on AVX512-BF16/AMX parts, at cosine ≥ 0.9999); fp32 elsewhere."""
     if precision != "auto":
         return precision
     if device.startswith("cuda"):
@@ -98,8 +99,10 @@ class Embedder:
         self.precision = precision
         self.batch_size = batch_size
         self._torch = torch
-        self._mean = torch.tensor(preprocess.mean, device=device).view(1, 3, 1, 1)
-        self._std = torch.tensor(preprocess.std, device=device).view(1, 3, 1, 1)
+        mean = torch.tensor(preprocess.mean, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(preprocess.std, device=device).view(1, 3, 1, 1)
+        self._scale = preprocess.rescale / std
+        self._shift = mean / std
         self.logit_scale = float(_logit_scale(model))
         self.dim = int(self.embed_texts(["a photo."]).shape[1])
 
@@ -135,12 +138,16 @@ class Embedder:
         """uint8 NHWC tensor on the device → normalised float NCHW pixels."""
         torch = self._torch
         spec = self.preprocess_spec
-        x = uint8_nhwc.permute(0, 3, 1, 2).float()
-        x = _resize(torch, x, spec)
-        if spec.crop_hw is not None:
+        x = uint8_nhwc.permute(0, 3, 1, 2)
+        if spec.crop_hw is not None and _resize_target(x.shape[-2:], spec) == tuple(x.shape[-2:]):
+            # The decoder already resized: crop the uint8 frames before any
+            # float work (a 16:9 frame has 1.8x the pixels of its crop).
             x = _center_crop(x, spec.crop_hw)
-        x = x * spec.rescale
-        x = (x - self._mean) / self._std
+        x = _resize(torch, x.float(), spec)
+        if spec.crop_hw is not None:
+            x = _center_crop(x, spec.crop_hw)  # a no-op when cropped above
+        # (x * rescale - mean) / std as one multiply-add, in place on our own copy.
+        x = x.mul_(self._scale).sub_(self._shift)
         return x.to(self._model_dtype())
 
     # ------------------------------------------------------------------- texts
@@ -161,8 +168,10 @@ class Embedder:
     # ------------------------------------------------------------------ helpers
 
     def _autocast(self) -> Any:
+        # Only for an fp32 model asked to run in bf16 (the loader converts
+        # bf16 models outright; autocast is the slower way, see PERFORMANCE.md).
         torch = self._torch
-        if self.precision == "bf16" and self.device == "cpu":
+        if self.precision == "bf16" and self.device == "cpu" and self._model_dtype() == torch.float32:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -187,7 +196,10 @@ def load_embedder(model_id: str, *, revision: str | None = None, device: str = "
     precision = resolve_precision(precision, device)
     model, tokenizer, image_processor = _load_parts(model_id, revision)
     model.eval()
-    if precision == "fp16" or (precision == "bf16" and device != "cpu"):
+    if precision in ("fp16", "bf16"):
+        # bf16 on CPU too: whole-model bf16 ran 1.3-2.4x faster than fp32
+        # weights under autocast (which re-casts every weight on every call),
+        # at cosine >= 0.9999 to fp32 (docs/PERFORMANCE.md).
         model = model.to(torch.float16 if precision == "fp16" else torch.bfloat16)
     model = model.to(device)
     if compile_model:
@@ -214,7 +226,7 @@ def _load_parts(model_id: str, revision: str | None) -> tuple[Any, Any, Any]:
         model = AutoModel.from_pretrained(source, weights_only=True, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         image_processor = AutoImageProcessor.from_pretrained(source, **kwargs)
-    except (OSError, ValueError, ImportError) as ex:
+    except (OSError, ValueError, ImportError, pickle.UnpicklingError) as ex:
         raise ModelLoadError(_explain_load_failure(model_id, ex)) from ex
     if not hasattr(model, "get_image_features") or not hasattr(model, "get_text_features"):
         raise ModelLoadError(f"{model_id} is not an image-text model "
@@ -229,6 +241,9 @@ def _looks_local(model_id: str) -> bool:
 
 
 def _explain_load_failure(model_id: str, ex: Exception) -> str:
+    if isinstance(ex, pickle.UnpicklingError):  # torch's weights-only loader refused it
+        return (f"cannot load model {model_id!r}: its pickled weights need code to load and "
+                "were refused; use a model with safetensors weights")
     text = str(ex).splitlines()[0] if str(ex) else type(ex).__name__
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     hint = ("it is not in the local Hugging Face cache and the Hub cannot be reached"
@@ -304,15 +319,20 @@ def _normalise(feats: Any) -> np.ndarray:
     return feats.cpu().numpy().astype(np.float32, copy=False)
 
 
+def _resize_target(hw: Any, spec: Preprocess) -> tuple[int, int]:
+    """The (height, width) the processor resizes a frame of size ``hw`` to."""
+    height, width = int(hw[0]), int(hw[1])
+    if spec.resize_hw is not None:
+        return tuple(spec.resize_hw)  # type: ignore[return-value]
+    short = spec.resize_short or min(height, width)
+    scale = short / min(height, width)
+    return max(short, round(height * scale)), max(short, round(width * scale))
+
+
 def _resize(torch: Any, x: Any, spec: Preprocess) -> Any:
     height, width = x.shape[-2:]
-    if spec.resize_hw is not None:
-        target = spec.resize_hw
-    else:
-        short = spec.resize_short or min(height, width)
-        scale = short / min(height, width)
-        target = (max(short, round(height * scale)), max(short, round(width * scale)))
-    if (height, width) == tuple(target):
+    target = _resize_target((height, width), spec)
+    if (height, width) == target:
         return x
     resized = torch.nn.functional.interpolate(x, size=target, mode="bicubic", antialias=True,
                                               align_corners=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import itertools
 import json
 import logging
 import re
@@ -24,11 +25,11 @@ import numpy as np
 
 from pipeline import report
 from pipeline.analyse import analyse, image_confidences
-from pipeline.config import Config
+from pipeline.config import Config, SamplingConfig
 from pipeline.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image, open_decoder
 from pipeline.engine.base import EmbeddedInput
 from pipeline.score import Classifier, build_classifier
-from pipeline.types import VideoInfo, VideoResult
+from pipeline.types import StoreError, VideoInfo, VideoResult
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,12 @@ class RunOptions:
 
     engine: str = "local"
     ray_address: str | None = None
+    ray_actors: int | None = None  # embedding actors; default one per GPU, else one
     resume: bool = False
     progress: bool = True
+    store: Path | None = None  # embedding store; None: <out_dir>/store
+    use_store: bool = True
+    use_cache: bool = True  # reuse stored embeddings instead of decoding
 
 
 @dataclass
@@ -84,7 +89,10 @@ def _expand_one(arg: str) -> tuple[list[str], str | None]:
                        if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS)
         return found, None if found else f"no videos or images found in folder {arg}"
     if path.suffix.lower() == ".txt" and path.is_file():
-        lines = path.read_text(encoding="utf-8").splitlines()
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as ex:
+            return [], f"cannot read list file {arg}: {' '.join(str(ex).split())}"
         return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")], None
     if path.exists() or path.is_symlink():
         return [arg], None
@@ -106,7 +114,7 @@ def output_names(paths: Sequence[str]) -> dict[str, str]:
     for path in paths:
         base = safe_name(Path(path).stem) or "input"
         name, n = base, 1
-        while name.lower() in used or name.lower() in ("index", "images"):
+        while name.lower() in used or name.lower() in ("index", "images", "store"):
             n += 1
             name = f"{base}-{n}"
         used.add(name.lower())
@@ -150,13 +158,20 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
     if todo:
         embedder = embedder or _load_embedder(config)
         classifier = build_classifier(config, embedder.embed_texts, embedder.logit_scale)
+        cache = _open_cache(config, options, embedder, out_dir)
+        cached, to_decode = cache.split(todo) if cache else ([], todo)
         engine = _make_engine(config, options, embedder)
         handle = partial(_handle_input, config=config, classifier=classifier, embedder=embedder,
                          names=names, out_dir=out_dir, run=run)
-        for embedded in _progress(engine.run(todo, embedder.embed_images), len(todo), options):
+        fresh = engine.run(to_decode, embedder.embed_images) if to_decode else []
+        for embedded in _progress(itertools.chain(cached, fresh), len(todo), options):
+            if cache:
+                cache.save(embedded)
             handle(embedded)
+        if cache:
+            cache.finish()
     run.results.extend(_load_previous(out_dir, names, paths, todo))
-    _write_run_outputs(run, out_dir)
+    _write_run_outputs(run, out_dir, config.output.formats)
     return run
 
 
@@ -172,7 +187,8 @@ def _handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classi
     result.wall_time_s = round(embedded.decode_s + time.perf_counter() - started, 3)
     if result.status != "ok":
         log.error("%s: %s", embedded.path, result.error)
-    report.write_video_outputs(result, out_dir / result.name, formats=tuple(config.output.formats))
+    report.write_video_outputs(result, out_dir / result.name, formats=tuple(config.output.formats),
+                               top_frames=config.output.top_frames)
     run.results.append(result)
 
 
@@ -197,12 +213,51 @@ def _one_line(error: Exception) -> str:
     return text or type(error).__name__
 
 
-def _load_embedder(config: Config):
+def _load_embedder(config: Config, model_id: str | None = None, revision: str | None = None):
     from pipeline.embed import load_embedder
 
     m = config.model
-    return load_embedder(m.id, revision=m.revision, device=m.device, precision=m.precision,
+    model_id, revision = (model_id, revision) if model_id else (m.id, m.revision)
+    if revision and revision.startswith("sha256:"):
+        revision = None  # a local folder's content hash, not a Hub revision
+    return load_embedder(model_id, revision=revision, device=m.device, precision=m.precision,
                          batch_size=m.batch_size, compile_model=m.compile)
+
+
+def _open_cache(config: Config, options: RunOptions, embedder, out_dir: Path):
+    if not options.use_store:
+        return None
+    from pipeline.store import open_run_cache
+
+    d = config.decoder
+    return open_run_cache(options.store or out_dir / "store", embedder,
+                          config.sampling.to_sampling(), strategy=d.strategy, backend=d.backend,
+                          use_cache=options.use_cache, required=options.store is not None)
+
+
+def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | None = None,
+                embedder=None) -> RunReport:
+    """Score stored embeddings with ``config``'s labels and write every report
+    as ``run_job`` would, without decoding. The model is the store's, unless
+    ``model`` names another of the same dimension."""
+    from pipeline.store import EmbeddingStore
+
+    store = EmbeddingStore.open(store_dir)
+    videos = {v.input_path: v for v in store.videos()}  # newest copy per input wins
+    if not videos:
+        raise StoreError(f"embedding store {store_dir} holds no embeddings")
+    embedder = embedder or _load_embedder(config, model or store.model_id,
+                                          None if model else store.model_revision)
+    store.check_model(embedder.model_id, embedder.revision, embedder.dim, same_model=model is None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names, run = output_names(list(videos)), RunReport()
+    classifier = build_classifier(config, embedder.embed_texts, embedder.logit_scale)
+    for video in videos.values():
+        cfg = config.model_copy(update={"sampling": SamplingConfig.of(video.sampling_obj)})
+        _handle_input(store.embedded(video), config=cfg, classifier=classifier, embedder=embedder,
+                      names=names, out_dir=out_dir, run=run)
+    _write_run_outputs(run, out_dir, config.output.formats)
+    return run
 
 
 def _make_engine(config: Config, options: RunOptions, embedder):
@@ -212,7 +267,8 @@ def _make_engine(config: Config, options: RunOptions, embedder):
     if options.engine == "ray":
         from pipeline.engine.ray import RayEngine
 
-        return RayEngine(config, address=options.ray_address)
+        return RayEngine(config, address=options.ray_address, short_side=embedder.input_size,
+                         num_actors=options.ray_actors, progress=options.progress)
     from pipeline.engine.local import LocalEngine
 
     return LocalEngine(opener, config.sampling.to_sampling(), batch_size=embedder.batch_size,
@@ -220,7 +276,7 @@ def _make_engine(config: Config, options: RunOptions, embedder):
 
 
 def _progress(results: Iterable[EmbeddedInput], total: int, options: RunOptions) -> Iterable[EmbeddedInput]:
-    if not options.progress:
+    if not options.progress or options.engine == "ray":  # Ray Data draws its own bars
         return results
     from tqdm import tqdm
 
@@ -265,8 +321,8 @@ def _result_from_summary(path: str, name: str, summary: dict) -> VideoResult:
                        config_hash=summary.get("config_hash", ""))
 
 
-def _write_run_outputs(run: RunReport, out_dir: Path) -> None:
+def _write_run_outputs(run: RunReport, out_dir: Path, formats: Sequence[str] = ()) -> None:
     run.results.sort(key=lambda r: r.name or r.input_path)
-    report.write_run_outputs(run.results, out_dir)
+    report.write_run_outputs(run.results, out_dir, formats)
     if run.images:
         report.write_images_csv(run.images, out_dir)
