@@ -330,6 +330,7 @@ def _silence_libraries() -> None:
 
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # read when huggingface_hub is imported
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
