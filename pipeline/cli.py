@@ -47,7 +47,8 @@ def run(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("reports"),
     model: ModelOpt = None,
     revision: Annotated[str | None, typer.Option(help="Model revision (Hub branch/commit).")] = None,
-    labels: Annotated[str | None, typer.Option(help="Comma-separated labels, replacing the config's.")] = None,
+    labels: Annotated[str | None, typer.Option(
+        help="Comma-separated labels, replacing the config's.")] = None,
     mode: Annotated[str | None, typer.Option(help="Scoring: softmax or binary.")] = None,
     every_seconds: Annotated[float | None, typer.Option(help="Sample one frame every S seconds.")] = None,
     every_n_frames: Annotated[int | None, typer.Option(help="Sample every n-th frame.")] = None,
@@ -64,7 +65,8 @@ def run(
     top_frames: Annotated[int | None, typer.Option(
         "--top-frames", min=0, help="Save the N best frames per label as JPEGs (top_frames/).")] = None,
     engine: Annotated[str, typer.Option(help="local or ray.")] = "local",
-    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (auto, ray://host:10001).")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        help="Ray cluster address (auto, ray://host:10001).")] = None,
     ray_actors: Annotated[int | None, typer.Option(help="Ray embedding actors (default: one per GPU).",
                                                    min=1)] = None,
     resume: Annotated[bool, typer.Option(help="Skip inputs already finished with the same config.")] = False,

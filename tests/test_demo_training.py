@@ -35,7 +35,8 @@ def render():
 def trained(tmp_path_factory) -> Path:
     train = _load("train_demo_model")
     out = tmp_path_factory.mktemp("demo") / "clip"
-    train.main(["--out", str(out), "--steps", "3", "--train-size", "32", "--eval-size", "14", "--batch-size", "16"])
+    train.main(["--out", str(out), "--steps", "3", "--train-size", "32", "--eval-size", "14",
+                "--batch-size", "16"])
     return out
 
 

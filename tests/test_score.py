@@ -11,6 +11,7 @@ from pipeline.config import parse_config
 from pipeline.score import build_classifier, ensemble, score
 from pipeline.types import ConfigError
 
+
 def fake_embed_texts(texts):
     """Deterministic text 'model': a fixed unit vector per distinct text."""
     out = []

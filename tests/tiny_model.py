@@ -8,7 +8,6 @@ with ``<|endoftext|>`` given the highest id: transformers pools CLIP text at
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 IMAGE_SIZE = 32

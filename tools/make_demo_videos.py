@@ -12,7 +12,8 @@ Usage:
 
 Writes ``demo_kitchen.mp4``, ``demo_street.mp4``, ``demo_park.mp4`` (320x240,
 15 fps, H.264) and ``demo_truth.json``:
-``{"clips": {name: {"duration_s", "fps", "background", "intervals": [{"label", "start_s", "end_s", "colour"}]}}}``.
+``{"clips": {name: {"duration_s", "fps", "background",
+"intervals": [{"label", "start_s", "end_s", "colour"}]}}}``.
 An interval covers frames with ``start_s <= t < end_s`` (t = frame_index / fps).
 """
 
@@ -35,19 +36,31 @@ FPS = 15
 # Whole-second boundaries so every interval starts and ends on a frame;
 # gaps >= 2 s, each object >= 3 s, one object at a time.
 CLIPS = {
-    "demo_kitchen.mp4": ("kitchen", 15.0, [
-        ("coffee cup", "white", 2.0, 6.0, 0.38, 0.6),
-        ("ball", "blue", 9.0, 13.0, 0.62, 0.4),
-    ]),
-    "demo_street.mp4": ("street", 18.0, [
-        ("car", "red", 1.0, 5.0, 0.44, 0.56),
-        ("skull", "white", 7.0, 11.0, 0.4, 0.6),
-        ("house", "blue", 13.0, 16.0, 0.45, 0.55),
-    ]),
-    "demo_park.mp4": ("park", 15.0, [
-        ("tree", "green", 2.0, 6.0, 0.4, 0.6),
-        ("ball", "red", 9.0, 13.0, 0.6, 0.38),
-    ]),
+    "demo_kitchen.mp4": (
+        "kitchen",
+        15.0,
+        [
+            ("coffee cup", "white", 2.0, 6.0, 0.38, 0.6),
+            ("ball", "blue", 9.0, 13.0, 0.62, 0.4),
+        ],
+    ),
+    "demo_street.mp4": (
+        "street",
+        18.0,
+        [
+            ("car", "red", 1.0, 5.0, 0.44, 0.56),
+            ("skull", "white", 7.0, 11.0, 0.4, 0.6),
+            ("house", "blue", 13.0, 16.0, 0.45, 0.55),
+        ],
+    ),
+    "demo_park.mp4": (
+        "park",
+        15.0,
+        [
+            ("tree", "green", 2.0, 6.0, 0.4, 0.6),
+            ("ball", "red", 9.0, 13.0, 0.6, 0.38),
+        ],
+    ),
 }
 
 # Object height as a fraction of the frame height, and centre height.
@@ -94,7 +107,9 @@ def truth() -> dict:
             "duration_s": duration,
             "fps": FPS,
             "background": bg,
-            "intervals": [{"label": lab, "start_s": s, "end_s": e, "colour": c} for lab, c, s, e, _, _ in intervals],
+            "intervals": [
+                {"label": lab, "start_s": s, "end_s": e, "colour": c} for lab, c, s, e, _, _ in intervals
+            ],
         }
     return {"clips": clips}
 

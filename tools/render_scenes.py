@@ -88,9 +88,19 @@ def _indoor(rng: np.random.Generator, d: ImageDraw.ImageDraw, w: int, h: int, ki
             d.rectangle([x0, 0, x0 + int(w / n) - 6, int(h * 0.28)], fill=cab, outline=_darker(cab))
     else:  # room: window and a picture frame
         wx = int(w * rng.uniform(0.02, 0.15))
-        d.rectangle([wx, int(h * 0.08), wx + int(w * 0.2), int(h * 0.42)], fill=(170, 210, 240), outline=(250, 250, 250), width=3)
+        d.rectangle(
+            [wx, int(h * 0.08), wx + int(w * 0.2), int(h * 0.42)],
+            fill=(170, 210, 240),
+            outline=(250, 250, 250),
+            width=3,
+        )
         px = int(w * rng.uniform(0.65, 0.8))
-        d.rectangle([px, int(h * 0.1), px + int(w * 0.15), int(h * 0.3)], fill=_pastel(rng), outline=(90, 60, 30), width=3)
+        d.rectangle(
+            [px, int(h * 0.1), px + int(w * 0.15), int(h * 0.3)],
+            fill=_pastel(rng),
+            outline=(90, 60, 30),
+            width=3,
+        )
         floor = _jitter(rng, (150, 105, 60), 25)
         d.rectangle([0, int(h * 0.88), w, h], fill=floor)
     top = _jitter(rng, (140, 95, 55) if kitchen else (110, 75, 45), 30)
@@ -121,7 +131,9 @@ def _outdoor(rng: np.random.Generator, d: ImageDraw.ImageDraw, w: int, h: int, s
         for _ in range(int(rng.integers(1, 3))):  # lamp posts
             x = int(rng.uniform(0, w))
             d.line([x, horizon - int(h * 0.25), x, road_y], fill=(50, 50, 50), width=max(2, w // 120))
-            d.ellipse([x - 4, horizon - int(h * 0.25) - 4, x + 4, horizon - int(h * 0.25) + 4], fill=(250, 240, 150))
+            d.ellipse(
+                [x - 4, horizon - int(h * 0.25) - 4, x + 4, horizon - int(h * 0.25) + 4], fill=(250, 240, 150)
+            )
     else:
         grass = _jitter(rng, (95, 170, 70), 20)
         d.rectangle([0, horizon, w, h], fill=grass)
@@ -130,7 +142,10 @@ def _outdoor(rng: np.random.Generator, d: ImageDraw.ImageDraw, w: int, h: int, s
             d.ellipse([x - 2 * r, horizon - r, x + 2 * r, horizon + r], fill=_darker(grass, 0.75))
         path = _jitter(rng, (200, 180, 140), 15)
         x0 = rng.uniform(0.2, 0.8) * w
-        d.polygon([(x0 - w * 0.02, horizon), (x0 + w * 0.02, horizon), (x0 + w * 0.25, h), (x0 - w * 0.25, h)], fill=path)
+        d.polygon(
+            [(x0 - w * 0.02, horizon), (x0 + w * 0.02, horizon), (x0 + w * 0.25, h), (x0 - w * 0.25, h)],
+            fill=path,
+        )
 
 
 def render_background(rng: np.random.Generator, size: Size, background: str) -> Image.Image:
@@ -165,7 +180,11 @@ def add_clutter(rng: np.random.Generator, img: Image.Image, n: int) -> None:
         x, y, s = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.02, 0.06) * h
         kind = int(rng.integers(0, 3))
         if kind == 0:
-            d.line([x, y, x + rng.uniform(-3, 3) * s, y + rng.uniform(-1, 1) * s], fill=col, width=max(1, int(s / 5)))
+            d.line(
+                [x, y, x + rng.uniform(-3, 3) * s, y + rng.uniform(-1, 1) * s],
+                fill=col,
+                width=max(1, int(s / 5)),
+            )
         elif kind == 1:
             d.rectangle([x, y, x + s, y + s * rng.uniform(0.5, 1.5)], fill=col)
         else:
@@ -183,18 +202,38 @@ def _cup(d: ImageDraw.ImageDraw, rng, cx: float, cy: float, s: float, col: RGB) 
     edge = _darker(col, 0.55)
     # handle: a thick ring on the right
     hx = cx + w * 0.5
-    d.ellipse([hx - s * 0.2, cy - s * 0.25, hx + s * 0.2, cy + s * 0.15], outline=col, width=max(2, int(s * 0.08)))
-    d.polygon([(cx - w / 2, top), (cx + w / 2, top), (cx + w * 0.4, bot), (cx - w * 0.4, bot)], fill=col, outline=edge)
-    d.ellipse([cx - w / 2, top - s * 0.08, cx + w / 2, top + s * 0.08], fill=(80, 45, 20), outline=edge)  # coffee
-    d.ellipse([cx - w * 0.75, bot - s * 0.05, cx + w * 0.75, bot + s * 0.1], fill=_jitter(rng, (235, 235, 235), 10), outline=(150, 150, 150))
+    d.ellipse(
+        [hx - s * 0.2, cy - s * 0.25, hx + s * 0.2, cy + s * 0.15], outline=col, width=max(2, int(s * 0.08))
+    )
+    d.polygon(
+        [(cx - w / 2, top), (cx + w / 2, top), (cx + w * 0.4, bot), (cx - w * 0.4, bot)],
+        fill=col,
+        outline=edge,
+    )
+    d.ellipse(
+        [cx - w / 2, top - s * 0.08, cx + w / 2, top + s * 0.08], fill=(80, 45, 20), outline=edge
+    )  # coffee
+    d.ellipse(
+        [cx - w * 0.75, bot - s * 0.05, cx + w * 0.75, bot + s * 0.1],
+        fill=_jitter(rng, (235, 235, 235), 10),
+        outline=(150, 150, 150),
+    )
     for k in (-1, 1):  # steam
         x = cx + k * w * 0.15
-        d.arc([x - s * 0.06, top - s * 0.35, x + s * 0.06, top - s * 0.12], 90, 270, fill=(200, 200, 200), width=2)
+        d.arc(
+            [x - s * 0.06, top - s * 0.35, x + s * 0.06, top - s * 0.12],
+            90,
+            270,
+            fill=(200, 200, 200),
+            width=2,
+        )
 
 
 def _ball(d: ImageDraw.ImageDraw, rng, cx: float, cy: float, s: float, col: RGB) -> None:
     r = s * 0.5
-    d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=col, outline=_darker(col, 0.5), width=max(1, int(s * 0.03)))
+    d.ellipse(
+        [cx - r, cy - r, cx + r, cy + r], fill=col, outline=_darker(col, 0.5), width=max(1, int(s * 0.03))
+    )
     seam = (250, 250, 250) if sum(col) < 600 else (40, 40, 40)
     d.arc([cx - r * 0.6, cy - r, cx + r * 1.4, cy + r], 120, 240, fill=seam, width=max(1, int(s * 0.05)))
     d.arc([cx - r * 1.4, cy - r, cx + r * 0.6, cy + r], -60, 60, fill=seam, width=max(1, int(s * 0.05)))
@@ -207,7 +246,11 @@ def _tree(d: ImageDraw.ImageDraw, rng, cx: float, cy: float, s: float, col: RGB)
     edge = _darker(col, 0.6)
     if rng.random() < 0.5:  # round crown of blobs
         for ox, oy, r in ((0, -0.22, 0.25), (-0.17, -0.05, 0.2), (0.17, -0.05, 0.2), (0, 0.0, 0.2)):
-            d.ellipse([cx + (ox - r) * s, cy + (oy - r) * s, cx + (ox + r) * s, cy + (oy + r) * s], fill=col, outline=edge)
+            d.ellipse(
+                [cx + (ox - r) * s, cy + (oy - r) * s, cx + (ox + r) * s, cy + (oy + r) * s],
+                fill=col,
+                outline=edge,
+            )
     else:  # pine: stacked triangles
         for k in range(3):
             y0 = cy - s * 0.5 + k * s * 0.17
@@ -221,15 +264,45 @@ def _car(d: ImageDraw.ImageDraw, rng, cx: float, cy: float, s: float, col: RGB) 
     edge = _darker(col, 0.5)
     body = [cx - w / 2, cy - s * 0.1, cx + w / 2, cy + s * 0.3]
     d.rounded_rectangle(body, radius=s * 0.1, fill=col, outline=edge)
-    d.polygon([(cx - w * 0.28, cy - s * 0.1), (cx - w * 0.17, cy - s * 0.45), (cx + w * 0.17, cy - s * 0.45), (cx + w * 0.3, cy - s * 0.1)], fill=col, outline=edge)
+    d.polygon(
+        [
+            (cx - w * 0.28, cy - s * 0.1),
+            (cx - w * 0.17, cy - s * 0.45),
+            (cx + w * 0.17, cy - s * 0.45),
+            (cx + w * 0.3, cy - s * 0.1),
+        ],
+        fill=col,
+        outline=edge,
+    )
     glass = (170, 215, 240)
-    d.polygon([(cx - w * 0.23, cy - s * 0.13), (cx - w * 0.15, cy - s * 0.4), (cx - w * 0.02, cy - s * 0.4), (cx - w * 0.02, cy - s * 0.13)], fill=glass)
-    d.polygon([(cx + w * 0.02, cy - s * 0.13), (cx + w * 0.02, cy - s * 0.4), (cx + w * 0.15, cy - s * 0.4), (cx + w * 0.25, cy - s * 0.13)], fill=glass)
+    d.polygon(
+        [
+            (cx - w * 0.23, cy - s * 0.13),
+            (cx - w * 0.15, cy - s * 0.4),
+            (cx - w * 0.02, cy - s * 0.4),
+            (cx - w * 0.02, cy - s * 0.13),
+        ],
+        fill=glass,
+    )
+    d.polygon(
+        [
+            (cx + w * 0.02, cy - s * 0.13),
+            (cx + w * 0.02, cy - s * 0.4),
+            (cx + w * 0.15, cy - s * 0.4),
+            (cx + w * 0.25, cy - s * 0.13),
+        ],
+        fill=glass,
+    )
     for wx in (cx - w * 0.28, cx + w * 0.28):
         r = s * 0.2
         d.ellipse([wx - r, cy + s * 0.3 - r, wx + r, cy + s * 0.3 + r], fill=(25, 25, 25))
-        d.ellipse([wx - r * 0.45, cy + s * 0.3 - r * 0.45, wx + r * 0.45, cy + s * 0.3 + r * 0.45], fill=(170, 170, 170))
-    d.ellipse([cx + w / 2 - s * 0.12, cy - s * 0.02, cx + w / 2 - s * 0.02, cy + s * 0.08], fill=(255, 240, 150))
+        d.ellipse(
+            [wx - r * 0.45, cy + s * 0.3 - r * 0.45, wx + r * 0.45, cy + s * 0.3 + r * 0.45],
+            fill=(170, 170, 170),
+        )
+    d.ellipse(
+        [cx + w / 2 - s * 0.12, cy - s * 0.02, cx + w / 2 - s * 0.02, cy + s * 0.08], fill=(255, 240, 150)
+    )
 
 
 def _house(d: ImageDraw.ImageDraw, rng, cx: float, cy: float, s: float, col: RGB) -> None:
@@ -238,26 +311,39 @@ def _house(d: ImageDraw.ImageDraw, rng, cx: float, cy: float, s: float, col: RGB
     base = cy - s * 0.1
     d.rectangle([cx - w / 2, base, cx + w / 2, cy + s * 0.5], fill=col, outline=edge)
     roof = (150, 40, 35) if col[0] < 150 or col[1] > 120 else (70, 60, 60)
-    d.polygon([(cx - w * 0.62, base), (cx, cy - s * 0.5), (cx + w * 0.62, base)], fill=roof, outline=_darker(roof))
+    d.polygon(
+        [(cx - w * 0.62, base), (cx, cy - s * 0.5), (cx + w * 0.62, base)], fill=roof, outline=_darker(roof)
+    )
     d.rectangle([cx - w * 0.1, cy + s * 0.2, cx + w * 0.1, cy + s * 0.5], fill=(95, 55, 25))  # door
     for ox in (-0.3, 0.3):
         x0 = cx + ox * w - w * 0.1
-        d.rectangle([x0, cy, x0 + w * 0.2, cy + s * 0.17], fill=(170, 215, 240), outline=(250, 250, 250), width=2)
+        d.rectangle(
+            [x0, cy, x0 + w * 0.2, cy + s * 0.17], fill=(170, 215, 240), outline=(250, 250, 250), width=2
+        )
     d.rectangle([cx + w * 0.2, cy - s * 0.42, cx + w * 0.32, cy - s * 0.22], fill=(120, 60, 40))  # chimney
 
 
 def _skull(d: ImageDraw.ImageDraw, rng, cx: float, cy: float, s: float, col: RGB) -> None:
     edge = _darker(col, 0.5)
-    d.rounded_rectangle([cx - s * 0.22, cy + s * 0.05, cx + s * 0.22, cy + s * 0.45], radius=s * 0.08, fill=col, outline=edge)  # jaw
+    d.rounded_rectangle(
+        [cx - s * 0.22, cy + s * 0.05, cx + s * 0.22, cy + s * 0.45], radius=s * 0.08, fill=col, outline=edge
+    )  # jaw
     d.ellipse([cx - s * 0.38, cy - s * 0.5, cx + s * 0.38, cy + s * 0.2], fill=col, outline=edge)  # cranium
     for k in (-1, 1):  # eye sockets
         ex = cx + k * s * 0.15
         d.ellipse([ex - s * 0.11, cy - s * 0.15, ex + s * 0.11, cy + s * 0.05], fill=(15, 15, 15))
-    d.polygon([(cx, cy + s * 0.06), (cx - s * 0.06, cy + s * 0.17), (cx + s * 0.06, cy + s * 0.17)], fill=(15, 15, 15))
+    d.polygon(
+        [(cx, cy + s * 0.06), (cx - s * 0.06, cy + s * 0.17), (cx + s * 0.06, cy + s * 0.17)],
+        fill=(15, 15, 15),
+    )
     for k in range(-2, 3):  # teeth
         x = cx + k * s * 0.07
         d.line([x, cy + s * 0.27, x, cy + s * 0.42], fill=(40, 40, 40), width=max(1, int(s * 0.025)))
-    d.line([cx - s * 0.18, cy + s * 0.34, cx + s * 0.18, cy + s * 0.34], fill=(40, 40, 40), width=max(1, int(s * 0.02)))
+    d.line(
+        [cx - s * 0.18, cy + s * 0.34, cx + s * 0.18, cy + s * 0.34],
+        fill=(40, 40, 40),
+        width=max(1, int(s * 0.02)),
+    )
 
 
 _DRAWERS = {"coffee cup": _cup, "ball": _ball, "tree": _tree, "car": _car, "house": _house, "skull": _skull}

@@ -66,7 +66,11 @@ def vocabulary_words() -> list[str]:
 
 def _bytes_to_unicode() -> dict[int, str]:
     """OpenAI's byte -> printable-unicode table used by byte-level BPE."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -158,7 +162,9 @@ def check_tokenizer(folder: Path, prompts: list[str]) -> None:
     vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
     lines = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()[1:]
     ranks = {tuple(line.split()): i for i, line in enumerate(lines) if line}
-    pat = regex.compile(r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""")
+    pat = regex.compile(
+        r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+    )
     auto = AutoTokenizer.from_pretrained(folder)
     with tempfile.TemporaryDirectory() as tmp:  # the same folder without tokenizer.json
         for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
@@ -192,13 +198,17 @@ def random_caption(rng: np.random.Generator, obj: str | None, colour: str | None
     else:
         noun = str(rng.choice(SYNONYMS.get(obj, (obj,)))) if rng.random() < 0.4 else obj
         col = f"{colour} " if colour and rng.random() < 0.5 else ""
-        where = f" {'on' if bg == 'street' else 'in'} {rng.choice(['a', 'the'])} {bg}" if rng.random() < 0.5 else ""
+        where = (
+            f" {'on' if bg == 'street' else 'in'} {rng.choice(['a', 'the'])} {bg}"
+            if rng.random() < 0.5
+            else ""
+        )
         body = f"{R._article(col or noun)} {col}{noun}{where}"
     text = f"{prefix} {body}".strip()
     return text + ("." if rng.random() < 0.6 else "")
 
 
-def make_example(seed: int, index: int) -> tuple["object", str, int]:
+def make_example(seed: int, index: int) -> tuple[object, str, int]:
     """Render example ``index`` (label id: class index, or len(CLASSES) for empty)."""
     rng = np.random.default_rng([seed, index])
     label = int(rng.integers(0, len(R.CLASSES) + 1)) if rng.random() < 0.85 else len(R.CLASSES)
@@ -233,10 +243,24 @@ def build_model(vocab: dict[str, int], seed: int):
 
     torch.manual_seed(seed)
     text = dict(
-        vocab_size=len(vocab), hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
-        max_position_embeddings=MAX_LEN, bos_token_id=vocab[BOS], eos_token_id=vocab[EOS], pad_token_id=vocab[EOS],
+        vocab_size=len(vocab),
+        hidden_size=128,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_LEN,
+        bos_token_id=vocab[BOS],
+        eos_token_id=vocab[EOS],
+        pad_token_id=vocab[EOS],
     )
-    vision = dict(image_size=IMAGE_SIZE, patch_size=8, hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4)
+    vision = dict(
+        image_size=IMAGE_SIZE,
+        patch_size=8,
+        hidden_size=128,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+    )
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=96)
     return CLIPModel(config)
 
@@ -253,7 +277,12 @@ def evaluate(model, tokenizer, pixels, labels) -> float:
     with torch.no_grad():
         t = tokenizer(zero_shot_prompts(), padding=True, return_tensors="pt")
         txt = _features(model.get_text_features(**t))
-        img = torch.cat([_features(model.get_image_features(pixel_values=pixels[i : i + 256])) for i in range(0, len(pixels), 256)])
+        img = torch.cat(
+            [
+                _features(model.get_image_features(pixel_values=pixels[i : i + 256]))
+                for i in range(0, len(pixels), 256)
+            ]
+        )
         pred = (img @ txt.T).argmax(-1)
     model.train()
     return float((pred == labels).float().mean())
@@ -272,7 +301,12 @@ def train(model, tokenizer, pixels, captions, args) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1, betas=(0.9, 0.98))
     warm = max(1, min(100, args.steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, args.steps - warm)))
+        opt,
+        lambda s: (
+            (s + 1) / warm
+            if s < warm
+            else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, args.steps - warm)))
+        ),
     )
     tok = tokenizer(captions, padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt")
     model.train()
@@ -284,7 +318,12 @@ def train(model, tokenizer, pixels, captions, args) -> None:
         px = torch.where(flip[:, None, None, None], px.flip(-1), px)
         mask = tok["attention_mask"][idx]
         width = int(mask.sum(1).max())  # trim padding: text cost scales with length
-        out = model(input_ids=tok["input_ids"][idx, :width], attention_mask=mask[:, :width], pixel_values=px, return_loss=True)
+        out = model(
+            input_ids=tok["input_ids"][idx, :width],
+            attention_mask=mask[:, :width],
+            pixel_values=px,
+            return_loss=True,
+        )
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -382,8 +421,12 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(2)
     t0 = time.time()
     tokenizer = build_tokenizer(args.out)
-    check_tokenizer(args.out, [t.format(c) for t in ("a photo of a {}.", "a picture of a {}.") for c in R.CLASSES])
-    processor = CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    check_tokenizer(
+        args.out, [t.format(c) for t in ("a photo of a {}.", "a picture of a {}.") for c in R.CLASSES]
+    )
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    )
     pixels, captions, _ = make_dataset(processor, args.seed, args.train_size)
     eval_px, _, eval_labels = make_dataset(processor, args.seed + 10_000, args.eval_size)
     log.info("rendered %d+%d images in %.0fs", len(pixels), len(eval_px), time.time() - t0)
@@ -394,13 +437,28 @@ def main(argv: list[str] | None = None) -> dict:
     seconds = time.time() - t0
     print(f"zero-shot top-1 accuracy: {acc:.3f} on {len(eval_px)} held-out images ({seconds:.0f}s)")
     command = "python tools/train_demo_model.py " + " ".join(
-        [f"--out {args.out}", f"--steps {args.steps}", f"--batch-size {args.batch_size}", f"--train-size {args.train_size}",
-         f"--eval-size {args.eval_size}", f"--lr {args.lr}", f"--seed {args.seed}"]
+        [
+            f"--out {args.out}",
+            f"--steps {args.steps}",
+            f"--batch-size {args.batch_size}",
+            f"--train-size {args.train_size}",
+            f"--eval-size {args.eval_size}",
+            f"--lr {args.lr}",
+            f"--seed {args.seed}",
+        ]
     )
     meta = dict(
-        params=sum(p.numel() for p in model.parameters()), proj=model.config.projection_dim, command=command, seed=args.seed,
-        steps=args.steps, batch=args.batch_size, train_size=args.train_size, minutes=seconds / 60, eval_size=len(eval_px),
-        accuracy=acc, eos=vocab[EOS],
+        params=sum(p.numel() for p in model.parameters()),
+        proj=model.config.projection_dim,
+        command=command,
+        seed=args.seed,
+        steps=args.steps,
+        batch=args.batch_size,
+        train_size=args.train_size,
+        minutes=seconds / 60,
+        eval_size=len(eval_px),
+        accuracy=acc,
+        eos=vocab[EOS],
     )
     save(model, tokenizer, processor, args.out, meta)
     return {"accuracy": acc, "seconds": seconds, "out": args.out}
