@@ -19,7 +19,8 @@ def _byte_symbols() -> list[str]:
     return list(bytes_to_unicode().values())
 
 
-def build_tiny_clip(folder: Path, *, seed: int = 0) -> Path:
+def build_tiny_clip(folder: Path, *, seed: int = 0, image_size: int = IMAGE_SIZE,
+                    patch_size: int = 8) -> Path:
     import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
@@ -36,12 +37,12 @@ def build_tiny_clip(folder: Path, *, seed: int = 0) -> Path:
         text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64,
                      "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 64,
                      "eos_token_id": eos, "bos_token_id": bos, "pad_token_id": eos},
-        vision_config={"image_size": IMAGE_SIZE, "patch_size": 8, "hidden_size": 32,
+        vision_config={"image_size": image_size, "patch_size": patch_size, "hidden_size": 32,
                        "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
         projection_dim=16,
     )
     torch.manual_seed(seed)
     CLIPModel(config).save_pretrained(folder, safe_serialization=True)
-    CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE},
-                       crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": image_size},
+                       crop_size={"height": image_size, "width": image_size}).save_pretrained(folder)
     return folder
