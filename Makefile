@@ -41,7 +41,8 @@ demo-videos: install
 	$(PY) tools/make_demo_videos.py
 
 train-demo-model: install
-	$(PY) tools/train_demo_model.py --out models/scenetag-demo-clip
+	$(PY) tools/train_demo_model.py --out models/scenetag-demo-clip --steps 3000 --batch-size 64 \
+		--train-size 16000 --eval-size 700 --lr 0.001 --seed 0
 
 clean:
 	rm -rf reports .pytest_cache
