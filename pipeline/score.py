@@ -59,8 +59,9 @@ def build_classifier(config: Config, embed_texts: EmbedTexts, logit_scale: float
     """Embed every prompt of the config once and assemble the classifier."""
     templates = config.scoring.templates
     binary = config.scoring.mode == "binary"
+    embed_texts = _embedded_once(embed_texts, _all_texts(config))
     background = _embed_plain(embed_texts, config.scoring.background)
-    safe = _embed_plain(embed_texts, config.nsfw.safe)
+    safe = _embed_plain(embed_texts, config.nsfw.safe if config.nsfw.labels else [])
 
     rows, negatives, kinds, names = [], [], [], []
     for label in config.labels:
@@ -78,6 +79,31 @@ def build_classifier(config: Config, embed_texts: EmbedTexts, logit_scale: float
     group = () if binary else tuple(range(len(config.labels)))
     return Classifier(tuple(names), tuple(kinds), np.stack(rows).astype(np.float32),
                       tuple(negatives), group, float(logit_scale))
+
+
+def _all_texts(config: Config) -> list[str]:
+    """Every text ``build_classifier`` will embed, so one model call does them all."""
+    templates = config.scoring.templates
+    names = [p for lab in config.labels + config.nsfw.labels for p in lab.prompt_list + lab.negatives]
+    plain = config.scoring.background + (config.nsfw.safe if config.nsfw.labels else [])
+    return [t.format(p) for p in names for t in templates] + list(plain)
+
+
+def _embedded_once(embed_texts: EmbedTexts, texts: list[str]) -> EmbedTexts:
+    """Embed ``texts`` in one batch; the returned callable looks them up.
+
+    One forward pass instead of one per label: the text tower's per-call
+    overhead dominated re-scoring from the store."""
+    unique = list(dict.fromkeys(texts))
+    table = dict(zip(unique, embed_texts(unique))) if unique else {}
+
+    def lookup(batch: list[str]) -> np.ndarray:
+        missing = [t for t in batch if t not in table]
+        if missing:  # not expected; stay correct anyway
+            table.update(zip(missing, embed_texts(missing)))
+        return np.stack([table[t] for t in batch])
+
+    return lookup
 
 
 def score(classifier: Classifier, image_embeddings: np.ndarray) -> np.ndarray:

@@ -63,3 +63,17 @@ def test_binary_without_any_negative_is_a_config_error():
     with pytest.raises(ConfigError, match="scoring.background"):
         build_classifier(config("binary", scoring={"mode": "binary", "background": []}),
                          fake_embed_texts, 100.0)
+
+
+def test_all_prompts_are_embedded_in_one_model_call():
+    calls = []
+
+    def counting(texts):
+        calls.append(list(texts))
+        return fake_embed_texts(texts)
+
+    cfg = config("binary", nsfw={"labels": [{"name": "gore", "negatives": ["paint"]}]})
+    batched = build_classifier(cfg, counting, logit_scale=100.0)
+    assert len(calls) == 1 and len(calls[0]) == len(set(calls[0]))
+    one_by_one = build_classifier(cfg, fake_embed_texts, logit_scale=100.0)
+    np.testing.assert_allclose(batched.label_matrix, one_by_one.label_matrix, atol=1e-6)
