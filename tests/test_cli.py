@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tiny_model import tiny_config
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -20,15 +21,11 @@ ROOT = Path(__file__).parent.parent
 
 
 def write_config(tmp_path: Path, model_dir: Path, extra: str = "") -> Path:
-    path = tmp_path / "cfg.yaml"
-    path.write_text(
-        f"model: {{id: {model_dir}, device: cpu, precision: fp32}}\n"
-        "sampling: {every_seconds: 0.5}\n"
-        "decoder: {strategy: exact}\n"
-        "labels: [{name: cat}, {name: dog}, {name: car}]\n"
-        "smoothing: {method: median, window_s: 1.0}\n" + extra,
-        encoding="utf-8")
-    return path
+    return tiny_config(tmp_path, model_dir,
+                       "sampling: {every_seconds: 0.5}\n"
+                       "decoder: {strategy: exact}\n"
+                       "labels: [{name: cat}, {name: dog}, {name: car}]\n"
+                       "smoothing: {method: median, window_s: 1.0}\n" + extra)
 
 
 def invoke(*args: str):

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import webvtt
+from tiny_model import tiny_config
 from typer.testing import CliRunner
 
 from pipeline import report
@@ -185,12 +186,11 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_model_dir, clip_dir) -> Path:
     out = tmp_path_factory.mktemp("exports")
-    cfg = out / "cfg.yaml"
-    cfg.write_text(f"model: {{id: {tiny_model_dir}, device: cpu, precision: fp32}}\n"
-                   "sampling: {every_seconds: 0.5}\ndecoder: {strategy: exact}\n"
-                   "labels: [{name: cat}, {name: 'dog & <b>'}, {name: car}]\n"
-                   "smoothing: {method: none}\n"
-                   "segments: {threshold: 0.2, min_duration_s: 0, merge_gap_s: 0}\n", encoding="utf-8")
+    cfg = tiny_config(out, tiny_model_dir,
+                      "sampling: {every_seconds: 0.5}\ndecoder: {strategy: exact}\n"
+                      "labels: [{name: cat}, {name: 'dog & <b>'}, {name: car}]\n"
+                      "smoothing: {method: none}\n"
+                      "segments: {threshold: 0.2, min_duration_s: 0, merge_gap_s: 0}\n")
     result = runner.invoke(app, ["run", str(clip_dir / "ten.mp4"), "-c", str(cfg), "-o", str(out / "r"),
                                  "-q", "--no-store", "--top-frames", "2"], catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from media import make_clip
+from tiny_model import tiny_config
 
 ROOT = Path(__file__).parent.parent
 COUNT = int(os.environ.get("SCENETAG_FUZZ_COUNT", "20"))
@@ -73,9 +74,7 @@ def mutants(tmp_path_factory) -> list[Path]:
 
 @pytest.mark.expect_errors
 def test_mutants_end_ok_or_clean_error(mutants, tmp_path, tiny_model_dir):
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(f"model: {{id: '{tiny_model_dir}', device: cpu, precision: fp32}}\n"
-                   "labels: [{name: cat}, {name: dog}]\n", encoding="utf-8")
+    cfg = tiny_config(tmp_path, tiny_model_dir, "labels: [{name: cat}, {name: dog}]\n")
     out = tmp_path / "out"
     listing = tmp_path / "inputs.txt"  # keeps argv short at 300 mutants
     listing.write_text("\n".join(map(str, mutants)) + "\n", encoding="utf-8")

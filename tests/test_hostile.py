@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 from corpus import ERROR, KINDS, OK, Case, build_corpus, cli_inputs
 from media import is_upright, make_clip
+from tiny_model import tiny_config
 
 from pipeline.decode import open_decoder, select_indices
 from pipeline.types import Sampling
@@ -29,14 +30,10 @@ EVERY_S = 0.5
 
 
 def write_config(folder: Path, model_dir: Path, extra: str = "") -> Path:
-    path = folder / "cfg.yaml"
-    path.write_text(
-        f"model: {{id: '{model_dir}', device: cpu, precision: fp32}}\n"
-        f"sampling: {{every_seconds: {EVERY_S}}}\n"
-        "labels: [{name: cat}, {name: dog}, {name: car}]\n"
-        "smoothing: {method: median, window_s: 1.0}\n" + extra,
-        encoding="utf-8")
-    return path
+    return tiny_config(folder, model_dir,
+                       f"sampling: {{every_seconds: {EVERY_S}}}\n"
+                       "labels: [{name: cat}, {name: dog}, {name: car}]\n"
+                       "smoothing: {method: median, window_s: 1.0}\n" + extra)
 
 
 class HostileRun:

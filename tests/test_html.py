@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_model import tiny_config
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -57,12 +58,11 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_model_dir, clip_dir) -> Path:
     out = tmp_path_factory.mktemp("html")
-    cfg = out / "cfg.yaml"
-    cfg.write_text(f"model: {{id: {tiny_model_dir}, device: cpu, precision: fp32}}\n"
-                   "sampling: {every_seconds: 0.5}\ndecoder: {strategy: exact}\n"
-                   "labels: [{name: cat}, {name: '<script>alert(1)</script>'}, {name: car}]\n"
-                   "smoothing: {method: none}\n"
-                   "segments: {threshold: 0.2, min_duration_s: 0, merge_gap_s: 0}\n", encoding="utf-8")
+    cfg = tiny_config(out, tiny_model_dir,
+                      "sampling: {every_seconds: 0.5}\ndecoder: {strategy: exact}\n"
+                      "labels: [{name: cat}, {name: '<script>alert(1)</script>'}, {name: car}]\n"
+                      "smoothing: {method: none}\n"
+                      "segments: {threshold: 0.2, min_duration_s: 0, merge_gap_s: 0}\n")
     result = runner.invoke(app, ["run", str(clip_dir / "ten.mp4"), str(clip_dir / "twentyfive.mp4"),
                                  "-c", str(cfg), "-o", str(out / "r"), "-q", "--no-store"],
                            catch_exceptions=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from media import make_clip
+from tiny_model import tiny_config
 
 ROOT = Path(__file__).parent.parent
 N_CLIPS = 6
@@ -57,9 +58,7 @@ def clips(tmp_path_factory) -> list[str]:
 
 @pytest.mark.slow
 def test_sigkill_then_resume(tmp_path, tiny_model_dir, clips):
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(f"model: {{id: '{tiny_model_dir}', device: cpu, precision: fp32}}\n"
-                   "labels: [{name: cat}, {name: dog}]\n", encoding="utf-8")
+    cfg = tiny_config(tmp_path, tiny_model_dir, "labels: [{name: cat}, {name: dog}]\n")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "pipeline.cli", "run", *clips, "-c", str(cfg), "-o", str(out),
            "-q", "--every-seconds", "0.5", "--batch-size", "8"]

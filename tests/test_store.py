@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_model import tiny_config
 
 from pipeline import run as run_mod
 from pipeline.config import parse_config
@@ -236,9 +237,8 @@ def test_cli_run_store_options_and_rescore(tmp_path, tiny_model_dir):
 
     runner = CliRunner()
     clip = _clip(tmp_path)
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(f"model: {{id: {tiny_model_dir}, device: cpu, precision: fp32}}\n"
-                   "sampling: {every_seconds: 0.5}\nlabels: [{name: cat}, {name: dog}]\n")
+    cfg = tiny_config(tmp_path, tiny_model_dir,
+                      "sampling: {every_seconds: 0.5}\nlabels: [{name: cat}, {name: dog}]\n")
     shared = tmp_path / "shared-store"
     result = runner.invoke(app, ["run", clip, "-c", str(cfg), "-o", str(tmp_path / "a"), "-q",
                                  "--store", str(shared)], catch_exceptions=False)

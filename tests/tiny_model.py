@@ -46,3 +46,12 @@ def build_tiny_clip(folder: Path, *, seed: int = 0, image_size: int = IMAGE_SIZE
     CLIPImageProcessor(size={"shortest_edge": image_size},
                        crop_size={"height": image_size, "width": image_size}).save_pretrained(folder)
     return folder
+
+
+def tiny_config(folder: Path, model_dir: Path, body: str, name: str = "cfg.yaml") -> Path:
+    """Write a config that runs ``model_dir`` on the CPU in fp32 (deterministic
+    across machines), followed by the YAML in ``body``."""
+    path = folder / name
+    path.write_text(f"model: {{id: '{model_dir}', device: cpu, precision: fp32}}\n" + body,
+                    encoding="utf-8")
+    return path
