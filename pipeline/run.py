@@ -8,6 +8,7 @@ whole run cannot start (bad config, model that will not load).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import itertools
@@ -16,7 +17,7 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -163,11 +164,12 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
         engine = _make_engine(config, options, embedder)
         handle = partial(_handle_input, config=config, classifier=classifier, embedder=embedder,
                          names=names, out_dir=out_dir, run=run)
-        fresh = engine.run(to_decode, embedder.embed_images) if to_decode else []
-        for embedded in _progress(itertools.chain(cached, fresh), len(todo), options):
-            if cache:
-                cache.save(embedded)
-            handle(embedded)
+        with _frames_progress(options) as counted:
+            fresh = engine.run(to_decode, counted(embedder.embed_images)) if to_decode else []
+            for embedded in _progress(itertools.chain(cached, fresh), len(todo), options):
+                if cache:
+                    cache.save(embedded)
+                handle(embedded)
         if cache:
             cache.finish()
     run.results.extend(_load_previous(out_dir, names, paths, todo))
@@ -282,6 +284,26 @@ def _progress(results: Iterable[EmbeddedInput], total: int, options: RunOptions)
 
     return tqdm(results, total=total, unit="input", desc="scenetag", leave=False,
                 disable=None)  # None: off when stderr is not a terminal
+
+
+@contextlib.contextmanager
+def _frames_progress(options: RunOptions) -> Iterator[Callable[[Callable], Callable]]:
+    """A second bar counting embedded frames, so one long video shows
+    progress too. Yields a wrapper for the embed function."""
+    if not options.progress or options.engine == "ray":
+        yield lambda embed: embed
+        return
+    from tqdm import tqdm
+
+    with tqdm(unit="frame", desc="frames", leave=False, disable=None, position=1) as bar:
+        def wrap(embed: Callable) -> Callable:
+            def counted(images):
+                vectors = embed(images)
+                bar.update(len(images))
+                return vectors
+            return counted
+
+        yield wrap
 
 
 # --------------------------------------------------------------------------- resume
