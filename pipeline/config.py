@@ -271,9 +271,34 @@ def _format_errors(ex: ValidationError, path: str | Path | None) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            allowed = _allowed_keys(err["loc"][:-1])
+            msg = "unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
         elif err["type"] == "literal_error":
             msg = msg.replace("Input should be", "must be one of")
         parts.append(f"{loc}: {msg}")
     source = f"{path}: " if path else ""
     return source + "; ".join(parts)
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """The keys the schema accepts at ``loc`` (list indices skipped)."""
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        model = _model_of(field.annotation)
+    return list(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def _model_of(annotation: Any) -> Any:
+    """The pydantic model inside ``X``, ``list[X]`` or ``X | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None

@@ -52,7 +52,10 @@ def test_unset_override_replaces_sampling_rule(tmp_path):
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("labels: [{name: cat}]\nmodle: {id: x}", "modle: unknown key"),
+    ("labels: [{name: cat}]\nmodle: {id: x}", "modle: unknown key (allowed: model, sampling,"),
+    ("labels: [{name: cat, promts: [x]}]", "labels.0.promts: unknown key (allowed: name, prompts,"),
+    ("labels: [{name: cat}]\nnsfw: {labels: [{name: x, treshold: 1}]}",
+     "nsfw.labels.0.treshold: unknown key (allowed: name, prompts, negatives, threshold"),
     ("labels: [{name: cat, prompts: []}]", "labels.0.prompts: must not be empty"),
     ("labels: [{name: cat, threshold: 1.5}]", "labels.0.threshold"),
     ("labels: []", "labels"),
