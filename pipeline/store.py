@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 INDEX_MIN_ROWS = 100_000  # below this, exact (brute-force) search is fast enough
+# IVF partitions probed per query, and how many times top_k candidates are
+# re-ranked with exact distances (PQ codes alone lose the fine order).
+SEARCH_NPROBES = 32
+SEARCH_REFINE_FACTOR = 50  # 5 gave recall@10 0.57 at 1M vectors; 50 gives 0.99 (+4 ms)
 _HASH_BLOCK = 1 << 20
 _TABLES = ("meta", "videos", "frames")
 
@@ -326,7 +330,7 @@ class EmbeddingStore:
                 query = query.where(f"key IN ({', '.join(_sql(k) for k in keys) or _sql('')})",
                                     prefilter=True)
             if table.list_indices():
-                query = query.nprobes(32).refine_factor(5)
+                query = query.nprobes(SEARCH_NPROBES).refine_factor(SEARCH_REFINE_FACTOR)
             result = query.limit(top_k).to_arrow()
             rows = _frame_rows(result, self.dim)
         return rows, 1.0 - result["_distance"].to_numpy().astype(np.float64)
