@@ -231,7 +231,7 @@ def cluster(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Cluster stored frames; write clusters.csv, outliers.csv and clusters.png."""
+    """Cluster stored frames; write clusters.csv, outliers.csv, clusters.png and clusters.html."""
 
     def job() -> int:
         from pipeline import cluster as c

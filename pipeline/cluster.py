@@ -1,6 +1,7 @@
 """Cluster stored frame embeddings: KMeans (fixed seed, k given or chosen by
 silhouette) or DBSCAN (cosine metric), then flag the frames least like their
-cluster. Writes ``clusters.csv``, ``outliers.csv`` and ``clusters.png``.
+cluster. Writes ``clusters.csv``, ``outliers.csv``, ``clusters.png`` and an
+interactive ``clusters.html`` (self-contained SVG; hover a point for its frame).
 
 Vectors are L2-normalised, so distances here are cosine distances
 (``1 - cos``) to the L2-normalised cluster mean.
@@ -8,6 +9,7 @@ Vectors are L2-normalised, so distances here are cosine distances
 
 from __future__ import annotations
 
+import html
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +115,7 @@ def _distances(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def write_outputs(rows: FrameRows, result: Clustering, out_dir: str | Path) -> list[Path]:
-    """Write ``clusters.csv``, ``outliers.csv`` and ``clusters.png``."""
+    """Write ``clusters.csv``, ``outliers.csv``, ``clusters.png`` and ``clusters.html``."""
     import pandas as pd
 
     out = Path(out_dir)
@@ -123,17 +125,17 @@ def write_outputs(rows: FrameRows, result: Clustering, out_dir: str | Path) -> l
                           "is_outlier": result.is_outlier})
     outliers = table[table["is_outlier"]].sort_values("distance", ascending=False,
                                                       kind="stable", na_position="last")
-    paths = [_write_csv(table, out / "clusters.csv"), _write_csv(outliers, out / "outliers.csv"),
-             write_plot(rows.vectors, result, out / "clusters.png")]
-    return paths
+    xy = _pca2(rows.vectors)
+    return [_write_csv(table, out / "clusters.csv"), _write_csv(outliers, out / "outliers.csv"),
+            write_plot(xy, result, out / "clusters.png"),
+            write_html(xy, rows, result, out / "clusters.html")]
 
 
-def write_plot(vectors: np.ndarray, result: Clustering, path: Path) -> Path:
+def write_plot(xy: np.ndarray, result: Clustering, path: Path) -> Path:
     """2-D PCA projection coloured by cluster; outliers drawn as ``x``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    xy = _pca2(vectors)
     fig = Figure(figsize=(7, 6), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -146,7 +148,7 @@ def write_plot(vectors: np.ndarray, result: Clustering, path: Path) -> Path:
     flagged = result.is_outlier
     if flagged.any():
         ax.scatter(xy[flagged, 0], xy[flagged, 1], s=40, marker="x", color="black", label="outlier")
-    ax.set_title(f"{len(vectors)} frames, {result.method} (PCA projection)")
+    ax.set_title(f"{len(xy)} frames, {result.method} (PCA projection)")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.legend(fontsize=8, loc="best")
@@ -154,6 +156,49 @@ def write_plot(vectors: np.ndarray, result: Clustering, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return path
+
+
+HTML_MAX_POINTS = 20_000  # an SVG circle each; beyond this a browser crawls
+SVG_SIZE = 640
+
+
+def write_html(xy: np.ndarray, rows: FrameRows, result: Clustering, path: Path) -> Path:
+    """The projection as a self-contained page (inline SVG, no network):
+    hovering a point shows its input, time, cluster and distance."""
+    from pipeline.atomic import atomic_write_text
+
+    shown = np.arange(len(xy))[:HTML_MAX_POINTS]
+    size, pad = SVG_SIZE, 20
+    lo, hi = (xy.min(0), xy.max(0)) if len(xy) else (np.zeros(2), np.ones(2))
+    scale = (size - 2 * pad) / np.maximum(hi - lo, 1e-9)
+    cmap = _colours()
+    marks = [_svg_mark(pad + (xy[i] - lo) * scale, rows, result, i, cmap) for i in shown]
+    note = f"<p>showing the first {len(shown):,} of {len(xy):,} frames</p>" if len(shown) < len(xy) else ""
+    page = (f"<!doctype html><meta charset=utf-8><title>scenetag clusters</title>"
+            f"<style>body{{font:14px sans-serif;margin:20px}}svg{{border:1px solid #ccc}}"
+            f"circle:hover{{stroke:#000;stroke-width:2}}</style>"
+            f"<h1>{len(xy):,} frames, {html.escape(result.method)} (PCA projection)</h1>{note}"
+            f"<p>Hover a point for its frame; crosses are outliers.</p>"
+            f"<svg width={size} height={size} viewBox='0 0 {size} {size}'>{''.join(marks)}</svg>")
+    return atomic_write_text(path, page)
+
+
+def _svg_mark(pos: np.ndarray, rows: FrameRows, result: Clustering, i: int, cmap: list[str]) -> str:
+    x, y = float(pos[0]), SVG_SIZE - float(pos[1])  # SVG's y axis points down
+    label = int(result.labels[i])
+    tip = html.escape(f"{rows.input_path[i]} · {_clock(float(rows.time_s[i]))} · "
+                      f"{'noise' if label == -1 else f'cluster {label}'} · "
+                      f"distance {result.distances[i]:.3f}")
+    if result.is_outlier[i]:
+        return (f"<g><title>outlier: {tip}</title><path d='M{x-5:.1f},{y-5:.1f}l10,10m0,-10l-10,10' "
+                f"stroke='#000' stroke-width='2'/></g>")
+    colour = "#7f7f7f" if label == -1 else cmap[label % len(cmap)]
+    return f"<circle cx='{x:.1f}' cy='{y:.1f}' r='4' fill='{colour}'><title>{tip}</title></circle>"
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{secs:06.3f}"
 
 
 def _pca2(vectors: np.ndarray) -> np.ndarray:
@@ -168,7 +213,7 @@ def _pca2(vectors: np.ndarray) -> np.ndarray:
 
 def _colours() -> list[str]:
     return ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-            "#e377c2", "#bcbd22", "#17becf"]
+            "#e377c2", "#bcbd22", "#17becf", "#393b79"]  # 10: auto k goes up to 10
 
 
 def _write_csv(frame, path: Path) -> Path:

@@ -72,6 +72,9 @@ def test_cli_kmeans_separates_clips_and_flags_odd_frame(store_dir, tmp_path):
     assert outliers["input"][0].endswith("red.mp4")
     assert table["is_outlier"].sum() == 1
     assert (tmp_path / "clusters.png").stat().st_size > 1000
+    page = (tmp_path / "clusters.html").read_text()
+    assert page.count("<title>") == len(table) + 1  # one tooltip per frame, plus the page's
+    assert page.count("outlier: ") == int(table["is_outlier"].sum()) and "<script" not in page
 
 
 def test_auto_k_and_video_filter(store_dir, tmp_path):
