@@ -238,7 +238,9 @@ def detect_segments(label: str, kind: str, times_s: np.ndarray, smoothed: np.nda
         start, end = interval_span(iv, t, step, duration_s)
         inside = s[iv.start:iv.stop]
         segments.append(Segment(label=label, kind=kind, start_s=start, end_s=end,
-                                peak=float(inside.max()), mean=float(inside.mean())))
+                                peak=float(inside.max()),
+                                # numpy's pairwise sum can put the mean of equal values an ulp above them
+                                mean=float(min(inside.mean(), inside.max()))))
     return segments
 
 

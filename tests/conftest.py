@@ -9,9 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Property tests draw the same examples on every run: the suite is deterministic.
+settings.register_profile("scenetag", derandomize=True, deadline=None)
+settings.load_profile("scenetag")
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent

@@ -313,3 +313,12 @@ def test_smoothing_stays_within_the_input_range(trace, method, window):
     out = smooth.smooth(scores, times, method, window)
     assert out.shape == scores.shape
     assert scores.min() - 1e-12 <= out.min() and out.max() <= scores.max() + 1e-12
+
+
+def test_segment_mean_never_exceeds_its_peak_on_a_flat_run():
+    """numpy's mean of 11 copies of this value lands one ulp above it."""
+    value = 0.4230769230769231
+    times = np.arange(11, dtype=float)
+    (seg,) = smooth.detect_segments("a", "tag", times, np.full(11, value), enter=0.1, exit=0.1,
+                                    min_duration_s=0, merge_gap_s=0, duration_s=11.0)
+    assert seg.peak == value and seg.mean <= seg.peak
