@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pipeline.types import DecodeStats, FrameBatch, PipelineError, Sampling, VideoInfo
+from pipeline.types import DecodeError, DecodeStats, FrameBatch, PipelineError, Sampling, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,6 @@ def collect_chunks(meta: EmbeddedInput, indices: list[np.ndarray], times: list[n
                    embeddings: list[np.ndarray]) -> EmbeddedInput:
     """Join an input's embedded chunks into one result, in frame order."""
     if not indices:
-        from pipeline.types import DecodeError
-
         return replace(meta, error=DecodeError("no frames could be decoded"))
     all_times = np.concatenate(times).astype(np.float64)
     order = np.argsort(all_times, kind="stable")  # chunks may have been embedded out of order

@@ -90,22 +90,20 @@ class LocalEngine:
     def run(self, paths: Sequence[str], embed_images: EmbedImages) -> Iterator[EmbeddedInput]:
         """Yield one :class:`EmbeddedInput` per path, in input order."""
         items: queue.Queue = queue.Queue(maxsize=self.queue_size)
-        state = _RunState(paths)
-        worker = self._start_worker(paths, 0, items, state)
+        state = _RunState()
+        self._start_worker(paths, 0, items, state)
         try:
-            yield from self._consume(paths, items, state, embed_images, worker)
+            yield from self._consume(paths, items, state, embed_images)
         finally:
             state.stop_generation()
 
     # ------------------------------------------------------------------ producer
 
     def _start_worker(self, paths: Sequence[str], start: int, items: queue.Queue,
-                      state: _RunState) -> threading.Thread:
+                      state: _RunState) -> None:
         generation = state.new_generation()
-        worker = threading.Thread(target=self._produce, name=f"decode-{generation}", daemon=True,
-                                  args=(paths, start, items, state, generation))
-        worker.start()
-        return worker
+        threading.Thread(target=self._produce, name=f"decode-{generation}", daemon=True,
+                         args=(paths, start, items, state, generation)).start()
 
     def _produce(self, paths: Sequence[str], start: int, items: queue.Queue,
                  state: _RunState, generation: int) -> None:
@@ -124,7 +122,7 @@ class LocalEngine:
 
     # ------------------------------------------------------------------ consumer
 
-    def _consume(self, paths, items, state, embed_images, worker) -> Iterator[EmbeddedInput]:
+    def _consume(self, paths, items, state, embed_images) -> Iterator[EmbeddedInput]:
         pending: dict[int, _Pending] = {}
         next_out = 0
         while next_out < len(paths):
@@ -173,10 +171,9 @@ class _RunState:
     """Shared between the consumer and decode threads (simple attributes;
     each is written by one side only)."""
 
-    def __init__(self, paths: Sequence[str]) -> None:
+    def __init__(self) -> None:
         self.generation = 0
         self.current = 0
-        self.paths = paths
 
     def new_generation(self) -> int:
         self.generation += 1
