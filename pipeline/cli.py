@@ -201,8 +201,9 @@ def search(
         if (query is None) == (image is None):
             raise PipelineError("give a text QUERY or --image FILE (one of them)")
         db = EmbeddingStore.open(store)
-        embedder = _store_embedder(db, model, device)
-        hits = s.search(db, s.embed_query(embedder, query, image), top_k=top, video=video)
+        vector = s.query_vector(db, lambda: _store_embedder(db, model, device), query, image,
+                                cached=model is None)
+        hits = s.search(db, vector, top_k=top, video=video)
         out = output or store.parent
         out.mkdir(parents=True, exist_ok=True)
         s.write_csv(hits, out)

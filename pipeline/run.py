@@ -29,7 +29,7 @@ from pipeline.analyse import analyse, image_confidences
 from pipeline.config import Config, SamplingConfig
 from pipeline.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image, open_decoder
 from pipeline.engine.base import EmbeddedInput
-from pipeline.score import Classifier, build_classifier
+from pipeline.score import Classifier, build_classifier, prompt_texts
 from pipeline.types import StoreError, VideoInfo, VideoResult
 
 log = logging.getLogger(__name__)
@@ -158,12 +158,13 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
     run.skipped = len(paths) - len(todo)
     if todo:
         embedder = embedder or _load_embedder(config)
-        classifier = build_classifier(config, embedder.embed_texts, embedder.logit_scale)
         cache = _open_cache(config, options, embedder, out_dir)
+        texts_from = cache.store if cache and cache.use_cache else None  # --no-cache: embed afresh
+        classifier = build_classifier(config, _text_embedder(texts_from, embedder), embedder.logit_scale)
         cached, to_decode = cache.split(todo) if cache else ([], todo)
         engine = _make_engine(config, options, embedder)
-        handle = partial(_handle_input, config=config, classifier=classifier, embedder=embedder,
-                         names=names, out_dir=out_dir, run=run)
+        handle = partial(_handle_input, config=config, classifier=classifier,
+                         provenance=Provenance.of(embedder), names=names, out_dir=out_dir, run=run)
         with _frames_progress(options) as counted:
             fresh = engine.run(to_decode, counted(embedder.embed_images)) if to_decode else []
             for embedded in _progress(itertools.chain(cached, fresh), len(todo), options):
@@ -177,15 +178,29 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
     return run
 
 
-def _handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classifier, embedder,
-                  names: dict[str, str], out_dir: Path, run: RunReport) -> None:
+@dataclass(frozen=True)
+class Provenance:
+    """Which model made the embeddings a result was scored from."""
+
+    model_id: str
+    revision: str | None
+    precision: str
+
+    @classmethod
+    def of(cls, embedder) -> Provenance:
+        return cls(embedder.model_id, embedder.revision, embedder.precision)
+
+
+def _handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classifier,
+                  provenance: Provenance, names: dict[str, str], out_dir: Path,
+                  run: RunReport) -> None:
     started = time.perf_counter()
     if embedded.error is None and embedded.info is not None and embedded.info.is_image:
         conf = image_confidences(embedded.embeddings, classifier)[0]
         tag_names = [n for n, k in zip(classifier.names, classifier.kinds) if k == "tag"]
         run.images.append((embedded.path, dict(zip(tag_names, map(float, conf)))))
         return
-    result = _video_result(embedded, config, classifier, embedder, names[embedded.path])
+    result = _video_result(embedded, config, classifier, provenance, names[embedded.path])
     result.wall_time_s = round(embedded.decode_s + time.perf_counter() - started, 3)
     if result.status != "ok":
         log.error("%s: %s", embedded.path, result.error)
@@ -194,12 +209,12 @@ def _handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classi
     run.results.append(result)
 
 
-def _video_result(embedded: EmbeddedInput, config: Config, classifier: Classifier, embedder,
-                  name: str) -> VideoResult:
+def _video_result(embedded: EmbeddedInput, config: Config, classifier: Classifier,
+                  provenance: Provenance, name: str) -> VideoResult:
     result = VideoResult(input_path=embedded.path, name=name, info=embedded.info,
                          sampling=config.sampling.to_sampling(), decode=embedded.stats,
-                         model_id=embedder.model_id, model_revision=embedder.revision,
-                         precision=embedder.precision, config_hash=config.hash())
+                         model_id=provenance.model_id, model_revision=provenance.revision,
+                         precision=provenance.precision, config_hash=config.hash())
     if embedded.error is not None:
         result.status, result.error = "error", _one_line(embedded.error)
         return result
@@ -226,6 +241,15 @@ def _load_embedder(config: Config, model_id: str | None = None, revision: str | 
                          batch_size=m.batch_size, compile_model=m.compile)
 
 
+def _text_embedder(store, embedder) -> Callable[[list[str]], np.ndarray]:
+    """The embedder's text function, behind ``store``'s prompt cache when given."""
+    if store is None:
+        return embedder.embed_texts
+    from pipeline.store import cached_text_embedder
+
+    return cached_text_embedder(store, embedder)
+
+
 def _open_cache(config: Config, options: RunOptions, embedder, out_dir: Path):
     if not options.use_store:
         return None
@@ -241,25 +265,46 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
                 embedder=None) -> RunReport:
     """Score stored embeddings with ``config``'s labels and write every report
     as ``run_job`` would, without decoding. The model is the store's, unless
-    ``model`` names another of the same dimension."""
+    ``model`` names another of the same dimension; it is not even loaded when
+    the store's text cache holds every prompt of ``config``."""
     from pipeline.store import EmbeddingStore
 
     store = EmbeddingStore.open(store_dir)
     videos = {v.input_path: v for v in store.videos()}  # newest copy per input wins
     if not videos:
         raise StoreError(f"embedding store {store_dir} holds no embeddings")
+    classifier, model_id, revision = _rescore_classifier(config, store, model, embedder)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names, run = output_names(list(videos)), RunReport()
+    for video in videos.values():
+        cfg = config.model_copy(update={"sampling": SamplingConfig.of(video.sampling_obj)})
+        # the precision is the stored frames': it is what the scores rest on
+        provenance = Provenance(model_id, revision, video.precision)
+        _handle_input(store.embedded(video), config=cfg, classifier=classifier,
+                      provenance=provenance, names=names, out_dir=out_dir, run=run)
+    _write_run_outputs(run, out_dir, config.output.formats)
+    return run
+
+
+def _rescore_classifier(config: Config, store, model: str | None,
+                        embedder) -> tuple[Classifier, str, str | None]:
+    """The classifier for ``rescore`` and the id and revision of the model
+    behind it: from cached prompt embeddings alone when the store's model
+    embedded every prompt before, else from the model (which is loaded)."""
+    if embedder is None and model is None:
+        texts = prompt_texts(config)
+        found, logit_scale = store.text_vectors(store.model_id, store.model_revision, texts)
+        if logit_scale is not None and all(t in found for t in texts):
+            log.info("every prompt is in the store's text cache: the model is not loaded")
+            lookup = lambda batch: np.stack([found[t] for t in batch])  # noqa: E731
+            return build_classifier(config, lookup, logit_scale), store.model_id, store.model_revision
     embedder = embedder or _load_embedder(config, model or store.model_id,
                                           None if model else store.model_revision)
     store.check_model(embedder.model_id, embedder.revision, embedder.dim, same_model=model is None)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names, run = output_names(list(videos)), RunReport()
-    classifier = build_classifier(config, embedder.embed_texts, embedder.logit_scale)
-    for video in videos.values():
-        cfg = config.model_copy(update={"sampling": SamplingConfig.of(video.sampling_obj)})
-        _handle_input(store.embedded(video), config=cfg, classifier=classifier, embedder=embedder,
-                      names=names, out_dir=out_dir, run=run)
-    _write_run_outputs(run, out_dir, config.output.formats)
-    return run
+    # another model's prompts are not cached here: the store is the store model's
+    texts = _text_embedder(store if model is None else None, embedder)
+    classifier = build_classifier(config, texts, embedder.logit_scale)
+    return classifier, embedder.model_id, embedder.revision
 
 
 def _make_engine(config: Config, options: RunOptions, embedder):

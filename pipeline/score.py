@@ -59,7 +59,7 @@ def build_classifier(config: Config, embed_texts: EmbedTexts, logit_scale: float
     """Embed every prompt of the config once and assemble the classifier."""
     templates = config.scoring.templates
     binary = config.scoring.mode == "binary"
-    embed_texts = _embedded_once(embed_texts, _all_texts(config))
+    embed_texts = _embedded_once(embed_texts, prompt_texts(config))
     background = _embed_plain(embed_texts, config.scoring.background)
     safe = _embed_plain(embed_texts, config.nsfw.safe if config.nsfw.labels else [])
 
@@ -81,8 +81,9 @@ def build_classifier(config: Config, embed_texts: EmbedTexts, logit_scale: float
                       tuple(negatives), group, float(logit_scale))
 
 
-def _all_texts(config: Config) -> list[str]:
-    """Every text ``build_classifier`` will embed, so one model call does them all."""
+def prompt_texts(config: Config) -> list[str]:
+    """Every text ``build_classifier`` will embed, so one model call (or one
+    cache lookup) does them all."""
     templates = config.scoring.templates
     names = [p for lab in config.labels + config.nsfw.labels for p in lab.prompt_list + lab.negatives]
     plain = config.scoring.background + (config.nsfw.safe if config.nsfw.labels else [])

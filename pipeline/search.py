@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pipeline.atomic import atomic_path
-from pipeline.store import EmbeddingStore, StoredVideo
+from pipeline.store import EmbeddingStore, StoredVideo, cached_text_embedder
 from pipeline.types import PipelineError, StoreError
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,28 @@ def matches(video: StoredVideo, name: str) -> bool:
     path = Path(video.input_path)
     return name in (video.input_path, path.name, path.stem) or \
         os.path.abspath(name) == os.path.abspath(video.input_path)
+
+
+def query_vector(store: EmbeddingStore, load_embedder: Callable[[], Any], text: str | None = None,
+                 image: str | os.PathLike | None = None, *, cached: bool = True) -> np.ndarray:
+    """The query's embedding. With ``cached``, a text query the store's model
+    embedded before comes from the store's prompt cache, so the model is not
+    even loaded; a new one is embedded and kept for next time.
+
+    Args:
+        load_embedder: called only when the model is needed.
+        cached: False when querying with a model other than the store's.
+    """
+    if (text is None) == (image is None):
+        raise PipelineError("give a text query or --image, not both")
+    if text is not None and cached:
+        found, _ = store.text_vectors(store.model_id, store.model_revision, [text])
+        if text in found:
+            return found[text]
+    embedder = load_embedder()
+    if text is not None and cached:
+        return cached_text_embedder(store, embedder)([text])[0]
+    return embed_query(embedder, text, image)
 
 
 def embed_query(embedder, text: str | None = None, image: str | os.PathLike | None = None) -> np.ndarray:

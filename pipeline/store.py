@@ -16,6 +16,11 @@ Layout of a store folder (a LanceDB database):
   (:class:`~pipeline.types.DecodeStats`) and ``created_at``. Written *after*
   the input's frames, so a row here marks a complete input.
 
+* ``texts`` (optional, created on first use) — the text-embedding cache:
+  ``model_id``, ``model_revision``, ``precision``, ``logit_scale``, ``text``,
+  ``vector``. Prompts embedded once are looked up afterwards, so re-scoring
+  with prompts seen before needs no text tower and no model load at all.
+
 ``key`` is a hash of (content hash, model id, revision, sampling): the same
 file, model and sampling is one stored input however often it is run.
 
@@ -32,7 +37,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +56,7 @@ SEARCH_NPROBES = 32
 SEARCH_REFINE_FACTOR = 50  # 5 gave recall@10 0.57 at 1M vectors; 50 gives 0.99 (+4 ms)
 _HASH_BLOCK = 1 << 20
 _TABLES = ("meta", "videos", "frames")
+_TEXTS = "texts"  # optional: stores written before it simply have none
 
 
 # --------------------------------------------------------------------------- identity
@@ -130,6 +136,7 @@ class EmbeddingStore:
         self._db = db
         self.meta = meta
         self._tables: dict = {}
+        self._names: set[str] | None = None
 
     # ------------------------------------------------------------------ open
 
@@ -158,7 +165,9 @@ class EmbeddingStore:
         if len(present) != len(_TABLES):
             missing = ", ".join(t for t in _TABLES if t not in names)
             raise StoreError(f"embedding store {root} is partial or corrupt: missing table(s) {missing}")
-        return cls(root, db, _read_meta(root, db))
+        store = cls(root, db, _read_meta(root, db))
+        store._names = names
+        return store
 
     @property
     def model_id(self) -> str | None:
@@ -313,6 +322,52 @@ class EmbeddingStore:
         with _guard(self.root, "count"):
             return int(self._table("frames").count_rows())
 
+    # ------------------------------------------------------------------ texts
+
+    def text_vectors(self, model_id: str, revision: str | None,
+                     texts: Sequence[str]) -> tuple[dict[str, np.ndarray], float | None]:
+        """Cached embeddings of ``texts`` by this model.
+
+        Returns:
+            ``(found, logit_scale)``: text → vector for the texts cached, and
+            the model's logit scale (None when nothing was found).
+        """
+        if self.meta is None or not texts or _TEXTS not in self._table_names():
+            return {}, None
+        revision_sql = "model_revision IS NULL" if revision is None \
+            else f"model_revision = {_sql(revision)}"
+        where = (f"model_id = {_sql(model_id)} AND {revision_sql} AND "
+                 f"text IN ({', '.join(_sql(t) for t in dict.fromkeys(texts))})")
+        with _guard(self.root, "read texts"):
+            table = self._table(_TEXTS).search().where(where).select(
+                ["text", "logit_scale", "vector"]).limit(None).to_arrow()
+        if not table.num_rows:
+            return {}, None
+        flat = table["vector"].combine_chunks().flatten().to_numpy()
+        vectors = flat.astype(np.float32).reshape(table.num_rows, -1)
+        found = dict(zip(table["text"].to_pylist(), vectors))
+        return found, float(table["logit_scale"][0].as_py())
+
+    def put_texts(self, texts: Sequence[str], vectors: np.ndarray, *, model_id: str,
+                  revision: str | None, precision: str, logit_scale: float) -> None:
+        """Cache text embeddings (the caller passes only texts not cached yet)."""
+        if not len(texts):
+            return
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        self._ensure_created(model_id, revision, int(vectors.shape[1]))
+        self.check_model(model_id, revision, int(vectors.shape[1]))
+        n = len(texts)
+        rows = {"model_id": [model_id] * n, "model_revision": [revision] * n,
+                "precision": [precision] * n, "logit_scale": [float(logit_scale)] * n,
+                "text": list(texts), "vector": _vector_array(vectors)}
+        with _guard(self.root, "write texts"):
+            pa = _pyarrow()
+            data = pa.table(rows, schema=_texts_schema(self.dim))
+            if _TEXTS not in self._table_names():  # exist_ok: another writer may race us
+                self._tables[_TEXTS] = self._db.create_table(_TEXTS, schema=data.schema, exist_ok=True)
+                self._names = None
+            self._table(_TEXTS).add(data)
+
     # ------------------------------------------------------------------ search
 
     def nearest(self, vector: np.ndarray, top_k: int, keys: Sequence[str] | None = None):
@@ -362,6 +417,11 @@ class EmbeddingStore:
             elif refresh:
                 table.optimize()  # folds newly added rows into the index
         return True
+
+    def _table_names(self) -> set[str]:
+        if self._names is None:
+            self._names = set(self._db.list_tables().tables)
+        return self._names
 
     def _table(self, name: str):
         if name not in self._tables:  # opening costs a manifest read; queries reuse handles
@@ -467,6 +527,32 @@ def open_run_cache(store_dir: str | os.PathLike, embedder, sampling: Sampling, *
                     sampling_key(sampling, strategy=strategy, backend=backend), use_cache=use_cache)
 
 
+def cached_text_embedder(store: EmbeddingStore, embedder) -> Callable[[list[str]], np.ndarray]:
+    """``embedder.embed_texts`` behind the store's text cache: texts embedded
+    before are looked up, new ones are embedded and kept. The cache is an
+    optimisation only: a store that cannot be written (read-only media) is
+    warned about once and the texts are embedded anyway."""
+    writable = [True]
+
+    def embed_texts(texts: list[str]) -> np.ndarray:
+        found, _ = store.text_vectors(embedder.model_id, embedder.revision, texts)
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            vectors = embedder.embed_texts(missing)
+            found.update(zip(missing, vectors))
+            if writable[0]:
+                try:
+                    store.put_texts(missing, vectors, model_id=embedder.model_id,
+                                    revision=embedder.revision, precision=embedder.precision,
+                                    logit_scale=embedder.logit_scale)
+                except StoreError as ex:
+                    writable[0] = False
+                    log.warning("prompt embeddings not cached: %s", ex)
+        return np.stack([found[t] for t in texts]) if texts else np.zeros((0, embedder.dim), np.float32)
+
+    return embed_texts
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -564,6 +650,13 @@ def _videos_schema():
         pa.field("sampling_json", pa.string()), pa.field("frames", pa.int64()),
         pa.field("info_json", pa.string()), pa.field("stats_json", pa.string()),
         pa.field("created_at", pa.float64())])
+
+
+def _texts_schema(dim: int):
+    pa = _pyarrow()
+    return pa.schema([pa.field("model_id", pa.string()), pa.field("model_revision", pa.string()),
+                      pa.field("precision", pa.string()), pa.field("logit_scale", pa.float64()),
+                      pa.field("text", pa.string()), pa.field("vector", pa.list_(pa.float32(), dim))])
 
 
 def _meta_schema():

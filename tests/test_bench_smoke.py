@@ -27,7 +27,7 @@ def test_bench_quick_run_writes_results(tmp_path):
     bench = _load_bench()
     out = tmp_path / "results.json"
     args = bench.parse_args(["--quick", "--tiny-model", "--clip-seconds", "2", "--width", "160",
-                             "--height", "90", "--naive-seconds", "2", "--skip-rss", "--no-store",
+                             "--height", "90", "--naive-seconds", "2", "--skip-rss",
                              "--device", "cpu", "--precision", "fp32", "--batch-size", "8",
                              "--study-batch", "8",
                              "--cache", str(tmp_path / "cache"), "--out", str(out), "--silent"])
@@ -47,6 +47,19 @@ def test_bench_quick_run_writes_results(tmp_path):
         assert results[key] > 0
     assert {"fp32", "bf16", "bf16-autocast", "int8-dynamic"} <= set(results["precision_study"])
     assert set(results["targets"].values()) <= {"PASS", "MISS"}
+    assert results["rescore_s"] > 0 and results["rescore_cached_prompts_s"] > 0
+    assert "rescore>=100x_rerun" in results["targets"]
+
+
+def test_bench_tokenizer_keeps_prompt_words_whole(tmp_path):
+    """Text-tower work follows token count: like the real CLIP vocabulary, the
+    bench model's must not spell prompt words out letter by letter."""
+    from transformers import AutoTokenizer
+
+    bench = _load_bench()
+    folder = bench.build_model(tmp_path / "m", tiny=True)
+    tokens = AutoTokenizer.from_pretrained(folder).tokenize("a photo of a dog.")
+    assert tokens == ["a</w>", "photo</w>", "of</w>", "a</w>", "dog</w>", ".</w>"]
 
 
 def test_bench_clip_is_cached_and_decodable(tmp_path):

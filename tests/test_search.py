@@ -94,6 +94,23 @@ def test_cli_text_search(indexed):
     assert len(pd.read_csv(folder / "text" / "search.csv")) == 3
 
 
+def test_repeated_text_query_needs_no_model(indexed, monkeypatch):
+    """A query embedded once is kept in the store: asking again loads no model."""
+    folder, store_dir, _ = indexed
+    args = ["search", "a striped kitten", "--store", str(store_dir), "--top", "4"]
+    assert runner.invoke(app, args + ["-o", str(folder / "q1")]).exit_code == 0
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("pipeline.embed.load_embedder", no_model)
+    result = runner.invoke(app, args + ["-o", str(folder / "q2")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert (folder / "q1" / "search.csv").read_text() == (folder / "q2" / "search.csv").read_text()
+    other = runner.invoke(app, ["search", "a new query", "--store", str(store_dir), "--debug"])
+    assert other.exit_code != 0 and "the model was loaded" in str(other.exception or other.output)
+
+
 @pytest.mark.parametrize("args, message", [
     (["search", "x", "--store", "{missing}"], "no embedding store"),
     (["search", "--store", "{store}"], "give a text QUERY or --image"),

@@ -261,3 +261,62 @@ def test_cli_run_store_options_and_rescore(tmp_path, tiny_model_dir):
                            catch_exceptions=False)
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and "corrupt" in lines[0]
+
+
+# --------------------------------------------------------------------------- prompt cache
+
+
+def test_text_cache_round_trip_is_per_model(tmp_path):
+    store = EmbeddingStore.open(tmp_path / "s", create=True)
+    vectors = _embedded("a.mp4", n=2).embeddings
+    store.put_texts(["a cat", "a dog"], vectors, model_id="m", revision="r1", precision="bf16",
+                    logit_scale=100.0)
+    found, scale = store.text_vectors("m", "r1", ["a dog", "a cat", "a tree"])
+    assert set(found) == {"a cat", "a dog"} and scale == 100.0
+    np.testing.assert_array_equal(found["a dog"], vectors[1])
+    assert EmbeddingStore.open(tmp_path / "s").text_vectors("m", "r2", ["a cat"]) == ({}, None)
+    assert store.text_vectors("other", "r1", ["a cat"]) == ({}, None)
+
+
+def test_rescore_with_cached_prompts_loads_no_model(tmp_path, tiny_model_dir, tiny_embedder,
+                                                   monkeypatch):
+    """Prompts embedded once (by the run, or by an earlier rescore) come from the
+    store: re-scoring with them needs no model, and scores exactly the same."""
+    clip = _clip(tmp_path)
+    run_job([clip], _config(tiny_model_dir), tmp_path / "out", RunOptions(progress=False),
+            embedder=tiny_embedder)
+    store_dir = tmp_path / "out" / "store"
+    new = _config(tiny_model_dir, labels=("cat", "dog"))
+    rescore_job(new, store_dir, tmp_path / "with-model", embedder=tiny_embedder)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(run_mod, "_load_embedder", no_model)
+    for config, out in ((_config(tiny_model_dir), "run-prompts"), (new, "cached")):
+        assert rescore_job(config, store_dir, tmp_path / out).exit_code == 0
+    assert (tmp_path / "cached" / "clip" / "frames.csv").read_text() == \
+        (tmp_path / "with-model" / "clip" / "frames.csv").read_text()
+    assert (tmp_path / "run-prompts" / "clip" / "frames.csv").read_text() == \
+        (tmp_path / "out" / "clip" / "frames.csv").read_text()
+    summary = json.loads((tmp_path / "cached" / "clip" / "summary.json").read_text())
+    assert summary["model"]["id"] == tiny_embedder.model_id
+    with pytest.raises(AssertionError, match="model was loaded"):  # a new prompt needs the model
+        rescore_job(_config(tiny_model_dir, labels=("cat", "tree")), store_dir, tmp_path / "new")
+
+
+def test_unwritable_prompt_cache_still_scores(tmp_path, tiny_model_dir, tiny_embedder,
+                                              monkeypatch, caplog):
+    clip = _clip(tmp_path)
+    run_job([clip], _config(tiny_model_dir), tmp_path / "out", RunOptions(progress=False),
+            embedder=tiny_embedder)
+
+    def read_only(self, *args, **kwargs):
+        raise StoreError("embedding store is read-only")
+
+    monkeypatch.setattr(EmbeddingStore, "put_texts", read_only)
+    report = rescore_job(_config(tiny_model_dir, labels=("cat", "dog", "tree")),
+                         tmp_path / "out" / "store", tmp_path / "re", embedder=tiny_embedder)
+    assert report.exit_code == 0
+    assert "score:tree" in (tmp_path / "re" / "clip" / "frames.csv").read_text()
+    assert "prompt embeddings not cached" in caplog.text
