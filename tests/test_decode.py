@@ -200,6 +200,19 @@ def test_skipping_strategies_return_true_pts(clips, clip, strategy):
     assert stats.frames_decoded <= len(every)
 
 
+@pytest.mark.parametrize("strategy", ["exact", "fast"])
+def test_slice_threading_decodes_the_same_frames(clips, strategy):
+    """Threading is a speed choice only: frames, times and pixels are identical."""
+    sampling = Sampling(every_seconds=0.2)
+    frame_threads, _, _ = decode_all(clips["cfr"], sampling, strategy=strategy, threads="frame")
+    slice_threads, _, _ = decode_all(clips["cfr"], sampling, strategy=strategy, threads="slice")
+    assert [(f.index, f.pts_s) for f in slice_threads] == [(f.index, f.pts_s) for f in frame_threads]
+    for a, b in zip(frame_threads, slice_threads):
+        np.testing.assert_array_equal(a.image, b.image)
+    with pytest.raises(ValueError, match="threading"):
+        open_decoder(clips["cfr"], threads="many")
+
+
 def test_fast_decodes_less_and_keeps_targets_close(clips):
     frames, stats = pts_of(clips["cfr"], "fast", Sampling(every_seconds=0.4))
     assert stats.frames_decoded < N_FRAMES

@@ -183,3 +183,27 @@ def test_cpu_bf16_runs_the_whole_model_in_bf16(tiny_model_dir):
     vectors = bf16.embed_images(images)
     assert vectors.dtype == np.float32
     assert np.min(np.sum(vectors * fp32.embed_images(images), axis=1)) > 0.99
+
+
+def test_cpu_run_decodes_with_slice_threads(tmp_path, tiny_model_dir, tiny_embedder, monkeypatch):
+    """With the model on the CPU, decoders must not take frame threads: they
+    cost CPU time the model needs (docs/PERFORMANCE.md)."""
+    from media import make_clip
+
+    from pipeline import run as run_mod
+    from pipeline.config import parse_config
+
+    seen = []
+    real = run_mod.open_decoder
+
+    def spy(path, *args, **kwargs):
+        seen.append(kwargs.get("threads"))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "open_decoder", spy)
+    clip = make_clip(tmp_path / "c.mp4", seconds=1, fps=10)
+    config = parse_config({"model": {"id": str(tiny_model_dir), "device": "cpu"},
+                           "labels": [{"name": "cat"}]})
+    report = run_mod.run_job([clip], config, tmp_path / "out",
+                             run_mod.RunOptions(progress=False, use_store=False), embedder=tiny_embedder)
+    assert report.exit_code == 0 and seen == ["slice"]

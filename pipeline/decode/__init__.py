@@ -53,7 +53,8 @@ def _decoder_class(backend: str) -> type[Decoder]:
 
 
 def open_decoder(
-    path: str, backend: str = "pyav", short_side: int | None = None, strategy: str = "auto"
+    path: str, backend: str = "pyav", short_side: int | None = None, strategy: str = "auto",
+    threads: str = "frame",
 ) -> Decoder:
     """A decoder for ``path``; use it as a context manager.
 
@@ -64,6 +65,8 @@ def open_decoder(
             the native size.
         strategy: ``"auto"``, ``"exact"``, ``"fast"`` or ``"keyframes"``
             (see :class:`~pipeline.decode.pyav.PyAVDecoder`).
+        threads: PyAV's codec threading, ``"frame"`` (frame + slice) or
+            ``"slice"`` (see :meth:`pipeline.config.DecoderConfig.threads_for`).
 
     Returns:
         An unopened decoder; entering it opens the file and may raise
@@ -73,6 +76,8 @@ def open_decoder(
         from pipeline.decode.images import ImageDecoder
 
         return ImageDecoder(path, short_side=short_side, strategy=strategy)
+    if backend == "pyav":
+        return _decoder_class(backend)(path, short_side=short_side, strategy=strategy, threads=threads)
     return _decoder_class(backend)(path, short_side=short_side, strategy=strategy)
 
 

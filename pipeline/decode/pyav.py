@@ -27,6 +27,7 @@ from pipeline.decode.base import (
 from pipeline.types import DecodeError, DecodeStats, Frame, Sampling, VideoInfo, VideoOpenError
 
 log = logging.getLogger(__name__)
+_THREAD_TYPES = {"frame": "AUTO", "slice": "SLICE"}  # AUTO: FFmpeg picks frame, then slice
 
 # Skipping non-reference frames only pays off when most frames are dropped
 # anyway; below this many frames per sample, decode everything.
@@ -198,8 +199,12 @@ class PyAVDecoder(Decoder):
     frame's true PTS minus the stream start time.
     """
 
-    def __init__(self, path: str, *, short_side: int | None = None, strategy: str = "auto"):
+    def __init__(self, path: str, *, short_side: int | None = None, strategy: str = "auto",
+                 threads: str = "frame"):
         super().__init__(path, short_side=short_side, strategy=strategy)
+        if threads not in _THREAD_TYPES:
+            raise ValueError(f"unknown decoder threading {threads!r}; choose from {tuple(_THREAD_TYPES)}")
+        self.threads = threads
         self._closed = True
 
     def _open(self) -> None:
@@ -235,7 +240,7 @@ class PyAVDecoder(Decoder):
         to_rgb = _converter(self.info, self.short_side)
         with open_container(self.path) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream.thread_type = _THREAD_TYPES[self.threads]
             if strategy != "exact":
                 stream.codec_context.skip_frame = "NONREF" if strategy == "fast" else "NONKEY"
             clock = _Clock(stream, self.info.avg_fps, exact_index=strategy == "exact")
