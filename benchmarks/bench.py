@@ -220,14 +220,13 @@ def measure_naive(clip: Path, model_dir: Path, seconds: float) -> dict:
     return {"fps": scored / wall, "frames": scored, "wall_s": wall, "seconds_of_video": seconds}
 
 
-def measure_decode(clip: Path, short_side: int, model_device: str, strategy: str = "auto") -> dict:
-    """Our decoder alone, one frame per second, threaded as ``run`` would
-    thread it next to a model on ``model_device``."""
+def measure_decode(clip: Path, short_side: int, strategy: str = "auto") -> dict:
+    """Our decoder alone, one frame per second, threaded as ``run`` threads it."""
     from pipeline.config import DecoderConfig
     from pipeline.decode import open_decoder
     from pipeline.types import Sampling
 
-    threads = DecoderConfig().threads_for(model_device)
+    threads = DecoderConfig().threads
     start = time.perf_counter()
     with open_decoder(str(clip), short_side=short_side, strategy=strategy, threads=threads) as decoder:
         frames = sum(1 for _ in decoder.frames(Sampling(every_seconds=SAMPLE_EVERY / FPS)))
@@ -473,7 +472,7 @@ def run_bench(args: argparse.Namespace) -> dict:
     say(f"naive   {naive['fps']:.2f} frames/s")
     embedder = load_embedder(str(model_dir), device=args.device, precision=args.precision,
                              batch_size=args.batch_size)
-    decode = measure_decode(clip, embedder.input_size, embedder.device)
+    decode = measure_decode(clip, embedder.input_size)
     say(f"decode  {decode['fps']:.2f} frames/s ({decode['strategy']})")
     images = sample_frames(clip, embedder.input_size, max(embedder.batch_size * 2, 16))
     model = measure_model(embedder.embed_images, images)
@@ -572,7 +571,8 @@ def print_table(r: dict) -> None:
     rows = [
         ("naive loop (PIL+processor, fp32, batch 1)", f"{r['naive_fps']:.2f} frames/s",
          f"first {r['naive_seconds_of_video']:g} s of the clip"),
-        ("decode only (ours)", f"{r['decode_fps']:.2f} frames/s", f"strategy {d['decode']['strategy']}, {d['decode']['threads']} threads"),
+        ("decode only (ours)", f"{r['decode_fps']:.2f} frames/s",
+         f"strategy {d['decode']['strategy']}, {d['decode']['threads']} threads"),
         ("model only (ours)", f"{r['model_fps']:.2f} img/s", f"{r['precision']}, {r['device']}"),
         ("end to end (run_job)", f"{r['e2e_fps']:.2f} frames/s",
          f"model busy {d['e2e']['model_busy_s']:.1f} of {d['e2e']['wall_s']:.1f} s"),

@@ -96,19 +96,12 @@ class SamplingConfig(_Strict):
 class DecoderConfig(_Strict):
     backend: Literal["pyav", "decord"] = "pyav"
     strategy: Literal["auto", "exact", "fast", "keyframes"] = "auto"
-    threads: Literal["auto", "frame", "slice"] = "auto"
+    # "frame": FFmpeg's frame + slice threads. "slice": slice threads only,
+    # faster next to a CPU model on streams with several slices per frame,
+    # but FFmpeg then stops flagging concealed (damaged) frames, so damage goes
+    # unreported and such frames are scored (docs/PERFORMANCE.md).
+    threads: Literal["frame", "slice"] = "frame"
     timeout_s: float = Field(default=600.0, gt=0)
-
-    def threads_for(self, model_device: str) -> str:
-        """``frame`` (FFmpeg's frame + slice threads) or ``slice`` (slice
-        threads only). ``auto``: ``slice`` when the model runs on the CPU.
-        There frame threads bought little wall time (on 2 cores, 5% with
-        non-reference frames skipped) for 25-30% more CPU time, which the
-        model, sharing the cores, then lacked; next to a GPU, decoding is the
-        bottleneck and every thread counts."""
-        if self.threads != "auto":
-            return self.threads
-        return "slice" if model_device == "cpu" else "frame"
 
 
 class LabelConfig(_Strict):

@@ -310,7 +310,7 @@ def _rescore_classifier(config: Config, store, model: str | None,
 def _make_engine(config: Config, options: RunOptions, embedder):
     d = config.decoder
     opener = partial(open_decoder, backend=d.backend, short_side=embedder.input_size,
-                     strategy=d.strategy, threads=d.threads_for(embedder.device))
+                     strategy=d.strategy, threads=d.threads)
     if options.engine == "ray":
         from pipeline.engine.ray import RayEngine
 

@@ -60,7 +60,7 @@ def build_classifier(config: Config, embed_texts: EmbedTexts, logit_scale: float
     templates = config.scoring.templates
     binary = config.scoring.mode == "binary"
     embed_texts = _embedded_once(embed_texts, prompt_texts(config))
-    background = _embed_plain(embed_texts, config.scoring.background)
+    background = _embed_plain(embed_texts, config.scoring.background if binary else [])
     safe = _embed_plain(embed_texts, config.nsfw.safe if config.nsfw.labels else [])
 
     rows, negatives, kinds, names = [], [], [], []
@@ -86,7 +86,9 @@ def prompt_texts(config: Config) -> list[str]:
     cache lookup) does them all."""
     templates = config.scoring.templates
     names = [p for lab in config.labels + config.nsfw.labels for p in lab.prompt_list + lab.negatives]
-    plain = config.scoring.background + (config.nsfw.safe if config.nsfw.labels else [])
+    # softmax-mode tags compare with each other only: no background to embed
+    plain = (config.scoring.background if config.scoring.mode == "binary" else []) + \
+        (config.nsfw.safe if config.nsfw.labels else [])
     return [t.format(p) for p in names for t in templates] + list(plain)
 
 

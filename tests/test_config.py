@@ -38,14 +38,6 @@ def test_minimal_config_gets_defaults(tmp_path):
     assert cfg.labels[0].prompt_list == ["cat"]
 
 
-@pytest.mark.parametrize("threads, device, expected", [
-    ("auto", "cpu", "slice"), ("auto", "cuda", "frame"), ("auto", "cuda:1", "frame"),
-    ("frame", "cpu", "frame"), ("slice", "cuda", "slice")])
-def test_decoder_threads_follow_where_the_model_runs(tmp_path, threads, device, expected):
-    cfg = load_config(write(tmp_path, f"decoder: {{threads: {threads}}}\nlabels: [{{name: cat}}]"))
-    assert cfg.decoder.threads_for(device) == expected
-
-
 def test_overrides_apply_and_none_is_ignored(tmp_path):
     cfg = load_config(write(tmp_path, "labels: [{name: cat}]\nsampling: {every_seconds: 2}"),
                       {"model.id": "x/y", "model.device": None, "sampling.every_seconds": 0.25})

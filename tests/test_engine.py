@@ -185,9 +185,9 @@ def test_cpu_bf16_runs_the_whole_model_in_bf16(tiny_model_dir):
     assert np.min(np.sum(vectors * fp32.embed_images(images), axis=1)) > 0.99
 
 
-def test_cpu_run_decodes_with_slice_threads(tmp_path, tiny_model_dir, tiny_embedder, monkeypatch):
-    """With the model on the CPU, decoders must not take frame threads: they
-    cost CPU time the model needs (docs/PERFORMANCE.md)."""
+def test_decoder_threads_setting_reaches_the_decoder(tmp_path, tiny_model_dir, tiny_embedder,
+                                                     monkeypatch):
+    """Frame threads by default (they flag damaged frames); ``slice`` on request."""
     from media import make_clip
 
     from pipeline import run as run_mod
@@ -202,8 +202,12 @@ def test_cpu_run_decodes_with_slice_threads(tmp_path, tiny_model_dir, tiny_embed
 
     monkeypatch.setattr(run_mod, "open_decoder", spy)
     clip = make_clip(tmp_path / "c.mp4", seconds=1, fps=10)
-    config = parse_config({"model": {"id": str(tiny_model_dir), "device": "cpu"},
-                           "labels": [{"name": "cat"}]})
-    report = run_mod.run_job([clip], config, tmp_path / "out",
-                             run_mod.RunOptions(progress=False, use_store=False), embedder=tiny_embedder)
-    assert report.exit_code == 0 and seen == ["slice"]
+    for threads in (None, "slice"):
+        config = parse_config({"model": {"id": str(tiny_model_dir), "device": "cpu"},
+                               "labels": [{"name": "cat"}],
+                               **({"decoder": {"threads": threads}} if threads else {})})
+        report = run_mod.run_job([clip], config, tmp_path / f"out-{threads}",
+                                 run_mod.RunOptions(progress=False, use_store=False),
+                                 embedder=tiny_embedder)
+        assert report.exit_code == 0
+    assert seen == ["frame", "slice"]

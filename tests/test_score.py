@@ -77,3 +77,19 @@ def test_all_prompts_are_embedded_in_one_model_call():
     assert len(calls) == 1 and len(calls[0]) == len(set(calls[0]))
     one_by_one = build_classifier(cfg, fake_embed_texts, logit_scale=100.0)
     np.testing.assert_allclose(batched.label_matrix, one_by_one.label_matrix, atol=1e-6)
+
+
+def test_softmax_mode_embeds_only_what_it_scores_with():
+    """Exclusive labels compare with each other: the binary-mode background
+    sentences would be text-tower work for nothing."""
+    calls = []
+
+    def counting(texts):
+        calls.extend(texts)
+        return fake_embed_texts(texts)
+
+    build_classifier(config("softmax"), counting, logit_scale=100.0)
+    assert sorted(calls) == ["a photo of car.", "a photo of cat.", "a photo of dog."]
+    calls.clear()
+    build_classifier(config("binary"), counting, logit_scale=100.0)
+    assert set(config("binary").scoring.background) <= set(calls)

@@ -66,7 +66,7 @@ def open_decoder(
         strategy: ``"auto"``, ``"exact"``, ``"fast"`` or ``"keyframes"``
             (see :class:`~pipeline.decode.pyav.PyAVDecoder`).
         threads: PyAV's codec threading, ``"frame"`` (frame + slice) or
-            ``"slice"`` (see :meth:`pipeline.config.DecoderConfig.threads_for`).
+            ``"slice"`` (see ``DecoderConfig.threads`` in :mod:`pipeline.config`).
 
     Returns:
         An unopened decoder; entering it opens the file and may raise

@@ -121,7 +121,6 @@ class RayEngine:
 
         spec = _spec(self.config, self.short_side, self.chunk_size)
         gpus = int(ray.cluster_resources().get("GPU", 0)) if spec["device"] != "cpu" else 0
-        spec["decode_threads"] = self.config.decoder.threads_for("cuda" if gpus else "cpu")
         items = [{"position": i, "path": str(p)} for i, p in enumerate(paths)]
         ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
         ds.context.enable_progress_bars = self.progress
@@ -188,7 +187,7 @@ def _decode_rows(batch: dict[str, np.ndarray], spec: dict[str, Any]) -> Iterator
 
     cfg = parse_config(spec["config"])
     opener = partial(open_decoder, backend=cfg.decoder.backend, short_side=spec["short_side"],
-                     strategy=cfg.decoder.strategy, threads=spec["decode_threads"])
+                     strategy=cfg.decoder.strategy, threads=cfg.decoder.threads)
     sampling = cfg.sampling.to_sampling()
     for position, path in zip(batch["position"], batch["path"], strict=True):
         chunks = 0
