@@ -1,5 +1,6 @@
 """End to end with known truth: the bundled demo model on the rendered demo
-clips must find every object when it is really there.
+clips must find every object when it is really there, and the embeddings the
+run kept must find (search) and group (cluster) the objects too.
 
 This proves the whole path (decode, preprocessing, embedding, prompt
 ensembling, scoring, smoothing, timestamps) gives the right answer, which a
@@ -88,3 +89,47 @@ def test_nsfw_verdict_follows_the_stand_in(demo_run):
         has_skull = any(iv["label"] == "skull" for iv in info["intervals"])
         summary = json.loads((out / Path(clip).stem / "summary.json").read_text())
         assert summary["nsfw_verdict"] == ("unsafe" if has_skull else "safe"), clip
+
+
+LABELS = sorted({case[1] for case in truth_cases()})
+EDGE_S = 0.5  # one sampling step: a frame this close to an object's entry may show either
+
+
+def _truth_at(truth: dict, clip: str, time_s: float) -> str | None:
+    """The object on screen at ``time_s`` ("empty" for none; None near an edge)."""
+    for iv in truth[Path(clip).name]["intervals"]:
+        if iv["start_s"] + EDGE_S <= time_s <= iv["end_s"] - EDGE_S:
+            return iv["label"]
+        if iv["start_s"] - EDGE_S <= time_s <= iv["end_s"] + EDGE_S:
+            return None
+    return "empty"
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_search_ranks_frames_of_the_object_first(demo_run, tmp_path, label):
+    truth, out = demo_run
+    query = load_config(CONFIG).scoring.templates[0].format(f"a {label}")
+    result = CliRunner().invoke(app, ["search", query, "--store", str(out / "store"), "--top", "3",
+                                      "-o", str(tmp_path), "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    hits = pd.read_csv(tmp_path / "search.csv")
+    assert len(hits) == 3
+    for hit in hits.itertuples():
+        intervals = [iv for iv in truth[Path(hit.input).name]["intervals"] if iv["label"] == label]
+        assert any(iv["start_s"] - EDGE_S <= hit.time_s <= iv["end_s"] + EDGE_S for iv in intervals), \
+            f"{query!r}: hit {hit.rank} is {hit.input} at {hit.time_s} s"
+
+
+def test_clusters_separate_the_objects(demo_run, tmp_path):
+    """Auto-k KMeans over every stored frame: no cluster mixes two objects (or
+    an object with empty background), and every object has a cluster."""
+    truth, out = demo_run
+    result = CliRunner().invoke(app, ["cluster", "--store", str(out / "store"), "-o", str(tmp_path),
+                                      "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    frames = pd.read_csv(tmp_path / "clusters.csv")
+    frames["truth"] = [_truth_at(truth, f.input, f.time_s) for f in frames.itertuples()]
+    frames = frames.dropna(subset=["truth"])
+    mixed = {c: sorted(g["truth"].unique()) for c, g in frames.groupby("cluster") if g["truth"].nunique() > 1}
+    assert not mixed, f"clusters mixing contents: {mixed}"
+    assert set(frames["truth"]) == set(LABELS) | {"empty"}
