@@ -276,11 +276,12 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
     classifier, model_id, revision = _rescore_classifier(config, store, model, embedder)
     out_dir.mkdir(parents=True, exist_ok=True)
     names, run = output_names(list(videos)), RunReport()
-    for video in videos.values():
+    stored = list(videos.values())
+    for video, embedded in zip(stored, store.embedded_many(stored)):
         cfg = config.model_copy(update={"sampling": SamplingConfig.of(video.sampling_obj)})
         # the precision is the stored frames': it is what the scores rest on
         provenance = Provenance(model_id, revision, video.precision)
-        _handle_input(store.embedded(video), config=cfg, classifier=classifier,
+        _handle_input(embedded, config=cfg, classifier=classifier,
                       provenance=provenance, names=names, out_dir=out_dir, run=run)
     _write_run_outputs(run, out_dir, config.output.formats)
     return run

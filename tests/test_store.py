@@ -87,6 +87,61 @@ def test_put_replaces_rows(tmp_path):
                                   _embedded("a.mp4", seed=2).embeddings)
 
 
+def _many(store: EmbeddingStore, count: int) -> dict[str, EmbeddedInput]:
+    stored = {}
+    for i in range(count):
+        stored[f"v{i}.mp4"] = _embedded(f"v{i}.mp4", n=3 + i % 3, seed=i)
+        _put(store, stored[f"v{i}.mp4"], chash=f"h{i}")
+    return stored
+
+
+def test_embedded_many_reads_in_batches_and_matches(tmp_path, monkeypatch):
+    monkeypatch.setattr("pipeline.store.READ_BATCH", 2)
+    store = EmbeddingStore.open(tmp_path / "store", create=True)
+    stored = _many(store, 5)
+    videos = store.videos()
+    queries = []
+    real = store.frames
+    monkeypatch.setattr(store, "frames", lambda keys: queries.append(keys) or real(keys))
+    back = list(store.embedded_many(videos))
+    assert [len(q) for q in queries] == [2, 2, 1]
+    for video, got in zip(videos, back):
+        want = stored[video.input_path]
+        assert got.path == video.input_path
+        np.testing.assert_array_equal(got.times_s, want.times_s)
+        np.testing.assert_array_equal(got.embeddings, want.embeddings)
+
+
+def test_compact_merges_fragments_and_keeps_every_row(tmp_path):
+    store = EmbeddingStore.open(tmp_path / "store", create=True)
+    stored = _many(store, 12)
+    store.put_texts(["a cat"], stored["v0.mp4"].embeddings[:1], model_id="m", revision="r1",
+                    precision="fp32", logit_scale=100.0)
+
+    def fragments(name):
+        return store._table(name).stats()["fragment_stats"]["num_fragments"]
+
+    assert fragments("frames") >= 12
+    assert store.compact(min_fragments=4) == ["frames", "videos"]  # texts has one fragment
+    assert fragments("frames") == fragments("videos") == 1
+    again = EmbeddingStore.open(tmp_path / "store")
+    assert again.count() == sum(len(e.indices) for e in stored.values())
+    for video in again.videos():
+        np.testing.assert_array_equal(again.embedded(video).embeddings,
+                                      stored[video.input_path].embeddings)
+    assert "a cat" in again.text_vectors("m", "r1", ["a cat"])[0]
+
+
+def test_run_compacts_the_store_it_grew(tmp_path, tiny_model_dir, tiny_embedder, monkeypatch):
+    monkeypatch.setattr("pipeline.store.COMPACT_MIN_FRAGMENTS", 2)
+    clips = [_clip(tmp_path, f"c{i}.mp4", seconds=1 + i / 2) for i in range(3)]
+    run_job(clips, _config(tiny_model_dir), tmp_path / "out", RunOptions(progress=False),
+            embedder=tiny_embedder)
+    store = EmbeddingStore.open(tmp_path / "out" / "store")
+    assert store._table("frames").stats()["fragment_stats"]["num_fragments"] <= 2
+    assert len(store.videos()) == 3 and store.count() == 2 + 3 + 4  # every 0.5 s
+
+
 def test_content_hash_changes_with_content(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(b"a" * 3_000_000)
