@@ -202,7 +202,7 @@ def search(
             raise PipelineError("give a text QUERY or --image FILE (one of them)")
         db = EmbeddingStore.open(store)
         vector = s.query_vector(db, lambda: _store_embedder(db, model, device), query, image,
-                                cached=model is None)
+                                cached=model in (None, db.model_id))
         hits = s.search(db, vector, top_k=top, video=video)
         out = output or store.parent
         out.mkdir(parents=True, exist_ok=True)

@@ -273,6 +273,7 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
     videos = {v.input_path: v for v in store.videos()}  # newest copy per input wins
     if not videos:
         raise StoreError(f"embedding store {store_dir} holds no embeddings")
+    model = None if model == store.model_id else model  # naming the store's own model
     classifier, model_id, revision = _rescore_classifier(config, store, model, embedder)
     out_dir.mkdir(parents=True, exist_ok=True)
     names, run = output_names(list(videos)), RunReport()
