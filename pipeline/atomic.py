@@ -3,7 +3,9 @@ partial file, and a failed write leaves no temporary file behind.
 
 The new content goes to ``.<name>.tmp-<random>`` in the target's folder (the
 same file system, so ``os.replace`` is atomic), is fsynced, then renamed over
-the target.
+the target. A process killed mid-write (SIGKILL, power loss) cannot clean up;
+the next write of the same target removes such leftovers once they are an
+hour old (no live write takes that long).
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+STALE_TEMP_S = 3600.0
 
 
 @contextlib.contextmanager
@@ -29,6 +34,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(target)
     tmp = _create_temp(target)
     try:
         yield tmp
@@ -51,6 +57,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically (no newline translation)."""
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+def _remove_stale_temps(target: Path) -> None:
+    cutoff = time.time() - STALE_TEMP_S
+    for leftover in target.parent.glob(f".{_glob_escape(target.name)}.tmp-*"):
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _create_temp(target: Path) -> Path:

@@ -260,6 +260,25 @@ def test_atomic_write_replaces_and_leaves_nothing_behind(tmp_path):
     assert no_temp_files(tmp_path)
 
 
+def test_write_removes_leftovers_of_a_killed_writer(tmp_path):
+    """SIGKILL mid-write leaves ``.name.tmp-*`` behind; the next write of that
+    target removes the old ones, never a fresh one (a live writer's)."""
+    import os
+    import time
+
+    target = tmp_path / "summary[1].json"  # glob characters in the name
+    stale, live = tmp_path / ".summary[1].json.tmp-dead", tmp_path / ".summary[1].json.tmp-live"
+    other = tmp_path / ".frames.csv.tmp-dead"
+    for leftover in (stale, live, other):
+        leftover.write_text("partial")
+    old = time.time() - atomic.STALE_TEMP_S - 60
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    atomic.atomic_write_text(target, "{}")
+    assert target.read_text() == "{}"
+    assert not stale.exists() and live.exists() and other.exists()
+
+
 def test_atomic_path_failure_mid_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "out.csv"
     target.write_text("old\n")
