@@ -298,12 +298,15 @@ def _rescore_classifier(config: Config, store, model: str | None,
         found, logit_scale = store.text_vectors(store.model_id, store.model_revision, texts)
         if logit_scale is not None and all(t in found for t in texts):
             log.info("every prompt is in the store's text cache: the model is not loaded")
-            lookup = lambda batch: np.stack([found[t] for t in batch])  # noqa: E731
+
+            def lookup(batch: list[str]) -> np.ndarray:
+                return np.stack([found[t] for t in batch])
+
             return build_classifier(config, lookup, logit_scale), store.model_id, store.model_revision
     embedder = embedder or _load_embedder(config, model or store.model_id,
                                           None if model else store.model_revision)
     store.check_model(embedder.model_id, embedder.revision, embedder.dim, same_model=model is None)
-    # another model's prompts are not cached here: the store is the store model's
+    # the prompt cache holds the store's model's prompts only
     texts = _text_embedder(store if model is None else None, embedder)
     classifier = build_classifier(config, texts, embedder.logit_scale)
     return classifier, embedder.model_id, embedder.revision
