@@ -540,12 +540,20 @@ class RunCache:
                        revision=e.revision, precision=e.precision)
         self.added += 1
         if self.added % COMPACT_MIN_FRAGMENTS == 0:  # else each put slows the next (PERFORMANCE.md)
-            self.store.compact()
+            self._maintain(self.store.compact)
 
     def finish(self) -> None:
         if self.added:
-            self.store.ensure_index()
-            self.store.compact()
+            self._maintain(self.store.ensure_index)
+            self._maintain(self.store.compact)
+
+    def _maintain(self, step: Callable[[], object]) -> None:
+        """Index and compaction only speed the store up: a failure is a
+        warning, not a reason to lose the run (a later run retries)."""
+        try:
+            step()
+        except StoreError as ex:
+            log.warning("embedding store maintenance skipped: %s", ex)
 
 
 def open_run_cache(store_dir: str | os.PathLike, embedder, sampling: Sampling, *,

@@ -375,3 +375,17 @@ def test_unwritable_prompt_cache_still_scores(tmp_path, tiny_model_dir, tiny_emb
     assert report.exit_code == 0
     assert "score:tree" in (tmp_path / "re" / "clip" / "frames.csv").read_text()
     assert "prompt embeddings not cached" in caplog.text
+
+
+def test_failed_compaction_costs_the_run_nothing(tmp_path, tiny_model_dir, tiny_embedder,
+                                                 monkeypatch, caplog):
+    def broken(self, *args, **kwargs):
+        raise StoreError("embedding store is unreadable or corrupt (compact failed: disk full)")
+
+    monkeypatch.setattr(EmbeddingStore, "compact", broken)
+    monkeypatch.setattr(EmbeddingStore, "ensure_index", broken)
+    report = run_job([_clip(tmp_path)], _config(tiny_model_dir), tmp_path / "out",
+                     RunOptions(progress=False), embedder=tiny_embedder)
+    assert report.exit_code == 0 and (tmp_path / "out" / "index.csv").exists()
+    assert EmbeddingStore.open(tmp_path / "out" / "store").count() == 4
+    assert "maintenance skipped" in caplog.text
