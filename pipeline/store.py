@@ -374,7 +374,8 @@ class EmbeddingStore:
 
         Returns:
             ``(found, logit_scale)``: text → vector for the texts cached, and
-            the model's logit scale (None when nothing was found).
+            the model's logit scale (None when nothing was found). A damaged
+            cache is a miss, with a warning: the texts get embedded again.
         """
         if self.meta is None or not texts or _TEXTS not in self._table_names():
             return {}, None
@@ -382,9 +383,13 @@ class EmbeddingStore:
             else f"model_revision = {_sql(revision)}"
         where = (f"model_id = {_sql(model_id)} AND {revision_sql} AND "
                  f"text IN ({', '.join(_sql(t) for t in dict.fromkeys(texts))})")
-        with _guard(self.root, "read texts"):
-            table = self._table(_TEXTS).search().where(where).select(
-                ["text", "logit_scale", "vector"]).limit(None).to_arrow()
+        try:
+            with _guard(self.root, "read texts"):
+                table = self._table(_TEXTS).search().where(where).select(
+                    ["text", "logit_scale", "vector"]).limit(None).to_arrow()
+        except StoreError as ex:
+            log.warning("prompt cache not used: %s", ex)
+            return {}, None
         if not table.num_rows:
             return {}, None
         flat = table["vector"].combine_chunks().flatten().to_numpy()

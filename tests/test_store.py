@@ -389,3 +389,17 @@ def test_failed_compaction_costs_the_run_nothing(tmp_path, tiny_model_dir, tiny_
     assert report.exit_code == 0 and (tmp_path / "out" / "index.csv").exists()
     assert EmbeddingStore.open(tmp_path / "out" / "store").count() == 4
     assert "maintenance skipped" in caplog.text
+
+
+def test_damaged_prompt_cache_is_a_miss(tmp_path, tiny_model_dir, tiny_embedder, caplog):
+    clip = _clip(tmp_path)
+    run_job([clip], _config(tiny_model_dir), tmp_path / "out", RunOptions(progress=False),
+            embedder=tiny_embedder)
+    store_dir = tmp_path / "out" / "store"
+    for data in (store_dir / "texts.lance" / "data").glob("*.lance"):
+        data.write_bytes(b"garbage")
+    report = rescore_job(_config(tiny_model_dir), store_dir, tmp_path / "re", embedder=tiny_embedder)
+    assert report.exit_code == 0
+    assert (tmp_path / "re" / "clip" / "frames.csv").read_text() == \
+        (tmp_path / "out" / "clip" / "frames.csv").read_text()
+    assert "prompt cache not used" in caplog.text
