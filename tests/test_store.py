@@ -15,7 +15,7 @@ from pipeline import run as run_mod
 from pipeline.config import parse_config
 from pipeline.engine.base import EmbeddedInput
 from pipeline.run import RunOptions, rescore_job, run_job
-from pipeline.store import EmbeddingStore, content_hash, sampling_key
+from pipeline.store import EmbeddingStore, content_hash, content_hashes, sampling_key
 from pipeline.types import DecodeStats, Sampling, StoreError, VideoInfo
 
 pytest.importorskip("lancedb")
@@ -149,6 +149,17 @@ def test_content_hash_changes_with_content(tmp_path):
     assert content_hash(path) == first
     path.write_bytes(b"a" * 2_999_999 + b"b")
     assert content_hash(path) != first
+
+
+def test_content_hashes_of_many_files_skip_the_unreadable(tmp_path):
+    files = []
+    for i in range(20):
+        files.append(str(tmp_path / f"{i}.bin"))
+        Path(files[-1]).write_bytes(bytes([i]) * (i * 100_000))
+    asked = files + [str(tmp_path / "missing.mp4"), str(tmp_path)]  # a folder cannot be read
+    hashes = content_hashes(asked, workers=4)
+    assert hashes == {f: content_hash(f) for f in files}
+    assert len(set(hashes.values())) == len(files)
 
 
 @pytest.mark.parametrize("problem", ["dim", "model"])
