@@ -227,6 +227,51 @@ def test_keyframes_on_all_intra_video_is_exact(clips):
     assert_frames_match_content(keys)
 
 
+def test_keyframes_on_the_gop_grid_give_the_exact_frames(clips):
+    """A fixed GOP sampled at its own spacing: keyframe-only decoding returns
+    the very frames exact decoding keeps, decoding only those."""
+    sampling = Sampling(every_seconds=1.0)
+    exact, _ = pts_of(clips["cfr"], "exact", sampling)
+    keys, stats = pts_of(clips["cfr"], "keyframes", sampling)
+    assert [(f.index, f.pts_s) for f in keys] == [(f.index, f.pts_s) for f in exact] and len(keys) == 4
+    assert stats.frames_decoded == 4
+    assert_frames_match_content(keys)
+
+
+@pytest.mark.parametrize("step, spacings, expected", [
+    (50, [25, 25, 25], True),  # two GOPs: the long-standing rule
+    (50, [25], True),
+    (25, [25, 25, 25], True),  # on the grid of a fixed GOP
+    (29.97, [30, 30, 30, 30], True),  # 29.97 fps, a keyframe every 30 frames, sampled every 1 s
+    (75, [25, 25, 25], True),
+    (25, [25, 25], False),  # too few spacings to call the GOP fixed
+    (25, [25, 40, 25, 12], False),  # scene-cut keyframes: irregular
+    (37, [25, 25, 25], False),
+    (24, [25, 25, 25], False),
+    (30, [], False),
+])
+def test_keyframes_suffice(step, spacings, expected):
+    from pipeline.decode.pyav import keyframes_suffice
+
+    assert keyframes_suffice(step, spacings) is expected
+
+
+def test_keyframe_packets_fall_back_when_no_packet_is_flagged():
+    from types import SimpleNamespace
+
+    from pipeline.decode.pyav import GOP_PROBE_PACKETS, _keyframe_packets
+
+    def packets(key_every):
+        for i in range(GOP_PROBE_PACKETS + 50):
+            yield SimpleNamespace(i=i, size=100, is_keyframe=bool(key_every) and i % key_every == 0)
+        yield SimpleNamespace(i=-1, size=0, is_keyframe=False)  # the flush packet
+
+    flagged = [p.i for p in _keyframe_packets(packets(30))]
+    assert flagged == list(range(0, GOP_PROBE_PACKETS + 50, 30)) + [-1]
+    unflagged = [p.i for p in _keyframe_packets(packets(0))]
+    assert unflagged == list(range(GOP_PROBE_PACKETS, GOP_PROBE_PACKETS + 50)) + [-1]
+
+
 @pytest.mark.parametrize(
     "sampling, expected",
     [
@@ -235,6 +280,10 @@ def test_keyframes_on_all_intra_video_is_exact(clips):
         (Sampling(target_fps=10), "exact"),  # 2.5 frames apart
         (Sampling(every_seconds=0.4), "fast"),  # 10 frames; GOP is 25
         (Sampling(every_seconds=2.0), "keyframes"),  # 50 frames = 2 GOPs
+        (Sampling(every_seconds=1.0), "keyframes"),  # 25 frames = the fixed GOP: on the grid
+        (Sampling(every_n_frames=25), "keyframes"),
+        (Sampling(every_seconds=1.5), "fast"),  # 1.5 GOPs: keyframes would drift off the grid
+        (Sampling(every_seconds=0.96), "fast"),  # 24 frames: 4% short of the GOP
     ],
 )
 def test_auto_strategy(clips, sampling, expected):
