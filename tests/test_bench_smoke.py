@@ -48,6 +48,7 @@ def test_bench_quick_run_writes_results(tmp_path):
     assert {"fp32", "bf16", "bf16-autocast", "int8-dynamic"} <= set(results["precision_study"])
     assert set(results["targets"].values()) <= {"PASS", "MISS"}
     assert results["rescore_s"] > 0 and results["rescore_cached_prompts_s"] > 0
+    assert results["camera_e2e_fps"] > 0 and results["details"]["camera"]["e2e"]["frames"] == 2
     assert "rescore>=100x_rerun" in results["targets"]
 
 
