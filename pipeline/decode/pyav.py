@@ -211,8 +211,9 @@ class PyAVDecoder(Decoder):
     * ``"keyframes"``: only keyframes are decoded (``skip_frame="NONKEY"``).
     * ``"auto"``: ``exact`` when samples are less than 4 frames apart (or the
       step is unknown); ``keyframes`` when they are at least 2 keyframe
-      spacings apart (spacing estimated from the first 300 packets' keyframe
-      flags, without decoding); ``fast`` otherwise.
+      spacings apart, or a whole multiple of a fixed keyframe spacing (see
+      :func:`keyframes_suffice`; spacings come from the first 300 packets'
+      keyframe flags, without decoding); ``fast`` otherwise.
 
     Under ``fast``/``keyframes``, ``every_n_frames`` becomes a time step of
     ``n / avg_fps`` seconds, and ``Frame.index`` is ``round(pts_s * avg_fps)``
