@@ -208,7 +208,8 @@ class PyAVDecoder(Decoder):
     * ``"fast"``: the codec skips non-reference frames
       (``skip_frame="NONREF"``); kept frames are chosen by time among the
       decoded ones and carry their true PTS.
-    * ``"keyframes"``: only keyframes are decoded (``skip_frame="NONKEY"``).
+    * ``"keyframes"``: only keyframe packets reach the decoder (with
+      ``skip_frame="NONKEY"`` behind them), see :func:`_keyframe_packets`.
     * ``"auto"``: ``exact`` when samples are less than 4 frames apart (or the
       step is unknown); ``keyframes`` when they are at least 2 keyframe
       spacings apart, or a whole multiple of a fixed keyframe spacing (see
