@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import av
 import media
 import numpy as np
 import pytest
@@ -249,11 +250,31 @@ def test_keyframes_on_the_gop_grid_give_the_exact_frames(clips):
     (37, [25, 25, 25], False),
     (24, [25, 25, 25], False),
     (30, [], False),
+    (30, [0, 0, 0], False),
 ])
 def test_keyframes_suffice(step, spacings, expected):
     from pipeline.decode.pyav import keyframes_suffice
 
     assert keyframes_suffice(step, spacings) is expected
+
+
+@pytest.mark.parametrize("codec, ext", [("libx264", "mp4"), ("libx265", "mkv"), ("libvpx-vp9", "webm"),
+                                        ("mpeg2video", "ts"), ("mpeg4", "avi"), ("libsvtav1", "mkv")])
+def test_fixed_gop_keyframes_across_codecs_and_containers(tmp_path, codec, ext):
+    """A keyframe every second, sampled every second: ``auto`` decodes the
+    keyframes alone and gets exactly the frames exact decoding keeps, whatever
+    the codec, container or GOP structure (x265's open GOPs included)."""
+    try:
+        av.codec.Codec(codec, "w")
+    except (av.FFmpegError, ValueError):  # pragma: no cover - depends on the FFmpeg build
+        pytest.skip(f"this PyAV's FFmpeg has no {codec} encoder")
+    path = media.make_clip(tmp_path / f"clip.{ext}", seconds=4, fps=10, codec=codec, gop=10)
+    sampling = Sampling(every_seconds=1.0)
+    exact, _ = pts_of(path, "exact", sampling)
+    auto, stats = pts_of(path, "auto", sampling)
+    assert stats.strategy == "keyframes" and stats.frames_decoded == 4
+    assert [(f.index, f.pts_s) for f in auto] == [(f.index, f.pts_s) for f in exact]
+    assert_frames_match_content(auto)
 
 
 def test_keyframe_packets_fall_back_when_no_packet_is_flagged():

@@ -312,9 +312,9 @@ def keyframes_suffice(step: float, spacings: list[int]) -> bool:
     it within ``KEYFRAME_GRID_TOLERANCE``: a phone's keyframe a second,
     sampled every second.
     """
-    if not spacings:
+    gop = float(statistics.median(spacings)) if spacings else 0.0
+    if gop <= 0:  # none seen, or keyframes sharing a timestamp
         return False
-    gop = float(statistics.median(spacings))
     if step >= KEYFRAME_MIN_GOPS * gop:
         return True
     regular = len(spacings) >= 3 and max(spacings) - min(spacings) <= 1
@@ -324,19 +324,31 @@ def keyframes_suffice(step: float, spacings: list[int]) -> bool:
 
 
 def keyframe_spacings(path: str, max_packets: int = GOP_PROBE_PACKETS) -> list[int]:
-    """Distances in packets between successive keyframes among the first
-    ``max_packets`` packets, from demuxing only (empty when fewer than two)."""
-    positions = []
+    """Distances in frames between successive keyframes among the first
+    ``max_packets`` packets, from demuxing only (empty when fewer than two).
+
+    Measured in presentation time (PTS x frame rate) where the packets carry
+    it: in decode order an open-GOP stream's keyframes look irregular
+    (x265's every-10-frames GOP read as 8, 10, 11 packets). Packet counts
+    otherwise.
+    """
+    positions, times = [], []
+    fps = 0.0
     try:
         with open_container(path) as container:
             stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0)  # read inside the `with`
+            tb = float(stream.time_base or 0)
             for i, packet in enumerate(container.demux(stream)):
                 if i >= max_packets or packet.size == 0:
                     break
                 if packet.is_keyframe:
                     positions.append(i)
+                    times.append(None if packet.pts is None else packet.pts * tb)
     except (av.FFmpegError, VideoOpenError):
         pass
+    if fps > 0 and tb > 0 and times and None not in times:
+        return [int(round(d * fps)) for d in np.diff(sorted(times))]
     return [int(d) for d in np.diff(positions)]
 
 
