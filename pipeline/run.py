@@ -291,25 +291,31 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
 def _rescore_classifier(config: Config, store, model: str | None,
                         embedder) -> tuple[Classifier, str, str | None]:
     """The classifier for ``rescore`` and the id and revision of the model
-    behind it: from cached prompt embeddings alone when the store's model
-    embedded every prompt before, else from the model (which is loaded)."""
-    if embedder is None and model is None:
-        texts = prompt_texts(config)
-        found, logit_scale = store.text_vectors(store.model_id, store.model_revision, texts)
-        if logit_scale is not None and all(t in found for t in texts):
-            log.info("every prompt is in the store's text cache: the model is not loaded")
+    behind it. The prompts are looked up in the store's prompt cache once; the
+    model is loaded only when some are missing (or for ``model``, another
+    model, whose prompts the cache does not hold)."""
+    from pipeline.store import embed_and_keep
 
-            def lookup(batch: list[str]) -> np.ndarray:
-                return np.stack([found[t] for t in batch])
+    texts = list(dict.fromkeys(prompt_texts(config)))
+    found, logit_scale = store.text_vectors(store.model_id, store.model_revision, texts) \
+        if model is None else ({}, None)
+    missing = [t for t in texts if t not in found]
+    model_id, revision = store.model_id, store.model_revision
+    if embedder is None and not missing and logit_scale is not None:
+        log.info("every prompt is in the store's text cache: the model is not loaded")
+    else:
+        embedder = embedder or _load_embedder(config, model or store.model_id,
+                                              None if model else store.model_revision)
+        store.check_model(embedder.model_id, embedder.revision, embedder.dim, same_model=model is None)
+        if missing:
+            found.update(embed_and_keep(store, embedder, missing) if model is None
+                         else dict(zip(missing, embedder.embed_texts(missing))))
+        logit_scale, model_id, revision = embedder.logit_scale, embedder.model_id, embedder.revision
 
-            return build_classifier(config, lookup, logit_scale), store.model_id, store.model_revision
-    embedder = embedder or _load_embedder(config, model or store.model_id,
-                                          None if model else store.model_revision)
-    store.check_model(embedder.model_id, embedder.revision, embedder.dim, same_model=model is None)
-    # the prompt cache holds the store's model's prompts only
-    texts = _text_embedder(store if model is None else None, embedder)
-    classifier = build_classifier(config, texts, embedder.logit_scale)
-    return classifier, embedder.model_id, embedder.revision
+    def lookup(batch: list[str]) -> np.ndarray:
+        return np.stack([found[t] for t in batch])
+
+    return build_classifier(config, lookup, logit_scale), model_id, revision
 
 
 def _make_engine(config: Config, options: RunOptions, embedder):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.atomic import atomic_path
-from pipeline.store import EmbeddingStore, StoredVideo, cached_text_embedder
+from pipeline.store import EmbeddingStore, StoredVideo, embed_and_keep
 from pipeline.types import PipelineError, StoreError
 
 log = logging.getLogger(__name__)
@@ -80,12 +80,8 @@ def query_vector(store: EmbeddingStore, load_embedder: Callable[[], Any], text: 
         raise PipelineError("give a text query or --image, not both")
     if text is not None and cached:
         found, _ = store.text_vectors(store.model_id, store.model_revision, [text])
-        if text in found:
-            return found[text]
-    embedder = load_embedder()
-    if text is not None and cached:
-        return cached_text_embedder(store, embedder)([text])[0]
-    return embed_query(embedder, text, image)
+        return found[text] if text in found else embed_and_keep(store, load_embedder(), [text])[text]
+    return embed_query(load_embedder(), text, image)
 
 
 def embed_query(embedder, text: str | None = None, image: str | os.PathLike | None = None) -> np.ndarray:

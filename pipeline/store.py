@@ -602,27 +602,30 @@ def open_run_cache(store_dir: str | os.PathLike, embedder, sampling: Sampling, *
                     sampling_key(sampling, strategy=strategy, backend=backend), use_cache=use_cache)
 
 
+def embed_and_keep(store: EmbeddingStore, embedder, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """Embed ``texts`` (ones the prompt cache lacks) and keep them there.
+
+    The cache is an optimisation only: a store that cannot be written
+    (read-only media) costs a warning, and the vectors are returned anyway.
+    """
+    vectors = embedder.embed_texts(list(texts))
+    try:
+        store.put_texts(texts, vectors, model_id=embedder.model_id, revision=embedder.revision,
+                        precision=embedder.precision, logit_scale=embedder.logit_scale)
+    except StoreError as ex:
+        log.warning("prompt embeddings not cached: %s", ex)
+    return dict(zip(texts, vectors))
+
+
 def cached_text_embedder(store: EmbeddingStore, embedder) -> Callable[[list[str]], np.ndarray]:
-    """``embedder.embed_texts`` behind the store's text cache: texts embedded
-    before are looked up, new ones are embedded and kept. The cache is an
-    optimisation only: a store that cannot be written (read-only media) is
-    warned about once and the texts are embedded anyway."""
-    writable = [True]
+    """``embedder.embed_texts`` behind the store's prompt cache: texts embedded
+    before are looked up, new ones are embedded and kept (:func:`embed_and_keep`)."""
 
     def embed_texts(texts: list[str]) -> np.ndarray:
         found, _ = store.text_vectors(embedder.model_id, embedder.revision, texts)
         missing = [t for t in dict.fromkeys(texts) if t not in found]
         if missing:
-            vectors = embedder.embed_texts(missing)
-            found.update(zip(missing, vectors))
-            if writable[0]:
-                try:
-                    store.put_texts(missing, vectors, model_id=embedder.model_id,
-                                    revision=embedder.revision, precision=embedder.precision,
-                                    logit_scale=embedder.logit_scale)
-                except StoreError as ex:
-                    writable[0] = False
-                    log.warning("prompt embeddings not cached: %s", ex)
+            found.update(embed_and_keep(store, embedder, missing))
         return np.stack([found[t] for t in texts]) if texts else np.zeros((0, embedder.dim), np.float32)
 
     return embed_texts
