@@ -60,8 +60,7 @@ def build_classifier(config: Config, embed_texts: EmbedTexts, logit_scale: float
     templates = config.scoring.templates
     binary = config.scoring.mode == "binary"
     embed_texts = _embedded_once(embed_texts, prompt_texts(config))
-    background = _embed_plain(embed_texts, config.scoring.background if binary else [])
-    safe = _embed_plain(embed_texts, config.nsfw.safe if config.nsfw.labels else [])
+    background, safe = (_embed_plain(embed_texts, s) for s in _plain_sentences(config))
 
     rows, negatives, kinds, names = [], [], [], []
     for label in config.labels:
@@ -86,10 +85,16 @@ def prompt_texts(config: Config) -> list[str]:
     cache lookup) does them all."""
     templates = config.scoring.templates
     names = [p for lab in config.labels + config.nsfw.labels for p in lab.prompt_list + lab.negatives]
-    # softmax-mode tags compare with each other only: no background to embed
-    plain = (config.scoring.background if config.scoring.mode == "binary" else []) + \
-        (config.nsfw.safe if config.nsfw.labels else [])
-    return [t.format(p) for p in names for t in templates] + list(plain)
+    background, safe = _plain_sentences(config)
+    return [t.format(p) for p in names for t in templates] + background + safe
+
+
+def _plain_sentences(config: Config) -> tuple[list[str], list[str]]:
+    """The untemplated sentences a config scores with: the background (binary
+    mode only: softmax-mode tags compare with each other) and the NSFW safe
+    prompts (only when there are NSFW labels)."""
+    background = list(config.scoring.background) if config.scoring.mode == "binary" else []
+    return background, list(config.nsfw.safe) if config.nsfw.labels else []
 
 
 def _embedded_once(embed_texts: EmbedTexts, texts: list[str]) -> EmbedTexts:
