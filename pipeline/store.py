@@ -152,12 +152,12 @@ class EmbeddingStore:
     thread); readers may be other processes.
     """
 
-    def __init__(self, root: Path, db, meta: dict | None) -> None:
+    def __init__(self, root: Path, db, meta: dict | None, names: set[str] | None = None) -> None:
         self.root = root
         self._db = db
         self.meta = meta
         self._tables: dict = {}
-        self._names: set[str] | None = None
+        self._names = names  # table names, listed once (None: list on first need)
 
     # ------------------------------------------------------------------ open
 
@@ -186,9 +186,7 @@ class EmbeddingStore:
         if len(present) != len(_TABLES):
             missing = ", ".join(t for t in _TABLES if t not in names)
             raise StoreError(f"embedding store {root} is partial or corrupt: missing table(s) {missing}")
-        store = cls(root, db, _read_meta(root, db))
-        store._names = names
-        return store
+        return cls(root, db, _read_meta(root, db), names)
 
     @property
     def model_id(self) -> str | None:
