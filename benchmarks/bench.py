@@ -167,7 +167,8 @@ def build_model(folder: Path, *, tiny: bool = False, seed: int = 0) -> Path:
     symbols = list(bytes_to_unicode().values())
     tokens = symbols + [s + "</w>" for s in symbols]
     merges = learn_merges(prompt_words())
-    tokens += list(dict.fromkeys(a + b for a, b in merges if a + b not in set(tokens)))
+    base = set(tokens)
+    tokens += list(dict.fromkeys(a + b for a, b in merges if a + b not in base))
     vocab = {s: i for i, s in enumerate(tokens)}
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)  # highest id: CLIP pools text at argmax(input_ids)
