@@ -87,8 +87,8 @@ def _swap_in(new: Path, target: Path) -> None:
         raise FileExistsError(f"{target} exists and is not a folder")
     old = None
     if target.exists():
-        old = _create_temp(target, folder=True)
-        os.replace(target, old)  # an empty folder is replaced by rename
+        old = _unused_temp(target)
+        os.rename(target, old)
     try:
         os.rename(new, target)
     except OSError:
@@ -106,8 +106,8 @@ def remove_dir(path: str | os.PathLike) -> None:
     target = Path(path)
     if not target.is_dir() or target.is_symlink():
         return
-    gone = _create_temp(target, folder=True)
-    os.replace(target, gone)
+    gone = _unused_temp(target)
+    os.rename(target, gone)  # needs no free space, unlike creating anything
     shutil.rmtree(gone, ignore_errors=True)
 
 
@@ -179,6 +179,14 @@ def _create_temp(target: Path, *, folder: bool = False) -> Path:
             return tmp
         except FileExistsError:  # pragma: no cover - 32 random bits collided
             continue
+
+
+def _unused_temp(target: Path) -> Path:
+    """A temporary name next to ``target`` that nothing uses (not created)."""
+    while True:
+        tmp = target.with_name(f"{_temp_prefix(target)}.tmp-{secrets.token_hex(4)}")
+        if not os.path.lexists(tmp):
+            return tmp
 
 
 def _fsync_file(path: Path) -> None:
