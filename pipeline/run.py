@@ -1,8 +1,9 @@
 """The one place that knows the order of stages:
 inputs → decode → embed → score → smooth → reports.
 
-``run_job`` never raises for a bad input: that input's result carries
-``status="error"`` and the rest of the run goes on. It raises only when the
+``run_job`` never raises for a bad input, nor for a failure writing one
+input's reports: that input's result carries ``status="error"`` and the rest
+of the run goes on. It raises only when the
 whole run cannot start (bad config, model that will not load).
 """
 
