@@ -1,8 +1,9 @@
 """The one place that knows the order of stages:
 inputs → decode → embed → score → smooth → reports.
 
-``run_job`` never raises for a bad input: that input's result carries
-``status="error"`` and the rest of the run goes on. It raises only when the
+``run_job`` never raises for a bad input, nor for a failure writing one
+input's reports: that input's result carries ``status="error"`` and the rest
+of the run goes on. It raises only when the
 whole run cannot start (bad config, model that will not load).
 """
 
@@ -14,10 +15,9 @@ import glob
 import itertools
 import json
 import logging
-import re
+import os
 import time
-import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,9 +26,11 @@ import numpy as np
 
 from pipeline import report
 from pipeline.analyse import analyse, image_confidences
+from pipeline.atomic import atomic_dir, bounded_name, remove_dir
 from pipeline.config import Config, SamplingConfig
 from pipeline.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image, open_decoder
 from pipeline.engine.base import EmbeddedInput
+from pipeline.progress import RunProgress
 from pipeline.score import Classifier, build_classifier, prompt_texts
 from pipeline.types import StoreError, VideoInfo, VideoResult
 
@@ -66,56 +68,144 @@ class RunReport:
 # --------------------------------------------------------------------------- inputs
 
 
-def expand_inputs(args: Sequence[str]) -> tuple[list[str], list[VideoResult]]:
+# Files and folders a run (or search/cluster/rescore into the same folder)
+# writes next to the per-input folders: no input's folder may take these names.
+RUN_LEVEL_NAMES = frozenset({
+    "index", "images", "store", "rescore", "index.csv", "index.html", "images.csv",
+    "search.csv", "search.png", "clusters.csv", "clusters.png", "clusters.html", "outliers.csv"})
+
+
+def expand_inputs(args: Sequence[str], out_dir: Path | None = None,
+                  store: Path | None = None) -> tuple[list[str], list[VideoResult]]:
     """Turn CLI arguments into media paths.
 
     Accepts files, folders (searched recursively for known extensions), glob
-    patterns, and ``.txt`` files listing one path per line. Arguments that
-    match nothing become error results rather than stopping the run.
+    patterns, and ``.txt`` files listing one path per line (relative entries
+    are relative to the list file's folder). Arguments that match nothing
+    become error results rather than stopping the run. Folders and globs
+    never pick up the run's own outputs: ``store``, ``out_dir`` and, when
+    ``out_dir`` itself is searched, its report folders.
     """
+    outputs = _Outputs(out_dir, store)
     paths: list[str] = []
     errors: list[VideoResult] = []
     for arg in args:
-        found, problem = _expand_one(arg)
+        found, problem = _expand_one(arg, outputs)
         paths.extend(found)
         if problem:
             errors.append(VideoResult(input_path=arg, name="", status="error", error=problem))
     return list(dict.fromkeys(paths)), errors
 
 
-def _expand_one(arg: str) -> tuple[list[str], str | None]:
+def _expand_one(arg: str, outputs: _Outputs) -> tuple[list[str], str | None]:
     path = Path(arg)
     if path.is_dir():
-        found = sorted(str(p) for p in path.rglob("*")
-                       if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS)
+        found = outputs.walk(path)
         return found, None if found else f"no videos or images found in folder {arg}"
     if path.suffix.lower() == ".txt" and path.is_file():
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as ex:
             return [], f"cannot read list file {arg}: {' '.join(str(ex).split())}"
-        return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")], None
+        entries = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+        return [_relative_to(path.parent, entry) for entry in entries], None
     if path.exists() or path.is_symlink():
         return [arg], None
     if glob.has_magic(arg):
-        found = sorted(glob.glob(arg, recursive=True))
+        found = sorted(p for p in glob.glob(arg, recursive=True) if not outputs.covers(Path(p)))
         return found, None if found else f"no files match {arg}"
     return [arg], None  # a missing file fails in the decoder with a clear reason
 
 
-def output_names(paths: Sequence[str]) -> dict[str, str]:
+def _relative_to(folder: Path, entry: str) -> str:
+    """A list entry as a path usable from the cwd: relative entries are taken
+    relative to the list file's folder, as in M3U playlists."""
+    if os.path.isabs(entry) or folder == Path("."):
+        return entry
+    return str(folder / entry)
+
+
+class _Outputs:
+    """What input expansion must skip: the store, the output folder and, when
+    a search starts at or above it, the report folders inside it (an input
+    folder may hold its own output folder; the output folder may be searched
+    for inputs when they sit beside the reports)."""
+
+    def __init__(self, out_dir: Path | None, store: Path | None) -> None:
+        self.out = _resolved(out_dir)
+        self.skip = {p for p in (self.out, _resolved(store)) if p is not None}
+
+    def walk(self, folder: Path) -> list[str]:
+        """Media files under ``folder``, sorted, outputs pruned."""
+        found = []
+        start = _resolved(folder)
+        for root, dirs, files in os.walk(folder):
+            here = Path(root)
+            dirs[:] = [d for d in dirs if not self._is_output(here / d, start)]
+            found += [str(here / f) for f in files if Path(f).suffix.lower() in MEDIA_EXTENSIONS
+                      and (here / f).is_file() and not self._is_run_file(here / f)]
+        return sorted(found)
+
+    def covers(self, path: Path) -> bool:
+        """Whether ``path`` lies in (or is) an output folder or is a run-level file."""
+        full = _resolved(path)
+        if not self.skip or full is None:
+            return False
+        return any(self._is_output(p, None) for p in (full, *full.parents)) or self._is_run_file(full)
+
+    def _is_output(self, folder: Path, start: Path | None) -> bool:
+        full = _resolved(folder)
+        if full is None or full == start:
+            return False  # searching the output folder itself: only its reports are skipped
+        if full in self.skip:
+            return True
+        return full.parent == self.out and (folder.name.startswith(".") or
+                                            (folder / "summary.json").is_file())
+
+    def _is_run_file(self, path: Path) -> bool:
+        return self.out is not None and path.name.lower() in RUN_LEVEL_NAMES and \
+            _resolved(path.parent) == self.out
+
+
+def _resolved(path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+
+
+def output_names(paths: Sequence[str], existing: dict[str, str | None] | None = None) -> dict[str, str]:
     """A safe, unique folder name per input, from its file name.
 
     Names keep letters and digits (any script), ``-``, ``_`` and ``.``; never
-    start with a dot; and get ``-2``, ``-3`` … when two inputs share a name,
-    so two ``clip.mp4`` from different folders never overwrite each other.
+    start with a dot; are at most 80 bytes; never equal a run-level file
+    (``index.csv``, ``store`` …, compared case-insensitively); and get ``-2``,
+    ``-3`` … when two inputs share a name, so two ``clip.mp4`` from different
+    folders never overwrite each other.
+
+    Args:
+        paths: the inputs.
+        existing: what the output folder already holds (see
+            :func:`existing_outputs`): folder name → the input its
+            ``summary.json`` names, or ``None`` for anything else. An input
+            keeps the folder it had; no input takes another's folder or a
+            name that is not a report folder.
     """
+    existing = existing or {}
+    taken = {k.lower(): v for k, v in existing.items()}
+    had: dict[str, list[str]] = {}
+    for folder, owner in sorted(existing.items()):
+        if owner is not None and folder.lower() not in RUN_LEVEL_NAMES:
+            had.setdefault(owner, []).append(folder)
     names: dict[str, str] = {}
     used: set[str] = set()
     for path in paths:
         base = safe_name(Path(path).stem) or "input"
-        name, n = base, 1
-        while name.lower() in used or name.lower() in ("index", "images", "store"):
+        name, n = next((f for f in had.get(path, []) if f.lower() not in used), base), 1
+        while name.lower() in used or name.lower() in RUN_LEVEL_NAMES or \
+                taken.get(name.lower(), path) != path:
             n += 1
             name = f"{base}-{n}"
         used.add(name.lower())
@@ -123,10 +213,24 @@ def output_names(paths: Sequence[str]) -> dict[str, str]:
     return names
 
 
+def existing_outputs(out_dir: Path) -> dict[str, str | None]:
+    """Entries of an output folder that input folders must respect: folder
+    name → the input its ``summary.json`` names (``None``: not a report
+    folder, or not one of ours). Hidden entries (temporaries) are left out."""
+    found: dict[str, str | None] = {}
+    with contextlib.suppress(OSError):
+        for entry in out_dir.iterdir():
+            if not entry.name.startswith("."):
+                summary = _read_summary(entry) if entry.is_dir() and not entry.is_symlink() else None
+                owner = summary.get("input") if isinstance(summary, dict) else None
+                found[entry.name] = owner if isinstance(owner, str) else None
+    return found
+
+
 def safe_name(text: str, max_len: int = 80) -> str:
-    text = unicodedata.normalize("NFC", text)
-    text = re.sub(r"[^\w.\-]+", "_", text, flags=re.UNICODE).strip("._")
-    return text[:max_len]
+    """``text`` as a folder name: see :func:`pipeline.atomic.bounded_name`
+    (``max_len`` counts UTF-8 bytes)."""
+    return bounded_name(text, max_len, dots=True)
 
 
 # --------------------------------------------------------------------------- run
@@ -149,8 +253,8 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
     """
     options = options or RunOptions()
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths, failures = expand_inputs(inputs)
-    names = output_names(paths)
+    paths, failures = expand_inputs(inputs, out_dir, options.store or out_dir / "store")
+    names = output_names(paths, existing_outputs(out_dir))
     run = RunReport(results=list(failures))
     for failure in failures:
         log.error("%s: %s", failure.input_path, failure.error)
@@ -162,14 +266,15 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
         texts_from = cache.store if cache and cache.use_cache else None  # --no-cache: embed afresh
         classifier = build_classifier(config, _text_embedder(texts_from, embedder), embedder.logit_scale)
         cached, to_decode = cache.split(todo) if cache else ([], todo)
-        engine = _make_engine(config, options, embedder)
         handle = partial(_handle_input, config=config, classifier=classifier,
                          provenance=Provenance.of(embedder), names=names, out_dir=out_dir, run=run)
-        with _frames_progress(options) as counted:
-            fresh = engine.run(to_decode, counted(embedder.embed_images)) if to_decode else []
-            for embedded in _progress(itertools.chain(cached, fresh), len(todo), options):
+        with _progress(todo, config, options) as progress:
+            engine = _make_engine(config, options, embedder, progress)
+            fresh = engine.run(to_decode, embedder.embed_images) if to_decode else []
+            for embedded in itertools.chain(cached, fresh):
                 if cache:
                     cache.save(embedded)
+                progress.finished(embedded.path, len(embedded.indices))
                 handle(embedded)
         if cache:
             cache.finish()
@@ -202,11 +307,55 @@ def _handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classi
         return
     result = _video_result(embedded, config, classifier, provenance, names[embedded.path])
     result.wall_time_s = round(embedded.decode_s + time.perf_counter() - started, 3)
+    result = _write_reports(result, out_dir / result.name, config)
     if result.status != "ok":
         log.error("%s: %s", embedded.path, result.error)
-    report.write_video_outputs(result, out_dir / result.name, formats=tuple(config.output.formats),
-                               top_frames=config.output.top_frames)
     run.results.append(result)
+
+
+def _write_reports(result: VideoResult, folder: Path, config: Config) -> VideoResult:
+    """Write one input's reports as a whole new folder (see
+    :func:`pipeline.atomic.atomic_dir`), so it never mixes two runs' files.
+
+    Any failure (a library bug, a full disk, a name the file system refuses)
+    costs this input only: it becomes an error whose folder holds just its
+    ``summary.json``, or no folder at all when even that cannot be written
+    (a previous run's folder is removed rather than left to pass for this
+    run's). Returns the result as written.
+    """
+    try:
+        _replace_folder(result, folder, config)
+        return result
+    except Exception as ex:  # the batch must go on, whatever broke
+        log.debug("writing reports for %s failed", result.input_path, exc_info=True)
+        result = _failed(result, f"cannot write reports: {_describe(ex)}")
+    try:
+        _replace_folder(result, folder, config)
+    except Exception:
+        log.debug("writing the error summary for %s failed", result.input_path, exc_info=True)
+        with contextlib.suppress(OSError):
+            remove_dir(folder)
+    return result
+
+
+def _replace_folder(result: VideoResult, folder: Path, config: Config) -> None:
+    with atomic_dir(folder) as tmp:
+        report.write_video_outputs(result, tmp, formats=tuple(config.output.formats),
+                                   top_frames=config.output.top_frames)
+
+
+def _failed(result: VideoResult, reason: str) -> VideoResult:
+    """``result`` as an error: the reason, and none of the analysis."""
+    return dataclasses.replace(result, status="error", error=reason, tracks=[], segments=[], totals=[],
+                               tags=[], nsfw_verdict="n/a")
+
+
+def _describe(error: BaseException) -> str:
+    """One line naming the exception's type unless its message says enough."""
+    text = " ".join(str(error).split())
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror  # the file name is a temporary's: it would only confuse
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _video_result(embedded: EmbeddedInput, config: Config, classifier: Classifier,
@@ -276,8 +425,9 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
     model = None if model == store.model_id else model  # naming the store's own model
     classifier, model_id, revision = _rescore_classifier(config, store, model, embedder)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names, run = output_names(list(videos)), RunReport()
+    names, run = output_names(list(videos), existing_outputs(out_dir)), RunReport()
     stored = list(videos.values())
+    _warn_stored_sampling(config, stored)
     for video, embedded in zip(stored, store.embedded_many(stored)):
         cfg = config.model_copy(update={"sampling": SamplingConfig.of(video.sampling_obj)})
         # the precision is the stored frames': it is what the scores rest on
@@ -286,6 +436,19 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
                       provenance=provenance, names=names, out_dir=out_dir, run=run)
     _write_run_outputs(run, out_dir, config.output.formats)
     return run
+
+
+def _warn_stored_sampling(config: Config, stored: Sequence) -> None:
+    """Rescore never decodes, so frames come at the store's sampling: say so
+    (once) when the config asks for another."""
+    if "sampling" not in config.model_fields_set:
+        return  # the config does not ask for any sampling
+    wanted = config.sampling.to_sampling()
+    kept = sorted({v.sampling_obj.describe() for v in stored
+                   if v.sampling_obj is not None and v.sampling_obj != wanted})
+    if kept:
+        log.warning("rescore never decodes: using the store's sampling (%s), not the config's (%s)",
+                    ", ".join(kept), wanted.describe())
 
 
 def _rescore_classifier(config: Config, store, model: str | None,
@@ -318,7 +481,7 @@ def _rescore_classifier(config: Config, store, model: str | None,
     return build_classifier(config, lookup, logit_scale), model_id, revision
 
 
-def _make_engine(config: Config, options: RunOptions, embedder):
+def _make_engine(config: Config, options: RunOptions, embedder, progress: RunProgress | None = None):
     d = config.decoder
     opener = partial(open_decoder, backend=d.backend, short_side=embedder.input_size,
                      strategy=d.strategy, threads=d.threads)
@@ -330,36 +493,15 @@ def _make_engine(config: Config, options: RunOptions, embedder):
     from pipeline.engine.local import LocalEngine
 
     return LocalEngine(opener, config.sampling.to_sampling(), batch_size=embedder.batch_size,
-                       timeout_s=d.timeout_s)
+                       timeout_s=d.timeout_s, progress=progress if progress and progress.enabled else None)
 
 
-def _progress(results: Iterable[EmbeddedInput], total: int, options: RunOptions) -> Iterable[EmbeddedInput]:
-    if not options.progress or options.engine == "ray":  # Ray Data draws its own bars
-        return results
-    from tqdm import tqdm
-
-    return tqdm(results, total=total, unit="input", desc="scenetag", leave=False,
-                disable=None)  # None: off when stderr is not a terminal
-
-
-@contextlib.contextmanager
-def _frames_progress(options: RunOptions) -> Iterator[Callable[[Callable], Callable]]:
-    """A second bar counting embedded frames, so one long video shows
-    progress too. Yields a wrapper for the embed function."""
-    if not options.progress or options.engine == "ray":
-        yield lambda embed: embed
-        return
-    from tqdm import tqdm
-
-    with tqdm(unit="frame", desc="frames", leave=False, disable=None, position=1) as bar:
-        def wrap(embed: Callable) -> Callable:
-            def counted(images):
-                vectors = embed(images)
-                bar.update(len(images))
-                return vectors
-            return counted
-
-        yield wrap
+def _progress(paths: Sequence[str], config: Config, options: RunOptions) -> RunProgress:
+    """Frames done / expected, with ETAs, for the run and the current input;
+    off under ``progress=False`` and for Ray (Ray Data draws its own bars)."""
+    enabled = options.progress and options.engine != "ray"
+    # disable=None: no bars when stderr is not a terminal
+    return RunProgress(paths, config.sampling.to_sampling(), enabled=enabled, disable=None)
 
 
 # --------------------------------------------------------------------------- resume
@@ -382,7 +524,7 @@ def _read_summary(folder: Path) -> dict | None:
 
 def _load_previous(out_dir: Path, names: dict[str, str], paths: Sequence[str],
                    todo: Sequence[str]) -> list[VideoResult]:
-    """Resumed inputs still appear in index.csv, rebuilt from their summary.json."""
+    """Resumed inputs still appear in the run's results, rebuilt from their summary.json."""
     pending = set(todo)
     return [_result_from_summary(path, names[path], _read_summary(out_dir / names[path]) or {})
             for path in paths if path not in pending and not is_image(path)]
@@ -393,14 +535,59 @@ def _result_from_summary(path: str, name: str, summary: dict) -> VideoResult:
     known = {f.name for f in dataclasses.fields(VideoInfo)} - {"path"}
     info = VideoInfo(path=path, **{k: v for k, v in video.items() if k in known}) if video else None
     return VideoResult(input_path=path, name=name, status=summary.get("status", "ok"), info=info,
-                       tags=list(summary.get("tags", [])),
+                       error=summary.get("error"), tags=list(summary.get("tags") or []),
                        nsfw_verdict=summary.get("nsfw_verdict", "n/a"),
-                       frame_indices=np.zeros(int(summary.get("frames_scored", 0)), np.int64),
+                       frame_indices=np.zeros(int(summary.get("frames_scored") or 0), np.int64),
                        config_hash=summary.get("config_hash", ""))
 
 
 def _write_run_outputs(run: RunReport, out_dir: Path, formats: Sequence[str] = ()) -> None:
-    run.results.sort(key=lambda r: r.name or r.input_path)
-    report.write_run_outputs(run.results, out_dir, formats)
+    run.results.sort(key=_index_order)
+    report.write_run_outputs(_index_rows(run, out_dir), out_dir, formats)
     if run.images:
         report.write_images_csv(run.images, out_dir)
+
+
+def _index_order(r: VideoResult) -> str:
+    return r.name or r.input_path
+
+
+def _index_rows(run: RunReport, out_dir: Path) -> list[VideoResult]:
+    """What ``index.csv``/``index.html`` list: every complete input folder in
+    ``out_dir`` (read from its ``summary.json`` now, so runs that share an
+    output merge instead of the last one winning), this run's results for
+    its own inputs, and the still images (this run's, else the
+    ``images.csv`` already there)."""
+    mine = {r.name.lower() for r in run.results if r.name}
+    inputs = {r.input_path for r in run.results}
+    others = []
+    for folder in sorted(p for p in out_dir.iterdir() if not p.name.startswith(".")
+                         and p.name.lower() not in mine and p.is_dir()):
+        summary = _read_summary(folder)
+        if isinstance(summary, dict) and isinstance(summary.get("input"), str) \
+                and summary["input"] not in inputs:
+            with contextlib.suppress(TypeError, ValueError):  # a summary.json not of ours
+                others.append(_result_from_summary(summary["input"], folder.name, summary))
+    images = [_image_row(path, conf) for path, conf in run.images] or _images_from_csv(out_dir)
+    return sorted([*run.results, *others], key=_index_order) + images
+
+
+def _image_row(path: str, confidences: dict[str, float]) -> VideoResult:
+    """A still image as an index row: its top label and score are its tags."""
+    tags = []
+    if confidences:
+        label, score = max(confidences.items(), key=lambda kv: kv[1])
+        tags = [f"{label}: {score:.4f}"]
+    return VideoResult(input_path=path, name="", tags=tags, frame_indices=np.zeros(1, np.int64))
+
+
+def _images_from_csv(out_dir: Path) -> list[VideoResult]:
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(out_dir / "images.csv", keep_default_na=False, dtype=str)
+        return [_image_row(row["input"], {row["top_label"]: float(row["top_score"])}
+                           if row["top_label"] else {})
+                for row in table.to_dict("records")]
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return []  # none yet, or not readable: the index just lists no images

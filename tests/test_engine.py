@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline.engine.local import LocalEngine, default_chunk_size
+from pipeline.progress import RunProgress, expected_frames
 from pipeline.types import DecodeStats, Frame, Sampling, VideoInfo
 
 
@@ -128,6 +129,118 @@ def test_batches_grow_when_the_model_is_the_slower_stage():
     list(engine.run(["clip.mp4"], slow_model))
     assert sum(model.calls) == 40
     assert max(model.calls[1:]) == 16
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def _video(duration=None, fps=None, frames=None, image=False) -> VideoInfo:
+    return VideoInfo(path="v", container="fake", codec="fake", width=8, height=8, duration_s=duration,
+                     avg_fps=fps, frame_count=frames, is_image=image)
+
+
+@pytest.mark.parametrize("info,sampling,expected", [
+    (_video(4.0, 10.0, 40), Sampling(every_seconds=0.5), 8),
+    (_video(10.02, 24.0, 240), Sampling(every_seconds=1.0), 10),  # last frame at 9.96 s
+    (_video(10.02, None, None), Sampling(every_seconds=1.0), 11),  # no rate: from the duration
+    (_video(1.0, 10.0, 10), Sampling(every_n_frames=3), 4),
+    (_video(1.0, 10.0, None), Sampling(every_n_frames=3), 4),  # frames from duration x fps
+    (_video(3.0, 30.0, 90), Sampling(target_fps=2.0), 6),
+    (_video(100.0, 25.0, 2500), Sampling(every_seconds=0.5, max_frames=10), 10),
+    (_video(None, None, None), Sampling(every_seconds=0.5), None),  # unknown: no total
+    (_video(None, None, None), Sampling(every_seconds=0.5, max_frames=7), 7),
+    (_video(None, 25.0, None), Sampling(every_n_frames=2), None),
+    (_video(float("inf"), 25.0, None), Sampling(every_seconds=1.0), None),
+    (_video(image=True), Sampling(every_seconds=1.0), 1),
+    (None, Sampling(), None),
+])
+def test_expected_frames(info, sampling, expected):
+    assert expected_frames(info, sampling) == expected
+
+
+@pytest.mark.parametrize("every_s", [0.05, 0.1, 0.25, 0.3, 0.5, 0.7, 1.0, 2.0, 5.0])
+@pytest.mark.parametrize("fps,frames", [(12.0, 47), (29.97, 300), (10.0, 40)])
+def test_expected_frames_matches_what_the_sampler_keeps(every_s, fps, frames):
+    from pipeline.decode import select_indices
+
+    pts = np.arange(frames) / fps
+    sampling = Sampling(every_seconds=every_s)
+    info = _video(frames / fps, fps, frames)
+    assert expected_frames(info, sampling) == len(select_indices(sampling, pts))
+
+
+def test_progress_bars_get_totals_from_each_input():
+    import io
+
+    buf = io.StringIO()
+    with RunProgress(["a.mp4", "b.mp4", "c.mp4"], Sampling(every_seconds=1.0), file=buf,
+                     disable=False) as progress:
+        progress.started("a.mp4", _video(10.0, 10.0, 100))
+        assert progress.input_bar.total == 10
+        assert progress.run_bar.total == 30  # a's 10, and as many for each unopened input
+        progress.embedded("a.mp4", 4)
+        assert (progress.input_bar.n, progress.run_bar.n) == (4, 4)
+        progress.started("b.mp4", _video(20.0, 10.0, 200))  # decode runs ahead
+        assert progress.input_bar.total == 10 and progress.run_bar.total == 45
+        progress.finished("a.mp4", 10)
+        assert progress.input_bar.total == 20 and progress.input_bar.desc.startswith("b.mp4")
+        progress.started("c.mp4", _video(None, None, None))
+        assert progress.run_bar.total == 45  # a's real 10, b's 20, their mean for unknown c
+        progress.finished("b.mp4", 20)
+        assert progress.input_bar.total is None  # c: frames counted, no total
+        progress.finished("c.mp4", 5)
+        assert progress.run_bar.total == progress.run_bar.n == 35
+    text = buf.getvalue()
+    assert "0/10 [" in text and "/45 [" in text and "<" in text  # done/expected and the ETA
+
+
+class ProgressRecorder:
+    def __init__(self):
+        self.opened: list[tuple[str, int]] = []
+        self.frames: dict[str, int] = {}
+
+    def started(self, path, info):
+        self.opened.append((path, info.frame_count))
+
+    def embedded(self, path, frames):
+        self.frames[path] = self.frames.get(path, 0) + frames
+
+
+def test_local_engine_tells_progress_about_each_input():
+    counts = {"a.mp4": 13, "b.mp4": 1, "c.mp4": 9}
+    recorder = ProgressRecorder()
+    engine = LocalEngine(lambda p: FakeDecoder(p, counts[p]), Sampling(), batch_size=4,
+                         progress=recorder)
+    list(engine.run(list(counts), RecordingModel()))
+    assert recorder.opened == list(counts.items())
+    assert recorder.frames == counts
+
+
+def test_run_draws_frame_totals(tmp_path, tiny_model_dir, tiny_embedder, monkeypatch):
+    """A real run, bars forced on: the bars show done/expected for the clip."""
+    import io
+
+    from media import make_clip
+
+    from pipeline import run as run_mod
+    from pipeline.config import parse_config
+
+    buf = io.StringIO()
+
+    class Shown(RunProgress):
+        def __init__(self, paths, sampling, **kwargs):
+            super().__init__(paths, sampling, enabled=True, file=buf, disable=False)
+
+    monkeypatch.setattr(run_mod, "RunProgress", Shown)
+    clip = make_clip(tmp_path / "c.mp4", seconds=4, fps=10)
+    config = parse_config({"model": {"id": str(tiny_model_dir), "device": "cpu"},
+                           "sampling": {"every_seconds": 0.5}, "labels": [{"name": "cat"}],
+                           "output": {"formats": ["json"]}})
+    report = run_mod.run_job([clip], config, tmp_path / "out",
+                             run_mod.RunOptions(use_store=False), embedder=tiny_embedder)
+    assert report.exit_code == 0
+    text = buf.getvalue()
+    assert "0/8 [" in text and "c.mp4" in text  # both bars: 4 s every 0.5 s is 8 frames
 
 
 # --------------------------------------------------------------------------- embed preprocessing

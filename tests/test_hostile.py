@@ -274,3 +274,27 @@ def test_stalled_decode_is_cut_off_and_next_inputs_run(tmp_path, tiny_model_dir,
     assert report.exit_code == 1
     summary = json.loads((tmp_path / "out" / "stall" / "summary.json").read_text())
     assert summary["status"] == "error" and "stalled" in summary["error"]
+
+
+# --------------------------------------------------------------------------- hostile names
+
+
+def test_names_that_collide_or_overflow_never_cost_the_run(tmp_path, tiny_model_dir):
+    """Inputs named like run-level files and a 60-character label of 4-byte
+    characters (240 bytes) run through the real CLI: every input is ok, the
+    index is a file, no file name is over 255 bytes, stderr is clean."""
+    names = ["index.csv.mp4", "index.html.mp4", "Images.CSV.mp4", "ok.mp4"]
+    clips = [make_clip(tmp_path / n, seconds=1, fps=10) for n in names]
+    out = tmp_path / "out"
+    label = "\U0001d49c" * 60
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", *clips, "-c",
+           str(write_config(tmp_path, tiny_model_dir)), "-o", str(out), "-q", "--labels", f"{label},ok",
+           "--formats", "csv,json,html,vtt,edl", "--top-frames", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.strip() == ""
+    assert (out / "index.csv").is_file() and (out / "index.html").is_file()
+    index = pd.read_csv(out / "index.csv", keep_default_na=False)
+    assert sorted(index["input"]) == sorted(clips) and set(index["status"]) == {"ok"}
+    assert all(len(p.name.encode()) <= 255 for p in out.rglob("*"))
+    assert list(out.glob("*/top_frames/*.jpg"))

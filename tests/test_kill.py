@@ -37,6 +37,12 @@ def check_complete_file(path: Path) -> None:
         assert data.startswith(b"\x89PNG") and data.endswith(PNG_END), path
 
 
+def finished(out: Path) -> list[Path]:
+    """The summary.json of every input folder swapped into place (a folder
+    being written is a hidden ``.NAME.tmp-*`` sibling until it is complete)."""
+    return [p for p in out.glob("*/summary.json") if not p.parent.name.startswith(".")]
+
+
 def check_no_partial_files(out: Path) -> list[Path]:
     """Every non-temporary file parses; returns the temporary leftovers."""
     temps = []
@@ -66,7 +72,7 @@ def test_sigkill_then_resume(tmp_path, tiny_model_dir, clips):
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     try:
-        while not list(out.glob("*/summary.json")):
+        while not finished(out):
             assert proc.poll() is None, f"run ended before any output: {proc.stderr.read()}"
             assert time.monotonic() < deadline, "no summary.json after 120 s"
             time.sleep(0.01)
@@ -80,7 +86,7 @@ def test_sigkill_then_resume(tmp_path, tiny_model_dir, clips):
     assert proc.returncode == -signal.SIGKILL
 
     check_no_partial_files(out)
-    done = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
+    done = {p.parent.name: p.stat().st_mtime_ns for p in finished(out)}
     assert 1 <= len(done) < N_CLIPS
 
     resumed = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)

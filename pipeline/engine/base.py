@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import numpy as np
 
@@ -37,18 +38,32 @@ class EmbeddedInput:
         return cls(path=path, error=error)
 
 
+class ProgressListener(Protocol):
+    """What an engine tells a progress display (``pipeline.progress``)."""
+
+    def started(self, path: str, info: VideoInfo | None) -> None:
+        """``path`` was opened; ``info`` is its (unverified) metadata."""
+
+    def embedded(self, path: str, frames: int) -> None:
+        """``frames`` more frames of ``path`` went through the model."""
+
+
 def decode_input(path: str, open_decoder: Callable, sampling: Sampling, chunk_size: int,
-                 emit: Callable[[FrameBatch], bool]) -> EmbeddedInput:
+                 emit: Callable[[FrameBatch], bool],
+                 opened: Callable[[VideoInfo], object] | None = None) -> EmbeddedInput:
     """Decode one input, handing frames to ``emit`` in chunks of ``chunk_size``.
 
     Returns the input's metadata (no frames: they went to ``emit``), or an
     :class:`EmbeddedInput` carrying the error. Never raises a
-    :class:`PipelineError`; ``emit`` returning False stops early.
+    :class:`PipelineError`; ``emit`` returning False stops early. ``opened``,
+    when given, gets the metadata as soon as the input is open.
     """
     start = time.perf_counter()
     try:
         with open_decoder(path) as decoder:
             info = decoder.info
+            if opened is not None:
+                opened(info)
             buffer = []
             for frame in decoder.frames(sampling):
                 buffer.append(frame)

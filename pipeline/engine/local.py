@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.engine.base import EmbeddedInput, collect_chunks, decode_input
-from pipeline.types import DecodeTimeout, FrameBatch
+from pipeline.engine.base import EmbeddedInput, ProgressListener, collect_chunks, decode_input
+from pipeline.types import DecodeTimeout, FrameBatch, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,13 @@ class _Chunk:
     generation: int
     position: int
     batch: FrameBatch
+
+
+@dataclass
+class _Start:
+    generation: int
+    position: int
+    info: VideoInfo
 
 
 @dataclass
@@ -73,12 +80,15 @@ class LocalEngine:
             :func:`default_chunk_size`. Smaller than a batch, so the model
             starts on an input's first frames instead of waiting for a full
             batch to be decoded.
+        progress: told, in the calling thread, when an input is opened and
+            how many of its frames each model call embedded.
     """
 
     def __init__(self, open_decoder: Callable, sampling, *, batch_size: int = 32,
                  timeout_s: float = 600.0, queue_size: int | None = None,
-                 chunk_size: int | None = None) -> None:
+                 chunk_size: int | None = None, progress: ProgressListener | None = None) -> None:
         self.open_decoder = open_decoder
+        self.progress = progress
         self.sampling = sampling
         self.batch_size = batch_size
         self.timeout_s = timeout_s
@@ -115,8 +125,11 @@ class LocalEngine:
             def emit(batch: FrameBatch, position: int = position) -> bool:
                 return _put(items, _Chunk(generation, position, batch), state, generation)
 
+            def opened(info: VideoInfo, position: int = position) -> bool:
+                return _put(items, _Start(generation, position, info), state, generation)
+
             result = decode_input(paths[position], self.open_decoder, self.sampling,
-                                  self.chunk_size, emit)
+                                  self.chunk_size, emit, opened if self.progress else None)
             if not _put(items, _End(generation, position, result), state, generation):
                 return
 
@@ -136,14 +149,22 @@ class LocalEngine:
                 self._start_worker(paths, position + 1, items, state)
                 item = None
             if item is not None and item.generation == state.generation:
-                self._accept(item, pending)
+                self._accept(item, pending, paths)
             if self._should_flush(items, pending):
-                _embed_pending(pending, embed_images)
+                embedded = _embed_pending(pending, embed_images)
+                if self.progress:
+                    for position, frames in embedded.items():
+                        self.progress.embedded(paths[position], frames)
             while next_out in pending and _is_done(pending[next_out]):
                 yield _finish(pending.pop(next_out))
                 next_out += 1
 
-    def _accept(self, item: _Chunk | _End, pending: dict[int, _Pending]) -> None:
+    def _accept(self, item: _Start | _Chunk | _End, pending: dict[int, _Pending],
+                paths: Sequence[str]) -> None:
+        if isinstance(item, _Start):
+            if self.progress:
+                self.progress.started(paths[item.position], item.info)
+            return
         slot = pending.setdefault(item.position, _Pending())
         if isinstance(item, _Chunk):
             slot.batches.append(item.batch)
@@ -197,7 +218,9 @@ def _put(items: queue.Queue, item: object, state: _RunState, generation: int) ->
     return False
 
 
-def _embed_pending(pending: dict[int, _Pending], embed_images: EmbedImages) -> None:
+def _embed_pending(pending: dict[int, _Pending], embed_images: EmbedImages) -> dict[int, int]:
+    """Embed every waiting batch; returns frames embedded per input position."""
+    counts: dict[int, int] = {}
     order = [(pos, b) for pos in sorted(pending) for b in pending[pos].batches]
     by_shape: dict[tuple[int, ...], list[tuple[int, FrameBatch]]] = {}
     for pos, batch in order:  # inputs of different sizes cannot share one array
@@ -211,8 +234,10 @@ def _embed_pending(pending: dict[int, _Pending], embed_images: EmbedImages) -> N
             slot.indices.append(batch.indices)
             slot.times.append(batch.times_s)
             offset += len(batch)
+            counts[pos] = counts.get(pos, 0) + len(batch)
     for slot in pending.values():
         slot.batches.clear()
+    return counts
 
 
 def _is_done(slot: _Pending) -> bool:

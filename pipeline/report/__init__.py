@@ -26,11 +26,12 @@ def write_video_outputs(result: VideoResult, out_dir: str | Path,
     """Write one input's reports into ``out_dir`` (created as needed).
 
     ``csv`` writes ``frames.csv`` and ``segments.csv``, ``plot`` writes
-    ``timeline.png``, ``json`` writes ``summary.json``; ``html``, ``vtt``,
-    ``edl`` and ``thumbs`` are the exports of :func:`write_exports`, and
-    ``top_frames`` > 0 saves that many best frames per label. ``summary.json`` is
-    always written last, so its presence marks a finished input (resume
-    relies on that). A failed input gets only ``summary.json``: it has no
+    ``timeline.png``; ``html``, ``vtt``, ``edl`` and ``thumbs`` are the
+    exports of :func:`write_exports`, and ``top_frames`` > 0 saves that many
+    best frames per label. ``summary.json`` is written whatever ``formats``
+    say (``json`` is accepted and changes nothing), and always last: it is
+    the completion marker that ``--resume``, ``scenetag report`` and the run
+    index rely on. A failed input gets only ``summary.json``: it has no
     frames to tabulate or plot. Format names this build cannot write are
     skipped with a warning.
 
@@ -52,8 +53,7 @@ def write_video_outputs(result: VideoResult, out_dir: str | Path,
         written.append(plot.write_timeline_png(result, out))
     written += write_exports(result, out, [f for f in formats if f in EXPORT_FORMATS],
                              top_frames=top_frames)
-    if "json" in wanted:
-        written.append(tables.write_summary_json(result, out))
+    written.append(tables.write_summary_json(result, out))  # the completion marker: always, last
     return written
 
 
@@ -87,7 +87,8 @@ def write_run_outputs(results: Sequence[VideoResult], out_dir: str | Path,
                       formats: Sequence[str] = ()) -> list[Path]:
     """Write the run-level ``index.csv`` (one row per input, failures
     included) into ``out_dir``, and ``index.html`` when ``html`` is among
-    ``formats``. Returns the paths written."""
+    ``formats``. ``scenetag run`` passes every input folder of the output,
+    not only the run's own (see ``pipeline.run``). Returns the paths written."""
     from pipeline.report import tables
 
     written = [tables.write_index_csv(results, out_dir)]

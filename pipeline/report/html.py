@@ -595,7 +595,8 @@ def regenerate(folder: str | Path, formats: Sequence[str] | None = None,
 
     folder = Path(folder)
     single = (folder / "summary.json").is_file()
-    dirs = [folder] if single else sorted(p.parent for p in folder.glob("*/summary.json"))
+    dirs = [folder] if single else sorted(p.parent for p in folder.glob("*/summary.json")
+                                          if not p.parent.name.startswith("."))  # temporaries
     if not dirs:
         raise PipelineError(f"{folder}: no summary.json found; is it a `scenetag run` output folder?")
     wanted = list(formats or ("html", "vtt", "edl"))

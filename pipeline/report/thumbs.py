@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import io
 import logging
-import re
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import atomic_write_bytes
+from pipeline.atomic import atomic_write_bytes, bounded_name
 from pipeline.types import Frame, LabelTrack, Segment, VideoResult
 
 log = logging.getLogger(__name__)
@@ -100,11 +98,10 @@ def write_top_frames(result: VideoResult, out_dir: str | Path, n: int) -> list[P
 # --------------------------------------------------------------------------- helpers
 
 
-def safe_label(label: str, max_len: int = 60) -> str:
-    """A label as a file-name part: letters/digits (any script), ``-``, ``_``."""
-    text = unicodedata.normalize("NFC", label)
-    text = re.sub(r"[^\w\-]+", "_", text, flags=re.UNICODE).strip("_")
-    return text[:max_len] or "label"
+def safe_label(label: str, max_bytes: int = 60) -> str:
+    """A label as a file-name part: letters/digits (any script), ``-``, ``_``;
+    at most ``max_bytes`` UTF-8 bytes (file systems count bytes)."""
+    return bounded_name(label, max_bytes) or "label"
 
 
 def clock(t_s: float) -> str:
