@@ -118,6 +118,8 @@ def write_outputs(rows: FrameRows, result: Clustering, out_dir: str | Path) -> l
     """Write ``clusters.csv``, ``outliers.csv``, ``clusters.png`` and ``clusters.html``."""
     import pandas as pd
 
+    from pipeline.report.tables import write_csv
+
     out = Path(out_dir)
     table = pd.DataFrame({"input": rows.input_path, "time_s": np.round(rows.time_s, 3),
                           "frame_index": rows.frame_index, "cluster": result.labels,
@@ -126,7 +128,7 @@ def write_outputs(rows: FrameRows, result: Clustering, out_dir: str | Path) -> l
     outliers = table[table["is_outlier"]].sort_values("distance", ascending=False,
                                                       kind="stable", na_position="last")
     xy = _pca2(rows.vectors)
-    return [_write_csv(table, out / "clusters.csv"), _write_csv(outliers, out / "outliers.csv"),
+    return [write_csv(table, out / "clusters.csv"), write_csv(outliers, out / "outliers.csv"),
             write_plot(xy, result, out / "clusters.png"),
             write_html(xy, rows, result, out / "clusters.html")]
 
@@ -215,8 +217,3 @@ def _colours() -> list[str]:
     return ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
             "#e377c2", "#bcbd22", "#17becf", "#393b79"]  # 10: auto k goes up to 10
 
-
-def _write_csv(frame, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
-    return path

@@ -115,16 +115,15 @@ def format_table(hits: list[Hit]) -> str:
 
 
 def write_csv(hits: list[Hit], out_dir: str | Path) -> Path:
-    """Write ``search.csv``: rank, input, time_s, frame_index, score."""
-    import csv
+    """Write ``search.csv``: rank, input, time_s, frame_index, score (text
+    cells made formula-safe, see :func:`pipeline.report.tables.write_csv`)."""
+    import pandas as pd
 
-    path = Path(out_dir) / "search.csv"
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["rank", "input", "time_s", "frame_index", "score"])
-        for h in hits:
-            writer.writerow([h.rank, h.input_path, f"{h.time_s:.3f}", h.frame_index, f"{h.score:.6f}"])
-    return path
+    from pipeline.report.tables import write_csv as write_table
+
+    table = pd.DataFrame([(h.rank, h.input_path, f"{h.time_s:.3f}", h.frame_index, f"{h.score:.6f}")
+                          for h in hits], columns=["rank", "input", "time_s", "frame_index", "score"])
+    return write_table(table, Path(out_dir) / "search.csv")
 
 
 def write_contact_sheet(hits: list[Hit], out_dir: str | Path, *, title: str = "",

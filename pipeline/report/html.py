@@ -30,6 +30,7 @@ import numpy as np
 from pipeline.atomic import atomic_write_text
 from pipeline.report.exports import hms
 from pipeline.report.plot import NSFW_COLOUR, TAG_COLOURS
+from pipeline.report.text import clean_label, uncsv_cell
 from pipeline.types import (
     DecodeStats,
     LabelTotals,
@@ -43,7 +44,13 @@ from pipeline.types import (
 
 log = logging.getLogger(__name__)
 
-esc = html.escape  # quote=True: safe in text and in double-quoted attributes
+
+
+def esc(text: Any) -> str:
+    """Escaped for HTML text and double-quoted attributes (``quote=True``),
+    control and bidi characters removed (see :func:`clean_label`)."""
+    return html.escape(clean_label(text))
+
 
 _SVG_W, _ROW_H, _PAD_L, _PAD_R, _PAD_T, _AXIS_H = 1000, 150, 44, 12, 10, 24
 _TICK_STEPS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
@@ -561,7 +568,7 @@ def _load_segments(path: Path, summary: dict) -> list[Segment]:
         rows = rows.to_dict("records")
     else:
         rows = summary.get("segments") or []
-    return [Segment(label=str(r["label"]), kind=str(r.get("kind") or "tag"),
+    return [Segment(label=str(uncsv_cell(r["label"])), kind=str(r.get("kind") or "tag"),
                     start_s=float(r["start_s"]), end_s=float(r["end_s"]),
                     peak=_nan(r.get("peak")), mean=_nan(r.get("mean"))) for r in rows]
 
