@@ -186,6 +186,20 @@ def test_html_escapes_every_label_path_and_string(tmp_path):
     assert '<tr class="segment' in page and 'class="segment nsfw-row"' in page
 
 
+def test_html_isolates_labels_and_strips_controls(tmp_path):
+    """A U+202E label cannot reverse the rest of a row; NUL, U+2028 never
+    reach a page."""
+    segs = [Segment("\u202eevil\x00", "tag", 1.0, 3.0, 0.9, 0.8),
+            Segment("ok\u2028x", "tag", 4.0, 5.0, 0.9, 0.9)]
+    result = make_result(segs, name="n\u202ee", input_path="/in/a\x00\u2066b.mp4")
+    page = html.write_report_html(result, tmp_path / "x").read_text(encoding="utf-8")
+    index = html.write_index_html([result], tmp_path).read_text(encoding="utf-8")
+    for text in (page, index):
+        assert not re.search("[\x00\u2028\u2029\u202a-\u202e\u2066-\u2069]", text)
+    assert '<td class="label"><bdi>evil</bdi></td>' in page and "<bdi>ok x</bdi>" in page
+    assert "<td><bdi>ok x</bdi>, <bdi>evil</bdi></td>" in index
+
+
 def test_script_json_escapes_closing_tags():
     text = html.script_json({"x": "</script><!-- <b>"})
     assert "<" not in text and json.loads(text) == {"x": "</script><!-- <b>"}
