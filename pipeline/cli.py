@@ -335,6 +335,7 @@ def _silence_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # read when huggingface_hub is imported
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("LANCEDB_LOG", "off")  # lance's Rust env_logger writes raw lines to stderr
 
 
 def _config_path(config: Path | None, labels: str | None) -> Path | None:

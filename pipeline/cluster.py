@@ -138,6 +138,8 @@ def write_plot(xy: np.ndarray, result: Clustering, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from pipeline.report.text import plain_text
+
     fig = Figure(figsize=(7, 6), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -154,6 +156,7 @@ def write_plot(xy: np.ndarray, result: Clustering, path: Path) -> Path:
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.legend(fontsize=8, loc="best")
+    plain_text(fig)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

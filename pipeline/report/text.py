@@ -85,3 +85,17 @@ def _split(t_s: float) -> tuple[int, int, int, int]:
     m, s = divmod(s, 60)
     h, m = divmod(m, 60)
     return h, m, s, ms
+
+
+def plain_text(fig) -> None:
+    """Draw every text of a matplotlib figure as typed: no mathtext, no TeX.
+
+    A ``$`` in a label, query or file name (``cost $_$ total.mp4``) is then
+    a dollar sign rather than a formula that fails to parse. Call it after
+    the last text is added (titles, legends) and before layout or saving.
+    """
+    from matplotlib.text import Text
+
+    for artist in fig.findobj(Text):
+        artist.set_usetex(False)
+        artist.set_parse_math(False)
