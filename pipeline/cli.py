@@ -225,7 +225,7 @@ def cluster(
     eps: Annotated[float, typer.Option("--eps", min=0.0, help="DBSCAN radius in cosine distance.")] = 0.1,
     min_samples: Annotated[int, typer.Option("--min-samples", min=1, help="DBSCAN core neighbourhood.")] = 3,
     outliers: Annotated[int, typer.Option("--outliers", min=0,
-                                          help="KMeans: frames to flag as outliers.")] = 10,
+                                          help="KMeans: cap on outliers (frames far from a cluster).")] = 10,
     video: Annotated[str | None, typer.Option(help="Only this input (path, file name or stem).")] = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Folder for clusters.csv/png (default: the store's parent).")] = None,
