@@ -168,3 +168,10 @@ def otio_check_folder(folder: Path) -> int:
         assert_edl_matches(path.read_text(encoding="utf-8"), segments)
         n += 1
     return n
+
+
+def test_segment_starting_before_zero_lands_on_the_first_frame():
+    segs = [Segment("early", "tag", -0.1, 1.0, 0.9, 0.8), Segment("cup", "tag", 0.0, 2.0, 0.8, 0.7)]
+    edl = read_edl(exports.edl_text(result_at(25.0, segs)))
+    assert sorted(edl.markers) == [("cup 0.80", 0.0), ("early 0.90", 0.0)]
+    assert edl.resolve == [("early + cup", 0.0, 50)]

@@ -164,9 +164,10 @@ def edl_text(result: VideoResult, fps: float | Fraction | None = None) -> str:
     rate), named in the ``TITLE:`` line; frame numbers come from seconds
     (``round(t * rate)``), so markers land within half a frame of
     ``segments.csv`` whatever the stream's timing. Timecode is always
-    non-drop (``hh:mm:ss:ff``), 29.97 and 59.94 included: the ``* LOC:``
-    syntax has no drop-frame form, and Resolve's own marker export on a
-    default (non-drop) timeline writes colons too.
+    non-drop (``hh:mm:ss:ff``), 29.97 and 59.94 included: OpenTimelineIO's
+    reader takes ``* LOC:`` timecode with colons only (and reads colons as
+    non-drop), and Resolve's own marker export from a default (non-drop)
+    timeline looks the same.
     """
     stream = fps if fps is not None else (result.info.avg_fps if result.info else None)
     rate = edl_rate(stream)
@@ -192,17 +193,17 @@ def write_edl(result: VideoResult, out_dir: str | Path, fps: float | Fraction | 
 
 
 def _rate_note(rate: Fraction, stream: float | Fraction | None) -> str:
-    if stream is not None and exact_fps(stream) == rate:
-        return f"({rate_name(rate)} fps NDF)"
     if not stream:
         return f"({rate_name(rate)} fps NDF, stream rate unknown)"
+    if exact_fps(stream) == rate:
+        return f"({rate_name(rate)} fps NDF)"
     return f"({rate_name(rate)} fps NDF, nearest SMPTE rate to the stream's {rate_name(stream)} fps)"
 
 
 def _by_start_frame(segments: Sequence[Segment], rate: Fraction) -> list[tuple[int, list[Segment]]]:
     groups: dict[int, list[Segment]] = {}
     for seg in _ordered(segments):
-        groups.setdefault(frame_number(seg.start_s, rate), []).append(seg)
+        groups.setdefault(max(frame_number(seg.start_s, rate), 0), []).append(seg)
     return sorted(groups.items())
 
 
