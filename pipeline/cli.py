@@ -225,7 +225,7 @@ def cluster(
     eps: Annotated[float, typer.Option("--eps", min=0.0, help="DBSCAN radius in cosine distance.")] = 0.1,
     min_samples: Annotated[int, typer.Option("--min-samples", min=1, help="DBSCAN core neighbourhood.")] = 3,
     outliers: Annotated[int, typer.Option("--outliers", min=0,
-                                          help="KMeans: frames to flag as outliers.")] = 10,
+                                          help="KMeans: cap on outliers (frames far from a cluster).")] = 10,
     video: Annotated[str | None, typer.Option(help="Only this input (path, file name or stem).")] = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Folder for clusters.csv/png (default: the store's parent).")] = None,
@@ -335,6 +335,7 @@ def _silence_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # read when huggingface_hub is imported
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("LANCEDB_LOG", "off")  # lance's Rust env_logger writes raw lines to stderr
 
 
 def _config_path(config: Path | None, labels: str | None) -> Path | None:

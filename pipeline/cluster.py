@@ -1,7 +1,9 @@
 """Cluster stored frame embeddings: KMeans (fixed seed, k given or chosen by
-silhouette) or DBSCAN (cosine metric), then flag the frames least like their
-cluster. Writes ``clusters.csv``, ``outliers.csv``, ``clusters.png`` and an
-interactive ``clusters.html`` (self-contained SVG; hover a point for its frame).
+silhouette over a range set by the frame count) or DBSCAN (cosine metric),
+then flag the frames far from their cluster (a robust distance rule, see
+:func:`far_from_cluster`). Writes ``clusters.csv``, ``outliers.csv``,
+``clusters.png`` and an interactive ``clusters.html`` (see
+:mod:`pipeline.cluster_html`).
 
 Vectors are L2-normalised, so distances here are cosine distances
 (``1 - cos``) to the L2-normalised cluster mean.
@@ -9,7 +11,6 @@ Vectors are L2-normalised, so distances here are cosine distances
 
 from __future__ import annotations
 
-import html
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,15 @@ from pipeline.types import PipelineError
 log = logging.getLogger(__name__)
 
 RANDOM_STATE = 0
-AUTO_K_RANGE = range(2, 11)
+AUTO_K_MIN, AUTO_K_CAP = 2, 30  # silhouette search: 2..k_max, k_max from the frame count
 AUTO_K_SAMPLE = 5000  # silhouette is quadratic: score a fixed-seed sample
+# A frame is an outlier when its distance to its cluster's centre exceeds the
+# cluster's median distance by OUTLIER_MADS robust standard deviations
+# (1.4826 x MAD), the spread taken as at least MIN_SPREAD so near-identical
+# frames (a static shot) do not make every small change "far".
+OUTLIER_MADS = 3.0
+MIN_SPREAD = 0.01
+MIN_CLUSTER_FOR_OUTLIERS = 5
 
 
 @dataclass(frozen=True)
@@ -44,11 +52,13 @@ def cluster(vectors: np.ndarray, *, k: int | None = None, dbscan_eps: float | No
     """Cluster ``vectors`` (N x D, L2-normalised).
 
     Args:
-        k: KMeans clusters; chosen by silhouette over 2..10 when None.
+        k: KMeans clusters; chosen by silhouette over :func:`auto_k_range`
+            when None.
         dbscan_eps: use DBSCAN with this cosine-distance radius instead.
         min_samples: DBSCAN core-point neighbourhood size.
-        outliers: with KMeans, how many frames (farthest from their centre)
-            are flagged; with DBSCAN the noise frames are the outliers.
+        outliers: with KMeans, the most frames flagged: those far from their
+            cluster (see :func:`far_from_cluster`), farthest first; with
+            DBSCAN the noise frames are the outliers.
 
     Raises:
         PipelineError: too few frames for the requested clustering.
@@ -66,22 +76,54 @@ def cluster(vectors: np.ndarray, *, k: int | None = None, dbscan_eps: float | No
         return Clustering(labels, distances, labels == -1, k_found, f"dbscan eps={dbscan_eps:g}")
     if k is not None and not 1 <= k <= n:
         raise PipelineError(f"--k must be between 1 and the number of frames ({n}), got {k}")
-    k = k or auto_k(x)
+    method = f"kmeans k={k}"
+    if k is None:
+        k, searched = auto_k(x)
+        method = f"kmeans k={k} (auto: best silhouette of k={searched.start}..{searched.stop - 1})"
     labels = _kmeans(x, k).labels_
     distances = _distances(x, labels)
-    flagged = np.zeros(n, bool)
-    flagged[np.argsort(-distances, kind="stable")[:max(0, min(outliers, n))]] = True
-    return Clustering(labels, distances, flagged, k, f"kmeans k={k}")
+    flagged = far_from_cluster(labels, distances)
+    if flagged.sum() > outliers:  # a cap: keep the farthest
+        keep = np.argsort(-np.where(flagged, distances, -np.inf), kind="stable")[:max(outliers, 0)]
+        flagged = np.zeros(n, bool)
+        flagged[keep] = True
+    return Clustering(labels, distances, flagged, k, method)
 
 
-def auto_k(x: np.ndarray) -> int:
-    """The k in 2..10 with the best silhouette score (cosine)."""
+def far_from_cluster(labels: np.ndarray, distances: np.ndarray) -> np.ndarray:
+    """Frames whose distance exceeds their cluster's median by more than
+    ``OUTLIER_MADS`` x max(1.4826 x MAD, ``MIN_SPREAD``) (a robust z-score
+    over 3). Clusters under ``MIN_CLUSTER_FOR_OUTLIERS`` frames have none."""
+    out = np.zeros(len(labels), bool)
+    for label in set(labels.tolist()) - {-1}:
+        members = np.flatnonzero(labels == label)
+        if len(members) < MIN_CLUSTER_FOR_OUTLIERS:
+            continue
+        d = distances[members]
+        median = float(np.median(d))
+        spread = max(1.4826 * float(np.median(np.abs(d - median))), MIN_SPREAD)
+        out[members] = d > median + OUTLIER_MADS * spread
+    return out
+
+
+def auto_k_range(n: int) -> range:
+    """The k searched for ``n`` frames: 2 .. max(10, sqrt(n / 2)), at most
+    ``AUTO_K_CAP`` and below the number of frames scored."""
+    top = min(max(10, int(np.sqrt(n / 2))), AUTO_K_CAP, n - 1)
+    return range(AUTO_K_MIN, max(top, AUTO_K_MIN) + 1)
+
+
+def auto_k(x: np.ndarray) -> tuple[int, range]:
+    """The k with the best silhouette score (cosine) over
+    :func:`auto_k_range`, and the range searched. Warns when the best is the
+    largest k tried (the data may hold more clusters: pass ``--k``)."""
     from sklearn.metrics import silhouette_score
 
     rng = np.random.default_rng(RANDOM_STATE)
     sample = x if len(x) <= AUTO_K_SAMPLE else x[rng.choice(len(x), AUTO_K_SAMPLE, replace=False)]
-    best, best_score = 2, -np.inf
-    for k in AUTO_K_RANGE:
+    searched = auto_k_range(len(sample))
+    best, best_score = AUTO_K_MIN, -np.inf
+    for k in searched:
         if k >= len(sample):
             break
         labels = _kmeans(sample, k).labels_
@@ -90,8 +132,11 @@ def auto_k(x: np.ndarray) -> int:
         score = silhouette_score(sample, labels, metric="cosine")
         if score > best_score + 1e-9:
             best, best_score = k, score
-    log.info("auto k: %d (silhouette %.3f)", best, best_score)
-    return best
+    log.info("auto k: %d (silhouette %.3f over k=%d..%d)", best, best_score, searched.start,
+             searched.stop - 1)
+    if best == searched.stop - 1 and best > AUTO_K_MIN:
+        log.warning("auto k chose the largest k searched (%d); there may be more clusters: pass --k", best)
+    return best, searched
 
 
 def _kmeans(x: np.ndarray, k: int):
@@ -118,6 +163,9 @@ def write_outputs(rows: FrameRows, result: Clustering, out_dir: str | Path) -> l
     """Write ``clusters.csv``, ``outliers.csv``, ``clusters.png`` and ``clusters.html``."""
     import pandas as pd
 
+    from pipeline import cluster_html
+    from pipeline.report.tables import write_csv
+
     out = Path(out_dir)
     table = pd.DataFrame({"input": rows.input_path, "time_s": np.round(rows.time_s, 3),
                           "frame_index": rows.frame_index, "cluster": result.labels,
@@ -126,9 +174,9 @@ def write_outputs(rows: FrameRows, result: Clustering, out_dir: str | Path) -> l
     outliers = table[table["is_outlier"]].sort_values("distance", ascending=False,
                                                       kind="stable", na_position="last")
     xy = _pca2(rows.vectors)
-    return [_write_csv(table, out / "clusters.csv"), _write_csv(outliers, out / "outliers.csv"),
+    return [write_csv(table, out / "clusters.csv"), write_csv(outliers, out / "outliers.csv"),
             write_plot(xy, result, out / "clusters.png"),
-            write_html(xy, rows, result, out / "clusters.html")]
+            cluster_html.write_html(xy, rows, result, out / "clusters.html")]
 
 
 def write_plot(xy: np.ndarray, result: Clustering, path: Path) -> Path:
@@ -136,14 +184,14 @@ def write_plot(xy: np.ndarray, result: Clustering, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from pipeline.report.text import plain_text
+
     fig = Figure(figsize=(7, 6), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    cmap = _colours()
     for label in sorted(set(result.labels.tolist())):
         members = (result.labels == label) & ~result.is_outlier
-        colour = "#7f7f7f" if label == -1 else cmap[label % len(cmap)]
-        ax.scatter(xy[members, 0], xy[members, 1], s=14, color=colour,
+        ax.scatter(xy[members, 0], xy[members, 1], s=14, color=colour(label),
                    label="noise" if label == -1 else f"cluster {label}")
     flagged = result.is_outlier
     if flagged.any():
@@ -151,54 +199,12 @@ def write_plot(xy: np.ndarray, result: Clustering, path: Path) -> Path:
     ax.set_title(f"{len(xy)} frames, {result.method} (PCA projection)")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="best", ncol=1 + len(set(result.labels.tolist())) // 16)
+    plain_text(fig)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return path
-
-
-HTML_MAX_POINTS = 20_000  # an SVG circle each; beyond this a browser crawls
-SVG_SIZE = 640
-
-
-def write_html(xy: np.ndarray, rows: FrameRows, result: Clustering, path: Path) -> Path:
-    """The projection as a self-contained page (inline SVG, no network):
-    hovering a point shows its input, time, cluster and distance."""
-    from pipeline.atomic import atomic_write_text
-
-    shown = np.arange(len(xy))[:HTML_MAX_POINTS]
-    size, pad = SVG_SIZE, 20
-    lo, hi = (xy.min(0), xy.max(0)) if len(xy) else (np.zeros(2), np.ones(2))
-    scale = (size - 2 * pad) / np.maximum(hi - lo, 1e-9)
-    cmap = _colours()
-    marks = [_svg_mark(pad + (xy[i] - lo) * scale, rows, result, i, cmap) for i in shown]
-    note = f"<p>showing the first {len(shown):,} of {len(xy):,} frames</p>" if len(shown) < len(xy) else ""
-    page = (f"<!doctype html><meta charset=utf-8><title>scenetag clusters</title>"
-            f"<style>body{{font:14px sans-serif;margin:20px}}svg{{border:1px solid #ccc}}"
-            f"circle:hover{{stroke:#000;stroke-width:2}}</style>"
-            f"<h1>{len(xy):,} frames, {html.escape(result.method)} (PCA projection)</h1>{note}"
-            f"<p>Hover a point for its frame; crosses are outliers.</p>"
-            f"<svg width={size} height={size} viewBox='0 0 {size} {size}'>{''.join(marks)}</svg>")
-    return atomic_write_text(path, page)
-
-
-def _svg_mark(pos: np.ndarray, rows: FrameRows, result: Clustering, i: int, cmap: list[str]) -> str:
-    x, y = float(pos[0]), SVG_SIZE - float(pos[1])  # SVG's y axis points down
-    label = int(result.labels[i])
-    tip = html.escape(f"{rows.input_path[i]} · {_clock(float(rows.time_s[i]))} · "
-                      f"{'noise' if label == -1 else f'cluster {label}'} · "
-                      f"distance {result.distances[i]:.3f}")
-    if result.is_outlier[i]:
-        return (f"<g><title>outlier: {tip}</title><path d='M{x-5:.1f},{y-5:.1f}l10,10m0,-10l-10,10' "
-                f"stroke='#000' stroke-width='2'/></g>")
-    colour = "#7f7f7f" if label == -1 else cmap[label % len(cmap)]
-    return f"<circle cx='{x:.1f}' cy='{y:.1f}' r='4' fill='{colour}'><title>{tip}</title></circle>"
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
-    return f"{int(minutes):02d}:{secs:06.3f}"
 
 
 def _pca2(vectors: np.ndarray) -> np.ndarray:
@@ -211,12 +217,18 @@ def _pca2(vectors: np.ndarray) -> np.ndarray:
     return xy if xy.shape[1] == 2 else np.column_stack([xy[:, 0], np.zeros(len(xy))])
 
 
-def _colours() -> list[str]:
-    return ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-            "#e377c2", "#bcbd22", "#17becf", "#393b79"]  # 10: auto k goes up to 10
+_TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+          "#e377c2", "#bcbd22", "#17becf", "#393b79")
 
 
-def _write_csv(frame, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
-    return path
+def colour(label: int) -> str:
+    """A cluster's colour: grey for DBSCAN noise, tab10 for the first ten,
+    then hues a golden angle apart (auto k may pass ten)."""
+    import colorsys
+
+    if label < 0:
+        return "#7f7f7f"
+    if label < len(_TAB10):
+        return _TAB10[label]
+    r, g, b = colorsys.hls_to_rgb((label * 0.618034) % 1.0, 0.45, 0.65)
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"

@@ -102,40 +102,40 @@ def embed_query(embedder, text: str | None = None, image: str | os.PathLike | No
 
 
 def format_table(hits: list[Hit]) -> str:
-    """The results as an aligned text table."""
+    """The results as an aligned text table, times as ``mm:ss.mmm``
+    (``h:mm:ss.mmm`` from an hour on)."""
     if not hits:
         return "no results"
-    from pipeline.report.plot import format_clock
+    from pipeline.report.text import clock
 
     rows = [("rank", "input", "time", "score")] + [
-        (str(h.rank), h.input_path, format_clock(h.time_s), f"{h.score:.4f}") for h in hits]
+        (str(h.rank), h.input_path, clock(h.time_s), f"{h.score:.4f}") for h in hits]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(c.ljust(w) if i == 1 else c.rjust(w)
                                for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows)
 
 
 def write_csv(hits: list[Hit], out_dir: str | Path) -> Path:
-    """Write ``search.csv``: rank, input, time_s, frame_index, score."""
-    import csv
+    """Write ``search.csv``: rank, input, time_s, frame_index, score (text
+    cells made formula-safe, see :func:`pipeline.report.tables.write_csv`)."""
+    import pandas as pd
 
-    path = Path(out_dir) / "search.csv"
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["rank", "input", "time_s", "frame_index", "score"])
-        for h in hits:
-            writer.writerow([h.rank, h.input_path, f"{h.time_s:.3f}", h.frame_index, f"{h.score:.6f}"])
-    return path
+    from pipeline.report.tables import write_csv as write_table
+
+    table = pd.DataFrame([(h.rank, h.input_path, f"{h.time_s:.3f}", h.frame_index, f"{h.score:.6f}")
+                          for h in hits], columns=["rank", "input", "time_s", "frame_index", "score"])
+    return write_table(table, Path(out_dir) / "search.csv")
 
 
 def write_contact_sheet(hits: list[Hit], out_dir: str | Path, *, title: str = "",
                         columns: int = 5, thumb: int = 224) -> Path:
     """Write ``search.png``: a grid of result thumbnails re-read from the
-    inputs at their timestamps, each captioned ``file  mm:ss  score``. An
+    inputs at their timestamps, each captioned by :func:`caption`. An
     input that can no longer be read gets a grey tile saying so."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from pipeline.report.plot import format_clock
+    from pipeline.report.text import plain_text
 
     images = _thumbnails(hits, thumb)
     cols = max(1, min(columns, len(hits)))
@@ -156,13 +156,20 @@ def write_contact_sheet(hits: list[Hit], out_dir: str | Path, *, title: str = ""
             ax.text(0.5, 0.5, "unreadable", ha="center", va="center", transform=ax.transAxes)
         else:
             ax.imshow(image)
-        ax.set_title(f"{_short(Path(hit.input_path).name)}  {format_clock(hit.time_s)}  "
-                     f"{hit.score:.3f}", fontsize=8)
+        ax.set_title(caption(hit), fontsize=8)
+    plain_text(fig)  # titles and file names may hold "$"
     fig.tight_layout()
     path = Path(out_dir) / "search.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return path
+
+
+def caption(hit: Hit) -> str:
+    """A contact-sheet tile's caption: ``file  mm:ss.mmm  score``."""
+    from pipeline.report.text import clock
+
+    return f"{_short(Path(hit.input_path).name)}  {clock(hit.time_s)}  {hit.score:.3f}"
 
 
 def _thumbnails(hits: list[Hit], size: int) -> list[np.ndarray | None]:

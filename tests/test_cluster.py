@@ -74,7 +74,37 @@ def test_cli_kmeans_separates_clips_and_flags_odd_frame(store_dir, tmp_path):
     assert (tmp_path / "clusters.png").stat().st_size > 1000
     page = (tmp_path / "clusters.html").read_text()
     assert page.count("<title>") == len(table) + 1  # one tooltip per frame, plus the page's
-    assert page.count("outlier: ") == int(table["is_outlier"].sum()) and "<script" not in page
+    assert page.count("<title>outlier: ") == int(table["is_outlier"].sum())
+    assert_cluster_page(page, table)
+
+
+def assert_cluster_page(page: str, table: pd.DataFrame) -> None:
+    """Legend with every cluster's size, axes, thumbnails as bounded inline
+    JPEGs, nothing fetched from anywhere."""
+    import base64
+    import json
+    import re
+
+    from pipeline.cluster_html import THUMB_MAX, THUMB_SIDE
+
+    for label, n in table["cluster"].value_counts().items():
+        name = "noise (DBSCAN)" if label == -1 else f"cluster {label}"
+        assert f"{name}: {n} frame" in page
+    assert ">PC 1</text>" in page and ">PC 2</text>" in page and "<g class=axes>" in page
+    data = json.loads(re.search(r"<script type='application/json' id=cluster-data>(.*?)</script>",
+                                page, re.S).group(1))
+    thumbs = data["thumbs"]
+    assert 0 < len(thumbs) <= min(THUMB_MAX, len(table))
+    outlier_rows = [str(i) for i in np.flatnonzero(table["is_outlier"].to_numpy())]
+    assert set(outlier_rows) <= set(thumbs)  # outliers always get theirs
+    from PIL import Image
+
+    for uri in thumbs.values():
+        head, b64 = uri.split(",", 1)
+        assert head == "data:image/jpeg;base64"
+        with Image.open(__import__("io").BytesIO(base64.b64decode(b64))) as im:
+            assert im.height <= THUMB_SIDE and im.format == "JPEG"
+    assert "http" not in page.replace("http-equiv", "") and "src=\"//" not in page
 
 
 def test_auto_k_and_video_filter(store_dir, tmp_path):
@@ -93,6 +123,15 @@ def test_cli_dbscan_marks_noise(store_dir, tmp_path):
     odd = table[(table["frame_index"] == ODD_AT) & table["input"].str.endswith("red.mp4")]
     assert odd["cluster"].iloc[0] == -1 and bool(odd["is_outlier"].iloc[0])
     assert (pd.read_csv(tmp_path / "outliers.csv")["cluster"] == -1).all()
+    assert_cluster_page((tmp_path / "clusters.html").read_text(), table)
+
+
+def test_default_outliers_flag_only_the_odd_frame(store_dir, tmp_path):
+    result = runner.invoke(app, ["cluster", "--store", str(store_dir), "--k", "2", "-o", str(tmp_path), "-q"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    outliers = pd.read_csv(tmp_path / "outliers.csv")
+    assert outliers["frame_index"].tolist() == [ODD_AT] and outliers["input"][0].endswith("red.mp4")
 
 
 def test_cluster_on_synthetic_blobs():
@@ -103,9 +142,32 @@ def test_cluster_on_synthetic_blobs():
     result = cluster(x)
     assert result.k == 3
     assert all(len(set(result.labels[i * 30:(i + 1) * 30])) == 1 for i in range(3))
-    assert result.is_outlier.sum() == 10
+    assert result.is_outlier.sum() == 0  # tight blobs: nothing is far from its cluster
     again = cluster(x)
     np.testing.assert_array_equal(result.labels, again.labels)
+
+
+def test_outliers_are_only_frames_far_from_their_cluster():
+    rng = np.random.default_rng(4)
+    centres = np.eye(8)[:2]
+    x = np.concatenate([c + 0.05 * rng.normal(size=(40, 8)) for c in centres])
+    x[7] = centres[0] + 0.6 * np.eye(8)[5]  # one frame pulled well away from blob 0
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    result = cluster(x, k=2)
+    assert np.flatnonzero(result.is_outlier).tolist() == [7]
+    assert cluster(x, k=2, outliers=0).is_outlier.sum() == 0  # --outliers caps
+
+
+def test_auto_k_is_not_capped_at_ten():
+    from pipeline.cluster import auto_k_range
+
+    rng = np.random.default_rng(5)
+    centres = np.eye(16)[:12]
+    x = np.concatenate([c + 0.03 * rng.normal(size=(50, 16)) for c in centres])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    result = cluster(x)
+    assert result.k == 12 and "k=2..17" in result.method
+    assert auto_k_range(24) == range(2, 11) and auto_k_range(20_000) == range(2, 31)
 
 
 def test_cluster_errors_are_one_line(store_dir, tmp_path):
@@ -115,3 +177,19 @@ def test_cluster_errors_are_one_line(store_dir, tmp_path):
     result = runner.invoke(app, ["cluster", "--store", str(store_dir), "--k", "999"],
                            catch_exceptions=False)
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cluster_page_strips_controls_and_isolates_names(tmp_path):
+    from pipeline.cluster import write_outputs
+    from pipeline.store import FrameRows
+
+    rng = np.random.default_rng(6)
+    vectors = rng.normal(size=(8, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    paths = np.array(["/in/\u202eevil\x00.mp4"] * 4 + ["/in/ok\u2028.mp4"] * 4, dtype=object)
+    rows = FrameRows(input_path=paths, key=paths.copy(), frame_index=np.arange(8),
+                     time_s=np.arange(8) * 0.5, vectors=vectors)
+    write_outputs(rows, cluster(vectors, k=2), tmp_path)  # unreadable inputs: no thumbnails
+    page = (tmp_path / "clusters.html").read_text(encoding="utf-8")
+    assert not any(ch in page for ch in "\x00\u2028\u202e") and "<bdi id=tip-input>" in page
+    assert "/in/evil.mp4 · 00:00.000" in page  # tooltips read mm:ss.mmm

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import webvtt
+from test_edl_otio import assert_edl_matches, otio_check_folder
 from tiny_model import tiny_config
 from typer.testing import CliRunner
 
@@ -117,30 +118,43 @@ def test_wall_clock_hour_is_drop_frame_hour():
     assert timecode(frame_number(3600.0, NTSC24), NTSC24) == "00:59:56:10"
 
 
-def test_edl_events_drop_frame(tmp_path):
+def test_edl_events_at_2997_are_non_drop_and_otio_reads_them(tmp_path):
     segs = [Segment("cup", "tag", 1800 * 1001 / 30000, 17982 * 1001 / 30000, 0.9, 0.8),
             Segment("gore", "nsfw", 0.5, 1.0, 0.95, 0.9)]
     path = exports.write_edl(make_result(segs, fps=29.97), tmp_path)
     text = path.read_text()
-    assert "FCM: DROP FRAME" in text
+    assert "FCM: NON-DROP FRAME" in text and "TITLE: clip (29.97 fps NDF)" in text
     events = re.findall(r"^(\d{3})  AX +V +C +(\S+) (\S+) (\S+) (\S+)$", text, re.M)
     assert [e[0] for e in events] == ["001", "002"]
-    assert events[0][1:] == ("00:00:00;15", "00:00:00;16", "00:00:00;15", "00:00:00;16")
-    assert events[1][1:] == ("00:01:00;02", "00:01:00;03", "00:01:00;02", "00:01:00;03")
-    assert "|C:ResolveColorRed |M:NSFW gore |D:15" in text
+    assert events[0][1:] == ("00:00:00:15", "00:00:00:16", "00:00:00:15", "00:00:00:16")
+    assert events[1][1:] == ("00:01:00:00", "00:01:00:01", "00:01:00:00", "00:01:00:01")
+    assert "|C:ResolveColorRed |M:NSFW gore |D:15" in text and "* LOC: 00:00:00:15 RED     NSFW gore" in text
     assert f"|D:{17982 - 1800}" in text and "* FROM CLIP NAME: clip.mp4" in text
+    assert_edl_matches(text, segs)
 
 
 def test_edl_non_drop_rates():
     seg = [Segment("cup", "tag", 3600.0, 3601.0, 0.9, 0.8)]
     assert "FCM: NON-DROP FRAME" in (text := edl_text(make_result(seg, fps=23.976)))
     assert " 00:59:56:10 00:59:56:11 " in text
-    assert " 01:00:00:00 01:00:00:01 " in edl_text(make_result(seg, fps=25.0))
+    assert_edl_matches(text, seg)
+    assert " 01:00:00:00 01:00:00:01 " in (text := edl_text(make_result(seg, fps=25.0)))
+    assert_edl_matches(text, seg)
 
 
 def test_edl_label_cannot_break_lines():
-    text = edl_text(make_result([Segment("a|b\nc", "tag", 1.0, 2.0, 0.9, 0.8)], fps=25.0))
-    assert "|M:a b c |D:25" in text and len([ln for ln in text.splitlines() if ln.startswith("00")]) == 1
+    segs = [Segment("a|b\nc\u2028d", "tag", 1.0, 2.0, 0.9, 0.8)]
+    text = edl_text(make_result(segs, fps=25.0))
+    assert "|M:a b c d |D:25" in text and len([ln for ln in text.splitlines() if ln.startswith("00")]) == 1
+    assert_edl_matches(text, segs)
+
+
+def test_edl_overlapping_labels_share_an_event():
+    segs = [Segment("cup", "tag", 0.0, 5.0, 0.9, 0.8), Segment("ball", "tag", 0.0, 2.0, 0.7, 0.6),
+            Segment("cat", "tag", 1.0, 3.0, 0.8, 0.7)]
+    text = edl_text(make_result(segs, fps=30.0))
+    assert "|M:ball + cup |D:150" in text and text.count("* LOC:") == 3
+    assert len(assert_edl_matches(text, segs).resolve) == 2
 
 
 def test_segments_json(tmp_path):
@@ -170,6 +184,20 @@ def test_html_escapes_every_label_path_and_string(tmp_path):
     data = json.loads(blob.group(1))
     assert [s["label"] for s in data["segments"]] == [HOSTILE, "a & b"]
     assert '<tr class="segment' in page and 'class="segment nsfw-row"' in page
+
+
+def test_html_isolates_labels_and_strips_controls(tmp_path):
+    """A U+202E label cannot reverse the rest of a row; NUL, U+2028 never
+    reach a page."""
+    segs = [Segment("\u202eevil\x00", "tag", 1.0, 3.0, 0.9, 0.8),
+            Segment("ok\u2028x", "tag", 4.0, 5.0, 0.9, 0.9)]
+    result = make_result(segs, name="n\u202ee", input_path="/in/a\x00\u2066b.mp4")
+    page = html.write_report_html(result, tmp_path / "x").read_text(encoding="utf-8")
+    index = html.write_index_html([result], tmp_path).read_text(encoding="utf-8")
+    for text in (page, index):
+        assert not re.search("[\x00\u2028\u2029\u202a-\u202e\u2066-\u2069]", text)
+    assert '<td class="label"><bdi>evil</bdi></td>' in page and "<bdi>ok x</bdi>" in page
+    assert "<td><bdi>ok x</bdi>, <bdi>evil</bdi></td>" in index
 
 
 def test_script_json_escapes_closing_tags():
@@ -205,6 +233,7 @@ def test_run_writes_html_and_exports_by_default(run_dir):
     assert n_segments >= 1  # 3 softmax labels, threshold 0.2: some label is always present
     assert len(list((run_dir / "ten" / "thumbs").glob("*.jpg"))) == n_segments
     assert len(webvtt.read(str(run_dir / "ten" / "tags.vtt")).captions) == n_segments
+    assert otio_check_folder(run_dir) == 1
 
 
 def test_top_frames_are_named_by_label_rank_and_time(run_dir):
@@ -234,6 +263,7 @@ def test_report_command_regenerates_without_a_model(run_dir, monkeypatch):
     assert result.exit_code == 0, result.output
     after = page.read_text()
     assert (run_dir / "index.html").is_file() and (run_dir / "ten" / "markers.edl").is_file()
+    assert otio_check_folder(run_dir) == 1
     # the rebuilt page shows the same table, timeline and data as the original
     table = re.compile(r'<table id="segments-table">.*?</table>', re.S)
     assert table.search(after).group(0) == table.search(before).group(0)

@@ -1,35 +1,44 @@
 """Exports for players and editors: WebVTT cues, CMX 3600 EDL markers and a
-plain ``segments.json``. Every file is written atomically.
+plain ``segments.json``. Every file is written atomically; labels pass
+through :func:`~pipeline.report.text.clean_label` (no control, separator or
+bidi characters) on their way into any of them.
 
-Editors count frames, not seconds, so EDL timecodes come from exact frame
+Editors count frames, not seconds, so timecodes come from exact frame
 numbers: ``frame = round(t * fps)`` with the frame rate as a
 :class:`~fractions.Fraction` (``30000/1001``, not ``29.97``), then converted
-to timecode. NTSC rates (29.97, 59.94) use SMPTE drop-frame timecode (``;``
-before the frames field); every other rate, 23.976 included, is non-drop.
-Rounding the rate to a float, or converting seconds straight to hh:mm:ss:ff
-with a nominal 30 fps, drifts by 3.6 s per hour at 29.97.
+to timecode. EDLs are written at a SMPTE rate (:func:`edl_rate`) in
+non-drop timecode; ``segments.json`` gives drop-frame timecode (``;``
+before the frames field) for NTSC rates (29.97, 59.94). Rounding the rate
+to a float, or converting seconds straight to hh:mm:ss:ff with a nominal
+30 fps, drifts by 3.6 s per hour at 29.97.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import atomic_write_text
+from pipeline.report.text import clean_label, hms
 from pipeline.types import LabelTrack, Segment, VideoResult
 
 # NTSC rates a container's average fps approximates (29.97002997...).
 _NTSC = (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(48000, 1001),
          Fraction(60000, 1001), Fraction(120000, 1001))
 DEFAULT_FPS = Fraction(25)
+# The SMPTE rates an EDL may carry: editors and OpenTimelineIO's CMX 3600
+# reader parse timecode at these only (not 16.05, 15, 10 or 100/7).
+EDL_RATES = (Fraction(24000, 1001), Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30),
+             Fraction(50), Fraction(60000, 1001), Fraction(60))
 # Resolve's marker colours; tags cycle through these, NSFW is always red.
 _EDL_COLOURS = ("Blue", "Cyan", "Green", "Yellow", "Pink", "Purple", "Fuchsia", "Rose",
                 "Sky", "Mint", "Lemon", "Sand", "Cocoa", "Cream")
+# Avid locator colours (which OpenTimelineIO also knows), red kept for NSFW.
+_LOC_COLOURS = ("BLUE", "CYAN", "GREEN", "YELLOW", "MAGENTA", "WHITE")
 
 
 # --------------------------------------------------------------------------- time and timecode
@@ -66,20 +75,21 @@ def frame_number(t_s: float, fps: Fraction) -> int:
     return math.floor(Fraction(t_s) * fps + Fraction(1, 2))
 
 
-def timecode(frame: int, fps: Fraction) -> str:
+def timecode(frame: int, fps: Fraction, drop: bool | None = None) -> str:
     """SMPTE timecode of a 0-based frame number.
 
     Drop-frame (``hh:mm:ss;ff``) for 29.97/59.94: frame numbers 0 and 1 (2 and
     3 at 59.94) are skipped at the start of every minute except every tenth,
     so the timecode keeps up with the wall clock. Otherwise non-drop
     (``hh:mm:ss:ff``) counting the nominal (rounded-up) frames per second.
-    Hours wrap at 24 as timecode does.
+    Hours wrap at 24 as timecode does. ``drop=False`` forces non-drop
+    counting at 29.97/59.94 (as EDLs here use).
     """
     if frame < 0:
         raise ValueError(f"frame must be >= 0, got {frame}")
     nominal = math.ceil(fps)
     sep = ":"
-    if is_drop_frame(fps):
+    if is_drop_frame(fps) and drop is not False:
         sep = ";"
         drop = 2 * nominal // 30  # 2 at 29.97, 4 at 59.94
         per_min = nominal * 60 - drop
@@ -90,15 +100,6 @@ def timecode(frame: int, fps: Fraction) -> str:
     total_s = frame // nominal
     hh, mm, ss = (total_s // 3600) % 24, (total_s // 60) % 60, total_s % 60
     return f"{hh:02d}:{mm:02d}:{ss:02d}{sep}{ff:02d}"
-
-
-def hms(t_s: float) -> str:
-    """``hh:mm:ss.mmm`` (WebVTT's timestamp form, also shown in the HTML)."""
-    ms = max(0, round(t_s * 1000))
-    s, ms = divmod(ms, 1000)
-    m, s = divmod(s, 60)
-    h, m = divmod(m, 60)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
 
 
 # --------------------------------------------------------------------------- WebVTT
@@ -133,32 +134,56 @@ def _vtt_escape(text: str) -> str:
 # --------------------------------------------------------------------------- EDL
 
 
-def edl_text(result: VideoResult, fps: float | Fraction | None = None) -> str:
-    """The ``markers.edl`` document: a CMX 3600 EDL with one marker per segment.
+def edl_rate(fps: float | Fraction | None) -> Fraction:
+    """The SMPTE rate an EDL is written at: the stream's rate (see
+    :func:`exact_fps`) when it is one of :data:`EDL_RATES`, else the nearest
+    of them (a VFR clip averaging 16.05 fps, or 15 fps footage, → 23.976).
+    Editors and OpenTimelineIO read timecode at those rates only."""
+    rate = exact_fps(fps)
+    return rate if rate in EDL_RATES else min(EDL_RATES, key=lambda r: abs(r - rate))
 
-    Each segment is a one-frame event at its start (source and record
-    timecode from 00:00:00:00, the video's first frame), followed by
-    ``* FROM CLIP NAME``, an Avid/Premiere ``* LOC:`` locator and a
-    DaVinci Resolve marker line ``|C:<colour> |M:<label> |D:<frames>``
-    carrying the segment's length in frames. ``fps`` defaults to the
-    video's average rate (see :func:`exact_fps`).
+
+def rate_name(rate: float | Fraction) -> str:
+    """``24000/1001`` → ``"23.976"``, ``30000/1001`` → ``"29.97"``, ``25`` → ``"25"``."""
+    return f"{float(rate):.3f}".rstrip("0").rstrip(".")
+
+
+def edl_text(result: VideoResult, fps: float | Fraction | None = None) -> str:
+    """The ``markers.edl`` document: a CMX 3600 marker list.
+
+    One one-frame event per distinct start frame (source and record
+    timecode from 00:00:00:00, the video's first frame). Under it, one
+    Avid/Premiere ``* LOC:`` locator per segment starting there, and one
+    DaVinci Resolve marker line ``|C:<colour> |M:<labels> |D:<frames>`` (the
+    labels joined with ``" + "``, the longest segment's length). Labels
+    starting at the same frame share an event, so record times never
+    overlap (OpenTimelineIO rejects overlapping record-ins) and every
+    segment keeps its locator.
+
+    The rate is :func:`edl_rate` of ``fps`` (default: the video's average
+    rate), named in the ``TITLE:`` line; frame numbers come from seconds
+    (``round(t * rate)``), so markers land within half a frame of
+    ``segments.csv`` whatever the stream's timing. Timecode is always
+    non-drop (``hh:mm:ss:ff``), 29.97 and 59.94 included: OpenTimelineIO's
+    reader takes ``* LOC:`` timecode with colons only (and reads colons as
+    non-drop), and Resolve's own marker export from a default (non-drop)
+    timeline looks the same.
     """
-    rate = exact_fps(fps if fps is not None else (result.info.avg_fps if result.info else None))
-    drop = is_drop_frame(rate)
+    stream = fps if fps is not None else (result.info.avg_fps if result.info else None)
+    rate = edl_rate(stream)
     clip = _edl_safe(Path(result.input_path).name) or "clip"
-    lines = [f"TITLE: {_edl_safe(result.name) or 'scenetag'}",
-             f"FCM: {'DROP FRAME' if drop else 'NON-DROP FRAME'}", ""]
+    lines = [f"TITLE: {_edl_safe(result.name) or 'scenetag'} {_rate_note(rate, stream)}",
+             "FCM: NON-DROP FRAME", ""]
     colours = _colours(result.segments)
-    for n, seg in enumerate(_ordered(result.segments), start=1):
-        start = frame_number(seg.start_s, rate)
-        end = max(frame_number(seg.end_s, rate), start + 1)
-        tc_in, tc_out = timecode(start, rate), timecode(start + 1, rate)
-        label = _edl_safe(("NSFW " if seg.kind == "nsfw" else "") + seg.label) or "segment"
-        colour = "Red" if seg.kind == "nsfw" else colours[seg.label]
+    for n, (start, group) in enumerate(_by_start_frame(result.segments, rate), start=1):
+        tc_in, tc_out = timecode(start, rate, drop=False), timecode(start + 1, rate, drop=False)
         lines += [f"{n:03d}  AX       V     C        {tc_in} {tc_out} {tc_in} {tc_out}",
-                  f"* FROM CLIP NAME: {clip}",
-                  f"* LOC: {tc_in} {colour.upper():<7} {label} {seg.peak:.2f}",
-                  f" |C:ResolveColor{colour} |M:{label} |D:{end - start}", ""]
+                  f"* FROM CLIP NAME: {clip}"]
+        lines += [f"* LOC: {tc_in} {colours[_key(seg)][1]:<7} {_marker_name(seg)} {seg.peak:.2f}"
+                  for seg in group]
+        frames = max(max(frame_number(seg.end_s, rate) - start, 1) for seg in group)
+        names = " + ".join(_marker_name(seg) for seg in group)
+        lines += [f" |C:ResolveColor{colours[_key(group[0])][0]} |M:{names} |D:{frames}", ""]
     return "\n".join(lines)
 
 
@@ -167,14 +192,41 @@ def write_edl(result: VideoResult, out_dir: str | Path, fps: float | Fraction | 
     return atomic_write_text(Path(out_dir) / "markers.edl", edl_text(result, fps))
 
 
+def _rate_note(rate: Fraction, stream: float | Fraction | None) -> str:
+    if not stream:
+        return f"({rate_name(rate)} fps NDF, stream rate unknown)"
+    if exact_fps(stream) == rate:
+        return f"({rate_name(rate)} fps NDF)"
+    return f"({rate_name(rate)} fps NDF, nearest SMPTE rate to the stream's {rate_name(stream)} fps)"
+
+
+def _by_start_frame(segments: Sequence[Segment], rate: Fraction) -> list[tuple[int, list[Segment]]]:
+    groups: dict[int, list[Segment]] = {}
+    for seg in _ordered(segments):
+        groups.setdefault(max(frame_number(seg.start_s, rate), 0), []).append(seg)
+    return sorted(groups.items())
+
+
+def _marker_name(seg: Segment) -> str:
+    return _edl_safe(("NSFW " if seg.kind == "nsfw" else "") + seg.label) or "segment"
+
+
 def _edl_safe(text: str) -> str:
-    # EDL is line-based and Resolve splits marker fields on "|"
-    return re.sub(r"[\x00-\x1f\x7f|]+", " ", text).strip()
+    # EDL is line-based (readers split on U+2028 too) and Resolve splits marker fields on "|"
+    return " ".join(clean_label(text).replace("|", " ").split())
 
 
-def _colours(segments: Sequence[Segment]) -> dict[str, str]:
-    labels = dict.fromkeys(s.label for s in segments if s.kind != "nsfw")
-    return {label: _EDL_COLOURS[i % len(_EDL_COLOURS)] for i, label in enumerate(labels)}
+def _key(seg: Segment) -> tuple[str, str]:
+    return seg.label, seg.kind
+
+
+def _colours(segments: Sequence[Segment]) -> dict[tuple[str, str], tuple[str, str]]:
+    """(Resolve colour, locator colour) per label; NSFW is always red."""
+    out = {}
+    for i, key in enumerate(dict.fromkeys(_key(s) for s in segments if s.kind != "nsfw")):
+        out[key] = (_EDL_COLOURS[i % len(_EDL_COLOURS)], _LOC_COLOURS[i % len(_LOC_COLOURS)])
+    out.update({_key(s): ("Red", "RED") for s in segments if s.kind == "nsfw"})
+    return out
 
 
 # --------------------------------------------------------------------------- segments.json
@@ -220,4 +272,4 @@ def _ordered(segments: Sequence[Segment]) -> list[Segment]:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    return " ".join(clean_label(text).split())

@@ -30,6 +30,7 @@ import numpy as np
 from pipeline.atomic import atomic_write_text
 from pipeline.report.exports import hms
 from pipeline.report.plot import NSFW_COLOUR, TAG_COLOURS
+from pipeline.report.text import clean_label, uncsv_cell
 from pipeline.types import (
     DecodeStats,
     LabelTotals,
@@ -43,7 +44,13 @@ from pipeline.types import (
 
 log = logging.getLogger(__name__)
 
-esc = html.escape  # quote=True: safe in text and in double-quoted attributes
+
+
+def esc(text: Any) -> str:
+    """Escaped for HTML text and double-quoted attributes (``quote=True``),
+    control and bidi characters removed (see :func:`clean_label`)."""
+    return html.escape(clean_label(text))
+
 
 _SVG_W, _ROW_H, _PAD_L, _PAD_R, _PAD_T, _AXIS_H = 1000, 150, 44, 12, 10, 24
 _TICK_STEPS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
@@ -264,7 +271,7 @@ def _segment_row(i: int, seg: Segment, thumb: str | None) -> str:
             img = f'<span class="thumb">{img}</span>'
     cls = "segment nsfw-row" if nsfw else "segment"
     return (f'<tr class="{cls}" data-i="{i}" data-start="{seg.start_s:.3f}" tabindex="0">'
-            f'<td>{i + 1}</td><td>{img}</td><td class="label">{esc(seg.label)}</td>'
+            f'<td>{i + 1}</td><td>{img}</td><td class="label"><bdi>{esc(seg.label)}</bdi></td>'
             f"<td>{esc(seg.kind)}</td><td>{hms(seg.start_s)}</td><td>{hms(seg.end_s)}</td>"
             f"<td>{seg.duration_s:.3f} s</td><td>{seg.peak:.3f}</td><td>{seg.mean:.3f}</td></tr>")
 
@@ -276,9 +283,9 @@ def _data_script(result: VideoResult, segments: Sequence[Segment]) -> str:
     colours = _colours(result.tracks)
     data = {
         "times": [round(float(t), 3) for t in result.times_s],
-        "tracks": [{"name": t.name, "kind": t.kind, "colour": colours[(t.name, t.kind)],
+        "tracks": [{"name": clean_label(t.name), "kind": t.kind, "colour": colours[(t.name, t.kind)],
                     "smoothed": [_num(v) for v in t.smoothed]} for t in result.tracks],
-        "segments": [{"label": s.label, "kind": s.kind, "start": round(s.start_s, 3),
+        "segments": [{"label": clean_label(s.label), "kind": s.kind, "start": round(s.start_s, 3),
                       "end": round(s.end_s, 3)} for s in segments],
     }
     return f'<script id="scenetag-data" type="application/json">{script_json(data)}</script>'
@@ -319,7 +326,7 @@ def _index_row(r: VideoResult, out: Path) -> str:
     duration = hms(r.info.duration_s) if r.info is not None and r.info.duration_s else ""
     detail = esc(r.input_path) + (f'<br><span class="error">{esc(r.error)}</span>' if r.error else "")
     return (f'<tr class="{esc(r.status)}"><td>{name}</td><td>{esc(r.status)}</td><td>{duration}</td>'
-            f"<td>{len(r.frame_indices)}</td><td>{esc(', '.join(r.tags))}</td>"
+            f"<td>{len(r.frame_indices)}</td><td>{', '.join(f'<bdi>{esc(t)}</bdi>' for t in r.tags)}</td>"
             f"<td>{esc(r.nsfw_verdict)}</td><td>{detail}</td></tr>")
 
 
@@ -561,7 +568,7 @@ def _load_segments(path: Path, summary: dict) -> list[Segment]:
         rows = rows.to_dict("records")
     else:
         rows = summary.get("segments") or []
-    return [Segment(label=str(r["label"]), kind=str(r.get("kind") or "tag"),
+    return [Segment(label=str(uncsv_cell(r["label"])), kind=str(r.get("kind") or "tag"),
                     start_s=float(r["start_s"]), end_s=float(r["end_s"]),
                     peak=_nan(r.get("peak")), mean=_nan(r.get("mean"))) for r in rows]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.atomic import atomic_path
+from pipeline.report.text import plain_text
 from pipeline.types import LabelTrack, Segment, VideoResult
 
 # tab10 without its red, which is reserved for NSFW segments
@@ -53,6 +54,7 @@ def write_timeline_png(result: VideoResult, out_dir: str | Path, *, title: str |
         axes[0].text(0.5, 0.5, "no frames scored", transform=axes[0].transAxes,
                      ha="center", va="center", color="0.4")
     fig.suptitle(title if title is not None else _default_title(result), fontsize=11)
+    plain_text(fig)  # labels and file names are drawn as typed: "$" is no mathtext
     path = Path(out_dir) / "timeline.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")

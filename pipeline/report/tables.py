@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.atomic import atomic_path, atomic_write_text
+from pipeline.report.text import csv_cell
 from pipeline.types import Segment, VideoResult
 
 SEGMENT_COLUMNS = ["label", "kind", "start_s", "end_s", "duration_s", "peak", "mean"]
@@ -58,18 +59,31 @@ def _segment_dict(seg: Segment) -> dict[str, Any]:
 
 def write_frames_csv(result: VideoResult, out_dir: str | Path) -> Path:
     """Write ``frames.csv`` (see :func:`frames_table`). Returns its path."""
-    return _write_csv(frames_table(result), Path(out_dir) / "frames.csv")
+    return write_csv(frames_table(result), Path(out_dir) / "frames.csv")
 
 
 def write_segments_csv(result: VideoResult, out_dir: str | Path) -> Path:
     """Write ``segments.csv`` (see :func:`segments_table`). Returns its path."""
-    return _write_csv(segments_table(result.segments), Path(out_dir) / "segments.csv")
+    return write_csv(segments_table(result.segments), Path(out_dir) / "segments.csv")
 
 
-def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
+def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``frame`` as UTF-8 CSV (RFC 4180), atomically, with every text cell and
+    header cell passed through :func:`~pipeline.report.text.csv_cell` (no
+    cell a spreadsheet would run as a formula). Every CSV the tool writes
+    goes through here. Returns the path."""
+    safe = frame.copy()
+    safe.columns = [csv_cell(str(c)) for c in frame.columns]
+    for i in range(safe.shape[1]):  # by position: a label may repeat a column name
+        column = safe.iloc[:, i]
+        if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
+            safe.isetitem(i, column.map(csv_cell))
+    path = Path(path)
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, encoding="utf-8")
+        # CRLF rows (RFC 4180): with "\n" rows a lone CR inside a cell goes unquoted
+        safe.to_csv(tmp, index=False, encoding="utf-8", lineterminator="\r\n")
     return path
+
 
 
 # --------------------------------------------------------------------------- summary
@@ -165,7 +179,7 @@ def write_index_csv(results: Sequence[VideoResult], out_dir: str | Path) -> Path
              "frames_scored": len(r.frame_indices), "tags": "; ".join(r.tags),
              "nsfw_verdict": r.nsfw_verdict}
             for r in results]
-    return _write_csv(pd.DataFrame(rows, columns=INDEX_COLUMNS), Path(out_dir) / "index.csv")
+    return write_csv(pd.DataFrame(rows, columns=INDEX_COLUMNS), Path(out_dir) / "index.csv")
 
 
 def write_images_csv(rows: Sequence[tuple[str, dict[str, float]]], out_dir: str | Path) -> Path:
@@ -179,7 +193,7 @@ def write_images_csv(rows: Sequence[tuple[str, dict[str, float]]], out_dir: str 
     columns = ["input", "top_label", "top_score", *labels, "summary"]
     data = [_image_row(path, conf, labels) for path, conf in rows]
     # built from lists so a label named like a fixed column cannot overwrite it
-    return _write_csv(pd.DataFrame(data, columns=columns), Path(out_dir) / "images.csv")
+    return write_csv(pd.DataFrame(data, columns=columns), Path(out_dir) / "images.csv")
 
 
 def _image_row(path: str, conf: dict[str, float], labels: list[str]) -> list[Any]:

@@ -1,0 +1,177 @@
+"""markers.edl read by OpenTimelineIO's CMX 3600 adapter (the reader editors'
+pipelines use): at every stream rate, VFR included, with labels that overlap
+in time, every segment's locator survives and lands within one frame of
+segments.csv; the Resolve marker lines agree. Also WebVTT with hostile
+labels, read by webvtt-py. `read_edl` is the helper other EDL tests use."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import opentimelineio as otio
+import pandas as pd
+import pytest
+import webvtt
+from tiny_model import tiny_config
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.report import exports
+from pipeline.types import LabelTrack, Sampling, Segment, VideoInfo, VideoResult
+
+NAMED = {"23.976": Fraction(24000, 1001), "29.97": Fraction(30000, 1001), "59.94": Fraction(60000, 1001)}
+SMPTE = set(NAMED.values()) | {Fraction(r) for r in (24, 25, 30, 50, 60)}
+runner = CliRunner()
+
+
+@dataclass
+class EdlRead:
+    rate: Fraction
+    title: str
+    markers: list[tuple[str, float]]  # OTIO marker name, seconds
+    resolve: list[tuple[str, float, int]]  # |M: names, event start (s), |D: frames
+
+
+def read_edl(text: str) -> EdlRead:
+    """Parse an EDL with OTIO at the rate its TITLE line names (as a user
+    would); fails on anything the adapter rejects."""
+    found = re.search(r"^TITLE: .*\((\d+(?:\.\d+)?) fps NDF", text, re.M)
+    assert found, text[:200]
+    rate = NAMED.get(found.group(1)) or Fraction(found.group(1))
+    assert rate in SMPTE and "FCM: NON-DROP FRAME" in text
+    timeline = otio.adapters.read_from_string(text, adapter_name="cmx_3600", rate=float(rate))
+    markers, resolve = [], []
+    for clip in timeline.find_clips():
+        markers += [(m.name, m.marked_range.start_time.to_seconds()) for m in clip.markers]
+        for comment in clip.metadata.get("cmx_3600", {}).get("comments", []):
+            line = re.fullmatch(r"\|C:ResolveColor[A-Z][a-z]+ \|M:(.+) \|D:(\d+)", comment)
+            assert line, comment
+            resolve.append((line.group(1), clip.source_range.start_time.to_seconds(), int(line.group(2))))
+    return EdlRead(rate, timeline.name, markers, resolve)
+
+
+def assert_edl_matches(text: str, segments: list[Segment]) -> EdlRead:
+    """Every segment has its locator within one frame of its start; each
+    Resolve marker names the labels starting there, with the longest's
+    length within one frame."""
+    edl = read_edl(text)
+    frame = 1 / float(edl.rate) + 1e-9
+    assert len(edl.markers) == len(segments)
+    remaining = list(edl.markers)
+    for seg in sorted(segments, key=lambda s: (s.start_s, s.label)):
+        name = exports._marker_name(seg)
+        match = next(((n, t) for n, t in remaining if n == f"{name} {seg.peak:.2f}"
+                      and abs(t - seg.start_s) <= frame), None)
+        assert match, (seg, remaining)
+        remaining.remove(match)
+    for names, start, frames in edl.resolve:
+        here = [s for s in segments if abs(s.start_s - start) <= frame
+                and exports._marker_name(s) in names.split(" + ")]
+        assert here, (names, start)
+        longest = max(s.end_s - max(s.start_s, 0) for s in here)
+        assert abs(frames - longest * float(edl.rate)) <= 1 or frames == 1
+    assert sum(len(n.split(" + ")) for n, _, _ in edl.resolve) == len(segments)
+    return edl
+
+
+def result_at(fps: float | None, segments: list[Segment], name: str = "clip") -> VideoResult:
+    labels = dict.fromkeys((s.label, s.kind) for s in segments)
+    tracks = [LabelTrack(lab, kind, np.full(4, 0.6), np.full(4, 0.6), 0.5, 0.45) for lab, kind in labels]
+    info = VideoInfo(path=f"/in/{name}.mp4", container="mov,mp4", codec="h264", width=64, height=48,
+                     duration_s=4000.0, avg_fps=fps, frame_count=None)
+    return VideoResult(input_path=f"/in/{name}.mp4", name=name, info=info, sampling=Sampling(every_seconds=1),
+                       frame_indices=np.arange(4), times_s=np.arange(4.0), tracks=tracks,
+                       segments=segments, tags=sorted({s.label for s in segments if s.kind == "tag"}))
+
+
+OVERLAPPING = [
+    Segment("cup", "tag", 0.0, 9.97, 0.93, 0.8),
+    Segment("ball", "tag", 0.0, 3.0, 0.71, 0.6),  # same record-in as "cup"
+    Segment("cup", "tag", 12.04, 12.05, 0.6, 0.55),  # shorter than a frame
+    Segment("tree", "tag", 12.06, 20.0, 0.6, 0.55),  # same frame as the above at low rates
+    Segment("gore", "nsfw", 5.533, 7.25, 0.99, 0.9),
+    Segment("a|b\u2028c\x00d\u202e", "tag", 61.5, 70.0, 0.5, 0.5),
+    Segment("late", "tag", 3725.4, 3730.0, 0.8, 0.8),  # an hour in: drift would show
+]
+
+
+@pytest.mark.parametrize("fps", [16.05, 5881 / 300, 15.0, 10.0, 100 / 7, 23.976, 25.0, 29.97, 30.0, 59.94,
+                                 None])
+def test_edl_parses_in_otio_at_any_stream_rate(fps):
+    text = exports.edl_text(result_at(fps, OVERLAPPING))
+    edl = assert_edl_matches(text, OVERLAPPING)
+    assert edl.rate == exports.edl_rate(fps)
+    if fps is not None and exports.exact_fps(fps) not in SMPTE:
+        assert "nearest SMPTE rate" in edl.title and exports.rate_name(fps) in edl.title
+    assert "\u2028" not in text and "\x00" not in text and "\u202e" not in text
+    assert "* LOC: 00:00:00:00" in text and ";" not in text  # readable locators, non-drop
+
+
+@pytest.mark.parametrize(("fps", "expected"), [
+    (16.05, Fraction(24000, 1001)), (15.0, Fraction(24000, 1001)), (100 / 7, Fraction(24000, 1001)),
+    (29.97, Fraction(30000, 1001)), (25.0, Fraction(25)), (48.0, Fraction(50)), (120.0, Fraction(60)),
+    (None, Fraction(25))])
+def test_edl_rate_is_a_smpte_rate(fps, expected):
+    assert exports.edl_rate(fps) == expected
+
+
+def test_drop_frame_rates_write_readable_locators():
+    # 29.97 at one hour: drop-frame labels written with ":" would read 108 frames late
+    segs = [Segment("cup", "tag", 3600.0, 3601.0, 0.9, 0.8), Segment("mug", "tag", 60.0, 61.0, 0.9, 0.8)]
+    for fps in (29.97, 59.94):
+        edl = assert_edl_matches(exports.edl_text(result_at(fps, segs)), segs)
+        assert len(edl.markers) == 2
+
+
+def test_vtt_with_hostile_labels_parses(tmp_path):
+    segs = [Segment("a\x00b", "tag", 0.0, 1.0, 0.9, 0.8),
+            Segment("x\u2028y\u202ez", "tag", 1.0, 2.0, 0.9, 0.8)]
+    path = exports.write_vtt(result_at(25.0, segs, name="n\x00me\u2029"), tmp_path)
+    text = path.read_text(encoding="utf-8")
+    assert not re.search("[\x00\u2028\u2029\u202e]", text)
+    assert [c.text for c in webvtt.read(str(path)).captions] == ["ab (0.90)", "x yz (0.90)"]
+
+
+def test_run_on_vfr_clip_writes_an_edl_otio_reads(tmp_path, tiny_model_dir):
+    """A real VFR clip (24000/1001 timing for 3 s, then 8 fps): the EDL is at
+    a SMPTE rate and its markers sit on segments.csv's starts."""
+    from media import make_vfr_clip
+
+    times = [round(i * 1001 / 24000, 3) for i in range(72)] + [3.1 + 0.125 * i for i in range(56)]
+    clip = make_vfr_clip(tmp_path / "vfr.mp4", [round(t, 3) for t in times])
+    cfg = tiny_config(tmp_path, tiny_model_dir,
+                      "sampling: {every_seconds: 0.25}\nlabels: [{name: cat}, {name: dog}, {name: car}]\n"
+                      "smoothing: {method: none}\nsegments: {threshold: 0.3, min_duration_s: 0}\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", clip, "-c", str(cfg), "-o", str(out), "-q", "--no-store",
+                                 "--formats", "csv,edl,vtt"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "vfr" / "segments.csv", keep_default_na=False)
+    segments = [Segment(r.label, r.kind, r.start_s, r.end_s, r.peak, r.mean) for r in table.itertuples()]
+    assert segments
+    edl = assert_edl_matches((out / "vfr" / "markers.edl").read_text(encoding="utf-8"), segments)
+    assert edl.rate in SMPTE
+    assert len(webvtt.read(str(out / "vfr" / "tags.vtt")).captions) == len(segments)
+
+
+def otio_check_folder(folder: Path) -> int:
+    """Parse every markers.edl under ``folder`` against its segments.csv;
+    returns how many were checked."""
+    n = 0
+    for path in folder.rglob("markers.edl"):
+        table = pd.read_csv(path.parent / "segments.csv", keep_default_na=False)
+        segments = [Segment(r.label, r.kind, r.start_s, r.end_s, r.peak, r.mean) for r in table.itertuples()]
+        assert_edl_matches(path.read_text(encoding="utf-8"), segments)
+        n += 1
+    return n
+
+
+def test_segment_starting_before_zero_lands_on_the_first_frame():
+    segs = [Segment("early", "tag", -0.1, 1.0, 0.9, 0.8), Segment("cup", "tag", 0.0, 2.0, 0.8, 0.7)]
+    edl = read_edl(exports.edl_text(result_at(25.0, segs)))
+    assert sorted(edl.markers) == [("cup 0.80", 0.0), ("early 0.90", 0.0)]
+    assert edl.resolve == [("early + cup", 0.0, 50)]
