@@ -1,0 +1,77 @@
+"""``Frame.index`` is the true presentation-order index, whatever the strategy.
+
+The reference is PyAV itself: decode every frame of the file and number them
+in the order they come out (presentation order). Every strategy, both
+backends and :func:`read_frames_at` must give each frame that number, on
+constant and variable frame rate video, with B-frames and a start offset.
+"""
+
+from __future__ import annotations
+
+import av
+import media
+import pytest
+
+from pipeline.decode import BACKENDS, open_decoder, read_frames_at
+from pipeline.types import Sampling
+
+
+def vfr_times(n: int = 160) -> list[float]:
+    """Alternating 24 fps and 8 fps runs of 20 frames (average ~12 fps)."""
+    times, t = [], 0.0
+    for i in range(n):
+        times.append(round(t, 3))
+        t += 1 / 24 if (i // 20) % 2 == 0 else 1 / 8
+    return times
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("index")
+    return {
+        "vfr": media.make_vfr_clip(d / "vfr.mp4", vfr_times()),
+        "cfr_bframes": media.make_clip(d / "cfr.mp4", seconds=6, fps=25, gop=12),
+        "cfr_mkv": media.make_clip(d / "cfr.mkv", seconds=6, fps=25, gop=12),
+        "ts_offset": media.make_clip(d / "offset.ts", seconds=6, fps=25, gop=12),
+    }
+
+
+def reference_indices(path: str) -> dict[float, int]:
+    """PTS (seconds from the stream start, rounded to µs) → PyAV's own index."""
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        start, tb = stream.start_time or 0, stream.time_base
+        return {round(float((vf.pts - start) * tb), 6): i for i, vf in enumerate(container.decode(stream))}
+
+
+def assert_true_indices(frames, ref: dict[float, int]) -> None:
+    assert frames
+    wrong = [(f.pts_s, f.index, ref.get(round(f.pts_s, 6))) for f in frames
+             if ref.get(round(f.pts_s, 6)) != f.index]
+    assert not wrong, wrong[:5]
+
+
+@pytest.mark.parametrize("clip", ["vfr", "cfr_bframes", "cfr_mkv", "ts_offset"])
+@pytest.mark.parametrize("strategy", ["exact", "fast", "keyframes"])
+def test_pyav_index_is_presentation_order(clips, clip, strategy):
+    with open_decoder(clips[clip], strategy=strategy) as dec:
+        frames = list(dec.frames(Sampling(every_seconds=0.5)))
+    assert_true_indices(frames, reference_indices(clips[clip]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backends_agree_on_vfr_indices(clips, backend):
+    pytest.importorskip("decord") if backend == "decord" else None
+    with open_decoder(clips["vfr"], backend=backend) as dec:
+        frames = list(dec.frames(Sampling(every_seconds=1.0)))
+    assert_true_indices(frames, reference_indices(clips["vfr"]))
+
+
+@pytest.mark.parametrize("clip", ["vfr", "cfr_bframes", "ts_offset"])
+def test_read_frames_at_gives_true_indices(clips, clip):
+    times = [0.0, 1.3, 2.2, 2.21, 4.0, 5.5, 1.0]  # unsorted, two close together
+    frames = read_frames_at(clips[clip], times)
+    assert_true_indices(frames, reference_indices(clips[clip]))
+    for t, f in zip(times, frames, strict=True):
+        assert f.pts_s >= t - 1e-6  # the first frame at or after each time
+        assert media.read_index(f.image) == f.index  # and its picture is that frame's
