@@ -279,3 +279,20 @@ def make_vfr_clip_with_gop(path: str | Path, pts_list_s: list[float], *, gop: in
 
     _encode_all(container, stream, frames())
     return str(path)
+
+
+def make_lying_duration_mkv(path: str | Path, *, claimed_ms: float = 1e14, seconds: float = 2.0,
+                            fps: int = 25) -> str:
+    """A small MKV clip whose Segment Info Duration (EBML id ``0x4489``, an
+    8-byte float in milliseconds) is overwritten with ``claimed_ms``: the
+    container then claims that duration while holding ``seconds`` of video."""
+    import struct
+
+    make_clip(path, seconds=seconds, fps=fps)
+    data = bytearray(Path(path).read_bytes())
+    at = data.find(b"\x44\x89\x88")
+    if at < 0:
+        raise ValueError(f"{path}: no 8-byte Duration element to patch")
+    data[at + 3 : at + 11] = struct.pack(">d", claimed_ms)
+    Path(path).write_bytes(bytes(data))
+    return str(path)

@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline.atomic import atomic_write_text
 from pipeline.report.exports import hms
-from pipeline.report.plot import NSFW_COLOUR, TAG_COLOURS
+from pipeline.report.plot import NSFW_COLOUR, TAG_COLOURS, time_extent
 from pipeline.types import (
     DecodeStats,
     LabelTotals,
@@ -204,7 +204,9 @@ def _track_lines(tracks: Sequence[LabelTrack], times: np.ndarray, colours: dict,
 
 
 def _axis(end: float, y: float) -> list[str]:
-    step = next((s for s in _TICK_STEPS if end / s <= 10), _TICK_STEPS[-1])
+    # past the largest step, a whole number of them: at most 11 ticks whatever the extent
+    step = next((s for s in _TICK_STEPS if end / s <= 10), None) or \
+        _TICK_STEPS[-1] * math.ceil(end / _TICK_STEPS[-1] / 10)
     out = []
     for k in range(int(end // step) + 1):
         t = k * step
@@ -212,18 +214,15 @@ def _axis(end: float, y: float) -> list[str]:
         label = hms(t)[3:8] if end < 3600 else hms(t)[:8]
         if step < 1:
             label = hms(t)[3:10]
+        # a label centred near the right edge would be cut off: end-align it there
+        anchor = ' style="text-anchor:end"' if x + 3.5 * len(label) > _SVG_W else ""
         out.append(f'<line class="tick" x1="{x:.2f}" x2="{x:.2f}" y1="{_PAD_T}" y2="{y + 4}"/>'
-                   f'<text class="tick" x="{x:.2f}" y="{y + 17}">{label}</text>')
+                   f'<text class="tick" x="{x:.2f}" y="{y + 17}"{anchor}>{label}</text>')
     return out
 
 
 def _end_time(result: VideoResult, times: np.ndarray) -> float:
-    candidates = [float(times[-1]) if len(times) else 0.0]
-    candidates += [s.end_s for s in result.segments]
-    if result.info is not None and result.info.duration_s:
-        candidates.append(float(result.info.duration_s))
-    end = max(c for c in candidates if math.isfinite(c))
-    return end if end > 0 else 1.0
+    return time_extent(result, times)
 
 
 def _colours(tracks: Sequence[LabelTrack]) -> dict[tuple[str, str], str]:
