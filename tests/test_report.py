@@ -317,3 +317,31 @@ def test_failed_plot_leaves_no_partial_png(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="renderer"):
         plot.write_timeline_png(make_result(), tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- top frames
+
+
+def test_top_frames_only_for_labels_that_appear(tmp_path):
+    """A label that never reaches its threshold (best score 0.0048, no
+    segment) gets no top frames; one with a segment, or one frame at its
+    threshold, does."""
+    import media
+
+    from pipeline.report import thumbs
+
+    video = media.make_clip(tmp_path / "clip.mp4", seconds=4, fps=10)
+    times = np.arange(8) * 0.5
+    low = np.full(8, 0.003)
+    low[3] = 0.0048
+    once = np.full(8, 0.1)
+    once[5] = 0.6  # one frame over, too short for a segment
+    seg = np.where(times >= 2, 0.9, 0.1)
+    tracks = [LabelTrack("car", "tag", low, low, 0.5, 0.4), LabelTrack("dog", "tag", once, once, 0.5, 0.4),
+              LabelTrack("cat", "tag", seg, seg, 0.5, 0.4)]
+    result = VideoResult(input_path=video, name="clip", sampling=Sampling(every_seconds=0.5),
+                         frame_indices=np.arange(8) * 5, times_s=times, tracks=tracks,
+                         segments=[Segment("cat", "tag", 2.0, 4.0, 0.9, 0.9)])
+    written = thumbs.write_top_frames(result, tmp_path / "out", 2)
+    assert sorted(p.name.split("_")[0] for p in written) == ["cat", "cat", "dog", "dog"]
+    assert all(p.is_file() for p in written)
