@@ -75,3 +75,28 @@ def test_read_frames_at_gives_true_indices(clips, clip):
     for t, f in zip(times, frames, strict=True):
         assert f.pts_s >= t - 1e-6  # the first frame at or after each time
         assert media.read_index(f.image) == f.index  # and its picture is that frame's
+
+
+def test_packet_index_reads_only_as_far_as_asked(tmp_path):
+    """A run that stops early (max_frames) must not demux the whole file for its indices."""
+    from pipeline.decode.packets import LOOKAHEAD, PacketIndex
+
+    path = media.make_clip(tmp_path / "long.mp4", seconds=40, fps=25, gop=12)
+    ref = reference_indices(path)
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        tb = stream.time_base
+        packets = PacketIndex(container, stream)
+        for t in (0.0, 0.4, 2.0):
+            assert packets.index_of(round(t / tb)) == ref[t]
+        assert len(packets._all) <= 2.0 * 25 + LOOKAHEAD + 1
+        assert packets.index_of(round(1.0 / tb)) == ref[1.0]  # an earlier time still answers
+        assert packets.last_pts() == round(39.96 / tb)  # reads on to the end only when asked
+        assert packets.keyframe_at_or_before(round(28.9 / tb)) == round(28.8 / tb)  # frame 720 = 12 x 60
+
+
+def test_max_frames_run_on_fast_keeps_true_indices(clips):
+    with open_decoder(clips["vfr"], strategy="fast") as dec:
+        frames = list(dec.frames(Sampling(every_seconds=1.0, max_frames=3)))
+    assert len(frames) == 3
+    assert_true_indices(frames, reference_indices(clips["vfr"]))

@@ -7,6 +7,7 @@ owns the container, and no stream object outlives it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import statistics
@@ -25,7 +26,7 @@ from pipeline.decode.base import (
     scaled_size,
     upright,
 )
-from pipeline.decode.packets import PacketTable, scan_packets
+from pipeline.decode.packets import PacketIndex
 from pipeline.types import DecodeError, DecodeStats, Frame, Sampling, VideoInfo, VideoOpenError
 
 log = logging.getLogger(__name__)
@@ -137,12 +138,12 @@ def _converter(info: VideoInfo, short_side: int | None):
 class _Clock:
     """Turns decoded frames into (index, pts_s): true PTS relative to the start.
 
-    With a :class:`PacketTable` (strategies that skip frames) the index is the
+    With a :class:`PacketIndex` (strategies that skip frames) the index is the
     frame's place among all packets in presentation order; without one
     (``exact``) decoded frames are counted.
     """
 
-    def __init__(self, stream, fps: float | None, table: PacketTable | None = None):
+    def __init__(self, stream, fps: float | None, table: PacketIndex | None = None):
         self.tb = float(stream.time_base)
         self.start = stream.start_time or 0
         self.fps = fps or 25.0
@@ -169,6 +170,11 @@ class _Clock:
             index = max(index, round(pts_s * self.fps))
         self.count = index + 1
         return index, pts_s
+
+    def stream_end_s(self) -> float:
+        """Where the stream ends: its last packet's PTS when known, else the last frame's."""
+        last = self.table.last_pts() if self.table is not None else None
+        return (last - self.start) * self.tb if last is not None else self.last_s
 
 
 def _decoded_frames(container, stream, stats: DecodeStats, keyframes_only: bool = False) -> Iterator:
@@ -286,14 +292,15 @@ class PyAVDecoder(Decoder):
             stats.notes.append(why)
         sampler = PtsSampler(_time_based(sampling, self.info.avg_fps, strategy))
         to_rgb = _converter(self.info, self.short_side)
-        # Skipped frames cannot be counted: their places come from the packets.
-        table = None if strategy == "exact" else scan_file(self.path)
-        with open_container(self.path) as container:
+        with contextlib.ExitStack() as stack:
+            container = stack.enter_context(open_container(self.path))
+            # Skipped frames cannot be counted: their places come from the packets.
+            packets = None if strategy == "exact" else packet_index(stack, self.path)
             stream = container.streams.video[0]
             stream.thread_type = _THREAD_TYPES[self.threads]
             if strategy != "exact":
                 stream.codec_context.skip_frame = "NONREF" if strategy == "fast" else "NONKEY"
-            clock = _Clock(stream, self.info.avg_fps, table)
+            clock = _Clock(stream, self.info.avg_fps, packets)
             for vf in _decoded_frames(container, stream, stats, keyframes_only=strategy == "keyframes"):
                 index, pts_s = clock(vf, resync=stats.corrupt_packets > 0)
                 if vf.is_corrupt:
@@ -307,17 +314,16 @@ class PyAVDecoder(Decoder):
                         return
                 if sampler.done:
                     break
-        _finish(stats, self.path, table)
-        if table is not None and table.last_pts is not None:
-            _note_duration(stats, self.info, (table.last_pts - clock.start) * clock.tb)
-        elif not sampler.done:
-            _note_duration(stats, self.info, clock.last_s)
+            end_s = None if sampler.done else clock.stream_end_s()
+        _finish(stats, self.path, packets)
+        if end_s is not None:
+            _note_duration(stats, self.info, end_s)
 
 
-def scan_file(path: str) -> PacketTable:
-    """:func:`~pipeline.decode.packets.scan_packets` of ``path``'s video stream."""
-    with open_container(path) as container:
-        return scan_packets(container, container.streams.video[0])
+def packet_index(stack: contextlib.ExitStack, path: str) -> PacketIndex:
+    """A :class:`PacketIndex` over a second container of ``path``, closed with ``stack``."""
+    container = stack.enter_context(open_container(path))
+    return PacketIndex(container, container.streams.video[0])
 
 
 def _time_based(sampling: Sampling, fps: float | None, strategy: str) -> Sampling:
@@ -327,7 +333,7 @@ def _time_based(sampling: Sampling, fps: float | None, strategy: str) -> Samplin
     return Sampling(every_seconds=sampling.every_n_frames / fps, max_frames=sampling.max_frames)
 
 
-def _finish(stats: DecodeStats, path: str, table: PacketTable | None = None) -> None:
+def _finish(stats: DecodeStats, path: str, table: PacketIndex | None = None) -> None:
     if stats.frames_decoded == 0:
         raise DecodeError(f"no frame could be decoded from {path}")
     if stats.corrupt_packets:
@@ -439,23 +445,24 @@ def read_frames_at(path: str, times_s: list[float], short_side: int | None = Non
     """
     info = probe(path)
     to_rgb = _converter(info, short_side)
-    table = scan_file(path)
     picked: dict[float, Frame] = {}
-    with open_container(path) as container:
-        walker = _Walker(container, container.streams.video[0], table)
+    with contextlib.ExitStack() as stack:
+        container = stack.enter_context(open_container(path))
+        packets = packet_index(stack, path)
+        walker = _Walker(container, container.streams.video[0], packets)
         for t in sorted(set(times_s)):
             vf = walker.first_at_or_after(t)
             if vf is None:
                 raise DecodeError(f"no frame could be decoded near {t:.3f} s in {path}")
             pts_s = (vf.pts - walker.start) * walker.tb
-            picked[t] = Frame(index=table.index_of(vf.pts), pts_s=pts_s, image=to_rgb(vf))
+            picked[t] = Frame(index=packets.index_of(vf.pts), pts_s=pts_s, image=to_rgb(vf))
     return [picked[t] for t in times_s]
 
 
 class _Walker:
     """Decodes forward through a stream, seeking only when that saves work."""
 
-    def __init__(self, container, stream, table: PacketTable):
+    def __init__(self, container, stream, table: PacketIndex):
         self.container, self.stream, self.table = container, stream, table
         self.tb = float(stream.time_base)
         self.start = stream.start_time or 0
