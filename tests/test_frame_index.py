@@ -30,6 +30,7 @@ def clips(tmp_path_factory):
     d = tmp_path_factory.mktemp("index")
     return {
         "vfr": media.make_vfr_clip(d / "vfr.mp4", vfr_times()),
+        "vfr_mkv": media.make_vfr_clip_with_gop(d / "vfr.mkv", vfr_times(), gop=15),
         "cfr_bframes": media.make_clip(d / "cfr.mp4", seconds=6, fps=25, gop=12),
         "cfr_mkv": media.make_clip(d / "cfr.mkv", seconds=6, fps=25, gop=12),
         "ts_offset": media.make_clip(d / "offset.ts", seconds=6, fps=25, gop=12),
@@ -51,7 +52,7 @@ def assert_true_indices(frames, ref: dict[float, int]) -> None:
     assert not wrong, wrong[:5]
 
 
-@pytest.mark.parametrize("clip", ["vfr", "cfr_bframes", "cfr_mkv", "ts_offset"])
+@pytest.mark.parametrize("clip", ["vfr", "vfr_mkv", "cfr_bframes", "cfr_mkv", "ts_offset"])
 @pytest.mark.parametrize("strategy", ["exact", "fast", "keyframes"])
 def test_pyav_index_is_presentation_order(clips, clip, strategy):
     with open_decoder(clips[clip], strategy=strategy) as dec:
@@ -100,3 +101,37 @@ def test_max_frames_run_on_fast_keeps_true_indices(clips):
         frames = list(dec.frames(Sampling(every_seconds=1.0, max_frames=3)))
     assert len(frames) == 3
     assert_true_indices(frames, reference_indices(clips["vfr"]))
+
+
+def _encode(path, codec: str, *, bframes: int = 0, options: dict | None = None) -> str:
+    """150 index frames at 25 fps, a keyframe every 12, with B-frames where asked."""
+    container = av.open(str(path), "w")
+    stream = container.add_stream(codec, rate=25, options=options or {})
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    stream.codec_context.gop_size = 12
+    if bframes:
+        stream.codec_context.max_b_frames = bframes
+    for i in range(150):
+        for packet in stream.encode(av.VideoFrame.from_ndarray(media.index_image(i), format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return str(path)
+
+
+@pytest.mark.parametrize("name, codec, bframes, options", [
+    ("hevc_open_gop.mkv", "libx265", 0, {"x265-params": "keyint=12:open-gop=1:bframes=3:log-level=error"}),
+    ("vp9.webm", "libvpx-vp9", 0, None),
+    ("vp8_altref.webm", "libvpx", 0, {"auto-alt-ref": "1", "lag-in-frames": "16"}),
+    ("mpeg2_bframes.ts", "mpeg2video", 2, None),
+    ("mpeg4_bframes.avi", "mpeg4", 2, None),  # AVI stores no PTS: packets are placed by DTS
+])
+def test_skipping_strategies_give_true_indices_across_codecs(tmp_path, name, codec, bframes, options):
+    path = _encode(tmp_path / name, codec, bframes=bframes, options=options)
+    ref = reference_indices(path)
+    for strategy in ("fast", "keyframes"):
+        with open_decoder(path, strategy=strategy) as dec:
+            frames = list(dec.frames(Sampling(every_seconds=0.5)))
+        assert_true_indices(frames, ref)
+        assert all(media.read_index(f.image) == f.index for f in frames)
