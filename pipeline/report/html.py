@@ -147,13 +147,15 @@ def playback_doubt(info: VideoInfo | None) -> str | None:
     if info is None:
         return None
     codec, container = (info.codec or "?").lower(), (info.container or "?").lower()
-    in_container = any(c in container.split(",") for c in _PLAYABLE_CONTAINERS)
-    if codec in _PLAYABLE_CODECS and in_container and info.pix_fmt in ("", "yuv420p", "yuvj420p"):
+    doubts = [f"{codec} codec"] if codec not in _PLAYABLE_CODECS else []
+    if not any(c in container.split(",") for c in _PLAYABLE_CONTAINERS):
+        doubts.append(f"{container.split(',')[0]} container")
+    if info.pix_fmt not in ("", "yuv420p", "yuvj420p"):
+        doubts.append(f"{info.pix_fmt} pixels")
+    if not doubts:
         return None
-    shown = "" if in_container else f" in a {container.split(',')[0]} container"
-    return (f"Browsers usually cannot play this video ({codec}{shown}, {info.pix_fmt or 'unknown'} "
-            f"pixels); the timeline, table and thumbnails work without it. To watch it here, "
-            f"convert it: {_CONVERT_HINT}")
+    return (f"Browsers usually cannot play this video ({', '.join(doubts)}); the timeline, table "
+            f"and thumbnails work without the player. To watch it here, convert it: {_CONVERT_HINT}")
 
 
 # --------------------------------------------------------------------------- timeline
