@@ -260,3 +260,39 @@ def make_image(
     else:
         pil.save(str(path))
     return str(path)
+
+
+def make_vfr_clip_with_gop(path: str | Path, pts_list_s: list[float], *, gop: int,
+                           size: tuple[int, int] = (64, 48)) -> str:
+    """:func:`make_vfr_clip` with a keyframe every ``gop`` frames (the other
+    one leaves x264's default of 250, so a short VFR clip has one keyframe)."""
+    container, stream = _open_video_out(path, "libx264", 1000, size, "yuv420p", gop, 0)
+    stream.time_base = Fraction(1, 1000)
+    stream.codec_context.time_base = Fraction(1, 1000)
+
+    def frames():
+        for i, t in enumerate(pts_list_s):
+            vf = av.VideoFrame.from_ndarray(index_image(i, size), format="rgb24")
+            vf.pts = round(t * 1000)
+            vf.time_base = Fraction(1, 1000)
+            yield vf
+
+    _encode_all(container, stream, frames())
+    return str(path)
+
+
+def make_lying_duration_mkv(path: str | Path, *, claimed_ms: float = 1e14, seconds: float = 2.0,
+                            fps: int = 25) -> str:
+    """A small MKV clip whose Segment Info Duration (EBML id ``0x4489``, an
+    8-byte float in milliseconds) is overwritten with ``claimed_ms``: the
+    container then claims that duration while holding ``seconds`` of video."""
+    import struct
+
+    make_clip(path, seconds=seconds, fps=fps)
+    data = bytearray(Path(path).read_bytes())
+    at = data.find(b"\x44\x89\x88")
+    if at < 0:
+        raise ValueError(f"{path}: no 8-byte Duration element to patch")
+    data[at + 3 : at + 11] = struct.pack(">d", claimed_ms)
+    Path(path).write_bytes(bytes(data))
+    return str(path)

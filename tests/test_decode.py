@@ -193,7 +193,8 @@ def test_skipping_strategies_return_true_pts(clips, clip, strategy):
     every, _ = pts_of(clips[clip], "exact", Sampling())
     true_pts = {round(f.pts_s, 4): media.read_index(f.image) for f in every}
     frames, stats = pts_of(clips[clip], strategy, sampling)
-    assert stats.strategy == strategy and frames
+    # the VFR clip has a single keyframe: keyframes is refused for fast (test below)
+    assert stats.strategy == ("fast" if (clip, strategy) == ("vfr", "keyframes") else strategy) and frames
     for f in frames:
         assert round(f.pts_s, 4) in true_pts  # a real frame time, not a target
         assert media.read_index(f.image) == true_pts[round(f.pts_s, 4)]
@@ -237,6 +238,40 @@ def test_keyframes_on_the_gop_grid_give_the_exact_frames(clips):
     assert [(f.index, f.pts_s) for f in keys] == [(f.index, f.pts_s) for f in exact] and len(keys) == 4
     assert stats.frames_decoded == 4
     assert_frames_match_content(keys)
+
+
+def vfr_pts(n: int) -> list[float]:
+    """Runs of 20 frames alternating 24 and 8 fps, in whole milliseconds."""
+    times, t = [], 0.0
+    for i in range(n):
+        times.append(round(t, 3))
+        t += 1 / 24 if (i // 20) % 2 == 0 else 1 / 8
+    return times
+
+
+def test_keyframes_on_vfr_with_one_keyframe_is_refused_for_fast(tmp_path, caplog):
+    """A VFR phone-style clip with one keyframe in 13 s: keyframe decoding gave
+    one sample and a bogus "stream ended at 0.00 s (truncated?)" note."""
+    path = media.make_vfr_clip(tmp_path / "vfr.mp4", vfr_pts(160))
+    frames, stats, info = decode_all(path, Sampling(every_seconds=1.0), strategy="keyframes")
+    exact, _, _ = decode_all(path, Sampling(every_seconds=1.0), strategy="exact")
+    assert stats.strategy == "fast"
+    assert len(frames) == len(exact) == math.floor(info.duration_s) + 1
+    assert [n for n in stats.notes if "keyframes refused" in n] and not [n for n in stats.notes
+                                                                        if "truncated" in n]
+    assert any("keyframes refused" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert_frames_match_content(frames)
+
+
+def test_keyframes_on_vfr_with_regular_keyframes_samples_each_keyframe(tmp_path):
+    times = vfr_pts(160)
+    path = media.make_vfr_clip_with_gop(tmp_path / "vfr_gop.mp4", times, gop=10)
+    frames, stats, _ = decode_all(path, Sampling(every_seconds=1.0), strategy="keyframes")
+    assert stats.strategy == "keyframes" and not stats.notes
+    # the samples a time rule picks from the keyframes (every 10th frame) alone
+    expected = [10 * k for k in select_indices(Sampling(every_seconds=1.0), times[::10])]
+    assert [f.index for f in frames] == expected and len(expected) >= 8
+    assert_frames_match_content(frames)
 
 
 @pytest.mark.parametrize("step, spacings, expected", [

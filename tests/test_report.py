@@ -317,3 +317,95 @@ def test_failed_plot_leaves_no_partial_png(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="renderer"):
         plot.write_timeline_png(make_result(), tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- top frames
+
+
+def test_top_frames_only_for_labels_that_appear(tmp_path):
+    """A label that never reaches its threshold (best score 0.0048, no
+    segment) gets no top frames; one with a segment, or one frame at its
+    threshold, does."""
+    import media
+
+    from pipeline.report import thumbs
+
+    video = media.make_clip(tmp_path / "clip.mp4", seconds=4, fps=10)
+    times = np.arange(8) * 0.5
+    low = np.full(8, 0.003)
+    low[3] = 0.0048
+    once = np.full(8, 0.1)
+    once[5] = 0.6  # one frame over, too short for a segment
+    seg = np.where(times >= 2, 0.9, 0.1)
+    tracks = [LabelTrack("car", "tag", low, low, 0.5, 0.4), LabelTrack("dog", "tag", once, once, 0.5, 0.4),
+              LabelTrack("cat", "tag", seg, seg, 0.5, 0.4)]
+    result = VideoResult(input_path=video, name="clip", sampling=Sampling(every_seconds=0.5),
+                         frame_indices=np.arange(8) * 5, times_s=times, tracks=tracks,
+                         segments=[Segment("cat", "tag", 2.0, 4.0, 0.9, 0.9)])
+    written = thumbs.write_top_frames(result, tmp_path / "out", 2)
+    assert sorted(p.name.split("_")[0] for p in written) == ["cat", "cat", "dog", "dog"]
+    assert all(p.is_file() for p in written)
+
+
+# --------------------------------------------------------------------------- report.html
+
+
+def _page_result(video: str, times: list[float], info: VideoInfo) -> VideoResult:
+    t = np.asarray(times, np.float64)
+    score = np.full(len(t), 0.8)
+    return VideoResult(input_path=video, name="clip", info=info, sampling=Sampling(every_seconds=0.5),
+                       frame_indices=np.arange(len(t)), times_s=t,
+                       tracks=[LabelTrack("cat", "tag", score, score, 0.5, 0.4)],
+                       segments=[Segment("cat", "tag", 0.0, float(t[-1]) + 0.25, 0.8, 0.8)])
+
+
+def _write_page(tmp_path: Path, codec: str = "libx264", ext: str = "mp4", times=(0.0, 0.5, 1.0),
+                size=(64, 48)) -> str:
+    import media
+
+    from pipeline.decode import probe
+    from pipeline.report import html
+
+    video = media.make_clip(tmp_path / f"clip.{ext}", seconds=1.2, fps=10, codec=codec, size=size)
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    return html.write_report_html(_page_result(video, list(times), probe(video)), out).read_text("utf-8")
+
+
+def test_report_timeline_shows_a_one_sample_input(tmp_path):
+    page = _write_page(tmp_path, times=(0.0,))
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    assert '<circle class="score"' in svg  # a lone point: a polyline of one point draws nothing
+
+
+def test_report_player_height_is_capped_for_portrait_video(tmp_path):
+    page = _write_page(tmp_path, size=(48, 96))
+    video_css = next(rule for rule in page.split("\n") if rule.startswith("video{"))
+    assert "max-height:45vh" in video_css  # letterboxed inside a box at most 45% of the window tall
+
+
+def test_report_says_when_the_browser_cannot_play_the_video(tmp_path):
+    page = _write_page(tmp_path, codec="mpeg4", ext="avi")
+    note = page[page.index('<p id="player-note"'):]
+    note = note[:note.index("</p>")]
+    assert "hidden" not in note and "cannot play" in note and "mpeg4" in note and "avi" in note
+    assert 'video.addEventListener("error"' in page  # and says so when loading fails anyway
+
+
+def test_report_has_no_playback_note_for_h264_mp4(tmp_path):
+    page = _write_page(tmp_path)
+    assert '<p id="player-note" class="note" role="note" hidden></p>' in page
+
+
+@pytest.mark.parametrize("end", [1.0, 4.0, 10.0, 59.0, 60.0, 600.0, 3600.0, 7300.0])
+def test_report_axis_labels_stay_inside_the_svg(end):
+    import re
+
+    from pipeline.report import html
+
+    char_w = 7.0  # 11px system-ui digits are ~6-7 px wide
+    for tick in html._axis(end, 100.0):
+        x, label = re.search(r'<text class="tick" x="([\d.]+)"[^>]*>([^<]+)</text>', tick).groups()
+        width = char_w * len(label)
+        right = float(x) if "text-anchor:end" in tick else float(x) + width / 2
+        assert right <= html._SVG_W, (end, label, x)

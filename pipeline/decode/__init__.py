@@ -94,8 +94,10 @@ def probe(path: str, backend: str = "pyav") -> VideoInfo:
 def read_frames_at(path: str, times_s: list[float], short_side: int | None = None) -> list[Frame]:
     """The first frame at or after each of ``times_s`` (seconds from the start).
 
-    Used for thumbnails; seeks with PyAV. For an image, returns the image for
-    every requested time.
+    Used for thumbnails; PyAV serves the times in sorted order in one forward
+    walk, seeking only past a keyframe, so the work is at most about one decode
+    of the file. ``Frame.index`` is the presentation-order index. For an image,
+    returns the image for every requested time.
     """
     if is_image(path):
         from pipeline.types import Sampling

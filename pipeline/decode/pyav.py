@@ -7,7 +7,9 @@ owns the container, and no stream object outlives it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import statistics
 from collections.abc import Iterator
 from fractions import Fraction
@@ -24,6 +26,7 @@ from pipeline.decode.base import (
     scaled_size,
     upright,
 )
+from pipeline.decode.packets import PacketIndex
 from pipeline.types import DecodeError, DecodeStats, Frame, Sampling, VideoInfo, VideoOpenError
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,9 @@ KEYFRAME_MIN_GOPS = 2.0
 # then keyframes fall on the sampling grid itself.
 KEYFRAME_GRID_TOLERANCE = 0.03
 GOP_PROBE_PACKETS = 300
+# A forced ``keyframes`` strategy is refused (``fast`` instead) when keyframes
+# are more than this many sampling steps apart: most samples would be lost.
+KEYFRAME_MAX_STEPS = 4.0
 _EPS = 1e-6
 
 
@@ -130,13 +136,18 @@ def _converter(info: VideoInfo, short_side: int | None):
 
 
 class _Clock:
-    """Turns decoded frames into (index, pts_s): true PTS relative to the start."""
+    """Turns decoded frames into (index, pts_s): true PTS relative to the start.
 
-    def __init__(self, stream, fps: float | None, exact_index: bool):
+    With a :class:`PacketIndex` (strategies that skip frames) the index is the
+    frame's place among all packets in presentation order; without one
+    (``exact``) decoded frames are counted.
+    """
+
+    def __init__(self, stream, fps: float | None, table: PacketIndex | None = None):
         self.tb = float(stream.time_base)
         self.start = stream.start_time or 0
         self.fps = fps or 25.0
-        self.exact_index = exact_index
+        self.table = table
         self.count = 0
         self.last_s = -1.0 / self.fps
 
@@ -151,11 +162,19 @@ class _Clock:
         else:
             pts_s = (vf.pts - self.start) * self.tb
         self.last_s = pts_s
-        if resync:
-            self.count = max(self.count, round(pts_s * self.fps))
-        index = self.count if self.exact_index else round(pts_s * self.fps)
-        self.count += 1
+        if self.table is not None and vf.pts is not None:
+            index = self.table.index_of(vf.pts)
+        else:
+            index = self.count
+        if resync:  # the demuxer drops damaged packets silently, so the table misses them too
+            index = max(index, round(pts_s * self.fps))
+        self.count = index + 1
         return index, pts_s
+
+    def stream_end_s(self) -> float:
+        """Where the stream ends: its last packet's PTS when known, else the last frame's."""
+        last = self.table.last_pts() if self.table is not None else None
+        return (last - self.start) * self.tb if last is not None else self.last_s
 
 
 def _decoded_frames(container, stream, stats: DecodeStats, keyframes_only: bool = False) -> Iterator:
@@ -210,6 +229,8 @@ class PyAVDecoder(Decoder):
       decoded ones and carry their true PTS.
     * ``"keyframes"``: only keyframe packets reach the decoder (with
       ``skip_frame="NONKEY"`` behind them), see :func:`_keyframe_packets`.
+      Refused, with a warning and a note, for ``fast`` when keyframes are too
+      sparse for the sampling (:func:`keyframes_refusal`).
     * ``"auto"``: ``exact`` when samples are less than 4 frames apart (or the
       step is unknown); ``keyframes`` when they are at least 2 keyframe
       spacings apart, or a whole multiple of a fixed keyframe spacing (see
@@ -217,9 +238,11 @@ class PyAVDecoder(Decoder):
       keyframe flags, without decoding); ``fast`` otherwise.
 
     Under ``fast``/``keyframes``, ``every_n_frames`` becomes a time step of
-    ``n / avg_fps`` seconds, and ``Frame.index`` is ``round(pts_s * avg_fps)``
-    because skipped frames cannot be counted. ``Frame.pts_s`` is always the
-    frame's true PTS minus the stream start time.
+    ``n / avg_fps`` seconds. Skipped frames cannot be counted, so one demux
+    pass (no decoding, :mod:`pipeline.decode.packets`) first lists every
+    packet's PTS: ``Frame.index`` is then the frame's presentation-order
+    index under every strategy, on VFR video too. ``Frame.pts_s`` is always
+    the frame's true PTS minus the stream start time.
     """
 
     def __init__(self, path: str, *, short_side: int | None = None, strategy: str = "auto",
@@ -240,30 +263,44 @@ class PyAVDecoder(Decoder):
 
     def choose_strategy(self, sampling: Sampling) -> str:
         """The strategy :meth:`frames` will use for ``sampling``."""
+        return self._choose(sampling)[0]
+
+    def _choose(self, sampling: Sampling) -> tuple[str, str | None]:
+        """The strategy for ``sampling``, and why it differs from the one asked for."""
         fps = self.info.avg_fps
         step = interval_in_frames(sampling, fps)
         if self.strategy != "auto":
             # every_n_frames needs a frame rate to become a time step when skipping.
-            return "exact" if self.strategy != "exact" and step is None else self.strategy
+            if self.strategy != "exact" and step is None:
+                return "exact", f"strategy {self.strategy} needs a frame rate; decoded exactly"
+            if self.strategy == "keyframes":
+                reason = keyframes_refusal(step, keyframe_spacings(self.path), fps)
+                if reason:
+                    return "fast", f"strategy keyframes refused: {reason}; decoded with fast instead"
+            return self.strategy, None
         if step is None or step < FAST_MIN_STEP:
-            return "exact"
-        return "keyframes" if keyframes_suffice(step, keyframe_spacings(self.path)) else "fast"
+            return "exact", None
+        return ("keyframes" if keyframes_suffice(step, keyframe_spacings(self.path)) else "fast"), None
 
     def frames(self, sampling: Sampling) -> Iterator[Frame]:
         if self._closed:
             raise RuntimeError("decoder is not open; use it in a `with` block")
-        strategy = self.choose_strategy(sampling)
+        strategy, why = self._choose(sampling)
         self._stats = stats = DecodeStats(strategy=strategy)
-        if strategy != self.strategy and self.strategy != "auto":
-            stats.notes.append(f"strategy {self.strategy} needs a frame rate; decoded exactly")
+        if why:
+            log.warning("%s: %s", self.path, why)
+            stats.notes.append(why)
         sampler = PtsSampler(_time_based(sampling, self.info.avg_fps, strategy))
         to_rgb = _converter(self.info, self.short_side)
-        with open_container(self.path) as container:
+        with contextlib.ExitStack() as stack:
+            container = stack.enter_context(open_container(self.path))
+            # Skipped frames cannot be counted: their places come from the packets.
+            packets = None if strategy == "exact" else packet_index(stack, self.path)
             stream = container.streams.video[0]
             stream.thread_type = _THREAD_TYPES[self.threads]
             if strategy != "exact":
                 stream.codec_context.skip_frame = "NONREF" if strategy == "fast" else "NONKEY"
-            clock = _Clock(stream, self.info.avg_fps, exact_index=strategy == "exact")
+            clock = _Clock(stream, self.info.avg_fps, packets)
             for vf in _decoded_frames(container, stream, stats, keyframes_only=strategy == "keyframes"):
                 index, pts_s = clock(vf, resync=stats.corrupt_packets > 0)
                 if vf.is_corrupt:
@@ -277,9 +314,16 @@ class PyAVDecoder(Decoder):
                         return
                 if sampler.done:
                     break
-        _finish(stats, self.path)
-        if not sampler.done:
-            _note_short_stream(stats, self.info, clock.last_s)
+            end_s = None if sampler.done else clock.stream_end_s()
+        _finish(stats, self.path, packets)
+        if end_s is not None:
+            _note_duration(stats, self.info, end_s)
+
+
+def packet_index(stack: contextlib.ExitStack, path: str) -> PacketIndex:
+    """A :class:`PacketIndex` over a second container of ``path``, closed with ``stack``."""
+    container = stack.enter_context(open_container(path))
+    return PacketIndex(container, container.streams.video[0])
 
 
 def _time_based(sampling: Sampling, fps: float | None, strategy: str) -> Sampling:
@@ -289,18 +333,34 @@ def _time_based(sampling: Sampling, fps: float | None, strategy: str) -> Samplin
     return Sampling(every_seconds=sampling.every_n_frames / fps, max_frames=sampling.max_frames)
 
 
-def _finish(stats: DecodeStats, path: str) -> None:
+def _finish(stats: DecodeStats, path: str, table: PacketIndex | None = None) -> None:
     if stats.frames_decoded == 0:
         raise DecodeError(f"no frame could be decoded from {path}")
     if stats.corrupt_packets:
         stats.notes.append(f"skipped {stats.corrupt_packets} corrupt packets/frames")
         log.warning("%s: skipped %d corrupt packets/frames", path, stats.corrupt_packets)
+    if table is not None and table.unplaced:
+        stats.notes.append(f"{table.unplaced} packets carry no timestamp: frame indices may be "
+                           f"up to {table.unplaced} low")
 
 
-def _note_short_stream(stats: DecodeStats, info: VideoInfo, last_s: float) -> None:
-    """Note when the stream ends well before the container said it would (truncation)."""
-    if info.duration_s and last_s < 0.9 * info.duration_s - 0.5:
-        stats.notes.append(f"stream ended at {last_s:.2f} s of {info.duration_s:.2f} s (truncated?)")
+# A claimed duration this many times the decoded one (and an hour longer) is
+# not truncation but a wrong header: a 28 KB MKV claiming 1e14 ms.
+CLAIMED_DURATION_FACTOR = 10.0
+CLAIMED_DURATION_SLACK_S = 3600.0
+
+
+def _note_duration(stats: DecodeStats, info: VideoInfo, end_s: float) -> None:
+    """Note when the stream ends well before the container said it would:
+    truncation, or a header that lies (reports then size from the frames)."""
+    claimed = info.duration_s
+    if not claimed or end_s >= 0.9 * claimed - 0.5:
+        return
+    if claimed > CLAIMED_DURATION_FACTOR * max(end_s, 1.0) + CLAIMED_DURATION_SLACK_S:
+        stats.notes.append(f"warning: the container claims a duration of {claimed:.6g} s but its video "
+                           f"ends at {end_s:.2f} s; the claimed duration is ignored")
+    else:
+        stats.notes.append(f"stream ended at {end_s:.2f} s of {claimed:.2f} s (truncated?)")
 
 
 def keyframes_suffice(step: float, spacings: list[int]) -> bool:
@@ -321,6 +381,25 @@ def keyframes_suffice(step: float, spacings: list[int]) -> bool:
     multiple = round(step / gop)
     on_grid = abs(step - multiple * gop) <= KEYFRAME_GRID_TOLERANCE * multiple * gop
     return regular and multiple >= 1 and on_grid
+
+
+def keyframes_refusal(step: float | None, spacings: list[int], fps: float | None) -> str | None:
+    """Why keyframes alone cannot serve samples ``step`` frames apart, or None.
+
+    Keyframe-only decoding yields at most one sample per keyframe: fewer than
+    two keyframes in the probed packets (a VFR phone clip: one keyframe in
+    10 s gave a single sample), or keyframes more than
+    ``KEYFRAME_MAX_STEPS`` sampling steps apart, lose most samples.
+    """
+    if not spacings:
+        return f"fewer than two keyframes in the first {GOP_PROBE_PACKETS} packets"
+    gop = float(statistics.median(spacings))
+    if step is not None and gop > KEYFRAME_MAX_STEPS * step:
+        unit = f" ({gop / fps:.2f} s)" if fps else ""
+        sample = f" ({step / fps:.2f} s)" if fps else ""
+        return (f"keyframes every {gop:g} frames{unit} are more than {KEYFRAME_MAX_STEPS:g} sampling "
+                f"steps of {step:g} frames{sample} apart")
+    return None
 
 
 def keyframe_spacings(path: str, max_packets: int = GOP_PROBE_PACKETS) -> list[int]:
@@ -353,30 +432,65 @@ def keyframe_spacings(path: str, max_packets: int = GOP_PROBE_PACKETS) -> list[i
 
 
 def read_frames_at(path: str, times_s: list[float], short_side: int | None = None) -> list[Frame]:
-    """For each requested time, the first frame at or after it (seeking with PyAV).
+    """For each requested time, the first frame at or after it.
 
     A time past the end gives the last frame. Frames are upright RGB uint8;
-    ``Frame.index`` is ``round(pts_s * avg_fps)``.
+    ``Frame.index`` is the presentation-order index (from the packets).
+
+    Times are served in sorted order by one forward walk that seeks only when
+    a keyframe lies between where decoding stands and the next time, so the
+    work is at most one decode of the file plus one keyframe interval per
+    time; before, every time decoded from its keyframe, which on a video with
+    a single keyframe meant from the start, once per thumbnail.
     """
     info = probe(path)
     to_rgb = _converter(info, short_side)
-    out = []
-    with open_container(path) as container:
-        stream = container.streams.video[0]
-        tb = float(stream.time_base)
-        start = stream.start_time or 0
-        fps = info.avg_fps or 25.0
-        for t in times_s:
-            container.seek(start + max(0, int(t / tb)), stream=stream, backward=True)
-            picked = None
-            for vf in _decoded_frames(container, stream, DecodeStats()):
-                if vf.pts is None:
-                    continue
-                picked = vf
-                if (vf.pts - start) * tb >= t - _EPS:
-                    break
-            if picked is None:
+    picked: dict[float, Frame] = {}
+    with contextlib.ExitStack() as stack:
+        container = stack.enter_context(open_container(path))
+        packets = packet_index(stack, path)
+        walker = _Walker(container, container.streams.video[0], packets)
+        for t in sorted(set(times_s)):
+            vf = walker.first_at_or_after(t)
+            if vf is None:
                 raise DecodeError(f"no frame could be decoded near {t:.3f} s in {path}")
-            pts_s = (picked.pts - start) * tb
-            out.append(Frame(index=round(pts_s * fps), pts_s=pts_s, image=to_rgb(picked)))
-    return out
+            pts_s = (vf.pts - walker.start) * walker.tb
+            picked[t] = Frame(index=packets.index_of(vf.pts), pts_s=pts_s, image=to_rgb(vf))
+    return [picked[t] for t in times_s]
+
+
+class _Walker:
+    """Decodes forward through a stream, seeking only when that saves work."""
+
+    def __init__(self, container, stream, table: PacketIndex):
+        self.container, self.stream, self.table = container, stream, table
+        self.tb = float(stream.time_base)
+        self.start = stream.start_time or 0
+        self.frames: Iterator | None = None  # the decode in progress
+        self.last = None  # the last frame it gave
+
+    def first_at_or_after(self, t: float):
+        """The first frame with PTS at or after ``t`` s (the last one past the end)."""
+        target = self.start + math.ceil(t / self.tb - _EPS)
+        if self.last is not None and self.last.pts >= target:
+            return self.last  # a nearby earlier time already stopped here
+        self._seek_if_ahead(target)
+        picked = self.last
+        for vf in self.frames:
+            if vf.pts is None:
+                continue
+            picked = self.last = vf
+            if vf.pts >= target:
+                break
+        return picked
+
+    def _seek_if_ahead(self, target: int) -> None:
+        """Seek when the keyframe before ``target`` is past the current frame
+        (or the table knows no keyframes and nothing is decoded yet)."""
+        key = self.table.keyframe_at_or_before(target)
+        here = self.last.pts if self.last is not None else None
+        if self.frames is not None and (key is None or (here is not None and key <= here)):
+            return  # walking on decodes less than going back to that keyframe
+        seek_to = key if key is not None else target
+        self.container.seek(max(seek_to, self.start), stream=self.stream, backward=True)
+        self.frames, self.last = _decoded_frames(self.container, self.stream, DecodeStats()), None

@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline.atomic import atomic_write_text
 from pipeline.report.exports import hms
-from pipeline.report.plot import NSFW_COLOUR, TAG_COLOURS
+from pipeline.report.plot import NSFW_COLOUR, TAG_COLOURS, time_extent
 from pipeline.report.text import clean_label, uncsv_cell
 from pipeline.types import (
     DecodeStats,
@@ -78,7 +78,8 @@ def write_report_html(result: VideoResult, out_dir: str | Path, *, thumbs: bool 
     body = [_header(result, back=True), _meta_table(result)]
     if result.status == "ok":
         video = _video_src(result, out)
-        body += [_player(video), _timeline(result, segments), _segments_table(segments, thumb_paths)]
+        body += [_player(video, result.info), _timeline(result, segments),
+                 _segments_table(segments, thumb_paths)]
     body.append(_data_script(result, segments))
     page = _page(f"scenetag: {result.name}", "\n".join(body), script=_SCRIPT)
     return atomic_write_text(out / "report.html", page)
@@ -131,11 +132,37 @@ def _video_src(result: VideoResult, out: Path) -> str | None:
     return quote(Path(rel).as_posix())
 
 
-def _player(src: str | None) -> str:
+# What browsers play natively (Chrome, Firefox, Safari, Edge): anything else
+# gets a note up front, and the page's script says so too if loading fails.
+_PLAYABLE_CODECS = frozenset({"h264", "vp8", "vp9", "av1", "theora"})
+_PLAYABLE_CONTAINERS = ("mov", "mp4", "webm", "matroska", "ogg")
+_CONVERT_HINT = "ffmpeg -i INPUT -c:v libx264 -pix_fmt yuv420p OUTPUT.mp4"
+
+
+def _player(src: str | None, info: VideoInfo | None = None) -> str:
     if src is None:
         return ""
+    doubt = playback_doubt(info)
+    note = (f'<p id="player-note" class="note" role="note">{esc(doubt)}</p>' if doubt else
+            '<p id="player-note" class="note" role="note" hidden></p>')
     return ('<section id="player-box"><video id="player" controls preload="metadata" '
-            f'src="{esc(src)}"></video></section>')
+            f'src="{esc(src)}"></video>{note}</section>')
+
+
+def playback_doubt(info: VideoInfo | None) -> str | None:
+    """Why a browser likely cannot play the input, or None when it likely can."""
+    if info is None:
+        return None
+    codec, container = (info.codec or "?").lower(), (info.container or "?").lower()
+    doubts = [f"{codec} codec"] if codec not in _PLAYABLE_CODECS else []
+    if not any(c in container.split(",") for c in _PLAYABLE_CONTAINERS):
+        doubts.append(f"{container.split(',')[0]} container")
+    if info.pix_fmt not in ("", "yuv420p", "yuvj420p"):
+        doubts.append(f"{info.pix_fmt} pixels")
+    if not doubts:
+        return None
+    return (f"Browsers usually cannot play this video ({', '.join(doubts)}); the timeline, table "
+            f"and thumbnails work without the player. To watch it here, convert it: {_CONVERT_HINT}")
 
 
 # --------------------------------------------------------------------------- timeline
@@ -203,15 +230,20 @@ def _track_lines(tracks: Sequence[LabelTrack], times: np.ndarray, colours: dict,
             out.append(f'<line class="thr" x1="{_PAD_L}" x2="{_SVG_W - _PAD_R}" y1="{y:.2f}" '
                        f'y2="{y:.2f}" stroke="{colour}"/>')
         smoothed = np.asarray(track.smoothed, np.float64)
-        pts = " ".join(f"{_x(t, end):.2f},{_y(v, top):.2f}"
-                       for t, v in zip(times, smoothed, strict=True) if math.isfinite(v))
+        xy = [(_x(t, end), _y(v, top)) for t, v in zip(times, smoothed, strict=True) if math.isfinite(v)]
+        pts = " ".join(f"{x:.2f},{y:.2f}" for x, y in xy)
         out.append(f'<polyline class="score" points="{pts}" stroke="{colour}">'
                    f"<title>{esc(track.name)}</title></polyline>")
+        if len(xy) == 1:  # a one-point line draws nothing: mark the sample
+            out.append(f'<circle class="score" cx="{xy[0][0]:.2f}" cy="{xy[0][1]:.2f}" r="4" '
+                       f'fill="{colour}"><title>{esc(track.name)}</title></circle>')
     return out
 
 
 def _axis(end: float, y: float) -> list[str]:
-    step = next((s for s in _TICK_STEPS if end / s <= 10), _TICK_STEPS[-1])
+    # past the largest step, a whole number of them: at most 11 ticks whatever the extent
+    step = next((s for s in _TICK_STEPS if end / s <= 10), None) or \
+        _TICK_STEPS[-1] * math.ceil(end / _TICK_STEPS[-1] / 10)
     out = []
     for k in range(int(end // step) + 1):
         t = k * step
@@ -219,18 +251,15 @@ def _axis(end: float, y: float) -> list[str]:
         label = hms(t)[3:8] if end < 3600 else hms(t)[:8]
         if step < 1:
             label = hms(t)[3:10]
+        # a label centred near the right edge would be cut off: end-align it there
+        anchor = ' style="text-anchor:end"' if x + 3.5 * len(label) > _SVG_W else ""
         out.append(f'<line class="tick" x1="{x:.2f}" x2="{x:.2f}" y1="{_PAD_T}" y2="{y + 4}"/>'
-                   f'<text class="tick" x="{x:.2f}" y="{y + 17}">{label}</text>')
+                   f'<text class="tick" x="{x:.2f}" y="{y + 17}"{anchor}>{label}</text>')
     return out
 
 
 def _end_time(result: VideoResult, times: np.ndarray) -> float:
-    candidates = [float(times[-1]) if len(times) else 0.0]
-    candidates += [s.end_s for s in result.segments]
-    if result.info is not None and result.info.duration_s:
-        candidates.append(float(result.info.duration_s))
-    end = max(c for c in candidates if math.isfinite(c))
-    return end if end > 0 else 1.0
+    return time_extent(result, times)
 
 
 def _colours(tracks: Sequence[LabelTrack]) -> dict[tuple[str, str], str]:
@@ -376,7 +405,8 @@ table.meta th{width:10em}
 .legend{list-style:none;padding:0;margin:6px 0;display:flex;flex-wrap:wrap;gap:4px 14px}
 .swatch{display:inline-block;width:12px;height:12px;margin-right:5px;vertical-align:-1px}
 .hint{color:#777;font-size:12px}
-video{max-width:480px;width:100%;background:#000}
+video{display:block;width:100%;max-width:480px;max-height:45vh;background:#000}
+.note{color:#8a5a00;background:#fff8e1;border:1px solid #f0d890;padding:4px 8px;max-width:640px}
 output{font-family:ui-monospace,monospace;font-weight:600}
 """
 
@@ -387,6 +417,15 @@ _SCRIPT = r"""
   var el = document.getElementById("scenetag-data");
   var data = el ? JSON.parse(el.textContent) : {times: [], tracks: [], segments: []};
   var video = document.getElementById("player");
+  var note = document.getElementById("player-note");
+  if (video && note) {
+    video.addEventListener("error", function () {
+      var err = video.error ? " (media error " + video.error.code + ")" : "";
+      note.textContent = "The browser could not play this video" + err + ". The timeline, table " +
+        "and thumbnails work without it; to watch it here, convert it to H.264 in MP4.";
+      note.hidden = false;
+    });
+  }
   var out = document.getElementById("selected-time");
   var svg = document.getElementById("timeline-svg");
   var tip = document.getElementById("tip");

@@ -8,6 +8,7 @@ from worker threads. matplotlib is imported only when a plot is drawn.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -94,14 +95,30 @@ def _y_limits(tracks: Sequence[LabelTrack]) -> tuple[float, float]:
 
 
 def _x_end(result: VideoResult, times: np.ndarray) -> float:
-    candidates = [1.0]
+    return time_extent(result, times)
+
+
+def time_extent(result: VideoResult, times: np.ndarray) -> float:
+    """Where a time axis ends: the decoded frames' extent (last sample plus
+    half a step), stretched to the claimed duration or a segment's end only
+    when that lies within ``max(step, 1 s)`` of it.
+
+    Container metadata lies (a 28 KB MKV can claim 1e14 ms), so nothing is
+    sized from the claimed duration alone.
+    """
+    t = np.asarray(times, dtype=np.float64)
+    t = t[np.isfinite(t)]
+    if len(t) == 0:
+        return 1.0
+    step = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
+    step = step if math.isfinite(step) and step > 0 else 1.0
+    end = float(t[-1]) + step / 2
+    limit = end + max(step, 1.0)
+    claimed = [seg.end_s for seg in result.segments]
     if result.info is not None and result.info.duration_s:
-        candidates.append(float(result.info.duration_s))
-    if len(times):
-        step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
-        candidates.append(float(times[-1]) + max(step, 0.0) / 2)
-    candidates.extend(seg.end_s for seg in result.segments)
-    return max(candidates)
+        claimed.append(float(result.info.duration_s))
+    end = max([end, *(c for c in claimed if math.isfinite(c) and c <= limit)])
+    return end if end > 0 else 1.0
 
 
 def _format_time_axis(ax, end: float) -> None:

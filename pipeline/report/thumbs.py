@@ -23,7 +23,7 @@ from pipeline.types import Frame, LabelTrack, Segment, VideoResult
 log = logging.getLogger(__name__)
 
 THUMB_SHORT_SIDE = 180
-MAX_THUMBS = 300  # seeking per thumbnail: cap the cost on videos with very many segments
+MAX_THUMBS = 300  # a JPEG each: cap the files on videos with very many segments
 THUMBS_DIR = "thumbs"
 TOP_FRAMES_DIR = "top_frames"
 
@@ -75,14 +75,16 @@ def write_segment_thumbs(result: VideoResult, out_dir: str | Path,
 
 
 def write_top_frames(result: VideoResult, out_dir: str | Path, n: int) -> list[Path]:
-    """Save the ``n`` best-scoring frames of every label as JPEGs, full size:
-    ``top_frames/<label>_<rank>_<mm-ss.mmm>.jpg`` (rank from 1, by raw
-    score). Returns the paths written."""
+    """Save the ``n`` best-scoring frames of every label that appears as
+    JPEGs, full size: ``top_frames/<label>_<rank>_<mm-ss.mmm>.jpg`` (rank from
+    1, by raw score). A label appears when it has a segment or a frame whose
+    raw score reaches its threshold; the best frames of a label that never
+    does show something else. Returns the paths written."""
     if n <= 0 or result.status != "ok" or len(result.times_s) == 0:
         return []
     times = np.asarray(result.times_s, dtype=np.float64)
     wanted: list[tuple[str, float]] = []
-    for track in result.tracks:
+    for track in (t for t in result.tracks if appears(result, t)):
         raw = np.nan_to_num(np.asarray(track.raw, np.float64), nan=-np.inf)
         best = np.argsort(-raw, kind="stable")[:n]
         wanted += [(f"{safe_label(track.name)}_{rank}_{clock(times[i])}.jpg", float(times[i]))
@@ -93,6 +95,15 @@ def write_top_frames(result: VideoResult, out_dir: str | Path, n: int) -> list[P
     folder = Path(out_dir) / TOP_FRAMES_DIR
     return [_write_jpeg(frame.image, folder / name, quality=92)
             for (name, _), frame in zip(wanted, frames, strict=True)]
+
+
+def appears(result: VideoResult, track: LabelTrack) -> bool:
+    """Whether ``track``'s label has a segment, or a raw score at or above its
+    threshold (an unknown threshold counts as never reached)."""
+    if any(seg.label == track.name and seg.kind == track.kind for seg in result.segments):
+        return True
+    raw = np.asarray(track.raw, np.float64)
+    return bool(np.any(raw[np.isfinite(raw)] >= track.threshold))
 
 
 # --------------------------------------------------------------------------- helpers
