@@ -207,3 +207,21 @@ def test_relative_model_folder_resolves_against_the_config(tmp_path, monkeypatch
         assert load_config(cfg_path).model.id == expected
     # a CLI --model is the user's own path: relative to where they are, left alone here
     assert load_config(cfg_path, {"model.id": "../x"}).model.id == "../x"
+
+
+def test_huge_config_fails_fast_in_small_memory(tmp_path):
+    import time
+    import tracemalloc
+
+    path = tmp_path / "huge.yaml"
+    with path.open("w", encoding="utf-8") as fh:  # 1.5 M prompts, ~24 MB (issue 13 item 6)
+        fh.write("labels:\n  - name: x\n    prompts:\n")
+        fh.writelines(f"      - a prompt number {i}\n" for i in range(1_500_000))
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="over 4 MB"):
+        load_config(path)
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert elapsed < 1.0 and peak < 64 * 2**20
