@@ -42,9 +42,10 @@ UNSET = _UnsetType()
 
 
 class _Strict(BaseModel):
-    """Unknown keys are errors: a typo must never be silently ignored."""
+    """Unknown keys are errors: a typo must never be silently ignored. Numbers
+    are finite (`timeout_s: .inf` is a mistake, not "wait forever")."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -524,3 +525,39 @@ def _model_of(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+STARTER_CONFIG = """\
+# scenetag config (written by `scenetag config init`). Every key but `labels`
+# is optional; `scenetag config show -c THIS_FILE` prints the effective config
+# and `scenetag config validate THIS_FILE` checks it. README: "Config reference".
+
+model:
+  id: openai/clip-vit-base-patch32  # Hub id, or a local folder (relative paths: to this file)
+  device: auto                      # auto | cpu | cuda | cuda:N | mps
+  precision: auto                   # auto | fp32 | fp16 | bf16
+
+sampling:
+  every_seconds: 1.0                # or every_n_frames: 30, or fps: 2 (one rule only)
+
+scoring:
+  mode: softmax                     # softmax: labels exclude each other; binary: each is yes/no
+  templates: ["a photo of {}."]     # each needs exactly one {} where the prompt goes
+
+labels:                             # a name, or {name, prompts, negatives, threshold, exit_threshold}
+  - indoors
+  - {name: outdoors, prompts: ["a street", "a landscape"]}
+
+smoothing:
+  method: median                    # none | moving_average | median | ema
+  window_s: 2.0
+
+segments:
+  threshold: 0.5                    # enter a segment at this smoothed score
+  exit_threshold: 0.4               # leave it below this (must not exceed threshold)
+  min_duration_s: 1.0
+  merge_gap_s: 1.0
+
+output:
+  formats: [csv, plot, json, html, vtt, edl]   # also: thumbs
+"""

@@ -110,13 +110,13 @@ class RayEngine:
                                       log_to_driver=debug, configure_logging=False)
         if self.address is None:
             kwargs["num_cpus"] = os.cpu_count() or 1
-        if not debug:
+        if not debug and not os.environ.get("RAY_BACKEND_LOG_LEVEL"):
             # The driver's C++ core worker logs errors to stderr, and on every
             # run logs one about actor constructor arguments that Ray Data's
             # actor pool always triggers (ray-project/ray#53727) though nothing
             # failed. Real failures reach us as exceptions. A user's own
             # setting wins.
-            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+            os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"
         try:
             with contextlib.nullcontext() if debug else _stderr_to_log():
                 ray.init(address=self.address, **kwargs)
