@@ -532,6 +532,12 @@ def _guarded(job: Callable[[], int], *, quiet: bool, debug: bool) -> int:
     except KeyboardInterrupt:
         _error("interrupted; finished inputs are complete, rerun with --resume to continue")
         return 130
+    except OSError as ex:  # the machine said no (read-only, full, permissions), not a bug of ours
+        if debug:
+            raise
+        where = f" ({ex.filename})" if ex.filename else ""
+        _error(f"{ex.strerror or ex}{where}")
+        return EXIT_USAGE
     except Exception as ex:  # the last line of defence: no traceback without --debug
         if debug:
             raise

@@ -93,6 +93,8 @@ def test_output_that_is_a_file_or_read_only_is_exit_2(tmp_path, tiny_model_dir, 
     (tmp_path / "afile").write_text("x")
     result = invoke("run", str(clip_dir / "ten.mp4"), "-c", str(cfg), "-o", str(tmp_path / "afile"))
     assert result.exit_code == 2 and "--output:" in error_line(result) and "is a file" in result.output
+    result = invoke("run", str(clip_dir / "ten.mp4"), "-c", str(cfg), "-o", str(tmp_path / "afile" / "out"))
+    assert result.exit_code == 2 and "--output: cannot create" in error_line(result)
     if os.geteuid() == 0:
         pytest.skip("root ignores folder permissions")
     locked = tmp_path / "locked"
