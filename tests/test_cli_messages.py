@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -176,3 +177,17 @@ def test_ray_run_keeps_stderr_clean(tmp_path, tiny_model_dir, clip_dir):
     assert proc.returncode == 0, proc.stderr
     assert "core_worker" not in proc.stderr and " E " not in proc.stderr and "ERROR" not in proc.stderr
     assert proc.stderr.strip() == "", proc.stderr
+
+
+def test_fifo_and_symlink_inputs_say_what_they_are(tmp_path):
+    from pipeline.decode.base import check_readable
+    from pipeline.types import VideoOpenError
+
+    os.mkfifo(tmp_path / "pipe.mp4")
+    (tmp_path / "loop.mp4").symlink_to(tmp_path / "loop.mp4")
+    (tmp_path / "dangling.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    expected = {"pipe.mp4": "is a named pipe (FIFO), not a media file", "loop.mp4": "symbolic link loop",
+                "dangling.mp4": "broken symbolic link", "absent.mp4": "file not found"}
+    for name, fragment in expected.items():
+        with pytest.raises(VideoOpenError, match=re.escape(fragment)):
+            check_readable(str(tmp_path / name))
