@@ -1,6 +1,7 @@
 """The YAML config schema as typed models, and how it is loaded.
 
-``load_config(path, overrides)`` reads YAML with ``yaml.safe_load``, applies
+``load_config(path, overrides)`` reads YAML as ``yaml.safe_load`` does (and
+refuses duplicate keys), applies
 dotted-key overrides from the CLI (``{"sampling.every_seconds": 0.5}``) and
 validates everything at once. Every problem is reported with its key path,
 e.g. ``labels.2.prompts: must not be empty``.
@@ -368,10 +369,19 @@ class _ConfigLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ign
         return super().construct_mapping(node, deep=deep)
 
 
+def _parse_yaml(text: str) -> Any:
+    """What ``yaml.safe_load`` does, with the duplicate-key check."""
+    loader = _ConfigLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     text = _read_text(path)
     try:
-        data = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+        data = _parse_yaml(text)
     except yaml.YAMLError as ex:
         where = getattr(ex, "problem_mark", None)
         at = f" at line {where.line + 1}" if where else ""
