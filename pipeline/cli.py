@@ -276,7 +276,8 @@ def report_cmd(
     def job() -> int:
         from pipeline.report.html import regenerate
 
-        results = regenerate(folder, _csv_list(formats, "--formats", REPORT_FORMATS), top_frames=top_frames)
+        wanted = _csv_list(formats, "--formats", REPORT_FORMATS, check=False)
+        results = regenerate(folder, wanted, top_frames=top_frames)
         if not quiet:
             typer.echo(f"scenetag: {_plural(len(results), 'report')} rewritten in {folder}/", err=True)
         return EXIT_OK
@@ -644,13 +645,16 @@ def _label_list(labels: str | None) -> list[dict[str, Any]] | None:
     return [{"name": name} for name in names]
 
 
-def _csv_list(text: str | None, flag: str = "", allowed: tuple[str, ...] = ()) -> list[str] | None:
+def _csv_list(text: str | None, flag: str, allowed: tuple[str, ...], *,
+              check: bool = True) -> list[str] | None:
+    """``a,b`` → ``["a", "b"]``; empty is an error, never "use the config's".
+    ``check=False`` leaves unknown names to the command (it says more)."""
     if text is None:
         return None
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
         raise PipelineError(f"{flag}: give at least one of {', '.join(allowed)}")
-    unknown = [t for t in items if allowed and t not in allowed]
+    unknown = [t for t in items if check and t not in allowed]
     if unknown:
         raise PipelineError(f"{flag}: must be one of {', '.join(allowed)}; got {unknown[0]!r}")
     return items
