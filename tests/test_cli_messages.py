@@ -191,3 +191,16 @@ def test_fifo_and_symlink_inputs_say_what_they_are(tmp_path):
     for name, fragment in expected.items():
         with pytest.raises(VideoOpenError, match=re.escape(fragment)):
             check_readable(str(tmp_path / name))
+
+
+def test_rescore_json_summary(tmp_path, tiny_model_dir, clip_dir):
+    cfg = config_file(tmp_path, tiny_model_dir, "labels: [cat, dog]\noutput: {formats: [csv]}\n")
+    out = tmp_path / "o"
+    assert invoke("run", str(clip_dir / "ten.mp4"), "-c", str(cfg), "-o", str(out), "-q").exit_code == 0
+    new = config_file(tmp_path, tiny_model_dir, "labels: [car, tree]\noutput: {formats: [csv]}\n")
+    result = invoke("rescore", "-c", str(new), "--store", str(out / "store"), "-o", str(tmp_path / "re"),
+                    "--json", "-q")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert [e["status"] for e in summary["inputs"]] == ["ok"] and summary["totals"]["ok"] == 1
+    assert summary["inputs"][0]["output"] == str(tmp_path / "re" / summary["inputs"][0]["name"])
