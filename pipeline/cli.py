@@ -603,21 +603,16 @@ def _config_path(config: str | None, labels: str | None) -> Path | None:
 def _find_config(name: str, flag: str = "--config: ") -> Path:
     """A config file path, or the name of a shipped config.
 
-    A name (``demo``, ``demo.yaml``) is looked up in ``./configs/``, then in
-    the ``configs/`` folder of the checkout scenetag runs from, then among the
-    configs packaged with scenetag (``default``), so it works for an
-    installed package too. An existing file of that name always wins.
+    A name (``demo``, ``demo.yaml``) is looked up in the folders of
+    :func:`_config_folders`. An existing file of that name always wins.
     """
     path = Path(name).expanduser()
     if path.exists() or "/" in name or os.sep in name:
         if path.is_dir():
             raise PipelineError(f"{flag}{path} is a folder, not a config file")
         return path
-    from pipeline.config import DEFAULT_CONFIG_PATH
-
     file = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
-    package = DEFAULT_CONFIG_PATH.parent
-    for folder in (Path("configs"), package.parent / "configs", package):
+    for folder in _config_folders():
         if (folder / file).is_file():
             return folder / file
     raise PipelineError(f"{flag}no config file {name} and no shipped config named {name!r} "
@@ -626,12 +621,19 @@ def _find_config(name: str, flag: str = "--config: ") -> Path:
 
 def shipped_configs() -> list[str]:
     """Names ``-c NAME`` finds from here."""
+    return sorted({p.stem for folder in _config_folders() for p in folder.glob("*.yaml")})
+
+
+def _config_folders() -> list[Path]:
+    """Where ``-c NAME`` looks, in order: ``./configs``, the checkout's
+    ``configs/``, then the package's own (``pipeline/configs/`` holds the
+    Hub-model configs and ``pipeline/default.yaml`` the default, as package
+    data, so names work for an installed package too)."""
     from pipeline.config import DEFAULT_CONFIG_PATH
 
     package = DEFAULT_CONFIG_PATH.parent
-    names = {p.stem for folder in (Path("configs"), package.parent / "configs")
-             if folder.is_dir() for p in folder.glob("*.yaml")}
-    return sorted(names | {DEFAULT_CONFIG_PATH.stem})
+    folders = [Path("configs"), package.parent / "configs", package / "configs", package]
+    return [f for f in folders if f.is_dir()]
 
 
 def _label_list(labels: str | None) -> list[dict[str, Any]] | None:

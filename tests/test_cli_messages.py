@@ -204,3 +204,14 @@ def test_rescore_json_summary(tmp_path, tiny_model_dir, clip_dir):
     summary = json.loads(result.output)
     assert [e["status"] for e in summary["inputs"]] == ["ok"] and summary["totals"]["ok"] == 1
     assert summary["inputs"][0]["output"] == str(tmp_path / "re" / summary["inputs"][0]["name"])
+
+
+def test_shipped_configs_are_package_data():
+    """`-c coffee` must work for an installed package (no checkout around it)."""
+    import tomllib
+
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "configs/*.yaml" in package_data["pipeline"] and "*.yaml" in package_data["pipeline"]
+    for name in ("coffee", "nsfw"):
+        assert (ROOT / "pipeline" / "configs" / f"{name}.yaml").is_file()
+        assert (ROOT / "configs" / f"{name}.yaml").resolve() == (ROOT / "pipeline" / "configs" / f"{name}.yaml")
