@@ -213,5 +213,5 @@ def test_shipped_configs_are_package_data():
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert "configs/*.yaml" in package_data["pipeline"] and "*.yaml" in package_data["pipeline"]
     for name in ("coffee", "nsfw"):
-        assert (ROOT / "pipeline" / "configs" / f"{name}.yaml").is_file()
-        assert (ROOT / "configs" / f"{name}.yaml").resolve() == (ROOT / "pipeline" / "configs" / f"{name}.yaml")
+        packaged = ROOT / "pipeline" / "configs" / f"{name}.yaml"
+        assert packaged.is_file() and (ROOT / "configs" / f"{name}.yaml").resolve() == packaged.resolve()
