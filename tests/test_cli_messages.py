@@ -165,6 +165,7 @@ def test_plurals_in_summary_lines(tmp_path, tiny_model_dir):
     assert "1 image;" in result.output and "1 images" not in result.output
 
 
+@pytest.mark.slow  # one Ray start-up in a subprocess: ~30-60 s on 2 cores
 def test_ray_run_keeps_stderr_clean(tmp_path, tiny_model_dir, clip_dir):
     pytest.importorskip("ray.data")
     cfg = config_file(tmp_path, tiny_model_dir, "labels: [cat, dog]\noutput: {formats: [csv]}\n")
