@@ -8,17 +8,85 @@ Tracebacks appear only with ``--debug``.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
+from pipeline.config import DEFAULT_MODEL
 from pipeline.types import PipelineError
 
 log = logging.getLogger("scenetag")
+
+
+class _Argument(TyperArgument):
+    """An argument shown as its metavar (``INPUT...``), without typer's
+    ``{inputs}...`` usage braces and ``<list[str]>`` type label."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        return name if self.required else f"[{name}]"
+
+
+class _Command(TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument and param.metavar:
+                param.__class__ = _Argument
+
+
+class _Group(TyperGroup):
+    """Usage mistakes as one ``scenetag: error: --flag: ...`` line (exit 2),
+    in the same words as config errors, instead of click's usage block."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        from typer import Abort
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as ex:  # bare `scenetag`: the help text, as click prints it
+            ex.show()
+            code = ex.exit_code
+        except UsageError as ex:
+            command = ex.ctx.command_path if ex.ctx is not None else "scenetag"
+            _error(f"{_usage_message(ex)} (see `{command} --help`)")
+            code = EXIT_USAGE
+        except ClickException as ex:
+            _error(ex.format_message())
+            code = ex.exit_code
+        except Abort:
+            _error("aborted")
+            code = 130
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _usage_message(ex: Any) -> str:
+    message = str(ex.message).removeprefix("Value error, ")
+    choice = re.fullmatch(r"(.+) is not one of (.+)\.", message)
+    if choice:
+        message = f"must be one of {choice.group(2).replace(chr(39), '')}; got {choice.group(1)}"
+    message = re.sub(r"^Input should be greater than or equal to", "must be at least", message)
+    message = re.sub(r"^Input should be", "must be", message)
+    param = getattr(ex, "param", None)
+    hint = getattr(ex, "param_hint", None) or (param.get_error_hint() if param is not None else None)
+    if isinstance(hint, (list, tuple)):
+        hint = " / ".join(hint)
+    return f"{str(hint).strip(chr(39))}: {message}" if hint else message
+
 
 app = typer.Typer(
     name="scenetag",
@@ -27,88 +95,151 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=_Group,
 )
+config_app = typer.Typer(help="Show, check or start a config file.", no_args_is_help=True,
+                         add_completion=False, rich_markup_mode=None, cls=_Group)
+app.add_typer(config_app, name="config")
 
 EXIT_OK, EXIT_INPUT_FAILED, EXIT_USAGE = 0, 1, 2
 
+FORMATS = ("csv", "plot", "json", "html", "vtt", "edl", "thumbs")
+
 # Options shared by several commands.
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (see configs/).",
-                                                 dir_okay=False)]
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Hub id or local model folder.")]
+ConfigOpt = Annotated[str | None, typer.Option(
+    "--config", "-c", metavar="FILE|NAME",
+    help="YAML config file, or the name of a shipped one (demo, coffee, nsfw, default: "
+         "configs/NAME.yaml). Default: the packaged default.yaml: 7 scene labels.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", metavar="ID|DIR",
+                                              help="Hub id or local model folder. "
+                                                   f"Default: the config's; {DEFAULT_MODEL}.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Verbose logs and full tracebacks.")]
-DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", metavar="DEV",
+                                               help="auto, cpu, cuda, cuda:N or mps. "
+                                                    "Default: the config's; auto.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout "
+                                                      "(nothing else goes to stdout).")]
+LabelsOpt = Annotated[str | None, typer.Option(
+    metavar="A,B,...", help="Comma-separated labels, replacing the config's.")]
+ModeOpt = Annotated[Literal["softmax", "binary"] | None, typer.Option(
+    help="softmax: labels exclude each other; binary: each label is its own yes/no. "
+         "Default: the config's; softmax.")]
+EverySecondsOpt = Annotated[float | None, typer.Option(
+    metavar="S", min=0.0, help="Sample one frame every S seconds. Default: the config's; 1.0.")]
+EveryNOpt = Annotated[int | None, typer.Option(metavar="N", min=1, help="Sample every N-th frame.")]
+FpsOpt = Annotated[float | None, typer.Option(metavar="FPS", min=0.0,
+                                              help="Sample this many frames per second.")]
+FormatsOpt = Annotated[str | None, typer.Option(
+    metavar="F,F,...", help=f"Comma-separated, of: {','.join(FORMATS)}. "
+                            "Default: the config's; all but thumbs.")]
+
+# A flag's errors name the flag: the config key each override sets.
+FLAGS = {"model.id": "--model", "model.revision": "--revision", "model.device": "--device",
+         "model.precision": "--precision", "model.batch_size": "--batch-size", "scoring.mode": "--mode",
+         "decoder.backend": "--decoder", "decoder.strategy": "--decode-strategy",
+         "decoder.timeout_s": "--timeout", "sampling.max_frames": "--max-frames", "labels": "--labels",
+         "output.formats": "--formats", "output.top_frames": "--top-frames",
+         "sampling.every_seconds": "--every-seconds", "sampling.every_n_frames": "--every-n-frames",
+         "sampling.fps": "--fps"}
 
 
-@app.command()
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"scenetag {_version()}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version, help="Print the version and exit.")] = False,
+) -> None:
+    """Tag scenes in videos with CLIP: sampled frames → zero-shot scores → timestamped tags."""
+
+
+@app.command(cls=_Command)
 def run(
-    inputs: Annotated[list[str], typer.Argument(help="Video/image files, folders, globs or .txt lists.")],
+    inputs: Annotated[list[str], typer.Argument(
+        metavar="INPUT...", help="Video/image files, folders, globs or .txt lists.")],
     config: ConfigOpt = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("reports"),
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Output folder.")]
+    = Path("reports"),
     model: ModelOpt = None,
-    revision: Annotated[str | None, typer.Option(help="Model revision (Hub branch/commit).")] = None,
-    labels: Annotated[str | None, typer.Option(
-        help="Comma-separated labels, replacing the config's.")] = None,
-    mode: Annotated[str | None, typer.Option(help="Scoring: softmax or binary.")] = None,
-    every_seconds: Annotated[float | None, typer.Option(help="Sample one frame every S seconds.")] = None,
-    every_n_frames: Annotated[int | None, typer.Option(help="Sample every n-th frame.")] = None,
-    fps: Annotated[float | None, typer.Option(help="Sample at this many frames per second.")] = None,
-    max_frames: Annotated[int | None, typer.Option(help="Stop after this many frames per input.")] = None,
-    decoder: Annotated[str | None, typer.Option(help="Decoder backend: pyav or decord.")] = None,
-    decode_strategy: Annotated[str | None, typer.Option(help="auto, exact, fast or keyframes.")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Per-input decode stall timeout, seconds.")] = None,
+    revision: Annotated[str | None, typer.Option(metavar="REV",
+                                                 help="Model revision (Hub branch/commit).")] = None,
+    labels: LabelsOpt = None,
+    mode: ModeOpt = None,
+    every_seconds: EverySecondsOpt = None,
+    every_n_frames: EveryNOpt = None,
+    fps: FpsOpt = None,
+    max_frames: Annotated[int | None, typer.Option(metavar="N", min=1,
+                                                   help="Stop after N frames per input.")] = None,
+    decoder: Annotated[Literal["pyav", "decord"] | None, typer.Option(
+        help="Decoder backend. Default: pyav.")] = None,
+    decode_strategy: Annotated[Literal["auto", "exact", "fast", "keyframes"] | None, typer.Option(
+        help="How frames are reached (README: decode strategies). Default: auto.")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        metavar="S", help="Per-input decode stall timeout. Default: 600.")] = None,
     device: DeviceOpt = None,
-    precision: Annotated[str | None, typer.Option(help="auto, fp32, fp16 or bf16.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Frames per model call (default: auto).")] = None,
-    formats: Annotated[str | None, typer.Option(
-        help="Comma-separated: csv,plot,json,html,vtt,edl,thumbs (default all but thumbs).")] = None,
+    precision: Annotated[Literal["auto", "fp32", "fp16", "bf16"] | None, typer.Option(
+        help="Model precision. Default: auto.")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        metavar="N", min=1, help="Frames per model call. Default: auto.")] = None,
+    formats: FormatsOpt = None,
     top_frames: Annotated[int | None, typer.Option(
-        "--top-frames", min=0, help="Save the N best frames per label as JPEGs (top_frames/).")] = None,
-    engine: Annotated[str, typer.Option(help="local or ray.")] = "local",
+        "--top-frames", metavar="N", min=0, help="Save the N best frames per label as JPEGs "
+                                                 "(top_frames/). Default: 0.")] = None,
+    engine: Annotated[Literal["local", "ray"], typer.Option(help="Where decode and embed run.")] = "local",
     ray_address: Annotated[str | None, typer.Option(
-        help="Ray cluster address (auto, ray://host:10001).")] = None,
-    ray_actors: Annotated[int | None, typer.Option(help="Ray embedding actors (default: one per GPU).",
-                                                   min=1)] = None,
+        metavar="ADDR", help="Ray cluster address (auto, ray://host:10001).")] = None,
+    ray_actors: Annotated[int | None, typer.Option(
+        metavar="N", min=1, help="Ray embedding actors. Default: one per GPU.")] = None,
     resume: Annotated[bool, typer.Option(help="Skip inputs already finished with the same config.")] = False,
-    store: Annotated[Path | None, typer.Option("--store", help="Embedding store (default OUTPUT/store).",
-                                               file_okay=False)] = None,
+    store: Annotated[Path | None, typer.Option(
+        "--store", metavar="DIR", help="Embedding store. Default: OUTPUT/store.", file_okay=False)] = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not store embeddings.")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache",
                                            help="Decode even inputs already in the store.")] = False,
+    as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Classify sampled frames of each input and write reports per input."""
-    overrides = {
-        "model.id": model, "model.revision": revision, "model.device": device,
-        "model.precision": precision, "model.batch_size": batch_size,
-        "scoring.mode": mode, "decoder.backend": decoder, "decoder.strategy": decode_strategy,
-        "decoder.timeout_s": timeout, "sampling.max_frames": max_frames,
-        "labels": _label_list(labels), "output.formats": _csv_list(formats),
-        "output.top_frames": top_frames,
-        **_sampling_overrides(every_seconds, every_n_frames, fps),
-    }
+    """Classify sampled frames of each input and write reports per input.
+
+    Without --config or --labels the packaged default config applies: model
+    openai/clip-vit-base-patch32, one frame every 1.0 s, 7 scene labels
+    (indoors, city street, nature, beach, people, sports, text or screen).
+    """
 
     def job() -> int:
         from pipeline.config import load_config
         from pipeline.run import RunOptions, run_job
 
-        cfg = load_config(_config_path(config, labels), overrides)
+        overrides = {
+            "model.id": model, "model.revision": revision, "model.device": device,
+            "model.precision": precision, "model.batch_size": batch_size,
+            "scoring.mode": mode, "decoder.backend": decoder, "decoder.strategy": decode_strategy,
+            "decoder.timeout_s": timeout, "sampling.max_frames": max_frames,
+            "labels": _label_list(labels), "output.formats": _csv_list(formats, "--formats", FORMATS),
+            "output.top_frames": top_frames,
+            **_sampling_overrides(every_seconds, every_n_frames, fps),
+        }
+        cfg = load_config(_config_path(config, labels), overrides, flags=FLAGS)
+        _check_output_folder(output)
         options = RunOptions(engine=engine, ray_address=ray_address, ray_actors=ray_actors, resume=resume,
                              progress=not quiet, store=store, use_store=not no_store,
                              use_cache=not no_cache)
         result = run_job(inputs, cfg, output, options)
-        _print_run_summary(result, output, quiet)
+        _print_run_summary(result, output, quiet, as_json)
         return result.exit_code
 
     raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
 
 
-@app.command("download-model")
+@app.command("download-model", cls=_Command)
 def download_model(
-    model: Annotated[str, typer.Argument(help="Hub id, e.g. openai/clip-vit-base-patch32.")]
-    = "openai/clip-vit-base-patch32",
-    revision: Annotated[str | None, typer.Option(help="Branch or commit.")] = None,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Hub id.")] = DEFAULT_MODEL,
+    revision: Annotated[str | None, typer.Option(metavar="REV", help="Branch or commit.")] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -124,12 +255,18 @@ def download_model(
     raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
 
 
-@app.command("report")
+REPORT_FORMATS = ("html", "vtt", "edl", "thumbs")
+
+
+@app.command("report", cls=_Command)
 def report_cmd(
-    folder: Annotated[Path, typer.Argument(help="A `scenetag run` output folder, or one input's folder.",
+    folder: Annotated[Path, typer.Argument(metavar="DIR",
+                                           help="A `scenetag run` output folder, or one input's folder.",
                                            exists=True, file_okay=False)],
-    formats: Annotated[str | None, typer.Option(help="Comma-separated: html,vtt,edl,thumbs.")] = None,
-    top_frames: Annotated[int, typer.Option("--top-frames", min=0,
+    formats: Annotated[str | None, typer.Option(
+        metavar="F,F,...", help=f"Comma-separated, of: {','.join(REPORT_FORMATS)}. "
+                                "Default: those the run wrote.")] = None,
+    top_frames: Annotated[int, typer.Option("--top-frames", metavar="N", min=0,
                                             help="Also save the N best frames per label.")] = 0,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -139,27 +276,32 @@ def report_cmd(
     def job() -> int:
         from pipeline.report.html import regenerate
 
-        results = regenerate(folder, _csv_list(formats), top_frames=top_frames)
+        wanted = _csv_list(formats, "--formats", REPORT_FORMATS, check=False)
+        results = regenerate(folder, wanted, top_frames=top_frames)
         if not quiet:
-            typer.echo(f"scenetag: {len(results)} reports rewritten in {folder}/", err=True)
+            typer.echo(f"scenetag: {_plural(len(results), 'report')} rewritten in {folder}/", err=True)
         return EXIT_OK
 
     raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
 
 
-StoreOpt = Annotated[Path, typer.Option("--store", help="Embedding store folder (from `scenetag run`).",
+StoreOpt = Annotated[Path, typer.Option("--store", metavar="DIR",
+                                         help="Embedding store folder (from `scenetag run`).",
                                          file_okay=False)]
 StoreModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", help="Model for queries (default: the one the store was built with).")]
+    "--model", "-m", metavar="ID|DIR", help="Model for queries. "
+                                            "Default: the one the store was built with.")]
 
 
-@app.command()
+@app.command(cls=_Command)
 def rescore(
     config: ConfigOpt = None,
     store: StoreOpt = Path("reports/store"),
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("reports/rescore"),
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Output folder.")]
+    = Path("reports/rescore"),
     model: StoreModelOpt = None,
     device: DeviceOpt = None,
+    as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -169,24 +311,29 @@ def rescore(
         from pipeline.config import load_config
         from pipeline.run import rescore_job
 
-        cfg = load_config(_config_path(config, None), {"model.device": device})
+        cfg = load_config(_config_path(config, None), {"model.device": device}, flags=FLAGS)
+        _check_output_folder(output)
         result = rescore_job(cfg, store, output, model=model)
-        _print_run_summary(result, output, quiet)
+        _print_run_summary(result, output, quiet, as_json)
         return result.exit_code
 
     raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
 
 
-@app.command()
+@app.command(cls=_Command)
 def search(
-    query: Annotated[str | None, typer.Argument(help='Text query, e.g. "a coffee cup".')] = None,
+    query: Annotated[str | None, typer.Argument(metavar="QUERY", help='Text query, e.g. "a coffee cup".')]
+    = None,
     store: StoreOpt = Path("reports/store"),
-    image: Annotated[Path | None, typer.Option("--image", help="Query with an image file instead.",
+    image: Annotated[Path | None, typer.Option("--image", metavar="FILE",
+                                               help="Query with an image file instead.",
                                                dir_okay=False)] = None,
-    top: Annotated[int, typer.Option("--top", "-k", min=1, help="Number of results.")] = 10,
-    video: Annotated[str | None, typer.Option(help="Only this input (path, file name or stem).")] = None,
+    top: Annotated[int, typer.Option("--top", "-k", metavar="N", min=1, help="Number of results.")] = 10,
+    video: Annotated[str | None, typer.Option(metavar="INPUT",
+                                              help="Only this input (path, file name or stem).")] = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Folder for search.csv/png (default: the store's parent).")] = None,
+        "--output", "-o", metavar="DIR",
+        help="Folder for search.csv/png. Default: the store's parent.")] = None,
     model: StoreModelOpt = None,
     device: DeviceOpt = None,
     quiet: QuietOpt = False,
@@ -210,25 +357,33 @@ def search(
         s.write_contact_sheet(hits, out, title=f"search: {query or image.name}")
         if not quiet:
             typer.echo(s.format_table(hits))
-            typer.echo(f"scenetag: {len(hits)} results; {out}/search.csv, {out}/search.png", err=True)
+            typer.echo(f"scenetag: {_plural(len(hits), 'result')}; {out}/search.csv, {out}/search.png",
+                       err=True)
         return EXIT_OK
 
     raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
 
 
-@app.command()
+@app.command(cls=_Command)
 def cluster(
     store: StoreOpt = Path("reports/store"),
-    k: Annotated[int | None, typer.Option("--k", min=1,
-                                          help="KMeans clusters (default: auto by silhouette).")] = None,
+    k: Annotated[int | None, typer.Option(
+        "--k", metavar="K", min=1, help="KMeans clusters. Default: auto by silhouette.")] = None,
     dbscan: Annotated[bool, typer.Option("--dbscan", help="Use DBSCAN (cosine) instead of KMeans.")] = False,
-    eps: Annotated[float, typer.Option("--eps", min=0.0, help="DBSCAN radius in cosine distance.")] = 0.1,
-    min_samples: Annotated[int, typer.Option("--min-samples", min=1, help="DBSCAN core neighbourhood.")] = 3,
-    outliers: Annotated[int, typer.Option("--outliers", min=0,
-                                          help="KMeans: cap on outliers (frames far from a cluster).")] = 10,
-    video: Annotated[str | None, typer.Option(help="Only this input (path, file name or stem).")] = None,
+    eps: Annotated[float | None, typer.Option("--eps", metavar="D", min=0.0,
+                                              help="With --dbscan: radius in cosine distance. "
+                                                   "Default: 0.1.")] = None,
+    min_samples: Annotated[int | None, typer.Option("--min-samples", metavar="N", min=1,
+                                                    help="With --dbscan: core neighbourhood size. "
+                                                         "Default: 3.")] = None,
+    outliers: Annotated[int, typer.Option("--outliers", metavar="N", min=0,
+                                          help="KMeans: cap on outliers (frames far from their "
+                                               "cluster).")] = 10,
+    video: Annotated[str | None, typer.Option(metavar="INPUT",
+                                              help="Only this input (path, file name or stem).")] = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Folder for clusters.csv/png (default: the store's parent).")] = None,
+        "--output", "-o", metavar="DIR",
+        help="Folder for clusters.csv/png. Default: the store's parent.")] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -241,6 +396,9 @@ def cluster(
 
         if dbscan and k is not None:
             raise PipelineError("give --k or --dbscan, not both")
+        if not dbscan and (eps is not None or min_samples is not None):
+            flag = "--eps" if eps is not None else "--min-samples"
+            raise PipelineError(f"{flag} applies to DBSCAN only: add --dbscan (without it KMeans runs)")
         db = EmbeddingStore.open(store)
         keys = None
         if video is not None:
@@ -248,17 +406,106 @@ def cluster(
             if not keys:
                 raise PipelineError(f"no stored input matches --video {video!r}")
         rows = db.frames(keys)
-        result = c.cluster(rows.vectors, k=k, dbscan_eps=eps if dbscan else None,
-                           min_samples=min_samples, outliers=outliers)
+        result = c.cluster(rows.vectors, k=k, dbscan_eps=(0.1 if eps is None else eps) if dbscan else None,
+                           min_samples=3 if min_samples is None else min_samples, outliers=outliers)
         out = output or store.parent
         out.mkdir(parents=True, exist_ok=True)
         c.write_outputs(rows, result, out)
         if not quiet:
-            typer.echo(f"scenetag: {len(rows)} frames, {result.method}: {result.k} clusters, "
-                       f"{int(result.is_outlier.sum())} outliers; {out}/clusters.csv", err=True)
+            typer.echo(f"scenetag: {_plural(len(rows), 'frame')}, {result.method}: "
+                       f"{_plural(result.k, 'cluster')}, {_plural(int(result.is_outlier.sum()), 'outlier')}; "
+                       f"{out}/clusters.csv", err=True)
         return EXIT_OK
 
     raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
+
+
+# --------------------------------------------------------------------------- config
+
+
+@config_app.command("show", cls=_Command)
+def config_show(
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    labels: LabelsOpt = None,
+    mode: ModeOpt = None,
+    every_seconds: EverySecondsOpt = None,
+    every_n_frames: EveryNOpt = None,
+    fps: FpsOpt = None,
+    formats: FormatsOpt = None,
+    sets: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override any key, e.g. --set segments.threshold=0.6 "
+                                           "(VALUE is YAML; repeatable).")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Print the effective config (file + defaults + overrides) as YAML."""
+
+    def job() -> int:
+        import yaml
+
+        from pipeline.config import load_config
+
+        overrides = {"model.id": model, "scoring.mode": mode, "labels": _label_list(labels),
+                     "output.formats": _csv_list(formats, "--formats", FORMATS),
+                     **_sampling_overrides(every_seconds, every_n_frames, fps), **_set_overrides(sets)}
+        flags = {**FLAGS, **{key: f"--set {key}" for key in _set_overrides(sets)}}
+        cfg = load_config(_config_path(config, labels), overrides, flags=flags)
+        typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True),
+                   nl=False)
+        return EXIT_OK
+
+    raise typer.Exit(_guarded(job, quiet=False, debug=debug))
+
+
+@config_app.command("validate", cls=_Command)
+def config_validate(
+    files: Annotated[list[str], typer.Argument(metavar="FILE|NAME...", help="Configs to check.")],
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Check configs; print every error with its key path. Exit 0 when all are valid, else 2."""
+
+    def job() -> int:
+        from pipeline.config import load_config
+
+        bad = 0
+        for name in files:
+            try:
+                path = _find_config(name, flag="")
+                load_config(path)
+            except PipelineError as ex:
+                bad += 1
+                _error(str(ex))
+                continue
+            if not quiet:
+                typer.echo(f"{path}: ok")
+        return EXIT_USAGE if bad else EXIT_OK
+
+    raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
+
+
+@config_app.command("init", cls=_Command)
+def config_init(
+    path: Annotated[Path, typer.Argument(metavar="[PATH]", help="Where to write it.", dir_okay=False)]
+    = Path("scenetag.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write a commented starter config."""
+
+    def job() -> int:
+        from pipeline.config import STARTER_CONFIG
+
+        if path.exists() and not force:
+            raise PipelineError(f"{path} exists; pass --force to overwrite it")
+        try:
+            path.write_text(STARTER_CONFIG, encoding="utf-8")
+        except OSError as ex:
+            raise PipelineError(f"cannot write {path}: {ex.strerror or ex}") from ex
+        typer.echo(f"scenetag: wrote {path}; edit its labels, then `scenetag run VIDEO -c {path}`", err=True)
+        return EXIT_OK
+
+    raise typer.Exit(_guarded(job, quiet=False, debug=debug))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -287,6 +534,12 @@ def _guarded(job: Callable[[], int], *, quiet: bool, debug: bool) -> int:
     except KeyboardInterrupt:
         _error("interrupted; finished inputs are complete, rerun with --resume to continue")
         return 130
+    except OSError as ex:  # the machine said no (read-only, full, permissions), not a bug of ours
+        if debug:
+            raise
+        where = f" ({ex.filename})" if ex.filename else ""
+        _error(f"{ex.strerror or ex}{where}")
+        return EXIT_USAGE
     except Exception as ex:  # the last line of defence: no traceback without --debug
         if debug:
             raise
@@ -338,23 +591,118 @@ def _silence_libraries() -> None:
     os.environ.setdefault("LANCEDB_LOG", "off")  # lance's Rust env_logger writes raw lines to stderr
 
 
-def _config_path(config: Path | None, labels: str | None) -> Path | None:
+def _config_path(config: str | None, labels: str | None) -> Path | None:
     """With neither a config nor --labels, the packaged default config applies."""
-    if config is not None or labels:
-        return config
+    if config is not None:
+        return _find_config(config)
+    if labels is not None:
+        return None
     from pipeline.config import DEFAULT_CONFIG_PATH
 
     return DEFAULT_CONFIG_PATH
 
 
+def _find_config(name: str, flag: str = "--config: ") -> Path:
+    """A config file path, or the name of a shipped config.
+
+    A name (``demo``, ``demo.yaml``) is looked up in the folders of
+    :func:`_config_folders`. An existing file of that name always wins.
+    """
+    path = Path(name).expanduser()
+    if path.exists() or "/" in name or os.sep in name:
+        if path.is_dir():
+            raise PipelineError(f"{flag}{path} is a folder, not a config file")
+        return path
+    file = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
+    for folder in _config_folders():
+        if (folder / file).is_file():
+            return folder / file
+    raise PipelineError(f"{flag}no config file {name} and no shipped config named {name!r} "
+                        f"(shipped: {', '.join(shipped_configs())})")
+
+
+def shipped_configs() -> list[str]:
+    """Names ``-c NAME`` finds from here."""
+    return sorted({p.stem for folder in _config_folders() for p in folder.glob("*.yaml")})
+
+
+def _config_folders() -> list[Path]:
+    """Where ``-c NAME`` looks, in order: ``./configs``, the checkout's
+    ``configs/``, then the package's own (``pipeline/configs/`` holds the
+    Hub-model configs and ``pipeline/default.yaml`` the default, as package
+    data, so names work for an installed package too)."""
+    from pipeline.config import DEFAULT_CONFIG_PATH
+
+    package = DEFAULT_CONFIG_PATH.parent
+    folders = [Path("configs"), package.parent / "configs", package / "configs", package]
+    return [f for f in folders if f.is_dir()]
+
+
 def _label_list(labels: str | None) -> list[dict[str, Any]] | None:
-    if not labels:
+    """``--labels a,b`` → label entries; an empty list (``--labels ""``) is an
+    error later, blamed on the flag, never a silent fall-back to the config."""
+    if labels is None:
         return None
-    return [{"name": name.strip()} for name in labels.split(",") if name.strip()]
+    names = [name.strip() for name in labels.split(",") if name.strip()]
+    if not names:
+        raise PipelineError(f"--labels: give at least one label name (got {labels!r})")
+    return [{"name": name} for name in names]
 
 
-def _csv_list(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+def _csv_list(text: str | None, flag: str, allowed: tuple[str, ...], *,
+              check: bool = True) -> list[str] | None:
+    """``a,b`` → ``["a", "b"]``; empty is an error, never "use the config's".
+    ``check=False`` leaves unknown names to the command (it says more)."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise PipelineError(f"{flag}: give at least one of {', '.join(allowed)}")
+    unknown = [t for t in items if check and t not in allowed]
+    if unknown:
+        raise PipelineError(f"{flag}: must be one of {', '.join(allowed)}; got {unknown[0]!r}")
+    return items
+
+
+def _set_overrides(sets: list[str] | None) -> dict[str, Any]:
+    """``--set key.path=VALUE`` pairs, VALUE parsed as YAML (``0.6``, ``[a, b]``)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in sets or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise PipelineError(f"--set: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as ex:
+            raise PipelineError(f"--set {key.strip()}: not a YAML value: {value!r}") from ex
+    return out
+
+
+def _check_output_folder(output: Path) -> None:
+    """The output folder must be a folder we can write, before any work."""
+    if output.exists() and not output.is_dir():
+        raise PipelineError(f"--output: {output} is a file, not a folder")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as ex:
+        raise PipelineError(f"--output: cannot create {output}: {ex.strerror or ex}") from ex
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise PipelineError(f"--output: cannot write to {output} (permission denied)")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scenetag")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def _sampling_overrides(every_seconds: float | None, every_n_frames: int | None,
@@ -369,15 +717,38 @@ def _sampling_overrides(every_seconds: float | None, every_n_frames: int | None,
     return {key: value if value is not None else UNSET for key, value in given.items()}
 
 
-def _print_run_summary(result: Any, output: Path, quiet: bool) -> None:
+def _print_run_summary(result: Any, output: Path, quiet: bool, as_json: bool = False) -> None:
+    if as_json:
+        typer.echo(json.dumps(run_summary(result, output), ensure_ascii=False))
     if quiet:
         return
     ok = sum(r.status == "ok" for r in result.results)
     failed = len(result.results) - ok
     parts = [f"{ok} ok"] + ([f"{failed} failed"] if failed else []) + \
         ([f"{result.skipped} resumed"] if result.skipped else []) + \
-        ([f"{len(result.images)} images"] if result.images else [])
+        ([_plural(len(result.images), "image")] if result.images else [])
     typer.echo(f"scenetag: {', '.join(parts)}; reports in {output}/ (index.csv)", err=True)
+
+
+def run_summary(result: Any, output: Path) -> dict[str, Any]:
+    """The machine-readable run summary ``--json`` prints: one entry per
+    input (status, error, tags, segments, NSFW verdict, output folder) and
+    totals."""
+    inputs = [{
+        "input": r.input_path, "name": r.name, "status": r.status, "error": r.error,
+        "tags": list(r.tags),
+        "segments": [{"label": s.label, "kind": s.kind, "start_s": round(s.start_s, 3),
+                      "end_s": round(s.end_s, 3), "peak": round(s.peak, 4), "mean": round(s.mean, 4)}
+                     for s in r.segments],
+        "nsfw_verdict": r.nsfw_verdict, "output": str(output / r.name),
+    } for r in result.results]
+    images = [{"input": path, "scores": {k: round(float(v), 4) for k, v in scores.items()}}
+              for path, scores in result.images]
+    ok = sum(r["status"] == "ok" for r in inputs)
+    return {"output": str(output), "inputs": inputs, "images": images,
+            "totals": {"inputs": len(inputs), "ok": ok, "failed": len(inputs) - ok,
+                       "resumed": result.skipped, "images": len(images)},
+            "exit_code": result.exit_code}
 
 
 def main() -> None:

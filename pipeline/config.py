@@ -1,6 +1,7 @@
 """The YAML config schema as typed models, and how it is loaded.
 
-``load_config(path, overrides)`` reads YAML with ``yaml.safe_load``, applies
+``load_config(path, overrides)`` reads YAML as ``yaml.safe_load`` does (and
+refuses duplicate keys), applies
 dotted-key overrides from the CLI (``{"sampling.every_seconds": 0.5}``) and
 validates everything at once. Every problem is reported with its key path,
 e.g. ``labels.2.prompts: must not be empty``.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import string
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +22,13 @@ from pipeline.types import ConfigError, Sampling
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.yaml")
+
+# Caps on what one config may ask for, checked before any model loads: text is
+# embedded and kept in memory per sentence, so an unbounded config is an
+# unbounded run (1.5 M prompts once peaked at 22.5 GB).
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_LABELS = 1_000  # labels + nsfw.labels
+MAX_SENTENCES = 10_000  # (prompts + negatives) x templates + background + safe
 
 
 class _UnsetType:
@@ -34,9 +43,10 @@ UNSET = _UnsetType()
 
 
 class _Strict(BaseModel):
-    """Unknown keys are errors: a typo must never be silently ignored."""
+    """Unknown keys are errors: a typo must never be silently ignored. Numbers
+    are finite (`timeout_s: .inf` is a mistake, not "wait forever")."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -123,6 +133,13 @@ class LabelConfig(_Strict):
         return list(self.prompts) if self.prompts else [self.name]
 
 
+def _names_to_labels(value: Any) -> Any:
+    """``labels: [cup, ball]`` is shorthand for ``[{name: cup}, {name: ball}]``."""
+    if isinstance(value, list):
+        return [{"name": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
 class ScoringConfig(_Strict):
     mode: Literal["softmax", "binary"] = "softmax"
     templates: list[str] = ["a photo of {}."]
@@ -133,10 +150,26 @@ class ScoringConfig(_Strict):
     def _templates_ok(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("must not be empty")
-        bad = [t for t in v if t.count("{}") != 1]
-        if bad:
-            raise ValueError(f"each template needs exactly one '{{}}': {bad[0]!r}")
+        for template in v:
+            _check_template(template)
         return v
+
+
+def _check_template(template: str) -> None:
+    """A template is text with exactly one bare ``{}`` where the prompt goes.
+
+    Checked with the same parser ``str.format`` uses, so ``{{}}`` (a literal
+    pair of braces), ``{x}`` (a named field) and ``{0.__class__}`` (attribute
+    access) are refused here instead of failing, or worse, at scoring time.
+    """
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as ex:
+        raise ValueError(f"template {template!r} is not valid: {ex}") from None
+    if len(fields) != 1 or fields[0] != ("", "", None):
+        raise ValueError(f"template {template!r} must contain exactly one {{}} (where the prompt goes) "
+                         "and no other {...} fields; write a literal brace as {{ or }}")
 
 
 class SmoothingConfig(_Strict):
@@ -152,9 +185,13 @@ class SegmentConfig(_Strict):
 
     @model_validator(mode="after")
     def _exit_below_enter(self) -> SegmentConfig:
-        if self.exit_threshold is not None and self.exit_threshold > self.threshold:
-            raise ValueError("exit_threshold must not exceed threshold")
+        _check_exit(self.threshold, self.exit_threshold)
         return self
+
+
+def _check_exit(threshold: float, exit_threshold: float | None) -> None:
+    if exit_threshold is not None and exit_threshold > threshold:
+        raise ValueError(f"exit_threshold {exit_threshold} must not exceed threshold {threshold}")
 
 
 class NsfwConfig(_Strict):
@@ -170,6 +207,24 @@ class NsfwConfig(_Strict):
     merge_gap_s: float = Field(default=2.0, ge=0)
     smoothing: SmoothingConfig = SmoothingConfig(method="median", window_s=1.0)
     verdict_min_s: float = Field(default=0.5, ge=0)
+
+    _labels_from_names = field_validator("labels", mode="before")(_names_to_labels)
+
+    @model_validator(mode="after")
+    def _exit_below_enter(self) -> NsfwConfig:
+        _check_exit(self.threshold, self.exit_threshold)
+        _check_label_exits(self.labels, self.threshold, "labels")
+        return self
+
+
+def _check_label_exits(labels: list[LabelConfig], section_threshold: float, where: str) -> None:
+    """A label's own exit threshold must not exceed the threshold it enters at
+    (its own, else its section's)."""
+    for i, lab in enumerate(labels):
+        enter = lab.threshold if lab.threshold is not None else section_threshold
+        if lab.exit_threshold is not None and lab.exit_threshold > enter:
+            raise ValueError(f"{where}.{i}.exit_threshold {lab.exit_threshold} must not exceed "
+                             f"the threshold {enter} it enters at")
 
 
 class OutputConfig(_Strict):
@@ -189,12 +244,29 @@ class Config(_Strict):
     nsfw: NsfwConfig = NsfwConfig()
     output: OutputConfig = OutputConfig()
 
+    _labels_from_names = field_validator("labels", mode="before")(_names_to_labels)
+
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
         names = [lab.name for lab in self.labels] + [lab.name for lab in self.nsfw.labels]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"label names must be unique across labels and nsfw.labels: {dupes}")
+        _check_label_exits(self.labels, self.segments.threshold, "labels")
+        return self
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Config:
+        labels = self.labels + self.nsfw.labels
+        if len(labels) > MAX_LABELS:
+            raise ValueError(f"{len(labels):,} labels (labels + nsfw.labels); at most {MAX_LABELS:,} "
+                             "are allowed per config")
+        prompts = sum(len(lab.prompt_list) + len(lab.negatives) for lab in labels)
+        sentences = prompts * len(self.scoring.templates) + len(self.scoring.background) + \
+            len(self.nsfw.safe)
+        if sentences > MAX_SENTENCES:
+            raise ValueError(f"{sentences:,} sentences to embed ((prompts + negatives) x templates "
+                             f"+ background + safe); at most {MAX_SENTENCES:,} are allowed per config")
         return self
 
     def hash(self) -> str:
@@ -206,7 +278,8 @@ class Config(_Strict):
 # --------------------------------------------------------------------------- loading
 
 
-def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None,
+                flags: dict[str, str] | None = None) -> Config:
     """Load, override and validate a config.
 
     Args:
@@ -215,18 +288,26 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         overrides: dotted key paths to values, applied after the file
             (``{"model.id": "x", "sampling.every_seconds": 0.5}``). ``None``
             values are ignored so CLI flags that were not given change nothing.
+        flags: the CLI flag behind each override key (``{"scoring.mode":
+            "--mode"}``): an error in an overridden value names the flag, not
+            the file.
 
     Raises:
         ConfigError: with every problem found, each with its key path.
     """
     data = _read_yaml(Path(path)) if path is not None else {}
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            _set_dotted(data, key, value)
+    if path is not None:
+        _resolve_model_path(data, Path(path).parent)
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    for key, value in given.items():
+        _set_dotted(data, key, value)
     try:
         return Config.model_validate(data)
     except ValidationError as ex:
-        raise ConfigError(_format_errors(ex, path)) from ex
+        named = {key: (flags or {}).get(key, key) for key in given if key in (flags or {})}
+        raise ConfigError(_format_errors(ex, path, named)) from ex
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
 
 
 def parse_config(data: dict[str, Any]) -> Config:
@@ -237,22 +318,97 @@ def parse_config(data: dict[str, Any]) -> Config:
         raise ConfigError(_format_errors(ex, None)) from ex
 
 
+def is_local_model(model_id: str) -> bool:
+    """Whether a model id names a folder rather than a Hub repository.
+
+    Hub ids are ``name`` or ``org/name``; an id starting with ``.``, ``/`` or
+    ``~``, or with more than one ``/``, is always a folder. (A Hub-shaped id
+    that exists on disk is a folder too; the caller checks that.)
+    """
+    return model_id.startswith((".", "/", "~")) or model_id.count("/") > 1
+
+
+def _resolve_model_path(data: dict[str, Any], folder: Path) -> None:
+    """A relative local ``model.id`` is relative to the config file's folder,
+    not to where scenetag runs, so ``-c /abs/configs/demo.yaml`` works from
+    anywhere. A Hub-shaped id (``org/name``) is a folder only when it exists
+    there; otherwise it stays a Hub id."""
+    model = data.get("model")
+    model_id = model.get("id") if isinstance(model, dict) else None
+    if not isinstance(model_id, str) or not model_id:
+        return
+    path = Path(model_id).expanduser()
+    if path.is_absolute():
+        return
+    candidate = folder / path
+    if is_local_model(model_id) or candidate.exists():
+        model["id"] = str(candidate.resolve())
+
+
+class _ConfigLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """``yaml.safe_load`` (libyaml when present: it caps nesting depth), but a
+    key given twice in one mapping is an error instead of silently taking the
+    last value."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key; the base class reports it
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given at line {first})",
+                    key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_yaml(text: str) -> Any:
+    """What ``yaml.safe_load`` does, with the duplicate-key check."""
+    loader = _ConfigLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
+    text = _read_text(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as ex:
-        raise ConfigError(f"cannot read config {path}: {ex.strerror or ex}") from ex
-    try:
-        data = yaml.safe_load(text)
+        data = _parse_yaml(text)
     except yaml.YAMLError as ex:
         where = getattr(ex, "problem_mark", None)
         at = f" at line {where.line + 1}" if where else ""
-        raise ConfigError(f"{path}: invalid YAML{at}: {getattr(ex, 'problem', ex)}") from ex
+        raise ConfigError(f"{path}: invalid YAML{at}: {getattr(ex, 'problem', None) or ex}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply to be a config") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     return data
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as ex:
+        raise ConfigError(f"cannot read config {path}: {ex.strerror or ex}") from ex
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: over {MAX_CONFIG_BYTES // 2**20} MB; a config is at most "
+                          f"{MAX_LABELS:,} labels and {MAX_SENTENCES:,} sentences")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as ex:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[ex.start]:02x} at offset {ex.start}); "
+                          "save the config as UTF-8") from None
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -270,19 +426,91 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
         node[leaf] = value
 
 
-def _format_errors(ex: ValidationError, path: str | Path | None) -> str:
-    parts = []
+def _format_errors(ex: ValidationError, path: str | Path | None,
+                   flags: dict[str, str] | None = None) -> str:
+    """Pydantic's errors in the tool's words, each blamed on its source: the
+    CLI flag that set the value (``--mode: ...``) or the key in the file."""
+    by_loc: dict[tuple, list[str]] = {}
     for err in ex.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(err["loc"][:-1])
-            msg = "unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
-        elif err["type"] == "literal_error":
-            msg = msg.replace("Input should be", "must be one of")
-        parts.append(f"{loc}: {msg}")
-    source = f"{path}: " if path else ""
-    return source + "; ".join(parts)
+        loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+        by_loc.setdefault(loc, []).append(_plain_message(err, loc))
+    from_flags, from_file = [], []
+    for loc, messages in by_loc.items():
+        msg = _joined(messages)
+        dotted = ".".join(str(p) for p in loc)
+        flag = next((f for key, f in (flags or {}).items()
+                     if dotted == key or dotted.startswith(key + ".")), None)
+        if flag is not None:
+            from_flags.append(f"{flag}: {msg}")
+        else:
+            from_file.append(f"{dotted}: {msg}" if dotted else msg)
+    parts = from_flags + ([f"{path}: " + "; ".join(from_file)] if path and from_file else from_file)
+    return "; ".join(parts)
+
+
+def _joined(messages: list[str]) -> str:
+    """One message per key: a union's alternatives joined with "or", the bad
+    value said once (``must be a whole number or one of auto; got 'x'``)."""
+    got = {m.partition("; got ")[2] for m in messages}
+    if len(messages) > 1 and len(got) == 1 and "" not in got:
+        heads = [m.partition("; got ")[0] for m in messages]
+        heads = heads[:1] + [h.removeprefix("must be ") for h in heads[1:]]
+        return " or ".join(dict.fromkeys(heads)) + f"; got {got.pop()}"
+    return " or ".join(dict.fromkeys(messages))
+
+
+def _is_union_tag(part: Any) -> bool:
+    """Pydantic names the union member that failed (``int``, ``literal['auto']``)."""
+    return isinstance(part, str) and (part in ("int", "float", "str", "bool", "none") or "[" in part)
+
+
+_PLAIN = {
+    "missing": "is required",
+    "too_short": "must have at least {min_length} item(s)",
+    "too_long": "must have at most {max_length} item(s)",
+    "string_too_short": "must not be empty",
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be at most {le}",
+    "finite_number": "must be a finite number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be text",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping (key: value)",
+    "model_type": "must be a mapping (key: value)",
+    "model_attributes_type": "must be a mapping (key: value)",
+}
+
+
+def _plain_message(err: dict[str, Any], loc: tuple) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    got = _shown(err.get("input"))
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        return "unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+    if kind == "literal_error":
+        choices = ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
+        return f"must be one of {choices}; got {got}"
+    if kind == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ")
+    template = _PLAIN.get(kind)
+    if template is None:
+        return str(err["msg"])
+    msg = template.format(**ctx) if ctx else template.split(" {")[0]
+    return msg if kind in ("missing", "too_short", "too_long", "string_too_short") else f"{msg}; got {got}"
+
+
+def _shown(value: Any) -> str:
+    """A short rendering of a bad value for an error message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _allowed_keys(loc: tuple) -> list[str]:
@@ -307,3 +535,39 @@ def _model_of(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+STARTER_CONFIG = """\
+# scenetag config (written by `scenetag config init`). Every key but `labels`
+# is optional; `scenetag config show -c THIS_FILE` prints the effective config
+# and `scenetag config validate THIS_FILE` checks it. README: "Config reference".
+
+model:
+  id: openai/clip-vit-base-patch32  # Hub id, or a local folder (relative paths: to this file)
+  device: auto                      # auto | cpu | cuda | cuda:N | mps
+  precision: auto                   # auto | fp32 | fp16 | bf16
+
+sampling:
+  every_seconds: 1.0                # or every_n_frames: 30, or fps: 2 (one rule only)
+
+scoring:
+  mode: softmax                     # softmax: labels exclude each other; binary: each is yes/no
+  templates: ["a photo of {}."]     # each needs exactly one {} where the prompt goes
+
+labels:                             # a name, or {name, prompts, negatives, threshold, exit_threshold}
+  - indoors
+  - {name: outdoors, prompts: ["a street", "a landscape"]}
+
+smoothing:
+  method: median                    # none | moving_average | median | ema
+  window_s: 2.0
+
+segments:
+  threshold: 0.5                    # enter a segment at this smoothed score
+  exit_threshold: 0.4               # leave it below this (must not exceed threshold)
+  min_duration_s: 1.0
+  merge_gap_s: 1.0
+
+output:
+  formats: [csv, plot, json, html, vtt, edl]   # also: thumbs
+"""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import pickle
@@ -24,11 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.config import is_local_model
 from pipeline.types import ModelLoadError
 
 log = logging.getLogger(__name__)
 
 AUTO_BATCH = {"cpu": 32, "cuda": 256, "mps": 64}
+TEXT_BATCH = 256  # texts per text-tower call
 
 
 @dataclass(frozen=True)
@@ -153,11 +156,23 @@ class Embedder:
     # ------------------------------------------------------------------- texts
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
-        """Embed texts; returns float32 N x D, each row L2-normalised."""
+        """Embed texts in batches of at most ``TEXT_BATCH``.
+
+        Bounded batches keep memory flat whatever the config's size: the
+        token and activation tensors of one call grow with its text count.
+
+        Returns:
+            float32 array N x D, each row L2-normalised.
+        """
+        texts = list(texts)
+        out = [self._embed_text_batch(texts[i:i + TEXT_BATCH]) for i in range(0, len(texts), TEXT_BATCH)]
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def _embed_text_batch(self, texts: list[str]) -> np.ndarray:
         torch = self._torch
         max_len = getattr(self.model.config.text_config, "max_position_embeddings", 77)
         padding = "max_length" if "siglip" in self.model.config.model_type else True
-        tokens = self.tokenizer(list(texts), padding=padding, truncation=True,
+        tokens = self.tokenizer(texts, padding=padding, truncation=True,
                                 max_length=max_len, return_tensors="pt")
         tokens = {k: v.to(self.device) for k, v in tokens.items()
                   if k in ("input_ids", "attention_mask")}
@@ -218,8 +233,8 @@ def _load_parts(model_id: str, revision: str | None) -> tuple[Any, Any, Any]:
     hf_logging.disable_progress_bar()  # a loader prints no bars; the CLI owns the terminal
 
     local = Path(model_id).expanduser()
-    if _looks_local(model_id) and not (local / "config.json").is_file():
-        raise ModelLoadError(f"model folder {model_id} not found or has no config.json")
+    if _looks_local(model_id):
+        _check_model_folder(local)
     source = str(local) if local.is_dir() else model_id
     kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": False}
     try:
@@ -228,6 +243,11 @@ def _load_parts(model_id: str, revision: str | None) -> tuple[Any, Any, Any]:
         image_processor = AutoImageProcessor.from_pretrained(source, **kwargs)
     except (OSError, ValueError, ImportError, pickle.UnpicklingError) as ex:
         raise ModelLoadError(_explain_load_failure(model_id, ex)) from ex
+    except Exception as ex:
+        if type(ex).__name__ != "SafetensorError":  # safetensors' Rust error, no import needed
+            raise
+        raise ModelLoadError(f"cannot load model {model_id!r}: its weights are damaged "
+                             f"(truncated or corrupt safetensors file: {ex})") from ex
     if not hasattr(model, "get_image_features") or not hasattr(model, "get_text_features"):
         raise ModelLoadError(f"{model_id} is not an image-text model "
                              "(it has no get_image_features/get_text_features)")
@@ -236,8 +256,25 @@ def _load_parts(model_id: str, revision: str | None) -> tuple[Any, Any, Any]:
 
 def _looks_local(model_id: str) -> bool:
     # Hub ids are "name" or "org/name"; anything else is meant as a folder.
-    return (model_id.startswith((".", "/", "~")) or model_id.count("/") > 1
-            or Path(model_id).expanduser().exists())
+    return is_local_model(model_id) or Path(model_id).expanduser().exists()
+
+
+def _check_model_folder(folder: Path) -> None:
+    """A local model must be a folder with a readable config.json; say which
+    part is missing (never "download it": a folder is not on the Hub)."""
+    where = folder.absolute()
+    if not folder.exists():
+        raise ModelLoadError(f"no model folder at {where}")
+    if not folder.is_dir():
+        raise ModelLoadError(f"model {where} is a file, not a model folder")
+    config = folder / "config.json"
+    if not config.is_file():
+        raise ModelLoadError(f"model folder {where} has no config.json (not a Hugging Face model folder)")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as ex:
+        raise ModelLoadError(f"the model's config.json is invalid ({config.absolute()}: "
+                             f"{getattr(ex, 'strerror', None) or ex})") from ex
 
 
 def _explain_load_failure(model_id: str, ex: Exception) -> str:
@@ -245,6 +282,8 @@ def _explain_load_failure(model_id: str, ex: Exception) -> str:
         return (f"cannot load model {model_id!r}: its pickled weights need code to load and "
                 "were refused; use a model with safetensors weights")
     text = str(ex).splitlines()[0] if str(ex) else type(ex).__name__
+    if _looks_local(model_id):
+        return f"cannot load model folder {Path(model_id).expanduser().absolute()}: {text}"
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     hint = ("it is not in the local Hugging Face cache and the Hub cannot be reached"
             if offline or "connect" in text.lower() or "offline" in text.lower()

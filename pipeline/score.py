@@ -98,10 +98,12 @@ def _plain_sentences(config: Config) -> tuple[list[str], list[str]]:
 
 
 def _embedded_once(embed_texts: EmbedTexts, texts: list[str]) -> EmbedTexts:
-    """Embed ``texts`` in one batch; the returned callable looks them up.
+    """Embed ``texts`` in one call; the returned callable looks them up.
 
-    One forward pass instead of one per label: the text tower's per-call
-    overhead dominated re-scoring from the store."""
+    One call instead of one per label: the text tower's per-call overhead
+    dominated re-scoring from the store. The embedder splits the call into
+    bounded batches (``embed.TEXT_BATCH``) and the config caps how many texts
+    there are (``config.MAX_SENTENCES``), so memory stays bounded."""
     unique = list(dict.fromkeys(texts))
     table = dict(zip(unique, embed_texts(unique))) if unique else {}
 

@@ -119,3 +119,63 @@ def test_decoder_resize_plus_torch_preprocessing_match_reference_on_sample_clips
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     assert len(ours) == len(ref) >= 5
     assert float(np.sum(ours * ref, axis=1).min()) >= 0.999
+
+
+def test_texts_are_embedded_in_bounded_batches(tiny_model_dir, monkeypatch):
+    from pipeline import embed
+
+    embedder = load_embedder(str(tiny_model_dir), device="cpu", precision="fp32")
+    monkeypatch.setattr(embed, "TEXT_BATCH", 7)
+    seen: list[int] = []
+    real = embedder.model.get_text_features
+
+    def spy(**tokens):
+        seen.append(int(tokens["input_ids"].shape[0]))
+        return real(**tokens)
+
+    monkeypatch.setattr(embedder.model, "get_text_features", spy)
+    texts = [f"a photo of thing {i}." for i in range(30)]
+    together = embedder.embed_texts(texts)
+    assert seen and max(seen) <= 7 and sum(seen) == 30
+    one_by_one = np.concatenate([embedder.embed_texts([t]) for t in texts])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+    assert embedder.embed_texts([]).shape == (0, embedder.dim)
+
+
+@pytest.mark.parametrize("model_id", ["./no-such-model", "no/such/model", "~/no-such-model-here"])
+def test_local_looking_missing_model_never_suggests_download(model_id, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError) as info:
+        load_embedder(model_id)
+    message = str(info.value)
+    assert message.startswith("no model folder at /") and "download-model" not in message
+
+
+def _damaged_copy(src: Path, dst: Path, damage) -> str:
+    import shutil
+
+    shutil.copytree(src, dst)
+    damage(dst)
+    return str(dst)
+
+
+def _lying_header(folder: Path) -> None:
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[:8] = (10**12).to_bytes(8, "little")  # claims a terabyte of header
+    weights.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda d: (d / "config.json").write_text("{not json", encoding="utf-8"), "config.json is invalid"),
+    (lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:5000]),
+     "weights are damaged"),
+    (_lying_header, "weights are damaged"),
+])
+def test_damaged_model_folders_say_what_is_wrong(tiny_model_dir, tmp_path, damage, fragment):
+    folder = _damaged_copy(tiny_model_dir, tmp_path / "m", damage)
+    with pytest.raises(ModelLoadError) as info:
+        load_embedder(folder, device="cpu")
+    message = str(info.value)
+    assert fragment in message and "\n" not in message
+    assert "Hugging Face cache" not in message and "download-model" not in message

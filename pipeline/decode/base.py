@@ -14,8 +14,10 @@ the whole video in memory.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
@@ -121,10 +123,18 @@ def check_readable(path: str) -> None:
     Libraries report these cases with confusing messages (or crash), so
     catch them up front.
     """
-    if not os.path.exists(path):
-        raise VideoOpenError(f"file not found: {path}")
-    if os.path.isdir(path):
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as ex:  # say which: a loop or a dangling link is not a missing file
+        reason = ("symbolic link loop" if ex.errno == errno.ELOOP else
+                  "broken symbolic link (its target is missing)" if os.path.islink(path)
+                  else "file not found")
+        raise VideoOpenError(f"{reason}: {path}") from None
+    if stat.S_ISDIR(mode):
         raise VideoOpenError(f"is a directory, not a media file: {path}")
+    if not stat.S_ISREG(mode):
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket or device"
+        raise VideoOpenError(f"is {kind}, not a media file: {path}")
     if not os.access(path, os.R_OK):
         raise VideoOpenError(f"permission denied: {path}")
     if os.path.getsize(path) == 0:

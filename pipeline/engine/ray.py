@@ -30,11 +30,13 @@ Ray is an optional dependency, imported only inside this module's functions.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import queue
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -108,8 +110,16 @@ class RayEngine:
                                       log_to_driver=debug, configure_logging=False)
         if self.address is None:
             kwargs["num_cpus"] = os.cpu_count() or 1
+        if not debug and not os.environ.get("RAY_BACKEND_LOG_LEVEL"):
+            # The driver's C++ core worker logs errors to stderr, and on every
+            # run logs one about actor constructor arguments that Ray Data's
+            # actor pool always triggers (ray-project/ray#53727) though nothing
+            # failed. Real failures reach us as exceptions. A user's own
+            # setting wins.
+            os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"
         try:
-            ray.init(address=self.address, **kwargs)
+            with contextlib.nullcontext() if debug else _stderr_to_log():
+                ray.init(address=self.address, **kwargs)
         except Exception as ex:  # ConnectionError, RuntimeError, ValueError...
             raise PipelineError(f"cannot start or reach Ray at {self.address or 'local'}: "
                                 f"{_first_line(ex)}") from ex
@@ -153,6 +163,26 @@ def _import_ray():
     except ImportError as ex:
         raise PipelineError(INSTALL_HINT) from ex
     return ray
+
+
+@contextlib.contextmanager
+def _stderr_to_log() -> Iterator[None]:
+    """Route file descriptor 2 to the debug log while Ray starts: its C++
+    logger announces the log level there even when told to log fatal only."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode(errors="replace").splitlines():
+                log.debug("ray: %s", line)
 
 
 def _quiet_ray_logs() -> None:
