@@ -66,6 +66,9 @@ class VideoInfo:
     pix_fmt: str = ""
     bit_rate: int | None = None
     is_image: bool = False
+    # FFmpeg's guess of the stream's base rate (``r_frame_rate``): a VFR clip's
+    # nominal 23.976 while its average is 16.05. None when not known.
+    nominal_fps: float | None = None
 
 
 @dataclass(frozen=True)

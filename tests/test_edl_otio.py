@@ -6,6 +6,8 @@ labels, read by webvtt-py. `read_edl` is the helper other EDL tests use."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -175,3 +177,36 @@ def test_segment_starting_before_zero_lands_on_the_first_frame():
     edl = read_edl(exports.edl_text(result_at(25.0, segs)))
     assert sorted(edl.markers) == [("cup 0.80", 0.0), ("early 0.90", 0.0)]
     assert edl.resolve == [("early + cup", 0.0, 50)]
+
+
+@pytest.mark.parametrize(("nominal", "average", "expected"), [
+    (24000 / 1001, 16.05, Fraction(24000, 1001)),  # a VFR film: its nominal rate, not the average's nearest
+    (30.0, 18.3, Fraction(30)),
+    (120.0, 27.0, Fraction(25)),  # a nominal rate no editor takes: the average's nearest SMPTE rate
+    (None, 29.97, Fraction(30000, 1001)),
+])
+def test_edl_takes_the_streams_nominal_rate_when_it_is_smpte(nominal, average, expected):
+    result = result_at(average, OVERLAPPING)
+    result.info = dataclasses.replace(result.info, nominal_fps=nominal)
+    edl = assert_edl_matches(exports.edl_text(result), OVERLAPPING)
+    assert edl.rate == expected
+
+
+def test_vfr_clip_on_a_30_fps_grid_gets_a_30_fps_edl(tmp_path, tiny_model_dir):
+    """Frames on a 1/30 s grid with gaps average 18.3 fps; FFmpeg's base rate
+    (the nominal one) is 30, and the EDL is written at it."""
+    from media import make_vfr_clip
+
+    times = [round(i / 30, 3) for i in range(300) if (i // 15) % 2 == 0 or i % 5 == 0]
+    clip = make_vfr_clip(tmp_path / "grid.mp4", times)
+    cfg = tiny_config(tmp_path, tiny_model_dir,
+                      "sampling: {every_seconds: 0.5}\nlabels: [{name: cat}, {name: dog}]\n"
+                      "segments: {threshold: 0.3, min_duration_s: 0}\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", clip, "-c", str(cfg), "-o", str(out), "-q", "--no-store",
+                                 "--formats", "json,edl"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    video = json.loads((out / "grid" / "summary.json").read_text("utf-8"))["video"]
+    assert video["nominal_fps"] == 30.0 and video["avg_fps"] < 20
+    edl = read_edl((out / "grid" / "markers.edl").read_text(encoding="utf-8"))
+    assert edl.rate == Fraction(30) and "nearest" not in edl.title

@@ -102,6 +102,7 @@ def _probe_open(container, path: str) -> VideoInfo:
         codec=cc.name,
         duration_s=duration,
         avg_fps=fps,
+        nominal_fps=float(stream.base_rate) if stream.base_rate else None,
         frame_count=frame_count,
         start_time_s=start,
         pix_fmt=cc.pix_fmt or "",

@@ -24,7 +24,7 @@ from typing import Any
 
 from pipeline.atomic import atomic_write_text
 from pipeline.report.text import clean_label, hms
-from pipeline.types import LabelTrack, Segment, VideoResult
+from pipeline.types import LabelTrack, Segment, VideoInfo, VideoResult
 
 # NTSC rates a container's average fps approximates (29.97002997...).
 _NTSC = (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(48000, 1001),
@@ -143,6 +143,17 @@ def edl_rate(fps: float | Fraction | None) -> Fraction:
     return rate if rate in EDL_RATES else min(EDL_RATES, key=lambda r: abs(r - rate))
 
 
+def stream_rate(info: VideoInfo | None) -> float | None:
+    """The rate an EDL of this video starts from: the stream's nominal rate
+    when it is a SMPTE rate (a VFR film's 23.976, whose average rate may be
+    16.05), else its average rate."""
+    if info is None:
+        return None
+    if info.nominal_fps and exact_fps(info.nominal_fps) in EDL_RATES:
+        return info.nominal_fps
+    return info.avg_fps
+
+
 def rate_name(rate: float | Fraction) -> str:
     """``24000/1001`` → ``"23.976"``, ``30000/1001`` → ``"29.97"``, ``25`` → ``"25"``."""
     return f"{float(rate):.3f}".rstrip("0").rstrip(".")
@@ -160,8 +171,8 @@ def edl_text(result: VideoResult, fps: float | Fraction | None = None) -> str:
     overlap (OpenTimelineIO rejects overlapping record-ins) and every
     segment keeps its locator.
 
-    The rate is :func:`edl_rate` of ``fps`` (default: the video's average
-    rate), named in the ``TITLE:`` line; frame numbers come from seconds
+    The rate is :func:`edl_rate` of ``fps`` (default: :func:`stream_rate`),
+    named in the ``TITLE:`` line; frame numbers come from seconds
     (``round(t * rate)``), so markers land within half a frame of
     ``segments.csv`` whatever the stream's timing. Timecode is always
     non-drop (``hh:mm:ss:ff``), 29.97 and 59.94 included: OpenTimelineIO's
@@ -169,7 +180,7 @@ def edl_text(result: VideoResult, fps: float | Fraction | None = None) -> str:
     non-drop), and Resolve's own marker export from a default (non-drop)
     timeline looks the same.
     """
-    stream = fps if fps is not None else (result.info.avg_fps if result.info else None)
+    stream = fps if fps is not None else stream_rate(result.info)
     rate = edl_rate(stream)
     clip = _edl_safe(Path(result.input_path).name) or "clip"
     lines = [f"TITLE: {_edl_safe(result.name) or 'scenetag'} {_rate_note(rate, stream)}",

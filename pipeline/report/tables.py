@@ -19,8 +19,8 @@ from pipeline.types import Segment, VideoResult
 
 SEGMENT_COLUMNS = ["label", "kind", "start_s", "end_s", "duration_s", "peak", "mean"]
 INDEX_COLUMNS = ["name", "input", "status", "error", "duration_s", "frames_scored", "tags", "nsfw_verdict"]
-VIDEO_FIELDS = ["container", "codec", "width", "height", "duration_s", "avg_fps", "frame_count",
-                "rotation", "start_time_s", "pix_fmt"]
+VIDEO_FIELDS = ["container", "codec", "width", "height", "duration_s", "avg_fps", "nominal_fps",
+                "frame_count", "rotation", "start_time_s", "pix_fmt"]
 TIME_DECIMALS = 3
 SCORE_DECIMALS = 6
 
