@@ -60,5 +60,19 @@ def no_unexpected_errors(caplog, request):
     assert not errors, f"unexpected ERROR logs: {[r.getMessage() for r in errors]}"
 
 
+@pytest.fixture(autouse=True)
+def exports_read_by_reference_readers(request):
+    """Every ``markers.edl`` and ``tags.vtt`` a test leaves in its
+    ``tmp_path`` must parse in OpenTimelineIO's CMX 3600 adapter and
+    webvtt-py (what editors' pipelines and players use), and match the
+    ``segments.csv`` beside it."""
+    yield
+    folder = request.node.funcargs.get("tmp_path")  # the test's own, still on disk
+    if folder is not None:
+        from reference_readers import check_exports_in
+
+        check_exports_in(folder)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "expect_errors: the test expects ERROR log records")

@@ -9,15 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
-import opentimelineio as otio
 import pandas as pd
 import pytest
 import webvtt
+from reference_readers import SMPTE, assert_edl_matches, read_edl
 from tiny_model import tiny_config
 from typer.testing import CliRunner
 
@@ -25,59 +23,7 @@ from pipeline.cli import app
 from pipeline.report import exports
 from pipeline.types import LabelTrack, Sampling, Segment, VideoInfo, VideoResult
 
-NAMED = {"23.976": Fraction(24000, 1001), "29.97": Fraction(30000, 1001), "59.94": Fraction(60000, 1001)}
-SMPTE = set(NAMED.values()) | {Fraction(r) for r in (24, 25, 30, 50, 60)}
 runner = CliRunner()
-
-
-@dataclass
-class EdlRead:
-    rate: Fraction
-    title: str
-    markers: list[tuple[str, float]]  # OTIO marker name, seconds
-    resolve: list[tuple[str, float, int]]  # |M: names, event start (s), |D: frames
-
-
-def read_edl(text: str) -> EdlRead:
-    """Parse an EDL with OTIO at the rate its TITLE line names (as a user
-    would); fails on anything the adapter rejects."""
-    found = re.search(r"^TITLE: .*\((\d+(?:\.\d+)?) fps NDF", text, re.M)
-    assert found, text[:200]
-    rate = NAMED.get(found.group(1)) or Fraction(found.group(1))
-    assert rate in SMPTE and "FCM: NON-DROP FRAME" in text
-    timeline = otio.adapters.read_from_string(text, adapter_name="cmx_3600", rate=float(rate))
-    markers, resolve = [], []
-    for clip in timeline.find_clips():
-        markers += [(m.name, m.marked_range.start_time.to_seconds()) for m in clip.markers]
-        for comment in clip.metadata.get("cmx_3600", {}).get("comments", []):
-            line = re.fullmatch(r"\|C:ResolveColor[A-Z][a-z]+ \|M:(.+) \|D:(\d+)", comment)
-            assert line, comment
-            resolve.append((line.group(1), clip.source_range.start_time.to_seconds(), int(line.group(2))))
-    return EdlRead(rate, timeline.name, markers, resolve)
-
-
-def assert_edl_matches(text: str, segments: list[Segment]) -> EdlRead:
-    """Every segment has its locator within one frame of its start; each
-    Resolve marker names the labels starting there, with the longest's
-    length within one frame."""
-    edl = read_edl(text)
-    frame = 1 / float(edl.rate) + 1e-9
-    assert len(edl.markers) == len(segments)
-    remaining = list(edl.markers)
-    for seg in sorted(segments, key=lambda s: (s.start_s, s.label)):
-        name = exports._marker_name(seg)
-        match = next(((n, t) for n, t in remaining if n == f"{name} {seg.peak:.2f}"
-                      and abs(t - seg.start_s) <= frame), None)
-        assert match, (seg, remaining)
-        remaining.remove(match)
-    for names, start, frames in edl.resolve:
-        here = [s for s in segments if abs(s.start_s - start) <= frame
-                and exports._marker_name(s) in names.split(" + ")]
-        assert here, (names, start)
-        longest = max(s.end_s - max(s.start_s, 0) for s in here)
-        assert abs(frames - longest * float(edl.rate)) <= 1 or frames == 1
-    assert sum(len(n.split(" + ")) for n, _, _ in edl.resolve) == len(segments)
-    return edl
 
 
 def result_at(fps: float | None, segments: list[Segment], name: str = "clip") -> VideoResult:
@@ -160,18 +106,6 @@ def test_run_on_vfr_clip_writes_an_edl_otio_reads(tmp_path, tiny_model_dir):
     assert len(webvtt.read(str(out / "vfr" / "tags.vtt")).captions) == len(segments)
 
 
-def otio_check_folder(folder: Path) -> int:
-    """Parse every markers.edl under ``folder`` against its segments.csv;
-    returns how many were checked."""
-    n = 0
-    for path in folder.rglob("markers.edl"):
-        table = pd.read_csv(path.parent / "segments.csv", keep_default_na=False)
-        segments = [Segment(r.label, r.kind, r.start_s, r.end_s, r.peak, r.mean) for r in table.itertuples()]
-        assert_edl_matches(path.read_text(encoding="utf-8"), segments)
-        n += 1
-    return n
-
-
 def test_segment_starting_before_zero_lands_on_the_first_frame():
     segs = [Segment("early", "tag", -0.1, 1.0, 0.9, 0.8), Segment("cup", "tag", 0.0, 2.0, 0.8, 0.7)]
     edl = read_edl(exports.edl_text(result_at(25.0, segs)))
@@ -210,3 +144,16 @@ def test_vfr_clip_on_a_30_fps_grid_gets_a_30_fps_edl(tmp_path, tiny_model_dir):
     assert video["nominal_fps"] == 30.0 and video["avg_fps"] < 20
     edl = read_edl((out / "grid" / "markers.edl").read_text(encoding="utf-8"))
     assert edl.rate == Fraction(30) and "nearest" not in edl.title
+
+
+def test_the_suites_export_check_rejects_what_otio_rejects(tmp_path_factory):
+    """The net conftest casts over every test's tmp_path catches an EDL OTIO
+    cannot read (here: two events with the same record-in)."""
+    from reference_readers import check_exports_in
+
+    folder = tmp_path_factory.mktemp("bad")
+    event = "{n:03d}  AX       V     C        00:00:00:00 00:00:00:01 00:00:00:00 00:00:00:01\n"
+    (folder / "markers.edl").write_text("TITLE: x (25 fps NDF)\nFCM: NON-DROP FRAME\n\n"
+                                        + event.format(n=1) + "\n" + event.format(n=2), encoding="utf-8")
+    with pytest.raises(Exception, match="(?i)overlapping"):
+        check_exports_in(folder)

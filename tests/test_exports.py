@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import webvtt
-from test_edl_otio import assert_edl_matches, otio_check_folder
+from reference_readers import assert_edl_matches, otio_check_folder
 from tiny_model import tiny_config
 from typer.testing import CliRunner
 
