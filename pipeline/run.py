@@ -368,8 +368,12 @@ def _video_result(embedded: EmbeddedInput, config: Config, classifier: Classifie
         result.status, result.error = "error", _one_line(embedded.error)
         return result
     result.frame_indices, result.times_s = embedded.indices, embedded.times_s
-    for key, value in analyse(embedded.times_s, embedded.embeddings, classifier, config,
-                              embedded.info).items():
+    try:
+        analysis = analyse(embedded.times_s, embedded.embeddings, classifier, config, embedded.info)
+    except Exception as ex:  # a scoring bug on one input's data must not cost the batch
+        log.debug("scoring %s failed", embedded.path, exc_info=True)
+        return _failed(result, f"cannot score: {_describe(ex)}")
+    for key, value in analysis.items():
         setattr(result, key, value)
     return result
 

@@ -58,6 +58,32 @@ def _disk_full_in(name: str):
     return fsync
 
 
+# --------------------------------------------------------------------------- scoring failures
+
+
+@pytest.mark.expect_errors
+def test_a_scoring_exception_costs_only_that_input(tmp_path, tiny_model_dir, tiny_embedder, monkeypatch):
+    import pipeline.run as run_module
+
+    real = run_module.analyse
+
+    def broken(times_s, *args, **kwargs):
+        if len(times_s) == 4:  # b.mp4 is the 2 s clip
+            raise FloatingPointError("overflow in smoothing\nsecond line")
+        return real(times_s, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "analyse", broken)
+    folder = tmp_path / "in"
+    clips = _clips(folder, "a.mp4", "c.mp4") + [make_clip(folder / "b.mp4", seconds=2, fps=10, size=(64, 48))]
+    out = tmp_path / "out"
+    run = _run(clips, _config(tiny_model_dir), out, tiny_embedder)
+    status = {r.name: (r.status, r.error) for r in run.results}
+    assert status["a"] == ("ok", None) and status["c"] == ("ok", None)
+    assert status["b"] == ("error", "cannot score: FloatingPointError: overflow in smoothing second line")
+    assert _index(out)["b.mp4"]["status"] == "error"
+    assert json.loads((out / "b" / "summary.json").read_text("utf-8"))["status"] == "error"
+
+
 # --------------------------------------------------------------------------- report failures
 
 
