@@ -75,6 +75,9 @@ def run(
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not store embeddings.")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache",
                                            help="Decode even inputs already in the store.")] = False,
+    store_wait: Annotated[float | None, typer.Option(
+        "--store-wait", min=0, help="Seconds a store write waits for another run writing the "
+        "same store (default 300).")] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -96,7 +99,7 @@ def run(
         cfg = load_config(_config_path(config, labels), overrides)
         options = RunOptions(engine=engine, ray_address=ray_address, ray_actors=ray_actors, resume=resume,
                              progress=not quiet, store=store, use_store=not no_store,
-                             use_cache=not no_cache)
+                             use_cache=not no_cache, store_wait_s=store_wait)
         result = run_job(inputs, cfg, output, options)
         _print_run_summary(result, output, quiet)
         return result.exit_code
@@ -151,6 +154,9 @@ StoreOpt = Annotated[Path, typer.Option("--store", help="Embedding store folder 
                                          file_okay=False)]
 StoreModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="Model for queries (default: the one the store was built with).")]
+SamplingOpt = Annotated[str | None, typer.Option(
+    "--sampling", help="Only inputs stored with this sampling, e.g. 'every 0.5 s' "
+    "(default: all; a frame stored twice counts once).")]
 
 
 @app.command()
@@ -185,6 +191,7 @@ def search(
                                                dir_okay=False)] = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="Number of results.")] = 10,
     video: Annotated[str | None, typer.Option(help="Only this input (path, file name or stem).")] = None,
+    sampling: SamplingOpt = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Folder for search.csv/png (default: the store's parent).")] = None,
     model: StoreModelOpt = None,
@@ -203,7 +210,7 @@ def search(
         db = EmbeddingStore.open(store)
         vector = s.query_vector(db, lambda: _store_embedder(db, model, device), query, image,
                                 cached=model in (None, db.model_id))
-        hits = s.search(db, vector, top_k=top, video=video)
+        hits = s.search(db, vector, top_k=top, video=video, sampling=sampling)
         out = output or store.parent
         out.mkdir(parents=True, exist_ok=True)
         s.write_csv(hits, out)
@@ -227,6 +234,7 @@ def cluster(
     outliers: Annotated[int, typer.Option("--outliers", min=0,
                                           help="KMeans: frames to flag as outliers.")] = 10,
     video: Annotated[str | None, typer.Option(help="Only this input (path, file name or stem).")] = None,
+    sampling: SamplingOpt = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Folder for clusters.csv/png (default: the store's parent).")] = None,
     quiet: QuietOpt = False,
@@ -236,18 +244,13 @@ def cluster(
 
     def job() -> int:
         from pipeline import cluster as c
-        from pipeline.search import matches
+        from pipeline.search import select_videos
         from pipeline.store import EmbeddingStore
 
         if dbscan and k is not None:
             raise PipelineError("give --k or --dbscan, not both")
         db = EmbeddingStore.open(store)
-        keys = None
-        if video is not None:
-            keys = [v.key for v in db.videos() if matches(v, video)]
-            if not keys:
-                raise PipelineError(f"no stored input matches --video {video!r}")
-        rows = db.frames(keys)
+        rows = db.frames(select_videos(db, video=video, sampling=sampling), unique=True)
         result = c.cluster(rows.vectors, k=k, dbscan_eps=eps if dbscan else None,
                            min_samples=min_samples, outliers=outliers)
         out = output or store.parent
