@@ -228,7 +228,8 @@ class EmbeddingStore:
             names = self._table_names()
         present = [t for t in _TABLES if t in names]
         if not present:
-            if not create and any(p.name != LOCK_FILE for p in self.root.iterdir()):
+            ours = {LOCK_FILE, *(f"{t}.lance" for t in (*_TABLES, _TEXTS))}  # mid-creation
+            if not create and any(p.name not in ours for p in self.root.iterdir()):
                 raise StoreError(f"{self.root} is not a scenetag embedding store")
             if not create:
                 raise StoreError(f"embedding store {self.root} is empty (run `scenetag run` first)")
