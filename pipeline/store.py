@@ -78,7 +78,7 @@ READ_RETRIES = 4  # re-reads of an input a concurrent writer replaced mid-read
 # search checks every vector of a store up to this size (~20 MB at 512-d, tens of ms),
 # and the vectors it returns beyond it: a full read at 50k x 512 cost 0.2-0.8 s vs 0.1 s a query
 VERIFY_MAX_ROWS = 10_000
-UNIT_TOLERANCE = 1e-2  # |norm - 1| of a stored vector beyond this is damage (bf16 stays within 4e-3)
+UNIT_TOLERANCE = 1e-2  # |norm - 1| beyond this is damage: embed normalises in float32 (~1e-7)
 
 
 # --------------------------------------------------------------------------- identity
@@ -486,7 +486,7 @@ class EmbeddingStore:
                unique: bool = False) -> FrameRows:
         """Frames of the given stored inputs (all when ``videos`` is None),
         ordered by input then time: only rows of each input's current
-        generation, so a replace in progress is never seen twice.
+        generation, so a replace in progress is never seen twice or half.
 
         Args:
             unique: keep one row per frame, ``(content hash, frame index)``:
@@ -496,20 +496,9 @@ class EmbeddingStore:
         Raises:
             StoreError: unreadable, or vectors that are not unit length.
         """
-        dim = self.dim or 0
         if self.meta is None:
-            return _no_rows(dim)
-        current = self.videos() if videos is None else list(videos)
-        cols = ["key", "input_path", "content_hash", "frame_index", "time_s"] + \
-            (["generation"] if self._has_generation() else []) + (["vector"] if vectors else [])
-        with _guard(self.root, "read frames"):
-            query = self._table("frames").search()
-            if videos is not None:
-                query = query.where(f"key IN ({', '.join(_sql(v.key) for v in current) or _sql('')})")
-            rows = _frame_rows(query.select(cols).limit(None).to_arrow(), dim)
-        rows = rows.take(_visible(rows, current))
-        if vectors:
-            _check_vectors(self.root, rows.vectors)
+            return _no_rows(self.dim or 0)
+        _, rows = self._read_whole(videos, vectors=vectors)
         return rows.take(_one_per_frame(rows)) if unique else rows
 
     def embedded(self, video: StoredVideo, path: str | None = None) -> EmbeddedInput:
@@ -532,20 +521,40 @@ class EmbeddingStore:
             for video, path in zip(chunk, paths[start:start + READ_BATCH]):
                 yield self._embedded_from(rows, video, path)
 
-    def _read_whole(self, chunk: list[StoredVideo]) -> tuple[list[StoredVideo], FrameRows]:
-        """The frames of ``chunk``; when a writer replaced one of its inputs
-        after its ``videos`` row was read (its frames are gone), the row is
-        read again, on fresh table handles, a few times."""
-        for attempt in range(READ_RETRIES):
-            rows = self.frames(chunk)
+    def _read_whole(self, videos: Sequence[StoredVideo] | None, *,
+                    vectors: bool = True) -> tuple[list[StoredVideo], FrameRows]:
+        """The current ``videos`` rows (all when None) and their frames. When a
+        writer replaced an input after its ``videos`` row was read, that
+        input's frames are gone: the rows are read again, on fresh table
+        handles, a few times, so a reader never silently loses an input."""
+        current = self.videos() if videos is None else list(videos)
+        rows = self._read_rows(current, vectors=vectors, keyed=videos is not None)
+        for attempt in range(1, READ_RETRIES):
             have = dict(zip(*np.unique(rows.key.astype(str), return_counts=True))) if len(rows) else {}
-            if all(have.get(v.key, 0) == v.frames for v in chunk) or attempt == READ_RETRIES - 1:
-                return chunk, rows
+            if all(have.get(v.key, 0) == v.frames for v in current):
+                break
+            time.sleep(0.05 * attempt)
             self._tables = {}
-            fresh = self.find([v.key for v in chunk])
-            chunk = [fresh.get(v.key, v) for v in chunk]
-            time.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
+            if videos is None:
+                current = self.videos()
+            else:
+                fresh = self.find([v.key for v in current])
+                current = [fresh.get(v.key, v) for v in current]
+            rows = self._read_rows(current, vectors=vectors, keyed=videos is not None)
+        return current, rows
+
+    def _read_rows(self, current: list[StoredVideo], *, vectors: bool, keyed: bool) -> FrameRows:
+        cols = ["key", "input_path", "content_hash", "frame_index", "time_s"] + \
+            (["generation"] if self._has_generation() else []) + (["vector"] if vectors else [])
+        with _guard(self.root, "read frames"):
+            query = self._table("frames").search()
+            if keyed:
+                query = query.where(f"key IN ({', '.join(_sql(v.key) for v in current) or _sql('')})")
+            rows = _frame_rows(query.select(cols).limit(None).to_arrow(), self.dim or 0)
+        rows = rows.take(_visible(rows, current))
+        if vectors:
+            _check_vectors(self.root, rows.vectors)
+        return rows
 
     def _embedded_from(self, rows: FrameRows, video: StoredVideo, path: str) -> EmbeddedInput:
         mine = rows.key == video.key

@@ -101,8 +101,8 @@ def test_embedded_many_reads_in_batches_and_matches(tmp_path, monkeypatch):
     stored = _many(store, 5)
     videos = store.videos()
     queries = []
-    real = store.frames
-    monkeypatch.setattr(store, "frames", lambda chunk: queries.append(chunk) or real(chunk))
+    real = store._read_rows
+    monkeypatch.setattr(store, "_read_rows", lambda chunk, **kw: queries.append(chunk) or real(chunk, **kw))
     back = list(store.embedded_many(videos))
     assert [len(q) for q in queries] == [2, 2, 1]
     for video, got in zip(videos, back):

@@ -234,6 +234,28 @@ def test_reader_holding_an_old_row_reads_the_new_copy(tmp_path):
     np.testing.assert_array_equal(embedded.embeddings, _vectors(9, 2))
 
 
+def test_cluster_read_during_a_replace_loses_no_input(tmp_path, monkeypatch):
+    """All frames (what `cluster` reads) while a writer replaces an input
+    between the reader's videos read and frames read: the input is read again,
+    not silently left out."""
+    store = EmbeddingStore.open(tmp_path / "s", create=True)
+    _put(store, 6, 1)
+    _put(store, 4, 3, path="b.mp4", chash="hb")
+    reader = EmbeddingStore.open(tmp_path / "s")
+    real, calls = reader.videos, []
+
+    def videos_then_a_replace():
+        out = real()
+        if not calls:
+            calls.append(1)
+            _put(EmbeddingStore.open(tmp_path / "s", create=True), 9, 2)  # another writer
+        return out
+
+    monkeypatch.setattr(reader, "videos", videos_then_a_replace)
+    rows = reader.frames(unique=True)
+    assert sorted(np.unique(rows.key, return_counts=True)[1]) == [4, 9]
+
+
 def test_interrupted_replace_keeps_the_old_copy_whole(tmp_path, monkeypatch):
     """The replace fails after the new frames were written (disk full before
     the videos row): readers still see the old copy, whole, once."""
