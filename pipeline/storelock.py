@@ -94,8 +94,8 @@ class WriteLock:
                     ) from None
                 if not told and wait_s > 0:
                     log.warning("embedding store %s is being written by %s; waiting up to %g s "
-                                "for its write lock (to %s; --store-wait)", self.root,
-                                _holder(self.path), wait_s, action)
+                                "for its write lock before this %s (--store-wait sets the wait)",
+                                self.root, _holder(self.path), wait_s, action)
                     told = True
                 time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
                 pause = min(pause * 2, _POLL_S[1])
