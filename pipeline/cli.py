@@ -201,6 +201,9 @@ def run(
     no_cache: Annotated[bool, typer.Option("--no-cache",
                                            help="Decode even inputs already in the store.")] = False,
     as_json: JsonOpt = False,
+    store_wait: Annotated[float | None, typer.Option(
+        "--store-wait", metavar="S", min=0, help="Seconds a store write waits for another run writing "
+        "the same store. Default: 300.")] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -228,7 +231,7 @@ def run(
         _check_output_folder(output)
         options = RunOptions(engine=engine, ray_address=ray_address, ray_actors=ray_actors, resume=resume,
                              progress=not quiet, store=store, use_store=not no_store,
-                             use_cache=not no_cache)
+                             use_cache=not no_cache, store_wait_s=store_wait)
         result = run_job(inputs, cfg, output, options)
         _print_run_summary(result, output, quiet, as_json)
         return result.exit_code
@@ -291,6 +294,9 @@ StoreOpt = Annotated[Path, typer.Option("--store", metavar="DIR",
 StoreModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", metavar="ID|DIR", help="Model for queries. "
                                             "Default: the one the store was built with.")]
+SamplingOpt = Annotated[str | None, typer.Option(
+    "--sampling", metavar="RULE", help="Only inputs stored with this sampling, e.g. 'every 0.5 s'. "
+    "Default: all (a frame stored twice counts once).")]
 
 
 @app.command(cls=_Command)
@@ -331,6 +337,7 @@ def search(
     top: Annotated[int, typer.Option("--top", "-k", metavar="N", min=1, help="Number of results.")] = 10,
     video: Annotated[str | None, typer.Option(metavar="INPUT",
                                               help="Only this input (path, file name or stem).")] = None,
+    sampling: SamplingOpt = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="DIR",
         help="Folder for search.csv/png. Default: the store's parent.")] = None,
@@ -350,7 +357,7 @@ def search(
         db = EmbeddingStore.open(store)
         vector = s.query_vector(db, lambda: _store_embedder(db, model, device), query, image,
                                 cached=model in (None, db.model_id))
-        hits = s.search(db, vector, top_k=top, video=video)
+        hits = s.search(db, vector, top_k=top, video=video, sampling=sampling)
         out = output or store.parent
         out.mkdir(parents=True, exist_ok=True)
         s.write_csv(hits, out)
@@ -381,6 +388,7 @@ def cluster(
                                                "cluster).")] = 10,
     video: Annotated[str | None, typer.Option(metavar="INPUT",
                                               help="Only this input (path, file name or stem).")] = None,
+    sampling: SamplingOpt = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="DIR",
         help="Folder for clusters.csv/png. Default: the store's parent.")] = None,
@@ -391,7 +399,7 @@ def cluster(
 
     def job() -> int:
         from pipeline import cluster as c
-        from pipeline.search import matches
+        from pipeline.search import select_videos
         from pipeline.store import EmbeddingStore
 
         if dbscan and k is not None:
@@ -400,12 +408,7 @@ def cluster(
             flag = "--eps" if eps is not None else "--min-samples"
             raise PipelineError(f"{flag} applies to DBSCAN only: add --dbscan (without it KMeans runs)")
         db = EmbeddingStore.open(store)
-        keys = None
-        if video is not None:
-            keys = [v.key for v in db.videos() if matches(v, video)]
-            if not keys:
-                raise PipelineError(f"no stored input matches --video {video!r}")
-        rows = db.frames(keys)
+        rows = db.frames(select_videos(db, video=video, sampling=sampling), unique=True)
         result = c.cluster(rows.vectors, k=k, dbscan_eps=(0.1 if eps is None else eps) if dbscan else None,
                            min_samples=3 if min_samples is None else min_samples, outliers=outliers)
         out = output or store.parent

@@ -51,6 +51,7 @@ class RunOptions:
     store: Path | None = None  # embedding store; None: <out_dir>/store
     use_store: bool = True
     use_cache: bool = True  # reuse stored embeddings instead of decoding
+    store_wait_s: float | None = None  # a store write waits this long for another writer
 
 
 @dataclass
@@ -411,7 +412,8 @@ def _open_cache(config: Config, options: RunOptions, embedder, out_dir: Path):
     d = config.decoder
     return open_run_cache(options.store or out_dir / "store", embedder,
                           config.sampling.to_sampling(), strategy=d.strategy, backend=d.backend,
-                          use_cache=options.use_cache, required=options.store is not None)
+                          use_cache=options.use_cache, required=options.store is not None,
+                          wait_s=options.store_wait_s)
 
 
 def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | None = None,

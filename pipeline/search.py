@@ -37,26 +37,58 @@ class Hit:
 
 
 def search(store: EmbeddingStore, query: np.ndarray, *, top_k: int = 10,
-           video: str | None = None) -> list[Hit]:
-    """The ``top_k`` stored frames most similar to the query vector.
+           video: str | None = None, sampling: str | None = None) -> list[Hit]:
+    """The ``top_k`` stored frames most similar to the query vector, one hit
+    per frame: a frame stored by runs with different sampling (or a copy of
+    the same file) appears once, by ``(content hash, frame_index)``.
 
     Args:
         query: an L2-normalised embedding of the store's dimension.
         video: keep only inputs whose path, file name or stem is ``video``.
+        sampling: keep only inputs stored with this sampling (see
+            :func:`select_videos`).
 
     Raises:
-        StoreError: no input matches ``video``, or the store cannot be read.
+        StoreError: nothing matches ``video``/``sampling``, or the store
+            cannot be read or holds damaged vectors.
     """
-    keys = None
-    if video is not None:
-        keys = [v.key for v in store.videos() if matches(v, video)]
-        if not keys:
-            raise StoreError(f"no stored input matches --video {video!r}")
-    store.ensure_index(refresh=False)  # built once, by whoever first needs it
-    rows, scores = store.nearest(query, top_k, keys)
+    videos = select_videos(store, video=video, sampling=sampling)
+    try:  # built once, by whoever first needs it; never waits for a writer
+        store.ensure_index(refresh=False, wait_s=0)
+    except StoreError as ex:  # busy, or read-only: exact search still answers
+        log.info("searching without an index for now: %s", ex)
+    rows, scores = store.nearest(query, top_k, videos)
     return [Hit(rank=i + 1, input_path=str(rows.input_path[i]), time_s=float(rows.time_s[i]),
                 frame_index=int(rows.frame_index[i]), score=float(scores[i]))
             for i in range(len(rows))]
+
+
+def select_videos(store: EmbeddingStore, *, video: str | None = None,
+                  sampling: str | None = None) -> list[StoredVideo] | None:
+    """The stored inputs a ``--video``/``--sampling`` filter keeps (None: no
+    filter, every input).
+
+    ``sampling`` is a stored sampling description (``every 0.5 s; auto;
+    pyav``) or its rule alone (``every 0.5 s``).
+
+    Raises:
+        StoreError: no stored input matches, naming what the store holds.
+    """
+    if video is None and sampling is None:
+        return None
+    videos = store.videos()
+    if video is not None:
+        videos = [v for v in videos if matches(v, video)]
+        if not videos:
+            raise StoreError(f"no stored input matches --video {video!r}")
+    if sampling is not None:
+        held = sorted({v.sampling for v in videos})
+        videos = [v for v in videos if sampling.strip() in (v.sampling, v.sampling.split(";")[0])]
+        if not videos:
+            raise StoreError(f"no stored input{' of --video ' + repr(video) if video else ''} has "
+                             f"--sampling {sampling!r}; the store holds: "
+                             f"{', '.join(repr(h) for h in held) or 'nothing'}")
+    return videos
 
 
 def matches(video: StoredVideo, name: str) -> bool:

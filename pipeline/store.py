@@ -7,14 +7,16 @@ Layout of a store folder (a LanceDB database):
   ``dim``, ``created_at``, ``scenetag_version``. A store holds embeddings of
   exactly one model: vectors of two models are not comparable.
 * ``frames`` — one row per embedded frame: ``key`` (the stored input, see
-  below), ``input_path``, ``content_hash``, ``model_id``, ``model_revision``,
-  ``sampling``, ``precision``, ``frame_index``, ``time_s``, ``vector``
-  (float32, L2-normalised, ``dim`` wide).
+  below), ``input_path`` (absolute), ``content_hash``, ``model_id``,
+  ``model_revision``, ``sampling``, ``precision``, ``generation``,
+  ``frame_index``, ``time_s``, ``vector`` (float32, L2-normalised, ``dim``
+  wide).
 * ``videos`` — one row per stored input: the same identity columns plus
   ``sampling_json``, ``frames`` (row count in ``frames``), ``info_json``
   (:class:`~pipeline.types.VideoInfo`), ``stats_json``
   (:class:`~pipeline.types.DecodeStats`) and ``created_at``. Written *after*
-  the input's frames, so a row here marks a complete input.
+  the input's frames, so a row here marks a complete input; its
+  ``generation`` names which of the input's frame rows are current.
 
 * ``texts`` (optional, created on first use) — the text-embedding cache:
   ``model_id``, ``model_revision``, ``precision``, ``logit_scale``, ``text``,
@@ -24,6 +26,14 @@ Layout of a store folder (a LanceDB database):
 ``key`` is a hash of (content hash, model id, revision, sampling): the same
 file, model and sampling is one stored input however often it is run.
 
+Concurrency: every write holds the store's lock file (one writer at a time,
+across processes; :mod:`pipeline.storelock`); readers take no lock. Replacing
+an input adds its new rows under a new ``generation``, then its ``videos``
+row, then deletes the old rows, and readers keep only the rows of each key's
+newest ``videos`` row: never a duplicate, never half an input. Creation makes
+``meta`` last; tables without a meta row and without data (a creation that
+failed: disk full, killed) are rebuilt, with a warning, by the next writer.
+
 lancedb is imported on first use; every library failure is turned into a
 one-line :class:`~pipeline.types.StoreError`.
 """
@@ -32,11 +42,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
 import os
+import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +57,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.engine.base import EmbeddedInput
+from pipeline.storelock import LOCK_FILE, STORE_WAIT_S, WriteLock
 from pipeline.types import DecodeStats, Sampling, StoreError, VideoInfo
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added `generation`; format 1 stores are read, and upgraded on first write
 INDEX_MIN_ROWS = 100_000  # below this, exact (brute-force) search is fast enough
 # IVF partitions probed per query, and how many times top_k candidates are
 # re-ranked with exact distances (PQ codes alone lose the fine order).
@@ -60,6 +74,11 @@ _TABLES = ("meta", "videos", "frames")
 _TEXTS = "texts"  # optional: stores written before it simply have none
 READ_BATCH = 64  # stored inputs whose frames are read in one query
 COMPACT_MIN_FRAGMENTS = 32  # a table with more fragments is compacted after a run
+READ_RETRIES = 4  # re-reads of an input a concurrent writer replaced mid-read
+# search checks every vector of a store up to this size (~20 MB at 512-d, tens of ms),
+# and the vectors it returns beyond it: a full read at 50k x 512 cost 0.2-0.8 s vs 0.1 s a query
+VERIFY_MAX_ROWS = 10_000
+UNIT_TOLERANCE = 1e-2  # |norm - 1| beyond this is damage: embed normalises in float32 (~1e-7)
 
 
 # --------------------------------------------------------------------------- identity
@@ -126,6 +145,7 @@ class StoredVideo:
     info: VideoInfo | None
     stats: DecodeStats | None
     created_at: float
+    generation: str | None = None  # which copy of the input's frames is current (None: format 1)
 
 
 @dataclass(frozen=True)
@@ -137,9 +157,18 @@ class FrameRows:
     frame_index: np.ndarray
     time_s: np.ndarray
     vectors: np.ndarray  # N x dim float32
+    content_hash: np.ndarray | None = None  # object (str)
+    generation: np.ndarray | None = None  # object (str or None)
 
     def __len__(self) -> int:
         return len(self.frame_index)
+
+    def take(self, rows: np.ndarray) -> FrameRows:
+        """The rows at positions ``rows``, in that order."""
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[rows] if len(a) else a
+
+        return FrameRows(*(pick(getattr(self, f.name)) for f in dataclasses.fields(self)))
 
 
 # --------------------------------------------------------------------------- store
@@ -148,22 +177,34 @@ class FrameRows:
 class EmbeddingStore:
     """A LanceDB database of frame embeddings of one model.
 
-    Open with :meth:`open`. All writes come from one thread (the run's main
-    thread); readers may be other processes.
+    Open with :meth:`open`. Every write holds the store's write lock
+    (:mod:`pipeline.storelock`): one writer at a time, across processes.
+    Readers take no lock and see complete inputs only: an input's frames are
+    those of the generation its current ``videos`` row names, so a replace in
+    progress (new rows written, old ones not yet deleted) is never seen twice
+    or half.
     """
 
-    def __init__(self, root: Path, db, meta: dict | None, names: set[str] | None = None) -> None:
+    def __init__(self, root: Path, db, meta: dict | None, names: set[str] | None = None, *,
+                 wait_s: float = STORE_WAIT_S) -> None:
         self.root = root
         self._db = db
         self.meta = meta
         self._tables: dict = {}
         self._names = names  # table names, listed once (None: list on first need)
+        self._lock = WriteLock(root, wait_s)
+        self._half_made = False  # tables without a meta row and no data: rebuilt on first write
 
     # ------------------------------------------------------------------ open
 
     @classmethod
-    def open(cls, root: str | os.PathLike, *, create: bool = False) -> EmbeddingStore:
+    def open(cls, root: str | os.PathLike, *, create: bool = False,
+             wait_s: float | None = None) -> EmbeddingStore:
         """Open (or, with ``create``, start) the store at ``root``.
+
+        Args:
+            wait_s: how long a write waits for another writer's lock
+                (default ``STORE_WAIT_S``).
 
         Raises:
             StoreError: missing (without ``create``), written by a newer
@@ -175,18 +216,68 @@ class EmbeddingStore:
         lancedb = _lancedb()
         with _guard(root, "open"):
             db = lancedb.connect(str(root))
-            names = set(db.list_tables().tables)
+        store = cls(root, db, None, wait_s=STORE_WAIT_S if wait_s is None else wait_s)
+        store._load(create=create)
+        return store
+
+    def _load(self, *, create: bool) -> None:
+        """List the tables and read the meta row (again after taking the write
+        lock: another writer may have created the store meanwhile)."""
+        self._tables, self._names = {}, None
+        with _guard(self.root, "open"):
+            names = self._table_names()
         present = [t for t in _TABLES if t in names]
         if not present:
-            if root.exists() and any(root.iterdir()) and not create:
-                raise StoreError(f"{root} is not a scenetag embedding store")
+            ours = {LOCK_FILE, *(f"{t}.lance" for t in (*_TABLES, _TEXTS))}  # mid-creation
+            if not create and any(p.name not in ours for p in self.root.iterdir()):
+                raise StoreError(f"{self.root} is not a scenetag embedding store")
             if not create:
-                raise StoreError(f"embedding store {root} is empty (run `scenetag run` first)")
-            return cls(root, db, None)
+                raise StoreError(f"embedding store {self.root} is empty (run `scenetag run` first)")
+            return
+        meta = self._meta_or_none(names)
+        if meta is None:
+            self._half_made_or_raise(names, create=create)
+            return
         if len(present) != len(_TABLES):
             missing = ", ".join(t for t in _TABLES if t not in names)
-            raise StoreError(f"embedding store {root} is partial or corrupt: missing table(s) {missing}")
-        return cls(root, db, _read_meta(root, db), names)
+            raise StoreError(f"embedding store {self.root} is partial or corrupt: missing table(s) "
+                             f"{missing}")
+        self.meta, self._half_made = meta, False
+
+    def _meta_or_none(self, names: set[str]) -> dict | None:
+        """The meta row; None when it is missing or unreadable (creation is
+        the one write that can leave it so: meta is created last)."""
+        if "meta" not in names:
+            return None
+        try:
+            with _guard(self.root, "read meta"):
+                rows = self._db.open_table("meta").to_arrow().to_pylist()
+        except StoreError:
+            return None
+        return _check_meta(self.root, rows)
+
+    def _half_made_or_raise(self, names: set[str], *, create: bool) -> None:
+        """Tables but no meta row: a creation that failed (disk full, killed).
+        Without data it is rebuilt by the next writer; with data it is damage."""
+        if self._holds_data(names):
+            missing = [t for t in _TABLES if t not in names]
+            what = f"missing table(s) {', '.join(missing)}" if missing else "its meta table is unreadable"
+            raise StoreError(f"embedding store {self.root} is partial or corrupt: {what}")
+        if not create:
+            raise StoreError(f"embedding store {self.root} is empty: its creation did not finish "
+                             "(the next `scenetag run` rebuilds it)")
+        self._half_made = True
+
+    def _holds_data(self, names: set[str]) -> bool:
+        for name in ("frames", "videos", _TEXTS):
+            if name not in names:
+                continue
+            try:
+                if self._db.open_table(name).count_rows():
+                    return True
+            except Exception:  # noqa: BLE001 - unreadable and no meta: nothing readable to keep
+                continue
+        return False
 
     @property
     def model_id(self) -> str | None:
@@ -204,6 +295,19 @@ class EmbeddingStore:
         rev = f"@{self.model_revision}" if self.model_revision else ""
         return f"{self.model_id}{rev} (dim {self.dim})"
 
+    def same_model(self, model_id: str, revision: str | None) -> bool:
+        """True when ``model_id`` names the store's model: the same id (a local
+        folder compared as an absolute path), or the same local weights (equal
+        ``sha256:`` content revisions) wherever the folder now is."""
+        if self.meta is None:
+            return True
+        stored = self.model_revision
+        if revision and stored and revision != stored:
+            return False
+        if _model_ref(model_id) == _model_ref(self.model_id):
+            return True
+        return bool(revision and revision.startswith("sha256:") and revision == stored)
+
     def check_model(self, model_id: str, revision: str | None, dim: int, *,
                     same_model: bool = True) -> None:
         """Raise unless embeddings of this model may be mixed with the store's.
@@ -217,41 +321,73 @@ class EmbeddingStore:
         if dim != self.dim:
             raise StoreError(f"embedding store {self.root} holds {self.describe_model()} vectors; "
                              f"model {model_id} makes {dim}-d vectors")
-        if same_model and (model_id != self.model_id or
-                           (revision and self.model_revision and revision != self.model_revision)):
+        if same_model and not self.same_model(model_id, revision):
             raise StoreError(f"embedding store {self.root} was built with {self.describe_model()}, "
                              f"not {model_id}; use another --store for this model")
 
+    def stored_model_id(self, model_id: str, revision: str | None) -> str:
+        """How the store spells ``model_id`` (its own id when it is the same
+        model, so keys and cache rows stay one per model however it is named)."""
+        if self.meta is not None and self.same_model(model_id, revision):
+            return self.model_id
+        return _model_ref(model_id)
+
     # ------------------------------------------------------------------ write
+
+    @contextlib.contextmanager
+    def writing(self, action: str, wait_s: float | None = None) -> Iterator[None]:
+        """Hold the store's write lock for the block (re-entrant).
+
+        Taking it drops the cached table handles: rows another writer
+        committed meanwhile must be seen (a delete on a stale handle would
+        miss them).
+
+        Raises:
+            StoreBusyError: another process kept the lock for ``wait_s``.
+            StoreError: the store is read-only.
+        """
+        with self._lock.held(action, wait_s) as took:
+            if took:
+                self._tables, self._names = {}, None
+                if self.meta is None:
+                    self._load(create=True)
+            yield
 
     def put(self, embedded: EmbeddedInput, *, chash: str, sampling: Sampling, sampling_desc: str,
             model_id: str, revision: str | None, precision: str) -> str:
         """Store one embedded input, replacing any earlier copy of it.
+
+        Atomic for readers: the new rows are added under a new generation, then
+        the ``videos`` row naming it, and only then are the old rows deleted.
 
         Returns:
             the input's key.
         """
         vectors = np.ascontiguousarray(embedded.embeddings, np.float32)
         dim = int(vectors.shape[1])
-        self._ensure_created(model_id, revision, dim)
-        self.check_model(model_id, revision, dim)
-        key = input_key(chash, model_id, revision, sampling_desc)
-        ident = {"key": key, "input_path": str(embedded.path), "content_hash": chash,
-                 "model_id": model_id, "model_revision": revision, "sampling": sampling_desc,
-                 "precision": precision}
-        n = len(vectors)
-        frames = {**{k: [v] * n for k, v in ident.items()},
-                  "frame_index": np.asarray(embedded.indices, np.int64),
-                  "time_s": np.asarray(embedded.times_s, np.float64), "vector": _vector_array(vectors)}
-        video = {**{k: [v] for k, v in ident.items()},
-                 "sampling_json": [json.dumps(dataclasses.asdict(sampling))], "frames": [n],
-                 "info_json": [_to_json(embedded.info)], "stats_json": [_to_json(embedded.stats)],
-                 "created_at": [time.time()]}
-        self.delete(key)
-        with _guard(self.root, "write"):
-            pa = _pyarrow()
-            self._table("frames").add(pa.table(frames, schema=_frames_schema(dim)))
-            self._table("videos").add(pa.table(video, schema=_videos_schema()))
+        with self.writing("write"):
+            self._ensure_created(_model_ref(model_id), revision, dim)
+            self.check_model(model_id, revision, dim)
+            self._upgrade()
+            key = input_key(chash, self.model_id, revision, sampling_desc)
+            generation = uuid.uuid4().hex[:16]
+            ident = {"key": key, "input_path": os.path.abspath(embedded.path), "content_hash": chash,
+                     "model_id": self.model_id, "model_revision": revision,
+                     "sampling": sampling_desc, "precision": precision, "generation": generation}
+            n = len(vectors)
+            frames = {**{k: [v] * n for k, v in ident.items()},
+                      "frame_index": np.asarray(embedded.indices, np.int64),
+                      "time_s": np.asarray(embedded.times_s, np.float64),
+                      "vector": _vector_array(vectors)}
+            video = {**{k: [v] for k, v in ident.items()},
+                     "sampling_json": [json.dumps(dataclasses.asdict(sampling))], "frames": [n],
+                     "info_json": [_to_json(embedded.info)], "stats_json": [_to_json(embedded.stats)],
+                     "created_at": [time.time()]}
+            with _guard(self.root, "write"):
+                pa = _pyarrow()
+                self._table("frames").add(pa.table(frames, schema=_frames_schema(dim)))
+                self._table("videos").add(pa.table(video, schema=_videos_schema()))
+            self._drop(key, keep=generation)
         return key
 
     def delete(self, key: str) -> None:
@@ -259,7 +395,14 @@ class EmbeddingStore:
         seen as complete while its frames go)."""
         if self.meta is None:
             return
+        with self.writing("delete"):
+            self._drop(key)
+
+    def _drop(self, key: str, keep: str | None = None) -> None:
+        """Delete ``key``'s rows, except those of generation ``keep``."""
         where = f"key = {_sql(key)}"
+        if keep is not None:
+            where += f" AND (generation IS NULL OR generation != {_sql(keep)})"
         with _guard(self.root, "delete"):
             for name in ("videos", "frames"):
                 table = self._table(name)
@@ -268,23 +411,57 @@ class EmbeddingStore:
 
     def set_path(self, key: str, path: str) -> None:
         """Record that a stored input now lives at ``path`` (file moved)."""
-        with _guard(self.root, "update"):
+        with self.writing("update"), _guard(self.root, "update"):
             for name in ("videos", "frames"):
-                self._table(name).update(where=f"key = {_sql(key)}", values={"input_path": path})
+                self._table(name).update(where=f"key = {_sql(key)}",
+                                         values={"input_path": os.path.abspath(path)})
+
+    def check_writable(self) -> None:
+        """Take and release the write lock once: a read-only or busy store
+        fails before a run decodes anything, not at its first stored input."""
+        with self.writing("open for writing"):
+            pass
 
     def _ensure_created(self, model_id: str, revision: str | None, dim: int) -> None:
         if self.meta is not None:
             return
-        pa = _pyarrow()
-        meta = {"format_version": FORMAT_VERSION, "model_id": model_id, "model_revision": revision,
-                "dim": dim, "created_at": time.time(), "scenetag_version": _version()}
-        with _guard(self.root, "create"):
-            self._db.create_table("frames", schema=_frames_schema(dim))
-            self._db.create_table("videos", schema=_videos_schema())
-            # meta last: a store with a meta row has all its tables
-            self._db.create_table("meta", pa.Table.from_pylist([meta], schema=_meta_schema()))
-        self.meta = meta
+        with self.writing("create"):
+            if self.meta is not None:  # another writer created it while we waited
+                return
+            if self._half_made:
+                log.warning("embedding store %s was left half-made (an earlier creation did not "
+                            "finish); rebuilding it", self.root)
+                for name in (*_TABLES, _TEXTS):
+                    shutil.rmtree(self.root / f"{name}.lance", ignore_errors=True)
+                self._names, self._half_made = None, False
+            pa = _pyarrow()
+            meta = {"format_version": FORMAT_VERSION, "model_id": model_id,
+                    "model_revision": revision, "dim": dim, "created_at": time.time(),
+                    "scenetag_version": _version()}
+            with _guard(self.root, "create"):
+                self._db.create_table("frames", schema=_frames_schema(dim))
+                self._db.create_table("videos", schema=_videos_schema())
+                # meta last: a store with a meta row has all its tables
+                self._db.create_table("meta", pa.Table.from_pylist([meta], schema=_meta_schema()))
+            self.meta, self._names = meta, None
         log.info("created embedding store %s for %s", self.root, self.describe_model())
+
+    def _has_generation(self) -> bool:
+        return "generation" in self._table("frames").schema.names
+
+    def _upgrade(self) -> None:
+        """Format 1 → 2: add the ``generation`` column (null for old rows)."""
+        if self._has_generation():
+            return
+        pa = _pyarrow()
+        with _guard(self.root, "upgrade"):
+            for name in ("frames", "videos"):
+                table = self._table(name)
+                if "generation" not in table.schema.names:
+                    table.add_columns(pa.field("generation", pa.string()))
+            self._table("meta").update(values={"format_version": FORMAT_VERSION})
+        self.meta["format_version"] = FORMAT_VERSION
+        log.info("embedding store %s upgraded to format version %d", self.root, FORMAT_VERSION)
 
     # ------------------------------------------------------------------ read
 
@@ -294,7 +471,7 @@ class EmbeddingStore:
             return []
         with _guard(self.root, "read videos"):
             rows = self._table("videos").to_arrow().to_pylist()
-        return sorted((_stored_video(r) for r in rows), key=lambda v: v.created_at)
+        return sorted(_current(rows).values(), key=lambda v: v.created_at)
 
     def find(self, keys: Sequence[str]) -> dict[str, StoredVideo]:
         """Stored inputs among ``keys``."""
@@ -303,22 +480,26 @@ class EmbeddingStore:
         where = f"key IN ({', '.join(_sql(k) for k in keys)})"
         with _guard(self.root, "read videos"):
             rows = self._table("videos").search().where(where).limit(None).to_arrow().to_pylist()
-        return {r["key"]: _stored_video(r) for r in rows}
+        return _current(rows)
 
-    def frames(self, keys: Sequence[str] | None = None, *, vectors: bool = True) -> FrameRows:
-        """Frames of the given inputs (all when ``keys`` is None), ordered by
-        input then time."""
-        dim = self.dim or 0
+    def frames(self, videos: Sequence[StoredVideo] | None = None, *, vectors: bool = True,
+               unique: bool = False) -> FrameRows:
+        """Frames of the given stored inputs (all when ``videos`` is None),
+        ordered by input then time: only rows of each input's current
+        generation, so a replace in progress is never seen twice or half.
+
+        Args:
+            unique: keep one row per frame, ``(content hash, frame index)``:
+                runs with different sampling, or copies of one file, store
+                some frames more than once.
+
+        Raises:
+            StoreError: unreadable, or vectors that are not unit length.
+        """
         if self.meta is None:
-            return FrameRows(*(np.zeros(0, object),) * 2, np.zeros(0, np.int64),
-                             np.zeros(0), np.zeros((0, dim), np.float32))
-        cols = ["key", "input_path", "frame_index", "time_s"] + (["vector"] if vectors else [])
-        with _guard(self.root, "read frames"):
-            query = self._table("frames").search()
-            if keys is not None:
-                query = query.where(f"key IN ({', '.join(_sql(k) for k in keys) or _sql('')})")
-            table = query.select(cols).limit(None).to_arrow()
-            return _frame_rows(table, dim)
+            return _no_rows(self.dim or 0)
+        _, rows = self._read_whole(videos, vectors=vectors)
+        return rows.take(_one_per_frame(rows)) if unique else rows
 
     def embedded(self, video: StoredVideo, path: str | None = None) -> EmbeddedInput:
         """A stored input as the engine would have produced it.
@@ -336,10 +517,44 @@ class EmbeddingStore:
         store quadratic."""
         paths = list(paths) if paths is not None else [v.input_path for v in videos]
         for start in range(0, len(videos), READ_BATCH):
-            chunk = videos[start:start + READ_BATCH]
-            rows = self.frames([v.key for v in chunk])
+            chunk, rows = self._read_whole(list(videos[start:start + READ_BATCH]))
             for video, path in zip(chunk, paths[start:start + READ_BATCH]):
                 yield self._embedded_from(rows, video, path)
+
+    def _read_whole(self, videos: Sequence[StoredVideo] | None, *,
+                    vectors: bool = True) -> tuple[list[StoredVideo], FrameRows]:
+        """The current ``videos`` rows (all when None) and their frames. When a
+        writer replaced an input after its ``videos`` row was read, that
+        input's frames are gone: the rows are read again, on fresh table
+        handles, a few times, so a reader never silently loses an input."""
+        current = self.videos() if videos is None else list(videos)
+        rows = self._read_rows(current, vectors=vectors, keyed=videos is not None)
+        for attempt in range(1, READ_RETRIES):
+            have = dict(zip(*np.unique(rows.key.astype(str), return_counts=True))) if len(rows) else {}
+            if all(have.get(v.key, 0) == v.frames for v in current):
+                break
+            time.sleep(0.05 * attempt)
+            self._tables = {}
+            if videos is None:
+                current = self.videos()
+            else:
+                fresh = self.find([v.key for v in current])
+                current = [fresh.get(v.key, v) for v in current]
+            rows = self._read_rows(current, vectors=vectors, keyed=videos is not None)
+        return current, rows
+
+    def _read_rows(self, current: list[StoredVideo], *, vectors: bool, keyed: bool) -> FrameRows:
+        cols = ["key", "input_path", "content_hash", "frame_index", "time_s"] + \
+            (["generation"] if self._has_generation() else []) + (["vector"] if vectors else [])
+        with _guard(self.root, "read frames"):
+            query = self._table("frames").search()
+            if keyed:
+                query = query.where(f"key IN ({', '.join(_sql(v.key) for v in current) or _sql('')})")
+            rows = _frame_rows(query.select(cols).limit(None).to_arrow(), self.dim or 0)
+        rows = rows.take(_visible(rows, current))
+        if vectors:
+            _check_vectors(self.root, rows.vectors)
+        return rows
 
     def _embedded_from(self, rows: FrameRows, video: StoredVideo, path: str) -> EmbeddedInput:
         mine = rows.key == video.key
@@ -365,7 +580,7 @@ class EmbeddingStore:
         done: list[str] = []
         if self.meta is None:
             return done
-        with _guard(self.root, "compact"):
+        with self.writing("compact"), _guard(self.root, "compact"):
             for name in ("frames", "videos", _TEXTS):
                 if name not in self._table_names():
                     continue
@@ -378,6 +593,7 @@ class EmbeddingStore:
         return done
 
     def count(self) -> int:
+        """Rows in the frames table (a replace in progress counts twice)."""
         if self.meta is None:
             return 0
         with _guard(self.root, "count"):
@@ -396,6 +612,7 @@ class EmbeddingStore:
         """
         if self.meta is None or not texts or _TEXTS not in self._table_names():
             return {}, None
+        model_id = self.stored_model_id(model_id, revision)
         revision_sql = "model_revision IS NULL" if revision is None \
             else f"model_revision = {_sql(revision)}"
         where = (f"model_id = {_sql(model_id)} AND {revision_sql} AND "
@@ -416,52 +633,97 @@ class EmbeddingStore:
 
     def put_texts(self, texts: Sequence[str], vectors: np.ndarray, *, model_id: str,
                   revision: str | None, precision: str, logit_scale: float) -> None:
-        """Cache text embeddings (the caller passes only texts not cached yet)."""
+        """Cache text embeddings (texts another writer cached meanwhile are skipped)."""
         if not len(texts):
             return
         vectors = np.ascontiguousarray(vectors, np.float32)
-        self._ensure_created(model_id, revision, int(vectors.shape[1]))
-        self.check_model(model_id, revision, int(vectors.shape[1]))
-        n = len(texts)
-        rows = {"model_id": [model_id] * n, "model_revision": [revision] * n,
-                "precision": [precision] * n, "logit_scale": [float(logit_scale)] * n,
-                "text": list(texts), "vector": _vector_array(vectors)}
-        with _guard(self.root, "write texts"):
-            pa = _pyarrow()
-            data = pa.table(rows, schema=_texts_schema(self.dim))
-            if _TEXTS not in self._table_names():  # exist_ok: another writer may race us
-                self._tables[_TEXTS] = self._db.create_table(_TEXTS, schema=data.schema, exist_ok=True)
-                self._names = None
-            self._table(_TEXTS).add(data)
+        with self.writing("write texts"):
+            self._ensure_created(_model_ref(model_id), revision, int(vectors.shape[1]))
+            self.check_model(model_id, revision, int(vectors.shape[1]))
+            model_id = self.model_id
+            cached, _ = self.text_vectors(model_id, revision, texts)
+            keep = [i for i, t in enumerate(texts) if t not in cached]
+            if not keep:
+                return
+            n = len(keep)
+            rows = {"model_id": [model_id] * n, "model_revision": [revision] * n,
+                    "precision": [precision] * n, "logit_scale": [float(logit_scale)] * n,
+                    "text": [texts[i] for i in keep], "vector": _vector_array(vectors[keep])}
+            with _guard(self.root, "write texts"):
+                pa = _pyarrow()
+                data = pa.table(rows, schema=_texts_schema(self.dim))
+                if _TEXTS not in self._table_names():
+                    self._tables[_TEXTS] = self._db.create_table(_TEXTS, schema=data.schema,
+                                                                 exist_ok=True)
+                    self._names = None
+                self._table(_TEXTS).add(data)
 
     # ------------------------------------------------------------------ search
 
-    def nearest(self, vector: np.ndarray, top_k: int, keys: Sequence[str] | None = None):
-        """The ``top_k`` frames closest to ``vector`` by cosine similarity.
+    def nearest(self, vector: np.ndarray, top_k: int, videos: Sequence[StoredVideo] | None = None):
+        """The ``top_k`` frames closest to ``vector`` by cosine similarity,
+        one row per frame (:meth:`frames` with ``unique``), current rows only.
+
+        Args:
+            videos: search only these stored inputs (default: all).
 
         Returns:
             (FrameRows, similarities), best first.
+
+        Raises:
+            StoreError: unreadable, or damaged vectors among those compared.
         """
         if self.meta is None:
             return self.frames([]), np.zeros(0)
+        current = self.videos() if videos is None else list(videos)
+        keys = None if videos is None else [v.key for v in current]
+        want = top_k
+        while True:  # rows of old copies and repeated frames are skipped: ask for more
+            rows, scores = self._nearest_rows(vector, want, keys)
+            keep = _visible(rows, current)
+            keep = keep[_one_per_frame(rows.take(keep))]
+            if len(keep) >= top_k or len(rows) < want:
+                keep = keep[:top_k]
+                return rows.take(keep), scores[keep]
+            want *= 4
+
+    def _nearest_rows(self, vector: np.ndarray, k: int, keys: Sequence[str] | None):
+        where = None if keys is None else f"key IN ({', '.join(_sql(k) for k in keys) or _sql('')})"
         with _guard(self.root, "search"):
             table = self._table("frames")
             query = table.search(np.asarray(vector, np.float32).ravel()).distance_type("cosine")
-            if keys is not None:
-                query = query.where(f"key IN ({', '.join(_sql(k) for k in keys) or _sql('')})",
-                                    prefilter=True)
-            if table.list_indices():
+            if where is not None:
+                query = query.where(where, prefilter=True)
+            indexed = bool(table.list_indices())
+            if indexed:
                 query = query.nprobes(SEARCH_NPROBES).refine_factor(SEARCH_REFINE_FACTOR)
-            result = query.limit(top_k).to_arrow()
-            rows = _frame_rows(result, self.dim)
-        return rows, 1.0 - result["_distance"].to_numpy().astype(np.float64)
+            result = query.limit(k).to_arrow()
+            n = 0 if indexed else table.count_rows(where)
+            if 0 < n <= VERIFY_MAX_ROWS:  # a damaged row outside the hits would go unseen
+                scan = table.search()
+                scan = scan.where(where) if where is not None else scan
+                _check_vectors(self.root, _frame_rows(scan.select(["key", "frame_index", "time_s", "vector"])
+                                                      .limit(None).to_arrow(), self.dim).vectors)
+        # exact search returns min(k, rows) rows; LanceDB silently drops a row
+        # whose distance is NaN (a damaged vector), so count them
+        expected = min(k, n)
+        rows = _frame_rows(result, self.dim)
+        scores = 1.0 - result["_distance"].to_numpy().astype(np.float64)
+        _check_vectors(self.root, rows.vectors, scores)
+        if result.num_rows < expected:
+            raise StoreError(f"embedding store {self.root} is corrupt: {expected - result.num_rows} "
+                             f"stored vectors cannot be compared (damaged data); rebuild it "
+                             f"(scenetag run --no-cache into a new --store)")
+        return rows, scores
 
-    def ensure_index(self, min_rows: int = INDEX_MIN_ROWS, *, refresh: bool = True) -> bool:
+    def ensure_index(self, min_rows: int = INDEX_MIN_ROWS, *, refresh: bool = True,
+                     wait_s: float | None = None) -> bool:
         """Build the IVF-PQ index once the table is large.
 
         Args:
             refresh: when an index exists, fold rows added since into it
                 (the writer does this after a run; readers only build).
+            wait_s: how long to wait for another writer's lock.
 
         Returns:
             True when an index exists afterwards.
@@ -470,9 +732,13 @@ class EmbeddingStore:
             return False
         with _guard(self.root, "index"):
             table = self._table("frames")
-            n = table.count_rows()
-            if n < min_rows:
-                return False
+            n, indexed = table.count_rows(), bool(table.list_indices())
+        if n < min_rows:
+            return False
+        if indexed and not refresh:
+            return True
+        with self.writing("index", wait_s), _guard(self.root, "index"):
+            table = self._table("frames")
             if not table.list_indices():
                 log.info("building IVF-PQ index over %d vectors", n)
                 # ~4k vectors a partition: k-means training cost grows with the
@@ -508,14 +774,18 @@ def lookup(store: EmbeddingStore, paths: Sequence[str], *, model_id: str, revisi
         content hash (unreadable ones are left to the decoder to report).
     """
     hashes = content_hashes(paths)
-    if store.model_id is not None and store.model_id != model_id:
+    if not store.same_model(model_id, revision):
         return {}, hashes  # a different model can only miss; put() will refuse clearly
-    keys = {path: input_key(h, model_id, revision, sampling_desc) for path, h in hashes.items()}
+    ident = store.stored_model_id(model_id, revision)
+    keys = {path: input_key(h, ident, revision, sampling_desc) for path, h in hashes.items()}
     found = store.find(list(set(keys.values())))
     stored = {path: found[key] for path, key in keys.items() if key in found}
     for path, video in stored.items():
-        if video.input_path != path and not os.path.exists(video.input_path):
-            store.set_path(video.key, path)
+        here = os.path.abspath(path)
+        # a moved file, or a path kept relative by an older scenetag: keep the absolute one
+        if video.input_path != here and (not os.path.isabs(video.input_path)
+                                         or not os.path.exists(video.input_path)):
+            store.set_path(video.key, here)
     embedded = store.embedded_many(list(stored.values()), list(stored))
     return dict(zip(stored, embedded)), hashes
 
@@ -577,15 +847,17 @@ class RunCache:
 
 def open_run_cache(store_dir: str | os.PathLike, embedder, sampling: Sampling, *,
                    strategy: str, backend: str, use_cache: bool = True,
-                   required: bool = True) -> RunCache | None:
+                   required: bool = True, wait_s: float | None = None) -> RunCache | None:
     """The run's view of the store at ``store_dir``, checked against the model.
 
     Args:
         required: False for the default store: without lancedb installed the
             run goes on without a store (with a warning) instead of failing.
+        wait_s: how long each write waits for another writer (``--store-wait``).
 
     Raises:
-        StoreError: the store is corrupt, newer, or holds another model's vectors.
+        StoreError: the store is corrupt, newer, read-only, busy past
+            ``wait_s``, or holds another model's vectors.
     """
     if not required:
         try:
@@ -594,8 +866,9 @@ def open_run_cache(store_dir: str | os.PathLike, embedder, sampling: Sampling, *
             log.warning("lancedb is not installed: embeddings are not stored "
                         "(pip install 'scenetag[store]', or pass --no-store)")
             return None
-    store = EmbeddingStore.open(store_dir, create=True)
+    store = EmbeddingStore.open(store_dir, create=True, wait_s=wait_s)
     store.check_model(embedder.model_id, embedder.revision, embedder.dim)
+    store.check_writable()
     return RunCache(store, embedder, sampling,
                     sampling_key(sampling, strategy=strategy, backend=backend), use_cache=use_cache)
 
@@ -641,13 +914,22 @@ def _guard(root: Path, action: str) -> Iterator[None]:
         raise
     except Exception as ex:
         first = (str(ex).strip().splitlines() or [type(ex).__name__])[0]
-        raise StoreError(f"embedding store {root} is unreadable or corrupt ({action} failed: "
-                         f"{first[:300]})") from ex
+        state = "read-only (permission denied)" if _is_permission(ex) else "unreadable or corrupt"
+        raise StoreError(f"embedding store {root} is {state} ({action} failed: {first[:300]})") from ex
 
 
-def _read_meta(root: Path, db) -> dict:
-    with _guard(root, "read meta"):
-        rows = db.open_table("meta").to_arrow().to_pylist()
+_PERMISSION_WORDS = ("permission denied", "read-only file system", "os error 13", "os error 30")
+
+
+def _is_permission(ex: BaseException) -> bool:
+    """A refused write (file mode, read-only mount), however LanceDB wraps it:
+    its Rust errors arrive as text, not as PermissionError."""
+    if isinstance(ex, PermissionError) or getattr(ex, "errno", None) in (errno.EACCES, errno.EROFS):
+        return True
+    return any(word in str(ex).lower() for word in _PERMISSION_WORDS)
+
+
+def _check_meta(root: Path, rows: list[dict]) -> dict:
     if len(rows) != 1:
         raise StoreError(f"embedding store {root} is corrupt: its meta table has {len(rows)} rows")
     meta = rows[0]
@@ -656,6 +938,69 @@ def _read_meta(root: Path, db) -> dict:
         raise StoreError(f"embedding store {root} has format version {version}; this scenetag "
                          f"reads up to {FORMAT_VERSION} (upgrade scenetag)")
     return meta
+
+
+def _current(rows: list[dict]) -> dict[str, StoredVideo]:
+    """One ``videos`` row per key, the newest: while an input is replaced its
+    old and new rows both exist for a moment."""
+    out: dict[str, StoredVideo] = {}
+    for row in rows:
+        video = _stored_video(row)
+        if video.key not in out or video.created_at > out[video.key].created_at:
+            out[video.key] = video
+    return out
+
+
+def _visible(rows: FrameRows, videos: Sequence[StoredVideo]) -> np.ndarray:
+    """Positions of the rows that belong to a current ``videos`` row (its key
+    and generation): not an old copy being replaced, nor an unfinished new one."""
+    if not len(rows):
+        return np.zeros(0, np.int64)
+    current = {v.key: v.generation for v in videos}
+    gens = rows.generation if rows.generation is not None else [None] * len(rows)
+    missing = object()
+    return np.array([i for i, (k, g) in enumerate(zip(rows.key, gens))
+                     if current.get(k, missing) == g], np.int64)
+
+
+def _one_per_frame(rows: FrameRows) -> np.ndarray:
+    """Positions of the first row of each frame, ``(content hash, frame
+    index)``, in row order."""
+    if not len(rows):
+        return np.zeros(0, np.int64)
+    _, content = np.unique(rows.content_hash.astype(str), return_inverse=True)
+    pairs = content.astype(np.int64) * (int(rows.frame_index.max()) + 1) + rows.frame_index
+    _, first = np.unique(pairs, return_index=True)
+    return np.sort(first)
+
+
+def _check_vectors(root: Path, vectors: np.ndarray, scores: np.ndarray | None = None) -> None:
+    """Stored vectors are unit length: anything else was damaged on disk
+    (LanceDB reads a few overwritten bytes as numbers without complaint)."""
+    if not len(vectors):
+        return
+    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+    bad = ~np.isfinite(norms) | (np.abs(norms - 1.0) > UNIT_TOLERANCE)
+    if scores is not None:
+        bad |= ~np.isfinite(scores)
+    if bad.any():
+        raise StoreError(f"embedding store {root} is corrupt: {int(bad.sum())} of {len(vectors)} "
+                         f"vectors read are not unit length (damaged data); rebuild it "
+                         f"(scenetag run --no-cache into a new --store)")
+
+
+def _no_rows(dim: int) -> FrameRows:
+    empty = np.zeros(0, object)
+    return FrameRows(empty, empty, np.zeros(0, np.int64), np.zeros(0), np.zeros((0, dim), np.float32),
+                     empty, empty)
+
+
+def _model_ref(model_id: str | None) -> str | None:
+    """A local model folder as an absolute path (so a store opened from any
+    working directory finds it); a Hub id as given."""
+    if model_id and os.path.isdir(os.path.expanduser(model_id)):
+        return os.path.abspath(os.path.expanduser(model_id))
+    return model_id
 
 
 def _stored_video(row: dict) -> StoredVideo:
@@ -668,7 +1013,7 @@ def _stored_video(row: dict) -> StoredVideo:
                        precision=row["precision"] or "", frames=int(row["frames"]),
                        info=VideoInfo(**info) if info else None,
                        stats=DecodeStats(**stats) if stats else None,
-                       created_at=float(row["created_at"]))
+                       created_at=float(row["created_at"]), generation=row.get("generation"))
 
 
 def _frame_rows(table, dim: int) -> FrameRows:
@@ -677,11 +1022,14 @@ def _frame_rows(table, dim: int) -> FrameRows:
     vectors = flat.astype(np.float32).reshape(-1, dim) if dim else np.zeros((0, 0), np.float32)
     order = np.lexsort((table["time_s"].to_numpy(), np.array(table["key"].to_pylist(), object))) \
         if "_distance" not in table.column_names else np.arange(table.num_rows)
-    return FrameRows(input_path=np.array(table["input_path"].to_pylist(), object)[order],
-                     key=np.array(table["key"].to_pylist(), object)[order],
+    def strings(name: str) -> np.ndarray | None:
+        return np.array(table[name].to_pylist(), object)[order] if name in table.column_names else None
+
+    return FrameRows(input_path=strings("input_path"), key=strings("key"),
                      frame_index=table["frame_index"].to_numpy().astype(np.int64)[order],
                      time_s=table["time_s"].to_numpy().astype(np.float64)[order],
-                     vectors=vectors[order] if len(vectors) else vectors)
+                     vectors=vectors[order] if len(vectors) else vectors,
+                     content_hash=strings("content_hash"), generation=strings("generation"))
 
 
 def _to_json(value) -> str | None:
@@ -709,7 +1057,7 @@ def _ident_fields(pa) -> list:
     return [pa.field("key", pa.string()), pa.field("input_path", pa.string()),
             pa.field("content_hash", pa.string()), pa.field("model_id", pa.string()),
             pa.field("model_revision", pa.string()), pa.field("sampling", pa.string()),
-            pa.field("precision", pa.string())]
+            pa.field("precision", pa.string()), pa.field("generation", pa.string())]
 
 
 def _frames_schema(dim: int):

@@ -160,3 +160,99 @@ def test_nearest_on_synthetic_vectors(tmp_path):
     assert np.all(np.diff(scores) <= 1e-9)
     expected = np.argsort(-(vectors @ vectors[123]))[:5]
     np.testing.assert_array_equal(rows.frame_index, expected)
+
+
+# --------------------------------------------------------------------------- one store, two samplings
+
+
+@pytest.fixture(scope="module")
+def two_samplings(tmp_path_factory, tiny_model_dir, tiny_embedder):
+    """One clip stored by two runs: every 0.5 s (8 frames) and every 1 s (4
+    frames, all of them also among the 8)."""
+    from media import make_clip
+
+    folder = tmp_path_factory.mktemp("samplings")
+    clip = make_clip(folder / "clip.mp4", seconds=4, fps=10, size=(64, 48))
+    for every in (0.5, 1.0):
+        config = parse_config({"model": {"id": str(tiny_model_dir), "device": "cpu", "precision": "fp32"},
+                               "sampling": {"every_seconds": every}, "decoder": {"strategy": "exact"},
+                               "labels": [{"name": "cat"}, {"name": "dog"}]})
+        assert run_job([clip], config, folder / "out", RunOptions(progress=False),
+                       embedder=tiny_embedder).exit_code == 0
+    store = folder / "out" / "store"
+    assert EmbeddingStore.open(store).count() == 12
+    return folder, store, clip
+
+
+def test_search_lists_a_frame_once_across_samplings(two_samplings, tiny_embedder):
+    _, store_dir, _ = two_samplings
+    hits = search(EmbeddingStore.open(store_dir), tiny_embedder.embed_texts(["a cat"])[0], top_k=50)
+    assert sorted(h.frame_index for h in hits) == list(range(0, 40, 5))
+    assert [h.rank for h in hits] == list(range(1, 9))
+
+
+def test_sampling_option_picks_one_sampling(two_samplings, tiny_embedder):
+    _, store_dir, _ = two_samplings
+    store = EmbeddingStore.open(store_dir)
+    hits = search(store, tiny_embedder.embed_texts(["a cat"])[0], top_k=50, sampling="every 1 s")
+    assert sorted(h.frame_index for h in hits) == [0, 10, 20, 30]
+    from pipeline.types import StoreError
+
+    with pytest.raises(StoreError, match="the store holds: 'every 0.5 s"):
+        search(store, tiny_embedder.embed_texts(["a cat"])[0], sampling="every 2 s")
+
+
+def test_cli_cluster_counts_each_frame_once(two_samplings):
+    folder, store_dir, _ = two_samplings
+    result = runner.invoke(app, ["cluster", "--store", str(store_dir), "--k", "2", "-o",
+                                 str(folder / "cl")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "8 frames" in result.stderr
+    table = pd.read_csv(folder / "cl" / "clusters.csv")
+    assert len(table) == 8 and not table.duplicated(["input", "frame_index"]).any()
+    result = runner.invoke(app, ["cluster", "--store", str(store_dir), "--k", "2", "--sampling",
+                                 "every 1 s", "-o", str(folder / "cl1")], catch_exceptions=False)
+    assert result.exit_code == 0 and "4 frames" in result.stderr
+    result = runner.invoke(app, ["search", "a cat", "--store", str(store_dir), "--top", "50",
+                                 "--sampling", "every 0.5 s; exact; pyav", "-o", str(folder / "s")],
+                           catch_exceptions=False)
+    assert result.exit_code == 0 and len(pd.read_csv(folder / "s" / "search.csv")) == 8
+
+
+# --------------------------------------------------------------------------- any working directory
+
+
+def test_store_keeps_absolute_paths_and_works_from_anywhere(tmp_path, tiny_model_dir, monkeypatch,
+                                                            caplog):
+    """A run with a relative input and a relative model folder; search, its
+    thumbnails and a cached re-run then work from another folder."""
+    import shutil
+
+    from media import make_clip
+
+    work = tmp_path / "work"
+    (work / "media").mkdir(parents=True)
+    shutil.copytree(tiny_model_dir, work / "model")
+    make_clip(work / "media" / "clip.mp4", seconds=2, fps=10, size=(64, 48))
+    monkeypatch.chdir(work)
+    config = parse_config({"model": {"id": "model", "device": "cpu", "precision": "fp32"},
+                           "sampling": {"every_seconds": 0.5}, "labels": [{"name": "cat"}, {"name": "dog"}]})
+    assert run_job(["media/clip.mp4"], config, Path("out"), RunOptions(progress=False)).exit_code == 0
+    store = EmbeddingStore.open(work / "out" / "store")
+    assert store.model_id == str(work / "model")
+    assert [v.input_path for v in store.videos()] == [str(work / "media" / "clip.mp4")]
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = runner.invoke(app, ["search", "a red square", "--store", str(work / "out" / "store"),
+                                 "--top", "3", "-o", str(elsewhere)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "cannot read thumbnails" not in result.output + caplog.text
+    assert pd.read_csv(elsewhere / "search.csv")["input"][0] == str(work / "media" / "clip.mp4")
+    caplog.set_level("INFO", logger="pipeline.store")
+    run_job([str(work / "media" / "clip.mp4")], config.model_copy(
+        update={"model": config.model.model_copy(update={"id": str(work / "model")})}),
+        elsewhere / "out", RunOptions(progress=False, store=work / "out" / "store"))
+    assert store.count() == 4 and len(EmbeddingStore.open(work / "out" / "store").videos()) == 1
+    assert "taken from the embedding store" in caplog.text  # same model and input, named another way
