@@ -114,7 +114,10 @@ class Embedder:
     def _embed_image_batch(self, images: np.ndarray) -> np.ndarray:
         torch = self._torch
         pinned = self.device.startswith("cuda")
-        tensor = torch.from_numpy(np.ascontiguousarray(images))
+        images = np.ascontiguousarray(images)
+        if not images.flags.writeable:  # torch.from_numpy warns on read-only memory
+            images = images.copy()
+        tensor = torch.from_numpy(images)
         if pinned:
             tensor = tensor.pin_memory()
         tensor = tensor.to(self.device, non_blocking=pinned)
@@ -133,7 +136,7 @@ class Embedder:
             # The decoder already resized: crop the uint8 frames before any
             # float work (a 16:9 frame has 1.8x the pixels of its crop).
             x = center_crop(x, spec.crop_hw)
-        x = resize(torch, x.float(), spec)
+        x = resize(torch, x, spec).float()
         if spec.crop_hw is not None:
             x = center_crop(x, spec.crop_hw)  # a no-op when cropped above
         # (x * rescale - mean) / std as one multiply-add, in place on our own copy.

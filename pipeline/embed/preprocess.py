@@ -10,7 +10,7 @@ model a padded sequence of flattened patches with a mask.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -61,14 +61,24 @@ def resize_target(hw: Any, spec: Preprocess) -> tuple[int, int]:
 
 
 def resize(torch: Any, x: Any, spec: Preprocess) -> Any:
-    """Float NCHW → the processor's target size (antialiased, as PIL does)."""
+    """NCHW pixels (uint8 or float, 0-255) → the processor's target size, antialiased.
+
+    The processors resize uint8 images with Pillow (or torchvision) and get
+    uint8 back. On the CPU torch resizes uint8 with Pillow's own algorithm:
+    within one step of the processor's pixels. Elsewhere (CUDA has no uint8
+    antialiased resize) a float resize, rounded to whole steps as they are.
+    """
     height, width = x.shape[-2:]
     target = resize_target((height, width), spec)
     if (height, width) == target:
         return x
-    resized = torch.nn.functional.interpolate(x, size=target, mode=spec.interpolation, antialias=True,
-                                              align_corners=False)
-    return resized.clamp(0, 255)
+    def interpolate(pixels: Any) -> Any:
+        return torch.nn.functional.interpolate(pixels, size=target, mode=spec.interpolation, antialias=True,
+                                               align_corners=False)
+
+    if x.dtype == torch.uint8 and x.device.type == "cpu":
+        return interpolate(x)
+    return interpolate(x.float()).round_().clamp_(0, 255)
 
 
 def center_crop(x: Any, crop_hw: tuple[int, int]) -> Any:
@@ -120,12 +130,7 @@ def naflex_inputs(torch: Any, x: Any, spec: Preprocess, scale: Any, shift: Any) 
     assert spec.patch_size is not None and spec.max_num_patches is not None
     n, _, height, width = x.shape
     th, tw = naflex_size(int(height), int(width), spec.patch_size, spec.max_num_patches)
-    x = x.float()
-    if (th, tw) != (int(height), int(width)):
-        x = torch.nn.functional.interpolate(x, size=(th, tw), mode=spec.interpolation, antialias=True,
-                                            align_corners=False)
-        # The processor resizes uint8 images (PIL or torchvision) and gets uint8 back.
-        x = x.round_().clamp_(0, 255)
+    x = resize(torch, x, replace(spec, max_num_patches=None, resize_hw=(th, tw))).float()
     x = x.mul_(scale).sub_(shift)
     p, rows, cols = spec.patch_size, th // spec.patch_size, tw // spec.patch_size
     # (N, C, rows, p, cols, p) → (N, rows·cols, p·p·C): row-major patches, channels last.
