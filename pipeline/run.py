@@ -291,10 +291,11 @@ class Provenance:
     model_id: str
     revision: str | None
     precision: str
+    family: str = ""
 
     @classmethod
     def of(cls, embedder) -> Provenance:
-        return cls(embedder.model_id, embedder.revision, embedder.precision)
+        return cls(embedder.model_id, embedder.revision, embedder.precision, getattr(embedder, "family", ""))
 
 
 def _handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classifier,
@@ -362,6 +363,7 @@ def _describe(error: BaseException) -> str:
 def _video_result(embedded: EmbeddedInput, config: Config, classifier: Classifier,
                   provenance: Provenance, name: str) -> VideoResult:
     result = VideoResult(input_path=embedded.path, name=name, info=embedded.info,
+                         model_family=provenance.family,
                          sampling=config.sampling.to_sampling(), decode=embedded.stats,
                          model_id=provenance.model_id, model_revision=provenance.revision,
                          precision=provenance.precision, config_hash=config.hash())
@@ -433,11 +435,13 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
     out_dir.mkdir(parents=True, exist_ok=True)
     names, run = output_names(list(videos), existing_outputs(out_dir)), RunReport()
     stored = list(videos.values())
+    # the store's model's family (unknown in stores made before it was kept)
+    family = (store.model_family if model is None else getattr(embedder, "family", None)) or ""
     _warn_stored_sampling(config, stored)
     for video, embedded in zip(stored, store.embedded_many(stored)):
         cfg = config.model_copy(update={"sampling": SamplingConfig.of(video.sampling_obj)})
         # the precision is the stored frames': it is what the scores rest on
-        provenance = Provenance(model_id, revision, video.precision)
+        provenance = Provenance(model_id, revision, video.precision, family)
         _handle_input(embedded, config=cfg, classifier=classifier,
                       provenance=provenance, names=names, out_dir=out_dir, run=run)
     _write_run_outputs(run, out_dir, config.output.formats)

@@ -238,3 +238,64 @@ def test_a_model_folder_asking_for_remote_code_is_refused(tiny_model_dir, tmp_pa
         load_embedder(str(folder), device="cpu")
     message = str(info.value)
     assert "\n" not in message and "its own code" in message and config_file in message
+
+
+# --------------------------------------------------------------------------- know your model
+
+
+def _run_config(model_dir: Path):
+    from pipeline.config import parse_config
+
+    return parse_config({"model": {"id": str(model_dir), "device": "cpu", "precision": "fp32"},
+                         "sampling": {"every_seconds": 0.5},
+                         "labels": [{"name": n} for n in ("red", "blue", "green")]})
+
+
+def test_summary_and_store_record_the_family_and_the_prompt_cache_the_bias(tmp_path, siglip2_dir):
+    """summary.json names the family (run and rescore), the store keeps it,
+    and the prompt cache keeps ``logit_bias`` beside ``logit_scale``: a
+    sigmoid rescore from the cache alone has every constant it needs."""
+    pytest.importorskip("lancedb")
+    from media import make_clip
+
+    from pipeline.run import RunOptions, rescore_job, run_job
+    from pipeline.store import EmbeddingStore
+
+    clip = str(make_clip(tmp_path / "clip.mp4", seconds=2, fps=10, size=(96, 64)))
+    config = _run_config(siglip2_dir)
+    assert run_job([clip], config, tmp_path / "out", RunOptions(progress=False)).exit_code == 0
+    summary = json.loads((tmp_path / "out" / "clip" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["model"]["family"] == "siglip2"
+    store = EmbeddingStore.open(tmp_path / "out" / "store")
+    assert store.model_family == "siglip2"
+    kept = store.text_calibration(store.model_id, store.model_revision)
+    assert kept == {"logit_scale": pytest.approx(10.0), "logit_bias": pytest.approx(-5.0),
+                    "family": "siglip2"}
+    assert rescore_job(config, tmp_path / "out" / "store", tmp_path / "re").exit_code == 0
+    summary = json.loads((tmp_path / "re" / "clip" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["model"]["family"] == "siglip2"
+
+
+def test_a_prompt_cache_made_before_the_bias_was_kept_gains_it(tmp_path):
+    """Old cached rows stay usable; the bias is unknown (None) until a prompt
+    is cached with it, and then it is the new rows'."""
+    pytest.importorskip("lancedb")
+    import pyarrow as pa
+
+    from pipeline.store import EmbeddingStore
+
+    store = EmbeddingStore.open(tmp_path / "store", create=True)
+    old = np.eye(4, dtype=np.float32)[:1]
+    store.put_texts(["warm up"], old, model_id="m", revision="r1", precision="fp32", logit_scale=10.0)
+    shutil.rmtree(tmp_path / "store" / "texts.lance")  # as a store of the previous layout had it
+    rows = {"model_id": ["m"], "model_revision": ["r1"], "precision": ["fp32"], "logit_scale": [10.0],
+            "text": ["old prompt"], "vector": pa.array(list(old), pa.list_(pa.float32(), 4))}
+    store._db.create_table("texts", pa.table(rows))
+    store = EmbeddingStore.open(tmp_path / "store")
+    assert store.text_calibration("m", "r1") is None
+    assert set(store.text_vectors("m", "r1", ["old prompt"])[0]) == {"old prompt"}
+    store.put_texts(["new prompt"], np.eye(4, dtype=np.float32)[1:2], model_id="m", revision="r1",
+                    precision="fp32", logit_scale=10.0, logit_bias=-5.0, family="siglip")
+    store = EmbeddingStore.open(tmp_path / "store")
+    assert store.text_calibration("m", "r1") == {"logit_scale": 10.0, "logit_bias": -5.0, "family": "siglip"}
+    assert set(store.text_vectors("m", "r1", ["old prompt", "new prompt"])[0]) == {"old prompt", "new prompt"}
