@@ -129,15 +129,18 @@ def make_clip(
     return str(path)
 
 
-def make_vfr_clip(path: str | Path, pts_list_s: list[float], *, size: tuple[int, int] = (64, 48)) -> str:
+def make_vfr_clip(path: str | Path, pts_list_s: list[float], *, size: tuple[int, int] = (64, 48),
+                  gop: int | None = None) -> str:
     """Write a variable-frame-rate MP4 whose frame ``i`` has PTS ``pts_list_s[i]``.
 
     Timestamps are stored in a 1/1000 s time base, so give them in whole
     milliseconds and strictly increasing. Frame ``i`` shows ``index_image(i)``.
+    ``gop``: a keyframe every that many frames (None leaves x264's default
+    of 250, so a short VFR clip has a single keyframe).
     """
     # No B-frames: with reordering, the MP4 muxer derives a wrong duration
     # from the irregular DTS.
-    container, stream = _open_video_out(path, "libx264", 1000, size, "yuv420p", None, 0)
+    container, stream = _open_video_out(path, "libx264", 1000, size, "yuv420p", gop, 0)
     stream.time_base = Fraction(1, 1000)
     stream.codec_context.time_base = Fraction(1, 1000)
 
@@ -259,25 +262,6 @@ def make_image(
         pil.save(str(path), exif=exif, quality=95)
     else:
         pil.save(str(path))
-    return str(path)
-
-
-def make_vfr_clip_with_gop(path: str | Path, pts_list_s: list[float], *, gop: int,
-                           size: tuple[int, int] = (64, 48)) -> str:
-    """:func:`make_vfr_clip` with a keyframe every ``gop`` frames (the other
-    one leaves x264's default of 250, so a short VFR clip has one keyframe)."""
-    container, stream = _open_video_out(path, "libx264", 1000, size, "yuv420p", gop, 0)
-    stream.time_base = Fraction(1, 1000)
-    stream.codec_context.time_base = Fraction(1, 1000)
-
-    def frames():
-        for i, t in enumerate(pts_list_s):
-            vf = av.VideoFrame.from_ndarray(index_image(i, size), format="rgb24")
-            vf.pts = round(t * 1000)
-            vf.time_base = Fraction(1, 1000)
-            yield vf
-
-    _encode_all(container, stream, frames())
     return str(path)
 
 

@@ -265,7 +265,7 @@ def test_keyframes_on_vfr_with_one_keyframe_is_refused_for_fast(tmp_path, caplog
 
 def test_keyframes_on_vfr_with_regular_keyframes_samples_each_keyframe(tmp_path):
     times = vfr_pts(160)
-    path = media.make_vfr_clip_with_gop(tmp_path / "vfr_gop.mp4", times, gop=10)
+    path = media.make_vfr_clip(tmp_path / "vfr_gop.mp4", times, gop=10)
     frames, stats, _ = decode_all(path, Sampling(every_seconds=1.0), strategy="keyframes")
     assert stats.strategy == "keyframes" and not stats.notes
     # the samples a time rule picks from the keyframes (every 10th frame) alone

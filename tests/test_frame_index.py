@@ -30,7 +30,7 @@ def clips(tmp_path_factory):
     d = tmp_path_factory.mktemp("index")
     return {
         "vfr": media.make_vfr_clip(d / "vfr.mp4", vfr_times()),
-        "vfr_mkv": media.make_vfr_clip_with_gop(d / "vfr.mkv", vfr_times(), gop=15),
+        "vfr_mkv": media.make_vfr_clip(d / "vfr.mkv", vfr_times(), gop=15),
         "cfr_bframes": media.make_clip(d / "cfr.mp4", seconds=6, fps=25, gop=12),
         "cfr_mkv": media.make_clip(d / "cfr.mkv", seconds=6, fps=25, gop=12),
         "ts_offset": media.make_clip(d / "offset.ts", seconds=6, fps=25, gop=12),

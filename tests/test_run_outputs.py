@@ -84,10 +84,13 @@ def test_a_rerun_replaces_the_folder_as_a_whole(tmp_path, tiny_model_dir, tiny_e
     a = _clip(tmp_path / "in", "a.mp4")
     out = tmp_path / "out"
     _run([a], _config(tiny_model_dir, labels=("cat", "dog"), top_frames=2), out, tiny_embedder)
-    assert {p.name.split("_")[0] for p in (out / "a" / "top_frames").iterdir()} == {"cat", "dog"}
+    # top frames go to labels that appear; of two softmax labels, one always does
+    first = {p.name.split("_")[0] for p in (out / "a" / "top_frames").iterdir()}
+    assert first and first <= {"cat", "dog"}
     (out / "a" / "notes.txt").write_text("mine")  # anything in the folder is the run's to replace
     _run([a], _config(tiny_model_dir, labels=("red", "blue"), top_frames=2), out, tiny_embedder)
-    assert {p.name.split("_")[0] for p in (out / "a" / "top_frames").iterdir()} == {"red", "blue"}
+    second = {p.name.split("_")[0] for p in (out / "a" / "top_frames").iterdir()}
+    assert second and second <= {"red", "blue"}  # none of the first run's files are left
     assert not (out / "a" / "notes.txt").exists()
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
 

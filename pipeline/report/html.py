@@ -405,7 +405,7 @@ table.meta th{width:10em}
 .legend{list-style:none;padding:0;margin:6px 0;display:flex;flex-wrap:wrap;gap:4px 14px}
 .swatch{display:inline-block;width:12px;height:12px;margin-right:5px;vertical-align:-1px}
 .hint{color:#777;font-size:12px}
-video{display:block;width:100%;max-width:480px;max-height:45vh;background:#000}
+video{display:block;width:100%;max-width:480px;max-height:45vh;background:#000;margin:12px 0}
 .note{color:#8a5a00;background:#fff8e1;border:1px solid #f0d890;padding:4px 8px;max-width:640px}
 output{font-family:ui-monospace,monospace;font-weight:600}
 """
