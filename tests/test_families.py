@@ -222,6 +222,14 @@ def test_siglip_scores_equal_the_zero_shot_pipeline(sig_dir, photos):
         np.testing.assert_allclose(ours, [ref[label] for label in labels], atol=1e-4, err_msg=name)
 
 
+def test_siglip2_runs_in_bf16(siglip2_dir, photos):
+    """The patch sequence is cast to the weights' dtype; bf16 agrees with fp32."""
+    images = np.stack([np.asarray(Image.fromarray(p).resize((96, 64))) for p in photos.values()])
+    fp32 = _load(siglip2_dir).embed_images(images)
+    bf16 = load_embedder(str(siglip2_dir), device="cpu", precision="bf16").embed_images(images)
+    assert bf16.dtype == np.float32 and float(np.sum(fp32 * bf16, axis=1).min()) > 0.98
+
+
 # --------------------------------------------------------------------------- remote code
 
 
