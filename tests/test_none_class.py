@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from test_score import fake_embed_texts
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import load_config, parse_config
 from pipeline.score import build_classifier, score
 from pipeline.types import ConfigError
-from test_score import fake_embed_texts
 
 ROOT = Path(__file__).parent.parent
 MODEL = ROOT / "models" / "scenetag-demo-clip"
