@@ -173,3 +173,39 @@ def test_end_to_end_scores_stay_close_to_the_pipeline(family, request, tmp_path,
     with capsys.disabled():
         print(f"\n{family} end to end: max |ours - pipeline| = {diff:.2e}")
     assert diff < 0.05
+
+
+# --------------------------------------------------------------------------- run and rescore
+
+
+def test_a_siglip_run_scores_by_sigmoid_and_rescore_loads_it_for_the_bias(tmp_path, tiny_siglip_dir,
+                                                                          tiny_siglip, monkeypatch):
+    """The store's prompt cache keeps the logit scale, not the bias: rescoring
+    a sigmoid model's embeddings loads the model rather than guess it."""
+    import json
+
+    import pandas as pd
+    from media import make_clip
+
+    from pipeline import run as run_mod
+
+    clip = make_clip(tmp_path / "c.mp4", seconds=2, fps=10, size=(48, 32))
+    config = parse_config({"model": {"id": str(tiny_siglip_dir), "device": "cpu", "precision": "fp32"},
+                           "sampling": {"every_seconds": 0.5}, "labels": LABELS[:3],
+                           "scoring": {"templates": [TEMPLATE]}, "output": {"formats": ["csv", "json"]}})
+    run = run_mod.run_job([clip], config, tmp_path / "out", run_mod.RunOptions(progress=False),
+                          embedder=tiny_siglip)
+    assert run.exit_code == 0
+    summary = json.loads((tmp_path / "out" / "c" / "summary.json").read_text())
+    assert summary["scoring"] == {"mode": "sigmoid"}
+    loads = []
+
+    def load(*args, **kwargs):
+        loads.append(args)
+        return tiny_siglip
+
+    monkeypatch.setattr(run_mod, "_load_embedder", load)
+    again = run_mod.rescore_job(config, tmp_path / "out" / "store", tmp_path / "re")
+    assert again.exit_code == 0 and len(loads) == 1
+    before, after = (pd.read_csv(tmp_path / d / "c" / "frames.csv") for d in ("out", "re"))
+    pd.testing.assert_frame_equal(before, after)
