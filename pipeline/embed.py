@@ -113,6 +113,18 @@ class Embedder:
     def input_size(self) -> int:
         return self.preprocess_spec.input_size
 
+    @property
+    def logit_bias(self) -> float:
+        """The model's logit bias (SigLIP learns one; 0.0 for models without)."""
+        bias = getattr(self.model, "logit_bias", None)
+        return 0.0 if bias is None else float(bias.detach().float().item())
+
+    @property
+    def scoring_rule(self) -> str:
+        """How the model was trained to score: ``"sigmoid"`` (SigLIP, SigLIP 2:
+        one independent probability per label) or ``"softmax"`` (CLIP)."""
+        return "sigmoid" if self.model.config.model_type in ("siglip", "siglip2") else "softmax"
+
     # ------------------------------------------------------------------ images
 
     def embed_images(self, images: np.ndarray) -> np.ndarray:

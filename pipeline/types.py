@@ -213,6 +213,7 @@ class VideoResult:
     model_id: str = ""
     model_revision: str | None = None
     precision: str = ""
+    scoring_mode: str = ""  # the rule the scores came from: softmax, binary or sigmoid
     config_hash: str = ""
     wall_time_s: float = 0.0
     decode: DecodeStats | None = None
