@@ -7,11 +7,13 @@ produced the embeddings, and ``rescore`` calls it on stored embeddings.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from pipeline import smooth
 from pipeline.config import Config
-from pipeline.score import Classifier, score, softmax
+from pipeline.score import Classifier, score
 from pipeline.types import LabelTrack, Segment, VideoInfo
 
 
@@ -37,12 +39,41 @@ def analyse(times_s: np.ndarray, embeddings: np.ndarray, classifier: Classifier,
             "tags": smooth.video_tags(totals), "nsfw_verdict": verdict}
 
 
-def image_confidences(embeddings: np.ndarray, classifier: Classifier) -> np.ndarray:
-    """Softmax confidence of every tag label per image (N x tags), as in the
-    classic CLIP example ("parking lot: 0.9987, park: 0.0013")."""
-    tags = [i for i, kind in enumerate(classifier.kinds) if kind == "tag"]
-    logits = classifier.logit_scale * embeddings @ classifier.label_matrix[tags].T
-    return softmax(logits, axis=1)
+@dataclass(frozen=True)
+class ImageResult:
+    """One still image, scored as a video's frames are.
+
+    Attributes:
+        input_path: the image file.
+        scores: every label's probability (tags first, then NSFW labels), by
+            the classifier's mode: a softmax over the tags under ``softmax``,
+            independent yes/no scores under ``binary`` and ``sigmoid``.
+        kinds: ``"tag"`` or ``"nsfw"`` per label.
+        tags: the tag labels at or above their threshold, best first.
+        nsfw_verdict: ``"unsafe"`` when an NSFW label reaches its threshold,
+            ``"safe"`` otherwise, ``"n/a"`` without NSFW labels.
+    """
+
+    input_path: str
+    scores: dict[str, float]
+    kinds: dict[str, str]
+    tags: list[str]
+    nsfw_verdict: str
+
+
+def analyse_image(path: str, embedding: np.ndarray, classifier: Classifier,
+                  config: Config) -> ImageResult:
+    """Score one image's embedding (1 x D) with the thresholds videos use
+    (a label's own ``threshold``, else its section's)."""
+    raw = score(classifier, np.asarray(embedding).reshape(1, -1))[0]
+    scores = {name: float(s) for name, s in zip(classifier.names, raw)}
+    kinds = dict(zip(classifier.names, classifier.kinds))
+    over = [name for name in classifier.names
+            if scores[name] >= _thresholds(name, kinds[name], config)[0]]
+    tags = sorted((n for n in over if kinds[n] == "tag"), key=lambda n: -scores[n])
+    verdict = "n/a" if not config.nsfw.labels else \
+        "unsafe" if any(kinds[n] == "nsfw" for n in over) else "safe"
+    return ImageResult(path, scores, kinds, tags, verdict)
 
 
 def _track(name: str, kind: str, raw: np.ndarray, times_s: np.ndarray, config: Config) -> LabelTrack:

@@ -122,9 +122,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run summary as 
                                                       "(nothing else goes to stdout).")]
 LabelsOpt = Annotated[str | None, typer.Option(
     metavar="A,B,...", help="Comma-separated labels, replacing the config's.")]
-ModeOpt = Annotated[Literal["softmax", "binary"] | None, typer.Option(
-    help="softmax: labels exclude each other; binary: each label is its own yes/no. "
-         "Default: the config's; softmax.")]
+ModeOpt = Annotated[Literal["auto", "softmax", "binary", "sigmoid", "independent"] | None, typer.Option(
+    help="auto: the model's own rule (CLIP softmax, SigLIP sigmoid); softmax: labels exclude each "
+         "other; binary: each label is its own yes/no; sigmoid: SigLIP's independent probabilities; "
+         "independent: sigmoid for SigLIP, else binary. Default: the config's; auto "
+         "(--labels without --config: independent).")]
 EverySecondsOpt = Annotated[float | None, typer.Option(
     metavar="S", min=0.0, help="Sample one frame every S seconds. Default: the config's; 1.0.")]
 EveryNOpt = Annotated[int | None, typer.Option(metavar="N", min=1, help="Sample every N-th frame.")]
@@ -221,7 +223,8 @@ def run(
         overrides = {
             "model.id": model, "model.revision": revision, "model.device": device,
             "model.precision": precision, "model.batch_size": batch_size,
-            "scoring.mode": mode, "decoder.backend": decoder, "decoder.strategy": decode_strategy,
+            "scoring.mode": _mode_for(mode, config, labels), "decoder.backend": decoder,
+            "decoder.strategy": decode_strategy,
             "decoder.timeout_s": timeout, "sampling.max_frames": max_frames,
             "labels": _label_list(labels), "output.formats": _csv_list(formats, "--formats", FORMATS),
             "output.top_frames": top_frames,
@@ -448,7 +451,8 @@ def config_show(
 
         from pipeline.config import load_config
 
-        overrides = {"model.id": model, "scoring.mode": mode, "labels": _label_list(labels),
+        overrides = {"model.id": model, "scoring.mode": _mode_for(mode, config, labels),
+                     "labels": _label_list(labels),
                      "output.formats": _csv_list(formats, "--formats", FORMATS),
                      **_sampling_overrides(every_seconds, every_n_frames, fps), **_set_overrides(sets)}
         flags = {**FLAGS, **{key: f"--set {key}" for key in _set_overrides(sets)}}
@@ -592,6 +596,12 @@ def _silence_libraries() -> None:
     os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # read when huggingface_hub is imported
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("LANCEDB_LOG", "off")  # lance's Rust env_logger writes raw lines to stderr
+
+
+def _mode_for(mode: str | None, config: str | None, labels: str | None) -> str | None:
+    """--labels without a config scores each label on its own (a frame may
+    show none of them); otherwise the config's mode applies unless --mode."""
+    return mode or ("independent" if labels is not None and config is None else None)
 
 
 def _config_path(config: str | None, labels: str | None) -> Path | None:
@@ -745,8 +755,8 @@ def run_summary(result: Any, output: Path) -> dict[str, Any]:
                      for s in r.segments],
         "nsfw_verdict": r.nsfw_verdict, "output": str(output / r.name),
     } for r in result.results]
-    images = [{"input": path, "scores": {k: round(float(v), 4) for k, v in scores.items()}}
-              for path, scores in result.images]
+    images = [{"input": im.input_path, "scores": {k: round(float(v), 4) for k, v in im.scores.items()},
+               "tags": list(im.tags), "nsfw_verdict": im.nsfw_verdict} for im in result.images]
     ok = sum(r["status"] == "ok" for r in inputs)
     return {"output": str(output), "inputs": inputs, "images": images,
             "totals": {"inputs": len(inputs), "ok": ok, "failed": len(inputs) - ok,

@@ -140,10 +140,23 @@ def _names_to_labels(value: Any) -> Any:
     return value
 
 
+# What "no label applies" looks like when a config names nothing else. Binary
+# scoring needs some; a softmax uses background only when a config gives it.
+DEFAULT_BACKGROUND = ["a photo.", "a photo of something.", "a blank image."]
+
+# auto: the model's native rule (sigmoid for sigmoid-trained models, softmax
+# otherwise; one label: independent); independent: each label its own yes/no
+# (sigmoid for sigmoid-trained models, binary otherwise). See pipeline.score.
+ScoringMode = Literal["auto", "softmax", "binary", "sigmoid", "independent"]
+
+
 class ScoringConfig(_Strict):
-    mode: Literal["softmax", "binary"] = "softmax"
+    mode: ScoringMode = "auto"
     templates: list[str] = ["a photo of {}."]
-    background: list[str] = ["a photo.", "a photo of something.", "a blank image."]
+    # Binary: each label's shared negatives. Softmax: an implicit "none of
+    # these" class, scored with the labels and never reported. Given by the
+    # config, or DEFAULT_BACKGROUND where a mode may resolve to binary.
+    background: list[str] = []
 
     @field_validator("templates")
     @classmethod
@@ -245,6 +258,29 @@ class Config(_Strict):
     output: OutputConfig = OutputConfig()
 
     _labels_from_names = field_validator("labels", mode="before")(_names_to_labels)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_background(cls, data: Any) -> Any:
+        """A mode that may resolve to binary gets DEFAULT_BACKGROUND when the
+        config gives none (binary scores each label against it)."""
+        scoring = data.get("scoring", {}) if isinstance(data, dict) else None
+        if not isinstance(scoring, dict) or "background" in scoring:
+            return data
+        mode, labels = scoring.get("mode", "auto"), data.get("labels")
+        if mode in ("binary", "independent") or (mode == "auto" and isinstance(labels, list)
+                                                 and len(labels) == 1):
+            return {**data, "scoring": {**scoring, "background": list(DEFAULT_BACKGROUND)}}
+        return data
+
+    @model_validator(mode="after")
+    def _softmax_needs_two(self) -> Config:
+        """A softmax over one label scores it 1.0 on every frame: refused."""
+        if self.scoring.mode == "softmax" and len(self.labels) == 1 and not self.scoring.background:
+            raise ValueError("scoring.mode softmax with one label scores it 1.0 on every frame: "
+                             "add labels, or scoring.background (a none-of-these class), "
+                             "or use mode binary, sigmoid or auto")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -551,8 +587,10 @@ sampling:
   every_seconds: 1.0                # or every_n_frames: 30, or fps: 2 (one rule only)
 
 scoring:
-  mode: softmax                     # softmax: labels exclude each other; binary: each is yes/no
+  mode: auto                        # auto: the model's own rule (CLIP softmax, SigLIP sigmoid);
+                                    # softmax: labels exclude each other; binary: each is yes/no
   templates: ["a photo of {}."]     # each needs exactly one {} where the prompt goes
+  # background: ["a photo of an empty room."]  # softmax: a "none of these" class
 
 labels:                             # a name, or {name, prompts, negatives, threshold, exit_threshold}
   - indoors

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import report
-from pipeline.analyse import analyse, image_confidences
+from pipeline.analyse import ImageResult, analyse, analyse_image
 from pipeline.atomic import atomic_dir, bounded_name, remove_dir
 from pipeline.config import Config, SamplingConfig
 from pipeline.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image, open_decoder
@@ -57,7 +57,7 @@ class RunOptions:
 @dataclass
 class RunReport:
     results: list[VideoResult] = field(default_factory=list)
-    images: list[tuple[str, dict[str, float]]] = field(default_factory=list)
+    images: list[ImageResult] = field(default_factory=list)
     skipped: int = 0
 
     @property
@@ -265,7 +265,8 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
         embedder = embedder or _load_embedder(config)
         cache = _open_cache(config, options, embedder, out_dir)
         texts_from = cache.store if cache and cache.use_cache else None  # --no-cache: embed afresh
-        classifier = build_classifier(config, _text_embedder(texts_from, embedder), embedder.logit_scale)
+        classifier = build_classifier(config, _text_embedder(texts_from, embedder), embedder.logit_scale,
+                                      logit_bias=embedder.logit_bias, native_rule=embedder.scoring_rule)
         cached, to_decode = cache.split(todo) if cache else ([], todo)
         handle = partial(_handle_input, config=config, classifier=classifier,
                          provenance=Provenance.of(embedder), names=names, out_dir=out_dir, run=run)
@@ -303,9 +304,8 @@ def _handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classi
                   run: RunReport) -> None:
     started = time.perf_counter()
     if embedded.error is None and embedded.info is not None and embedded.info.is_image:
-        conf = image_confidences(embedded.embeddings, classifier)[0]
-        tag_names = [n for n, k in zip(classifier.names, classifier.kinds) if k == "tag"]
-        run.images.append((embedded.path, dict(zip(tag_names, map(float, conf)))))
+        # an image is scored as a video's frames are: same mode, thresholds, NSFW labels
+        run.images.append(analyse_image(embedded.path, embedded.embeddings, classifier, config))
         return
     result = _video_result(embedded, config, classifier, provenance, names[embedded.path])
     result.wall_time_s = round(embedded.decode_s + time.perf_counter() - started, 3)
@@ -366,7 +366,8 @@ def _video_result(embedded: EmbeddedInput, config: Config, classifier: Classifie
                          model_family=provenance.family,
                          sampling=config.sampling.to_sampling(), decode=embedded.stats,
                          model_id=provenance.model_id, model_revision=provenance.revision,
-                         precision=provenance.precision, config_hash=config.hash())
+                         precision=provenance.precision, scoring_mode=classifier.mode,
+                         config_hash=config.hash())
     if embedded.error is not None:
         result.status, result.error = "error", _one_line(embedded.error)
         return result
@@ -466,7 +467,8 @@ def _rescore_classifier(config: Config, store, model: str | None,
     """The classifier for ``rescore`` and the id and revision of the model
     behind it. The prompts are looked up in the store's prompt cache once; the
     model is loaded only when some are missing (or for ``model``, another
-    model, whose prompts the cache does not hold)."""
+    model, whose prompts the cache does not hold), or when the scores need
+    the logit bias of a sigmoid model (the cache keeps only the scale)."""
     from pipeline.store import embed_and_keep
 
     texts = list(dict.fromkeys(prompt_texts(config)))
@@ -474,7 +476,9 @@ def _rescore_classifier(config: Config, store, model: str | None,
         if model is None else ({}, None)
     missing = [t for t in texts if t not in found]
     model_id, revision = store.model_id, store.model_revision
-    if embedder is None and not missing and logit_scale is not None:
+    bias, rule = 0.0, "softmax"
+    if embedder is None and not missing and logit_scale is not None \
+            and not _may_score_by_sigmoid(config, model_id, revision):
         log.info("every prompt is in the store's text cache: the model is not loaded")
     else:
         embedder = embedder or _load_embedder(config, model or store.model_id,
@@ -484,11 +488,35 @@ def _rescore_classifier(config: Config, store, model: str | None,
             found.update(embed_and_keep(store, embedder, missing) if model is None
                          else dict(zip(missing, embedder.embed_texts(missing))))
         logit_scale, model_id, revision = embedder.logit_scale, embedder.model_id, embedder.revision
+        bias, rule = embedder.logit_bias, embedder.scoring_rule
 
     def lookup(batch: list[str]) -> np.ndarray:
         return np.stack([found[t] for t in batch])
 
-    return build_classifier(config, lookup, logit_scale), model_id, revision
+    classifier = build_classifier(config, lookup, logit_scale, logit_bias=bias, native_rule=rule)
+    return classifier, model_id, revision
+
+
+def _may_score_by_sigmoid(config: Config, model_id: str, revision: str | None) -> bool:
+    """Whether ``config`` may score by sigmoid with this model, which needs
+    its logit bias: ``sigmoid``, or a mode resolved by the model's native rule
+    when its config.json names a SigLIP (or cannot be read)."""
+    mode = config.scoring.mode
+    if mode in ("softmax", "binary"):
+        return False
+    if mode == "sigmoid":
+        return True
+    try:
+        from transformers import AutoConfig
+
+        if revision and revision.startswith("sha256:"):
+            revision = None  # a local folder's content hash, not a Hub revision
+        model_type = AutoConfig.from_pretrained(model_id, revision=revision, local_files_only=True,
+                                                trust_remote_code=False).model_type
+    except Exception:  # unreadable here: loading the model will tell
+        log.debug("cannot read the config of %s", model_id, exc_info=True)
+        return True
+    return "siglip" in str(model_type)
 
 
 def _make_engine(config: Config, options: RunOptions, embedder, progress: RunProgress | None = None):
@@ -578,17 +606,20 @@ def _index_rows(run: RunReport, out_dir: Path) -> list[VideoResult]:
                 and summary["input"] not in inputs:
             with contextlib.suppress(TypeError, ValueError):  # a summary.json not of ours
                 others.append(_result_from_summary(summary["input"], folder.name, summary))
-    images = [_image_row(path, conf) for path, conf in run.images] or _images_from_csv(out_dir)
+    images = [_image_row(image.input_path, _tag_cells(image), image.nsfw_verdict)
+              for image in run.images] or _images_from_csv(out_dir)
     return sorted([*run.results, *others], key=_index_order) + images
 
 
-def _image_row(path: str, confidences: dict[str, float]) -> VideoResult:
-    """A still image as an index row: its top label and score are its tags."""
-    tags = []
-    if confidences:
-        label, score = max(confidences.items(), key=lambda kv: kv[1])
-        tags = [f"{label}: {score:.4f}"]
-    return VideoResult(input_path=path, name="", tags=tags, frame_indices=np.zeros(1, np.int64))
+def _image_row(path: str, tags: list[str], verdict: str) -> VideoResult:
+    """A still image as an index row: its tags (``label: score``, best
+    first) and NSFW verdict, as in ``images.csv``."""
+    return VideoResult(input_path=path, name="", tags=tags, nsfw_verdict=verdict,
+                       frame_indices=np.zeros(1, np.int64))
+
+
+def _tag_cells(image: ImageResult) -> list[str]:
+    return [f"{label}: {image.scores[label]:.4f}" for label in image.tags]
 
 
 def _images_from_csv(out_dir: Path) -> list[VideoResult]:
@@ -596,8 +627,8 @@ def _images_from_csv(out_dir: Path) -> list[VideoResult]:
 
     try:
         table = pd.read_csv(out_dir / "images.csv", keep_default_na=False, dtype=str)
-        return [_image_row(row["input"], {row["top_label"]: float(row["top_score"])}
-                           if row["top_label"] else {})
+        return [_image_row(row["input"], [row["tags"]] if row["tags"] else [],
+                           row.get("nsfw_verdict") or "n/a")
                 for row in table.to_dict("records")]
     except (OSError, ValueError, KeyError, pd.errors.ParserError):
-        return []  # none yet, or not readable: the index just lists no images
+        return []  # none yet, or not readable (or an older layout): the index just lists no images

@@ -3,17 +3,27 @@
 Numpy only. Text is embedded once per prompt set through the ``embed_texts``
 callable the caller passes in, so this module never touches the model.
 
-Two modes:
-  * ``softmax`` — labels are mutually exclusive classes; each frame's scores
-    sum to 1 across the tag labels (the classic CLIP classifier).
+Three rules (``scoring.mode``; ``auto`` and ``independent`` resolve to one of
+them by the model's native rule, see :func:`resolve_mode`):
+  * ``softmax`` — labels are mutually exclusive classes, scored as CLIP was
+    trained: a softmax of ``logit_scale·cos`` across the tag labels. With
+    ``scoring.background`` the background sentences join the softmax as one
+    implicit *none of these* class (never reported), so a frame that shows
+    no label scores low for every label.
   * ``binary`` — each label is an independent concept ("a coffee cup
     appears"), scored as a softmax of the label against its own negatives plus
     a shared background set.
-NSFW labels are always binary, against the config's ``nsfw.safe`` prompts.
+  * ``sigmoid`` — each label is an independent probability,
+    ``sigmoid(logit_scale·cos + logit_bias)``, as SigLIP was trained (and as
+    transformers' zero-shot pipeline scores it). Negatives, background and
+    safe prompts are not used.
+NSFW labels are binary against the config's ``nsfw.safe`` prompts, except
+under ``sigmoid``, where they are sigmoids like the tags.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,7 +32,10 @@ import numpy as np
 from pipeline.config import Config, LabelConfig
 from pipeline.types import ConfigError
 
+log = logging.getLogger(__name__)
+
 EmbedTexts = Callable[[list[str]], np.ndarray]
+RULES = ("softmax", "binary", "sigmoid")
 
 
 @dataclass(frozen=True)
@@ -34,9 +47,15 @@ class Classifier:
         kinds: ``"tag"`` or ``"nsfw"`` per label.
         label_matrix: L x D, one normalised prompt-ensemble vector per label.
         negatives: per label, K x D negatives for binary scoring (empty for
-            softmax-mode tags).
+            softmax- and sigmoid-scored labels).
         softmax_group: indices of labels scored together by softmax.
-        logit_scale: the model's temperature (CLIP: 100).
+        logit_scale: the model's temperature, exponentiated (CLIP: 100).
+        mode: the rule the tags are scored by: ``softmax``, ``binary`` or
+            ``sigmoid`` (``auto`` already resolved).
+        logit_bias: added to every logit under ``sigmoid`` (SigLIP's learnt
+            bias; 0.0 for CLIP). A softmax is unchanged by it.
+        none_vector: 0 or 1 x D: the *none of these* class of a softmax with
+            background sentences, scored in the softmax and not reported.
     """
 
     names: tuple[str, ...]
@@ -45,6 +64,31 @@ class Classifier:
     negatives: tuple[np.ndarray, ...]
     softmax_group: tuple[int, ...]
     logit_scale: float
+    mode: str = "softmax"
+    logit_bias: float = 0.0
+    none_vector: np.ndarray | None = None
+
+
+def resolve_mode(config: Config, native_rule: str = "softmax") -> str:
+    """The rule ``config`` scores by with a model whose native rule is
+    ``native_rule`` (``"softmax"`` or ``"sigmoid"``).
+
+    ``auto``: the native rule, except that a softmax-trained model with a
+    single label gets ``binary`` (a softmax over one label is always 1.0).
+    ``independent``: each label its own yes/no: ``sigmoid`` for
+    sigmoid-trained models, ``binary`` otherwise.
+    """
+    mode = config.scoring.mode
+    if mode in RULES:
+        if mode == "sigmoid" and native_rule != "sigmoid":
+            log.warning("scoring.mode sigmoid on a softmax-trained model: it has no logit bias, so "
+                        "every label scores near 1.0; use auto, softmax or binary")
+        return mode
+    if native_rule == "sigmoid":
+        return "sigmoid"
+    if mode == "auto" and len(config.labels) > 1:
+        return "softmax"
+    return "binary"
 
 
 def ensemble(embed_texts: EmbedTexts, prompts: Sequence[str], templates: Sequence[str]) -> np.ndarray:
@@ -55,46 +99,64 @@ def ensemble(embed_texts: EmbedTexts, prompts: Sequence[str], templates: Sequenc
     return _unit(vectors.mean(axis=0))
 
 
-def build_classifier(config: Config, embed_texts: EmbedTexts, logit_scale: float) -> Classifier:
-    """Embed every prompt of the config once and assemble the classifier."""
+def build_classifier(config: Config, embed_texts: EmbedTexts, logit_scale: float, *,
+                     logit_bias: float = 0.0, native_rule: str = "softmax") -> Classifier:
+    """Embed every prompt of the config once and assemble the classifier.
+
+    Args:
+        config: labels, templates and ``scoring.mode``.
+        embed_texts: texts → normalised vectors (the model, or a cache).
+        logit_scale: the model's exponentiated logit scale.
+        logit_bias: the model's logit bias (SigLIP; 0.0 for CLIP).
+        native_rule: the model's own rule, ``"softmax"`` or ``"sigmoid"``
+            (``Embedder.scoring_rule``); resolves ``auto``.
+
+    Raises:
+        ConfigError: a binary label with no negative to compare with.
+    """
+    mode = resolve_mode(config, native_rule)
     templates = config.scoring.templates
-    binary = config.scoring.mode == "binary"
     embed_texts = _embedded_once(embed_texts, prompt_texts(config))
-    background, safe = (_embed_plain(embed_texts, s) for s in _plain_sentences(config))
+    background, safe = (_embed_plain(embed_texts, s) for s in _plain_sentences(config, mode))
 
     rows, negatives, kinds, names = [], [], [], []
     for label in config.labels:
         rows.append(ensemble(embed_texts, label.prompt_list, templates))
-        negatives.append(_negatives(embed_texts, label, templates, background) if binary
+        negatives.append(_negatives(embed_texts, label, templates, background) if mode == "binary"
                          else np.zeros((0, rows[-1].shape[0]), np.float32))
         kinds.append("tag")
         names.append(label.name)
     for label in config.nsfw.labels:
         rows.append(ensemble(embed_texts, label.prompt_list, templates))
-        negatives.append(_negatives(embed_texts, label, templates, safe))
+        negatives.append(_negatives(embed_texts, label, templates, safe) if mode != "sigmoid"
+                         else np.zeros((0, rows[-1].shape[0]), np.float32))
         kinds.append("nsfw")
         names.append(label.name)
 
-    group = () if binary else tuple(range(len(config.labels)))
+    group = tuple(range(len(config.labels))) if mode == "softmax" else ()
+    none = _unit(background.mean(axis=0))[None] if mode == "softmax" and len(background) else None
     return Classifier(tuple(names), tuple(kinds), np.stack(rows).astype(np.float32),
-                      tuple(negatives), group, float(logit_scale))
+                      tuple(negatives), group, float(logit_scale), mode=mode,
+                      logit_bias=float(logit_bias), none_vector=none)
 
 
 def prompt_texts(config: Config) -> list[str]:
-    """Every text ``build_classifier`` will embed, so one model call (or one
-    cache lookup) does them all."""
+    """Every text ``build_classifier`` may embed (whatever the mode resolves
+    to), so one model call (or one cache lookup) does them all."""
     templates = config.scoring.templates
     names = [p for lab in config.labels + config.nsfw.labels for p in lab.prompt_list + lab.negatives]
-    background, safe = _plain_sentences(config)
+    background = list(config.scoring.background)
+    safe = list(config.nsfw.safe) if config.nsfw.labels else []
     return [t.format(p) for p in names for t in templates] + background + safe
 
 
-def _plain_sentences(config: Config) -> tuple[list[str], list[str]]:
-    """The untemplated sentences a config scores with: the background (binary
-    mode only: softmax-mode tags compare with each other) and the NSFW safe
-    prompts (only when there are NSFW labels)."""
-    background = list(config.scoring.background) if config.scoring.mode == "binary" else []
-    return background, list(config.nsfw.safe) if config.nsfw.labels else []
+def _plain_sentences(config: Config, mode: str) -> tuple[list[str], list[str]]:
+    """The untemplated sentences ``mode`` scores with: the background (binary
+    negatives, or a softmax's none class) and the NSFW safe prompts (only
+    when there are NSFW labels). A sigmoid needs neither."""
+    if mode == "sigmoid":
+        return [], []
+    return list(config.scoring.background), list(config.nsfw.safe) if config.nsfw.labels else []
 
 
 def _embedded_once(embed_texts: EmbedTexts, texts: list[str]) -> EmbedTexts:
@@ -120,16 +182,38 @@ def score(classifier: Classifier, image_embeddings: np.ndarray) -> np.ndarray:
     """Score N normalised image embeddings → N x L array of probabilities."""
     emb = np.asarray(image_embeddings, dtype=np.float32)
     logits = classifier.logit_scale * emb @ classifier.label_matrix.T
+    if classifier.mode == "sigmoid":
+        return sigmoid(logits + classifier.logit_bias)
     out = np.empty_like(logits)
     group = list(classifier.softmax_group)
     if group:
-        out[:, group] = softmax(logits[:, group], axis=1)
+        out[:, group] = _softmax_with_none(classifier, emb, logits[:, group])
     for idx in range(len(classifier.names)):
         if idx in classifier.softmax_group:
             continue
         neg_logits = classifier.logit_scale * emb @ classifier.negatives[idx].T
         both = np.concatenate([logits[:, idx:idx + 1], neg_logits], axis=1)
         out[:, idx] = softmax(both, axis=1)[:, 0]
+    return out
+
+
+def _softmax_with_none(classifier: Classifier, emb: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """The softmax group's probabilities; the none class, when there is one,
+    takes its share and is dropped (so the labels' sum is below 1)."""
+    none = classifier.none_vector
+    if none is None or not len(none):
+        return softmax(logits, axis=1)
+    with_none = np.concatenate([logits, classifier.logit_scale * emb @ none.T], axis=1)
+    return softmax(with_none, axis=1)[:, :-1]
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """The logistic function, without overflow for large negative logits."""
+    out = np.empty_like(logits)
+    pos = logits >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-logits[pos]))
+    exp = np.exp(logits[~pos])
+    out[~pos] = exp / (1.0 + exp)
     return out
 
 

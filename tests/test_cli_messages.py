@@ -36,7 +36,8 @@ def config_file(tmp_path: Path, model_dir: Path, body: str = "labels: [cat, dog]
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--mode", "binay"], "scenetag: error: --mode: must be one of softmax, binary; got 'binay'"),
+    (["--mode", "binay"],
+     "scenetag: error: --mode: must be one of auto, softmax, binary, sigmoid, independent; got 'binay'"),
     (["--labels", ","], "scenetag: error: --labels: give at least one label name"),
     (["--labels", ""], "scenetag: error: --labels: give at least one label name"),
     (["--formats", ""], "scenetag: error: --formats: give at least one of csv, plot"),
@@ -65,7 +66,8 @@ def test_help_shows_choices_ranges_and_defaults():
     text = invoke("run", "--help").output
     assert "{inputs}" not in text and "<list[str]>" not in text
     assert "range>" not in text and "<str>" not in text
-    assert "INPUT..." in text and "<softmax|binary>" in text and "<auto|exact|fast|keyframes>" in text
+    assert "INPUT..." in text and "<auto|softmax|binary|sigmoid|independent>" in text
+    assert "<auto|exact|fast|keyframes>" in text
     assert "openai/clip-vit-base-patch32" in text and "one frame every 1.0 s" in text
     assert "FILE|NAME" in text
     for command in ("cluster", "search", "report", "rescore", "config show", "config validate"):

@@ -113,7 +113,8 @@ def test_labels_may_be_plain_names(tmp_path):
     ("labels: []", "labels: must have at least 1 item"),
     ("labels: [cat]\nsampling: {every_seconds: -1}", "sampling.every_seconds: must be greater than 0"),
     ("labels: [cat]\nmodel: clip", "model: must be a mapping"),
-    ("labels: [cat]\nscoring: {mode: binay}", "scoring.mode: must be one of softmax, binary; got 'binay'"),
+    ("labels: [cat]\nscoring: {mode: binay}",
+     "scoring.mode: must be one of auto, softmax, binary, sigmoid, independent; got 'binay'"),
 ])
 def test_errors_are_in_plain_words(tmp_path, text, fragment):
     with pytest.raises(ConfigError) as info:
@@ -128,7 +129,7 @@ def test_flag_errors_name_the_flag_not_the_file(tmp_path):
         load_config(path, {"scoring.mode": "binay", "labels": []},
                     flags={"scoring.mode": "--mode", "labels": "--labels"})
     text = str(info.value)
-    assert text.startswith("--mode: must be one of softmax, binary; got 'binay'")
+    assert text.startswith("--mode: must be one of auto, softmax, binary, sigmoid, independent; got 'binay'")
     assert "--labels: must have at least 1 item" in text
     assert f"{path}: smoothing.method: must be one of" in text
     assert f"{path}: scoring" not in text

@@ -71,10 +71,15 @@ def test_index_csv(tmp_path):
 
 
 def test_images_csv_headers_and_cells(tmp_path):
-    rows = [("=cmd.png", {"=1+1": 0.75, "@SUM(1)": 0.25}), ("ok.png", {"-x": 1.0})]
+    from pipeline.analyse import ImageResult
+
+    rows = [ImageResult("=cmd.png", {"=1+1": 0.75, "@SUM(1)": 0.25}, {"=1+1": "tag", "@SUM(1)": "tag"},
+                        ["=1+1"], "n/a"),
+            ImageResult("ok.png", {"-x": 1.0}, {"-x": "tag"}, ["-x"], "n/a")]
     path = tables.write_images_csv(rows, tmp_path)
     assert formula_cells(path) == []
-    assert cells(path)[0] == ["input", "top_label", "top_score", "'=1+1", "'@SUM(1)", "'-x", "summary"]
+    assert cells(path)[0] == ["input", "top_label", "top_score", "tags", "nsfw_verdict", "'=1+1", "'@SUM(1)",
+                              "'-x", "summary"]
 
 
 def test_numbers_stay_numbers(tmp_path):

@@ -118,14 +118,24 @@ def test_index_csv_has_one_row_per_result_including_errors(tmp_path):
     assert rows[3][-1] == "n/a"
 
 
+def image(path, scores, tags=(), verdict="n/a", nsfw=()):
+    from pipeline.analyse import ImageResult
+
+    kinds = {k: "nsfw" if k in nsfw else "tag" for k in scores}
+    return ImageResult(path, scores, kinds, list(tags), verdict)
+
+
 def test_images_csv(tmp_path):
-    rows = [("/in/lot.jpg", {"park": 0.0013, "parking lot": 0.9987}),
-            ("/in/park.png", {"park": 0.75, "parking lot": 0.25})]
+    rows = [image("/in/lot.jpg", {"park": 0.0013, "parking lot": 0.9987, "gore": 0.1}, ["parking lot"],
+                  "safe", nsfw=("gore",)),
+            image("/in/park.png", {"park": 0.75, "parking lot": 0.25, "gore": 0.9}, ["park"], "unsafe",
+                  nsfw=("gore",))]
     out = read_csv(tables.write_images_csv(rows, tmp_path))
-    assert out[0] == ["input", "top_label", "top_score", "park", "parking lot", "summary"]
-    assert out[1] == ["/in/lot.jpg", "parking lot", "0.9987", "0.0013", "0.9987",
-                      "parking lot: 0.9987, park: 0.0013"]
-    assert out[2][-1] == "park: 0.7500, parking lot: 0.2500"
+    assert out[0] == ["input", "top_label", "top_score", "tags", "nsfw_verdict", "park", "parking lot",
+                      "gore", "summary"]
+    assert out[1] == ["/in/lot.jpg", "parking lot", "0.9987", "parking lot: 0.9987", "safe", "0.0013",
+                      "0.9987", "0.1", "parking lot: 0.9987, park: 0.0013"]
+    assert out[2][4] == "unsafe" and out[2][-1] == "park: 0.7500, parking lot: 0.2500"
 
 
 # --------------------------------------------------------------------------- JSON
@@ -244,7 +254,7 @@ def test_unavailable_formats_are_skipped_with_a_warning(tmp_path, caplog):
 def test_write_run_outputs(tmp_path):
     (path,) = report.write_run_outputs([make_result(), error_result()], tmp_path / "run")
     assert path.name == "index.csv" and len(read_csv(path)) == 3
-    assert report.write_images_csv([("/a.jpg", {"x": 1.0})], tmp_path / "run").name == "images.csv"
+    assert report.write_images_csv([image("/a.jpg", {"x": 1.0})], tmp_path / "run").name == "images.csv"
 
 
 # --------------------------------------------------------------------------- atomic writes

@@ -99,9 +99,9 @@ def write_run_outputs(results: Sequence[VideoResult], out_dir: str | Path,
     return written
 
 
-def write_images_csv(rows: Sequence[tuple[str, dict[str, float]]], out_dir: str | Path) -> Path:
-    """Write ``images.csv`` for still images; see
-    :func:`pipeline.report.tables.write_images_csv`."""
+def write_images_csv(images: Sequence, out_dir: str | Path) -> Path:
+    """Write ``images.csv`` for still images (``pipeline.analyse.ImageResult``);
+    see :func:`pipeline.report.tables.write_images_csv`."""
     from pipeline.report import tables
 
-    return tables.write_images_csv(rows, out_dir)
+    return tables.write_images_csv(images, out_dir)

@@ -108,6 +108,7 @@ def summary_dict(result: VideoResult, config_summary: dict | None = None) -> dic
         "model": {"id": result.model_id, "family": result.model_family or None,
                   "revision": result.model_revision,
                   "precision": result.precision},
+        "scoring": {"mode": result.scoring_mode or None},  # the rule used: auto resolved
         "config_hash": result.config_hash,
         "segments": [_segment_dict(seg) for seg in result.segments],
         "totals": {tot.label: {"kind": tot.kind, "seconds_present": round(tot.seconds_present, 3),
@@ -183,24 +184,32 @@ def write_index_csv(results: Sequence[VideoResult], out_dir: str | Path) -> Path
     return write_csv(pd.DataFrame(rows, columns=INDEX_COLUMNS), Path(out_dir) / "index.csv")
 
 
-def write_images_csv(rows: Sequence[tuple[str, dict[str, float]]], out_dir: str | Path) -> Path:
-    """Write ``images.csv``: per still image ``input, top_label, top_score``,
-    one column per label with its softmax confidence, and ``summary`` such as
-    ``"parking lot: 0.9987, park: 0.0013"`` (most confident first, 4 decimals).
+def write_images_csv(images: Sequence[Any], out_dir: str | Path) -> Path:
+    """Write ``images.csv``: per still image (a
+    :class:`pipeline.analyse.ImageResult`) the columns ``input, top_label,
+    top_score, tags, nsfw_verdict``, one column per label with its score (tag
+    labels, then NSFW labels), and ``summary`` such as ``"parking lot: 0.9987,
+    park: 0.0013"`` (tag labels, best first, 4 decimals).
 
+    Scores are those a video frame would get (the config's mode); ``tags``
+    are the tag labels at or above their threshold (``label: score``, best
+    first, joined with ``"; "``, as in ``index.csv``), and may be empty.
     Label columns follow the labels' first appearance. Returns its path.
     """
-    labels = list(dict.fromkeys(label for _, conf in rows for label in conf))
-    columns = ["input", "top_label", "top_score", *labels, "summary"]
-    data = [_image_row(path, conf, labels) for path, conf in rows]
+    labels = list(dict.fromkeys(label for image in images for label in image.scores))
+    columns = ["input", "top_label", "top_score", "tags", "nsfw_verdict", *labels, "summary"]
+    data = [_image_row(image, labels) for image in images]
     # built from lists so a label named like a fixed column cannot overwrite it
     return write_csv(pd.DataFrame(data, columns=columns), Path(out_dir) / "images.csv")
 
 
-def _image_row(path: str, conf: dict[str, float], labels: list[str]) -> list[Any]:
-    ranked = sorted(conf.items(), key=lambda kv: -kv[1])
+def _image_row(image: Any, labels: list[str]) -> list[Any]:
+    scores, kinds = image.scores, image.kinds
+    ranked = sorted(((lab, s) for lab, s in scores.items() if kinds.get(lab, "tag") == "tag"),
+                    key=lambda kv: -kv[1])
     top_label, top_score = ranked[0] if ranked else (None, None)
     summary = ", ".join(f"{label}: {score:.4f}" for label, score in ranked)
-    cells = [round(float(conf[lab]), SCORE_DECIMALS) if lab in conf else None for lab in labels]
+    tags = "; ".join(f"{label}: {scores[label]:.4f}" for label in image.tags)
+    cells = [round(float(scores[lab]), SCORE_DECIMALS) if lab in scores else None for lab in labels]
     top = round(float(top_score), SCORE_DECIMALS) if top_score is not None else None
-    return [path, top_label, top, *cells, summary]
+    return [image.input_path, top_label, top, tags, image.nsfw_verdict, *cells, summary]
