@@ -468,7 +468,7 @@ def _rescore_classifier(config: Config, store, model: str | None,
     behind it. The prompts are looked up in the store's prompt cache once; the
     model is loaded only when some are missing (or for ``model``, another
     model, whose prompts the cache does not hold), or when the scores need
-    the logit bias of a sigmoid model (the cache keeps only the scale)."""
+    the logit bias of a sigmoid model and the cache predates keeping it."""
     from pipeline.store import embed_and_keep
 
     texts = list(dict.fromkeys(prompt_texts(config)))
@@ -477,7 +477,12 @@ def _rescore_classifier(config: Config, store, model: str | None,
     missing = [t for t in texts if t not in found]
     model_id, revision = store.model_id, store.model_revision
     bias, rule = 0.0, "softmax"
-    if embedder is None and not missing and logit_scale is not None \
+    cached = _cached_scoring(store) if embedder is None and model is None and not missing else None
+    if cached is not None:
+        logit_scale, bias, rule = cached
+        log.info("every prompt and the model's scoring constants are in the store's text cache: "
+                 "the model is not loaded")
+    elif embedder is None and not missing and logit_scale is not None \
             and not _may_score_by_sigmoid(config, model_id, revision):
         log.info("every prompt is in the store's text cache: the model is not loaded")
     else:
@@ -495,6 +500,17 @@ def _rescore_classifier(config: Config, store, model: str | None,
 
     classifier = build_classifier(config, lookup, logit_scale, logit_bias=bias, native_rule=rule)
     return classifier, model_id, revision
+
+
+def _cached_scoring(store) -> tuple[float, float, str] | None:
+    """``(logit_scale, logit_bias, native rule)`` kept with the store's
+    cached prompts; None when a cache predates them (or names an untested family)."""
+    from pipeline.embed import FAMILIES
+
+    kept = store.text_calibration(store.model_id, store.model_revision)
+    if kept is None or kept.get("family") not in FAMILIES:
+        return None
+    return float(kept["logit_scale"]), float(kept["logit_bias"]), FAMILIES[kept["family"]].scoring_rule
 
 
 def _may_score_by_sigmoid(config: Config, model_id: str, revision: str | None) -> bool:

@@ -259,13 +259,15 @@ def _run_config(model_dir: Path):
                          "labels": [{"name": n} for n in ("red", "blue", "green")]})
 
 
-def test_summary_and_store_record_the_family_and_the_prompt_cache_the_bias(tmp_path, siglip2_dir):
+def test_summary_and_store_record_the_family_and_the_prompt_cache_the_bias(tmp_path, siglip2_dir,
+                                                                          monkeypatch):
     """summary.json names the family (run and rescore), the store keeps it,
     and the prompt cache keeps ``logit_bias`` beside ``logit_scale``: a
-    sigmoid rescore from the cache alone has every constant it needs."""
+    sigmoid rescore from the cache alone scores as the run did, without the model."""
     pytest.importorskip("lancedb")
     from media import make_clip
 
+    from pipeline import run as run_mod
     from pipeline.run import RunOptions, rescore_job, run_job
     from pipeline.store import EmbeddingStore
 
@@ -279,9 +281,17 @@ def test_summary_and_store_record_the_family_and_the_prompt_cache_the_bias(tmp_p
     kept = store.text_calibration(store.model_id, store.model_revision)
     assert kept == {"logit_scale": pytest.approx(10.0), "logit_bias": pytest.approx(-5.0),
                     "family": "siglip2"}
+    monkeypatch.setattr(run_mod, "_load_embedder", _must_not_load)
     assert rescore_job(config, tmp_path / "out" / "store", tmp_path / "re").exit_code == 0
-    summary = json.loads((tmp_path / "re" / "clip" / "summary.json").read_text(encoding="utf-8"))
-    assert summary["model"]["family"] == "siglip2"
+    rescored = json.loads((tmp_path / "re" / "clip" / "summary.json").read_text(encoding="utf-8"))
+    assert rescored["model"]["family"] == "siglip2"
+    assert rescored["scoring"] == summary["scoring"] == {"mode": "sigmoid"}
+    frames = [(tmp_path / d / "clip" / "frames.csv").read_text(encoding="utf-8") for d in ("out", "re")]
+    assert frames[0] == frames[1]
+
+
+def _must_not_load(*args, **kwargs):
+    raise AssertionError("the model was loaded")
 
 
 def test_a_prompt_cache_made_before_the_bias_was_kept_gains_it(tmp_path):
