@@ -292,10 +292,11 @@ class Provenance:
     model_id: str
     revision: str | None
     precision: str
+    family: str = ""
 
     @classmethod
     def of(cls, embedder) -> Provenance:
-        return cls(embedder.model_id, embedder.revision, embedder.precision)
+        return cls(embedder.model_id, embedder.revision, embedder.precision, getattr(embedder, "family", ""))
 
 
 def _handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classifier,
@@ -362,6 +363,7 @@ def _describe(error: BaseException) -> str:
 def _video_result(embedded: EmbeddedInput, config: Config, classifier: Classifier,
                   provenance: Provenance, name: str) -> VideoResult:
     result = VideoResult(input_path=embedded.path, name=name, info=embedded.info,
+                         model_family=provenance.family,
                          sampling=config.sampling.to_sampling(), decode=embedded.stats,
                          model_id=provenance.model_id, model_revision=provenance.revision,
                          precision=provenance.precision, scoring_mode=classifier.mode,
@@ -434,11 +436,13 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
     out_dir.mkdir(parents=True, exist_ok=True)
     names, run = output_names(list(videos), existing_outputs(out_dir)), RunReport()
     stored = list(videos.values())
+    # the store's model's family (unknown in stores made before it was kept)
+    family = (store.model_family if model is None else getattr(embedder, "family", None)) or ""
     _warn_stored_sampling(config, stored)
     for video, embedded in zip(stored, store.embedded_many(stored)):
         cfg = config.model_copy(update={"sampling": SamplingConfig.of(video.sampling_obj)})
         # the precision is the stored frames': it is what the scores rest on
-        provenance = Provenance(model_id, revision, video.precision)
+        provenance = Provenance(model_id, revision, video.precision, family)
         _handle_input(embedded, config=cfg, classifier=classifier,
                       provenance=provenance, names=names, out_dir=out_dir, run=run)
     _write_run_outputs(run, out_dir, config.output.formats)
@@ -464,7 +468,7 @@ def _rescore_classifier(config: Config, store, model: str | None,
     behind it. The prompts are looked up in the store's prompt cache once; the
     model is loaded only when some are missing (or for ``model``, another
     model, whose prompts the cache does not hold), or when the scores need
-    the logit bias of a sigmoid model (the cache keeps only the scale)."""
+    the logit bias of a sigmoid model and the cache predates keeping it."""
     from pipeline.store import embed_and_keep
 
     texts = list(dict.fromkeys(prompt_texts(config)))
@@ -473,7 +477,12 @@ def _rescore_classifier(config: Config, store, model: str | None,
     missing = [t for t in texts if t not in found]
     model_id, revision = store.model_id, store.model_revision
     bias, rule = 0.0, "softmax"
-    if embedder is None and not missing and logit_scale is not None \
+    cached = _cached_scoring(store) if embedder is None and model is None and not missing else None
+    if cached is not None:
+        logit_scale, bias, rule = cached
+        log.info("every prompt and the model's scoring constants are in the store's text cache: "
+                 "the model is not loaded")
+    elif embedder is None and not missing and logit_scale is not None \
             and not _may_score_by_sigmoid(config, model_id, revision):
         log.info("every prompt is in the store's text cache: the model is not loaded")
     else:
@@ -491,6 +500,17 @@ def _rescore_classifier(config: Config, store, model: str | None,
 
     classifier = build_classifier(config, lookup, logit_scale, logit_bias=bias, native_rule=rule)
     return classifier, model_id, revision
+
+
+def _cached_scoring(store) -> tuple[float, float, str] | None:
+    """``(logit_scale, logit_bias, native rule)`` kept with the store's
+    cached prompts; None when a cache predates them (or names an untested family)."""
+    from pipeline.embed import FAMILIES
+
+    kept = store.text_calibration(store.model_id, store.model_revision)
+    if kept is None or kept.get("family") not in FAMILIES:
+        return None
+    return float(kept["logit_scale"]), float(kept["logit_bias"]), FAMILIES[kept["family"]].scoring_rule
 
 
 def _may_score_by_sigmoid(config: Config, model_id: str, revision: str | None) -> bool:

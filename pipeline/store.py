@@ -4,7 +4,8 @@ so that re-runs, re-scoring, search and clustering need no decoding.
 Layout of a store folder (a LanceDB database):
 
 * ``meta`` — one row: ``format_version``, ``model_id``, ``model_revision``,
-  ``dim``, ``created_at``, ``scenetag_version``. A store holds embeddings of
+  ``dim``, ``created_at``, ``scenetag_version``, ``model_family`` (``clip``,
+  ``siglip``, ``siglip2``; absent in stores made before it). A store holds embeddings of
   exactly one model: vectors of two models are not comparable.
 * ``frames`` — one row per embedded frame: ``key`` (the stored input, see
   below), ``input_path`` (absolute), ``content_hash``, ``model_id``,
@@ -20,8 +21,10 @@ Layout of a store folder (a LanceDB database):
 
 * ``texts`` (optional, created on first use) — the text-embedding cache:
   ``model_id``, ``model_revision``, ``precision``, ``logit_scale``, ``text``,
-  ``vector``. Prompts embedded once are looked up afterwards, so re-scoring
-  with prompts seen before needs no text tower and no model load at all.
+  ``vector``, ``logit_bias`` and ``family`` (null in rows cached before them).
+  Prompts embedded once are looked up afterwards, so re-scoring with prompts
+  seen before needs no text tower and no model load at all (a sigmoid model's
+  scores need its bias too: :meth:`EmbeddingStore.text_calibration`).
 
 ``key`` is a hash of (content hash, model id, revision, sampling): the same
 file, model and sampling is one stored input however often it is run.
@@ -291,6 +294,11 @@ class EmbeddingStore:
     def dim(self) -> int | None:
         return int(self.meta["dim"]) if self.meta else None
 
+    @property
+    def model_family(self) -> str | None:
+        """The model's family (``clip``, ``siglip``, ...); None for stores made before it was kept."""
+        return self.meta.get("model_family") if self.meta else None
+
     def describe_model(self) -> str:
         rev = f"@{self.model_revision}" if self.model_revision else ""
         return f"{self.model_id}{rev} (dim {self.dim})"
@@ -354,7 +362,7 @@ class EmbeddingStore:
             yield
 
     def put(self, embedded: EmbeddedInput, *, chash: str, sampling: Sampling, sampling_desc: str,
-            model_id: str, revision: str | None, precision: str) -> str:
+            model_id: str, revision: str | None, precision: str, family: str | None = None) -> str:
         """Store one embedded input, replacing any earlier copy of it.
 
         Atomic for readers: the new rows are added under a new generation, then
@@ -366,7 +374,7 @@ class EmbeddingStore:
         vectors = np.ascontiguousarray(embedded.embeddings, np.float32)
         dim = int(vectors.shape[1])
         with self.writing("write"):
-            self._ensure_created(_model_ref(model_id), revision, dim)
+            self._ensure_created(_model_ref(model_id), revision, dim, family)
             self.check_model(model_id, revision, dim)
             self._upgrade()
             key = input_key(chash, self.model_id, revision, sampling_desc)
@@ -422,7 +430,8 @@ class EmbeddingStore:
         with self.writing("open for writing"):
             pass
 
-    def _ensure_created(self, model_id: str, revision: str | None, dim: int) -> None:
+    def _ensure_created(self, model_id: str, revision: str | None, dim: int,
+                        family: str | None = None) -> None:
         if self.meta is not None:
             return
         with self.writing("create"):
@@ -437,7 +446,7 @@ class EmbeddingStore:
             pa = _pyarrow()
             meta = {"format_version": FORMAT_VERSION, "model_id": model_id,
                     "model_revision": revision, "dim": dim, "created_at": time.time(),
-                    "scenetag_version": _version()}
+                    "scenetag_version": _version(), "model_family": family}
             with _guard(self.root, "create"):
                 self._db.create_table("frames", schema=_frames_schema(dim))
                 self._db.create_table("videos", schema=_videos_schema())
@@ -612,10 +621,7 @@ class EmbeddingStore:
         """
         if self.meta is None or not texts or _TEXTS not in self._table_names():
             return {}, None
-        model_id = self.stored_model_id(model_id, revision)
-        revision_sql = "model_revision IS NULL" if revision is None \
-            else f"model_revision = {_sql(revision)}"
-        where = (f"model_id = {_sql(model_id)} AND {revision_sql} AND "
+        where = (f"{self._texts_of(model_id, revision)} AND "
                  f"text IN ({', '.join(_sql(t) for t in dict.fromkeys(texts))})")
         try:
             with _guard(self.root, "read texts"):
@@ -631,14 +637,46 @@ class EmbeddingStore:
         found = dict(zip(table["text"].to_pylist(), vectors))
         return found, float(table["logit_scale"][0].as_py())
 
+    def _texts_of(self, model_id: str, revision: str | None) -> str:
+        """The SQL filter for the prompt-cache rows of this model."""
+        model_id = self.stored_model_id(model_id, revision)
+        revision_sql = "model_revision IS NULL" if revision is None \
+            else f"model_revision = {_sql(revision)}"
+        return f"model_id = {_sql(model_id)} AND {revision_sql}"
+
+    def text_calibration(self, model_id: str, revision: str | None) -> dict | None:
+        """The scoring constants kept with this model's cached prompts.
+
+        Returns:
+            ``{"logit_scale", "logit_bias", "family"}``, or None when no cached
+            prompt has them (none cached, or all cached before the bias was
+            kept: a sigmoid rescore must then load the model for its bias).
+        """
+        if self.meta is None or _TEXTS not in self._table_names():
+            return None
+        try:
+            with _guard(self.root, "read texts"):
+                table = self._table(_TEXTS)
+                if "logit_bias" not in table.schema.names:
+                    return None
+                where = f"{self._texts_of(model_id, revision)} AND logit_bias IS NOT NULL"
+                rows = table.search().where(where).select(["logit_scale", "logit_bias", "family"]) \
+                    .limit(1).to_arrow().to_pylist()
+        except StoreError as ex:
+            log.warning("prompt cache not used: %s", ex)
+            return None
+        return rows[0] if rows else None
+
     def put_texts(self, texts: Sequence[str], vectors: np.ndarray, *, model_id: str,
-                  revision: str | None, precision: str, logit_scale: float) -> None:
-        """Cache text embeddings (texts another writer cached meanwhile are skipped)."""
+                  revision: str | None, precision: str, logit_scale: float, logit_bias: float = 0.0,
+                  family: str | None = None) -> None:
+        """Cache text embeddings with the model's scoring constants (texts
+        another writer cached meanwhile are skipped)."""
         if not len(texts):
             return
         vectors = np.ascontiguousarray(vectors, np.float32)
         with self.writing("write texts"):
-            self._ensure_created(_model_ref(model_id), revision, int(vectors.shape[1]))
+            self._ensure_created(_model_ref(model_id), revision, int(vectors.shape[1]), family)
             self.check_model(model_id, revision, int(vectors.shape[1]))
             model_id = self.model_id
             cached, _ = self.text_vectors(model_id, revision, texts)
@@ -648,7 +686,8 @@ class EmbeddingStore:
             n = len(keep)
             rows = {"model_id": [model_id] * n, "model_revision": [revision] * n,
                     "precision": [precision] * n, "logit_scale": [float(logit_scale)] * n,
-                    "text": [texts[i] for i in keep], "vector": _vector_array(vectors[keep])}
+                    "text": [texts[i] for i in keep], "vector": _vector_array(vectors[keep]),
+                    "logit_bias": [float(logit_bias)] * n, "family": [family] * n}
             with _guard(self.root, "write texts"):
                 pa = _pyarrow()
                 data = pa.table(rows, schema=_texts_schema(self.dim))
@@ -656,7 +695,16 @@ class EmbeddingStore:
                     self._tables[_TEXTS] = self._db.create_table(_TEXTS, schema=data.schema,
                                                                  exist_ok=True)
                     self._names = None
+                self._add_text_calibration()
                 self._table(_TEXTS).add(data)
+
+    def _add_text_calibration(self) -> None:
+        """A cache made before ``logit_bias`` and ``family`` were kept gains
+        them (null in its old rows, which :meth:`text_calibration` skips)."""
+        table = self._table(_TEXTS)
+        for column in _text_calibration_fields():
+            if column.name not in table.schema.names:
+                table.add_columns(column)
 
     # ------------------------------------------------------------------ search
 
@@ -826,7 +874,7 @@ class RunCache:
         e = self.embedder
         self.store.put(embedded, chash=chash, sampling=self.sampling,
                        sampling_desc=self.sampling_desc, model_id=e.model_id,
-                       revision=e.revision, precision=e.precision)
+                       revision=e.revision, precision=e.precision, family=getattr(e, "family", None))
         self.added += 1
         if self.added % COMPACT_MIN_FRAGMENTS == 0:  # else each put slows the next (PERFORMANCE.md)
             self._maintain(self.store.compact)
@@ -882,7 +930,9 @@ def embed_and_keep(store: EmbeddingStore, embedder, texts: Sequence[str]) -> dic
     vectors = embedder.embed_texts(list(texts))
     try:
         store.put_texts(texts, vectors, model_id=embedder.model_id, revision=embedder.revision,
-                        precision=embedder.precision, logit_scale=embedder.logit_scale)
+                        precision=embedder.precision, logit_scale=embedder.logit_scale,
+                        logit_bias=getattr(embedder, "logit_bias", 0.0),
+                        family=getattr(embedder, "family", None))
     except StoreError as ex:
         log.warning("prompt embeddings not cached: %s", ex)
     return dict(zip(texts, vectors))
@@ -1080,7 +1130,13 @@ def _texts_schema(dim: int):
     pa = _pyarrow()
     return pa.schema([pa.field("model_id", pa.string()), pa.field("model_revision", pa.string()),
                       pa.field("precision", pa.string()), pa.field("logit_scale", pa.float64()),
-                      pa.field("text", pa.string()), pa.field("vector", pa.list_(pa.float32(), dim))])
+                      pa.field("text", pa.string()), pa.field("vector", pa.list_(pa.float32(), dim)),
+                      *_text_calibration_fields()])
+
+
+def _text_calibration_fields():
+    pa = _pyarrow()
+    return [pa.field("logit_bias", pa.float64()), pa.field("family", pa.string())]
 
 
 def _meta_schema():
@@ -1088,7 +1144,7 @@ def _meta_schema():
     return pa.schema([pa.field("format_version", pa.int64()), pa.field("model_id", pa.string()),
                       pa.field("model_revision", pa.string()), pa.field("dim", pa.int64()),
                       pa.field("created_at", pa.float64()),
-                      pa.field("scenetag_version", pa.string())])
+                      pa.field("scenetag_version", pa.string()), pa.field("model_family", pa.string())])
 
 
 def _lancedb():

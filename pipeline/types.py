@@ -211,6 +211,7 @@ class VideoResult:
     tags: list[str] = field(default_factory=list)
     nsfw_verdict: str = "n/a"  # "safe", "unsafe" or "n/a"
     model_id: str = ""
+    model_family: str = ""  # clip, siglip, siglip2 ("" when unknown: a store made before it was kept)
     model_revision: str | None = None
     precision: str = ""
     scoring_mode: str = ""  # the rule the scores came from: softmax, binary or sigmoid

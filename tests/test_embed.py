@@ -122,10 +122,10 @@ def test_decoder_resize_plus_torch_preprocessing_match_reference_on_sample_clips
 
 
 def test_texts_are_embedded_in_bounded_batches(tiny_model_dir, monkeypatch):
-    from pipeline import embed
+    from pipeline.embed import embedder as embedder_module
 
     embedder = load_embedder(str(tiny_model_dir), device="cpu", precision="fp32")
-    monkeypatch.setattr(embed, "TEXT_BATCH", 7)
+    monkeypatch.setattr(embedder_module, "TEXT_BATCH", 7)
     seen: list[int] = []
     real = embedder.model.get_text_features
 

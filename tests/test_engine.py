@@ -253,8 +253,7 @@ def _reference_preprocess(embedder, frames: np.ndarray):
     from pipeline.embed import _center_crop, _resize
 
     spec = embedder.preprocess_spec
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-    x = _resize(torch, x, spec)
+    x = _resize(torch, torch.from_numpy(frames).permute(0, 3, 1, 2), spec).float()
     if spec.crop_hw is not None:
         x = _center_crop(x, spec.crop_hw)
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1)

@@ -119,7 +119,7 @@ def test_remote_code_is_never_run(tmp_path, tiny_model_dir):
 
 
 def test_loader_never_trusts_remote_code():
-    source = (PIPELINE / "embed.py").read_text(encoding="utf-8")
+    source = "\n".join(p.read_text(encoding="utf-8") for p in sorted((PIPELINE / "embed").glob("*.py")))
     assert "trust_remote_code=True" not in source
     assert re.search(r"[\"']trust_remote_code[\"']\s*:\s*False", source)
     assert "weights_only=False" not in source

@@ -105,7 +105,8 @@ def summary_dict(result: VideoResult, config_summary: dict | None = None) -> dic
         "sampling": _sampling_dict(result),
         "decode": dataclasses.asdict(result.decode) if result.decode is not None else None,
         "frames_scored": len(result.frame_indices),
-        "model": {"id": result.model_id, "revision": result.model_revision,
+        "model": {"id": result.model_id, "family": result.model_family or None,
+                  "revision": result.model_revision,
                   "precision": result.precision},
         "scoring": {"mode": result.scoring_mode or None},  # the rule used: auto resolved
         "config_hash": result.config_hash,
