@@ -26,7 +26,7 @@ LABELS = ["cat", "coffee", "astronaut", "woman", "rocket"]
 
 @pytest.fixture(scope="session")
 def tiny_siglip_dir(tmp_path_factory):
-    from tiny_siglip import build_tiny_siglip
+    from tiny_families import build_tiny_siglip
 
     return build_tiny_siglip(tmp_path_factory.mktemp("models") / "tiny-siglip")
 
