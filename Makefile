@@ -30,6 +30,7 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/bench.py
+	$(PY) benchmarks/families_bench.py
 
 fuzz: install
 	HF_HUB_OFFLINE=1 SCENETAG_FUZZ_COUNT=300 $(PY) -m pytest -q tests/test_fuzz.py

@@ -72,3 +72,24 @@ def test_bench_clip_is_cached_and_decodable(tmp_path):
     assert bench.make_clip(path, 1, 64, 36).stat().st_mtime_ns == mtime  # cached, not rebuilt
     info = probe(str(path))
     assert (info.width, info.height, info.codec) == (64, 36, "h264")
+
+
+def test_families_bench_measures_each_family_through_the_loader(tmp_path):
+    """benchmarks/families_bench.py: one row per family and precision, each
+    loaded through load_embedder with its own scoring rule, ratios to ViT-B/32."""
+    spec = importlib.util.spec_from_file_location("scenetag_families_bench",
+                                                  ROOT / "benchmarks" / "families_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "families.json"
+    module.run(module.parse_args(["--quick", "--tiny-model", "--batch-size", "4", "--cache",
+                                  str(tmp_path / "cache"), "--out", str(out), "--silent"]))
+    rows = json.loads(out.read_text())["rows"]
+    families = {(r["family"], r["scoring_rule"]) for r in rows.values()}
+    assert families == {("clip", "softmax"), ("siglip", "sigmoid"), ("siglip2", "sigmoid")}
+    from pipeline.embed import resolve_precision
+
+    precisions = {"fp32", resolve_precision("auto", "cpu")}  # bf16 only where the CPU has it
+    assert {r["precision"] for r in rows.values()} == precisions
+    assert len(rows) == 3 * len(precisions) and all(r["img_per_s"] > 0 for r in rows.values())
+    assert all(r["vs_clip_b32"] == 1.0 for n, r in rows.items() if n.startswith("clip-vit-b32"))

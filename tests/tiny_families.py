@@ -27,9 +27,9 @@ def _vocab() -> dict[str, int]:
     return vocab
 
 
-def _text_config(vocab: dict[str, int]) -> dict:
+def _text_config(vocab: dict[str, int], tower: dict) -> dict:
     return {"vocab_size": len(vocab), "max_position_embeddings": TEXT_LENGTH, "pad_token_id": 0,
-            "eos_token_id": 1, "bos_token_id": 2, **TOWER}
+            "eos_token_id": 1, "bos_token_id": 2, **tower}
 
 
 def _save_model(model, folder: Path) -> None:
@@ -54,8 +54,12 @@ def _siglip_tokenizer(vocab: dict[str, int]):
                                    unk_token="<unk>", model_max_length=TEXT_LENGTH, padding_side="right")
 
 
-def build_tiny_siglip(folder: Path, *, seed: int = 0, image_size: int = 32, patch_size: int = 8) -> Path:
-    """A fixed-resolution SigLIP (model type ``siglip``), bicubic resize to a square."""
+def build_tiny_siglip(folder: Path, *, seed: int = 0, image_size: int = 32, patch_size: int = 8,
+                      tower: dict | None = None) -> Path:
+    """A fixed-resolution SigLIP (model type ``siglip``), bicubic resize to a
+    square. ``tower`` sizes both towers (default :data:`TOWER`, tiny; the
+    families benchmark passes ViT-B sizes)."""
+    tower = tower or TOWER
     import torch
     from transformers import SiglipConfig, SiglipModel
     from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
@@ -63,8 +67,8 @@ def build_tiny_siglip(folder: Path, *, seed: int = 0, image_size: int = 32, patc
     folder.mkdir(parents=True, exist_ok=True)
     vocab = _vocab()
     _siglip_tokenizer(vocab).save_pretrained(folder)
-    config = SiglipConfig(text_config=_text_config(vocab),
-                          vision_config={"image_size": image_size, "patch_size": patch_size, **TOWER})
+    config = SiglipConfig(text_config=_text_config(vocab, tower),
+                          vision_config={"image_size": image_size, "patch_size": patch_size, **tower})
     torch.manual_seed(seed)
     _save_model(SiglipModel(config), folder)
     SiglipImageProcessorPil(size={"height": image_size, "width": image_size}).save_pretrained(folder)
@@ -72,8 +76,10 @@ def build_tiny_siglip(folder: Path, *, seed: int = 0, image_size: int = 32, patc
 
 
 def build_tiny_siglip2(folder: Path, *, seed: int = 0, patch_size: int = 8,
-                       max_num_patches: int = 64) -> Path:
-    """A SigLIP 2 NaFlex model (model type ``siglip2``) with transformers' SigLIP 2 tokenizer class."""
+                       max_num_patches: int = 64, tower: dict | None = None) -> Path:
+    """A SigLIP 2 NaFlex model (model type ``siglip2``) with transformers'
+    SigLIP 2 tokenizer class; ``tower`` as for :func:`build_tiny_siglip`."""
+    tower = tower or TOWER
     import torch
     from transformers import Siglip2Config, Siglip2Model
     from transformers.models.siglip2.image_processing_pil_siglip2 import Siglip2ImageProcessorPil
@@ -82,8 +88,8 @@ def build_tiny_siglip2(folder: Path, *, seed: int = 0, patch_size: int = 8,
     folder.mkdir(parents=True, exist_ok=True)
     vocab = _vocab()
     Siglip2Tokenizer(vocab=vocab, merges=[], model_max_length=TEXT_LENGTH).save_pretrained(folder)
-    config = Siglip2Config(text_config=_text_config(vocab),
-                           vision_config={"patch_size": patch_size, "num_patches": max_num_patches, **TOWER})
+    config = Siglip2Config(text_config=_text_config(vocab, tower),
+                           vision_config={"patch_size": patch_size, "num_patches": max_num_patches, **tower})
     torch.manual_seed(seed)
     _save_model(Siglip2Model(config), folder)
     Siglip2ImageProcessorPil(patch_size=patch_size, max_num_patches=max_num_patches).save_pretrained(folder)
