@@ -329,6 +329,42 @@ def rescore(
     raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
 
 
+TruthOpt = Annotated[Path, typer.Option(
+    "--truth", metavar="FILE", exists=True, dir_okay=False,
+    help="Truth: CSV input,label,start_s,end_s, or scenetag's segments.csv/segments.json.")]
+
+
+@app.command("eval", cls=_Command)
+def eval_cmd(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", exists=True, file_okay=False,
+                                            help="A `scenetag run` output folder, or one input's folder.")],
+    truth: TruthOpt,
+    iou: Annotated[float, typer.Option("--iou", metavar="X", min=0.0, max=1.0,
+                                       help="IoU a segment needs to match a true one.")] = 0.5,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="DIR",
+                                                help="Where eval.csv/.json/.png go. Default: RUN_DIR.")]
+    = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Measure a run's segments and scores against truth; loads no model."""
+
+    def job() -> int:
+        from pipeline.evaluate import evaluate, load_run, write_eval
+        from pipeline.truth import load_truth
+
+        result = evaluate(load_run(run_dir), load_truth(truth), iou)
+        write_eval(result, output or run_dir)
+        if not quiet:
+            total = result.overall()
+            typer.echo(f"scenetag: {_plural(len(result.inputs), 'input')} evaluated: segment F1 "
+                       f"{total.f1:.3f} (precision {total.precision:.3f}, recall {total.recall:.3f}, "
+                       f"IoU >= {iou:g}); eval.csv, eval.json, eval.png in {output or run_dir}/", err=True)
+        return EXIT_OK
+
+    raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
+
+
 @app.command(cls=_Command)
 def search(
     query: Annotated[str | None, typer.Argument(metavar="QUERY", help='Text query, e.g. "a coffee cup".')]
