@@ -44,10 +44,16 @@ def match(pred: Sequence[Span], truth: Sequence[Span], min_iou: float) -> list[t
     as many pairs as possible, then the largest total IoU."""
     if not pred or not truth:
         return []
+    p, t = np.asarray(pred, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    inter = np.clip(np.minimum(p[:, None, 1], t[None, :, 1]) - np.maximum(p[:, None, 0], t[None, :, 0]),
+                    0, None)
+    union = np.maximum(p[:, None, 1], t[None, :, 1]) - np.minimum(p[:, None, 0], t[None, :, 0])
+    ious = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    ok = ious >= min_iou - 1e-12
+    if (ok.sum(axis=0) <= 1).all() and (ok.sum(axis=1) <= 1).all():  # no conflicts: the usual case
+        return [(int(r), int(c), float(ious[r, c])) for r, c in zip(*np.nonzero(ok))]
     from scipy.optimize import linear_sum_assignment
 
-    ious = np.array([[iou(p, t) for t in truth] for p in pred])
-    ok = ious >= min_iou - 1e-12
     # a pair is worth more than any sum of IoUs (<= min(n, m)): count first, IoU second
     weight = np.where(ok, min(len(pred), len(truth)) + 1.0 + ious, 0.0)
     rows, cols = linear_sum_assignment(weight, maximize=True)
@@ -115,9 +121,11 @@ class Counts:
         def stat(values: list[float], fn) -> float | None:
             return round(float(fn(values)), 6) if values else None
 
+        empty = not self.truth and not self.predicted  # nothing to find, nothing found: no score
         return {"truth_segments": self.truth, "predicted_segments": self.predicted,
-                "matched": self.matched, "precision": round(self.precision, 6),
-                "recall": round(self.recall, 6), "f1": round(self.f1, 6),
+                "matched": self.matched, "precision": None if empty else round(self.precision, 6),
+                "recall": None if empty else round(self.recall, 6),
+                "f1": None if empty else round(self.f1, 6),
                 "mean_iou": stat(self.ious, np.mean),
                 "edge_median_s": stat(self.edges_s, np.median), "edge_max_s": stat(self.edges_s, max),
                 "edge_median_frames": stat(self.edges_frames, np.median),
