@@ -49,7 +49,7 @@ GRID = (f"thresholds {', '.join(f'{t:g}' for t in THRESHOLDS)} x exit ratios "
 LOO_MAX, FOLDS = 6, 5
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity (folds hold clips out)
 class Clip:
     """One labelled input, scored once."""
 
@@ -341,7 +341,10 @@ def _header(result: Calibration, config_path: Path, truth_path: Path, store_dir:
              f"Search: {GRID}.",
              "The input config's comments are not kept.", "",
              "Segment F1 per label on those inputs, before -> after:"]
-    lines += [f"  {name}: {b:.3f} -> {a:.3f}" for name, (b, a) in result.per_label().items()]
+    seen = {n for c in problem.clips for n, spans in c.truth.items() if spans}
+    lines += [f"  {name}: {b:.3f} -> {a:.3f}" if name in seen else
+              f"  {name}: no positive truth; given the shared values"
+              for name, (b, a) in result.per_label().items()]
     if result.folds:
         kind = "leave-one-input-out" if all("," not in f[0] for f in result.folds) else f"{FOLDS}-fold"
         lines.append(f"Cross-validated ({kind}: fitted without the held-out inputs, scored on them), "
