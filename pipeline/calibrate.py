@@ -346,7 +346,7 @@ def _header(result: Calibration, config_path: Path, truth_path: Path, store_dir:
               f"  {name}: no positive truth; given the shared values"
               for name, (b, a) in result.per_label().items()]
     if result.folds:
-        kind = "leave-one-input-out" if all("," not in f[0] for f in result.folds) else f"{FOLDS}-fold"
+        kind = "leave-one-input-out" if len(result.folds) == len(problem.clips) else f"{FOLDS}-fold"
         lines.append(f"Cross-validated ({kind}: fitted without the held-out inputs, scored on them), "
                      "F1 before -> after:")
         lines += [f"  held out {held}: {b:.3f} -> {a:.3f}" for held, b, a in result.folds]

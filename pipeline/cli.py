@@ -331,7 +331,8 @@ def rescore(
 
 TruthOpt = Annotated[Path, typer.Option(
     "--truth", metavar="FILE", exists=True, dir_okay=False,
-    help="Truth: CSV input,label,start_s,end_s, or scenetag's segments.csv/segments.json.")]
+    help="Truth: CSV input,label,start_s,end_s; scenetag's segments.csv/segments.json; "
+         "or JSON {clips: {NAME: {intervals: [...]}}}.")]
 
 
 @app.command("eval", cls=_Command)
