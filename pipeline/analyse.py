@@ -26,7 +26,7 @@ def analyse(times_s: np.ndarray, embeddings: np.ndarray, classifier: Classifier,
         ``segments``, ``totals``, ``tags``, ``nsfw_verdict``.
     """
     scores = score(classifier, embeddings)
-    duration = _duration(info, times_s)
+    duration = video_duration(info, times_s)
     tracks = [_track(name, kind, scores[:, i], times_s, config)
               for i, (name, kind) in enumerate(zip(classifier.names, classifier.kinds))]
     segments = sorted((seg for track in tracks for seg in _segments(track, times_s, config, duration)),
@@ -106,7 +106,9 @@ def _segments(track: LabelTrack, times_s: np.ndarray, config: Config,
                                   merge_gap_s=rules.merge_gap_s, duration_s=duration)
 
 
-def _duration(info: VideoInfo | None, times_s: np.ndarray) -> float | None:
+def video_duration(info: VideoInfo | None, times_s: np.ndarray) -> float | None:
+    """The duration segments are clipped to: the container's, stretched to the
+    last sample; None when unknown."""
     if info is not None and info.duration_s:
         return max(info.duration_s, float(times_s[-1]) if len(times_s) else 0.0)
     return None
