@@ -44,6 +44,7 @@ MAX_EXEMPLAR_BYTES = 32 * 1024 * 1024  # one example picture
 # A label with both prompts and images, and no image_weight: the picture mean
 # and the text ensemble count equally.
 DEFAULT_IMAGE_WEIGHT = 0.5
+_PICTURE_KEYS = ("images", "negative_images", "image_weight")
 
 
 class _UnsetType:
@@ -142,11 +143,11 @@ class LabelConfig(_Strict):
     name: str = Field(min_length=1)
     prompts: list[str] | None = None
     negatives: list[str] = []
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    exit_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     images: list[str] = Field(default=[], max_length=MAX_EXEMPLAR_IMAGES)
     negative_images: list[str] = Field(default=[], max_length=MAX_EXEMPLAR_IMAGES)
     image_weight: float | None = Field(default=None, ge=0.0, le=1.0)
-    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    exit_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     # path -> sha256 of the file's bytes, read when the config is validated
     _image_hashes: dict[str, str] = PrivateAttr(default_factory=dict)
 
@@ -409,8 +410,12 @@ class Config(_Strict):
         """A short stable hash of the effective config (for resume and reports).
         Example pictures count by content: editing one changes the hash."""
         data = self.model_dump(mode="json")
+        for label in data["labels"] + data["nsfw"]["labels"]:
+            for key in _PICTURE_KEYS:  # unset: configs without pictures keep the hash they had
+                if label.get(key) in ([], None):
+                    label.pop(key, None)
         pictures = self.image_hashes()
-        if pictures:  # only then: configs without pictures keep the hash they had
+        if pictures:
             data["image_hashes"] = pictures
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
