@@ -289,8 +289,12 @@ DEMO_TRUTH = ROOT / "sample_videos" / "demo_truth.json"
 # The cup is on screen in demo_kitchen.mp4 from 2 s to 6 s, and in no other
 # clip: the crops are cut from frames 38, 45 and 52 (15 fps: 2.53, 3.00 and
 # 3.47 s, the first part of that interval), each with a different box (x0, y0,
-# x1, y1 of the 320 x 240 frame) around the cup.
-CROPS = ((38, (80, 50, 205, 190)), (45, (70, 40, 215, 200)), (52, (90, 60, 200, 185)))
+# x1, y1 of the 320 x 240 frame) around the cup. The skull (the NSFW stand-in)
+# is in demo_street.mp4 from 7 s to 11 s: two crops from frames 113 and 120
+# (7.53 and 8.00 s).
+CUP_CROPS = ("demo_kitchen.mp4", ((38, (80, 50, 205, 190)), (45, (70, 40, 215, 200)),
+                                  (52, (90, 60, 200, 185))))
+SKULL_CROPS = ("demo_street.mp4", ((113, (85, 85, 190, 205)), (120, (90, 90, 185, 200))))
 
 
 def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -299,43 +303,60 @@ def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _cut_crops(folder: Path) -> list[str]:
+def _cut_crops(folder: Path, crops: tuple[str, tuple]) -> list[str]:
     from pipeline.decode import open_decoder
     from pipeline.types import Sampling
 
+    clip, boxes = crops
     paths = []
-    with open_decoder(str(ROOT / "sample_videos" / "demo_kitchen.mp4")) as decoder:
-        for frame in decoder.frames(Sampling(every_n_frames=1)):  # 15 fps
-            for index, box in CROPS:
+    with open_decoder(str(ROOT / "sample_videos" / clip)) as decoder:
+        for frame in decoder.frames(Sampling(every_n_frames=1)):
+            for index, box in boxes:
                 if frame.index == index:
-                    path = folder / f"cup-{index}.png"
+                    path = folder / f"{Path(clip).stem}-{index}.png"
                     Image.fromarray(frame.image).crop(box).save(path)
                     paths.append(path.name)
-    assert len(paths) == len(CROPS)
+    assert len(paths) == len(boxes)
     return paths
+
+
+def _found(out: Path, clip: str, label: str, truth: dict, truth_label: str) -> list:
+    """The label's segments in ``clip``, each checked against the truth: every
+    true interval found with IoU >= 0.8, no segment off every true interval."""
+    segs = pd.read_csv(out / Path(clip).stem / "segments.csv")
+    found = [(s.start_s, s.end_s) for s in segs.itertuples() if s.label == label]
+    true = [(iv["start_s"], iv["end_s"]) for iv in truth[clip]["intervals"] if iv["label"] == truth_label]
+    for interval in true:
+        assert found and max(_iou(f, interval) for f in found) >= 0.8, (clip, label, found)
+    assert not [f for f in found if not any(_iou(f, t) > 0 for t in true)], (clip, label, found)
+    return found
 
 
 @pytest.mark.skipif(not (DEMO_MODEL / "model.safetensors").exists() or not DEMO_TRUTH.exists(),
                     reason="demo model or demo clips not built")
-def test_demo_cup_from_three_crops_is_found(tmp_path):
+def test_demo_cup_and_skull_from_crops_are_found(tmp_path):
     import yaml
 
-    crops = _cut_crops(tmp_path)
     demo = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     demo["model"]["id"] = str(DEMO_MODEL)
     # the text label "coffee cup" is replaced by one defined only by the crops
-    demo["labels"] = [{"name": "my cup", "images": crops}] + \
+    # (no prompts, no negatives); the NSFW "skull" keeps its text negatives (the
+    # other objects: against the safe prompts alone any object would pass for
+    # it) and its prompts become the crops. Its threshold is the tags' 0.5, not
+    # nsfw.threshold (0.7, set for the text label): on skull frames it scores
+    # 0.53-0.73, elsewhere under 0.02.
+    demo["labels"] = [{"name": "my cup", "images": _cut_crops(tmp_path, CUP_CROPS)}] + \
         [lab for lab in demo["labels"] if lab["name"] != "coffee cup"]
+    (skull,) = demo["nsfw"]["labels"]
+    demo["nsfw"]["labels"] = [{"name": "my skull", "images": _cut_crops(tmp_path, SKULL_CROPS),
+                               "negatives": skull["negatives"], "threshold": 0.5}]
     cfg = _yaml(tmp_path, yaml.safe_dump(demo))
     truth = json.loads(DEMO_TRUTH.read_text())["clips"]
     clips = [str(ROOT / "sample_videos" / name) for name in truth]
-    run = run_job(clips, load_config(cfg), tmp_path / "out", RunOptions(progress=False))
-    assert run.exit_code == 0
-    for name, info in truth.items():
-        segs = pd.read_csv(tmp_path / "out" / Path(name).stem / "segments.csv")
-        found = [(s.start_s, s.end_s) for s in segs.itertuples() if s.label == "my cup"]
-        cups = [(iv["start_s"], iv["end_s"]) for iv in info["intervals"] if iv["label"] == "coffee cup"]
-        for cup in cups:
-            assert found and max(_iou(f, cup) for f in found) >= 0.8, (name, found)
-        false = [f for f in found if not any(_iou(f, c) > 0 for c in cups)]
-        assert not false, (name, false)
+    assert run_job(clips, load_config(cfg), tmp_path / "out", RunOptions(progress=False)).exit_code == 0
+    for clip in truth:
+        _found(tmp_path / "out", clip, "my cup", truth, "coffee cup")
+        skulls = _found(tmp_path / "out", clip, "my skull", truth, "skull")
+        summary = json.loads((tmp_path / "out" / Path(clip).stem / "summary.json").read_text())
+        assert summary["nsfw_verdict"] == ("unsafe" if skulls else "safe"), clip
+    assert _found(tmp_path / "out", "demo_street.mp4", "my skull", truth, "skull")
