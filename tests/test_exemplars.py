@@ -65,6 +65,24 @@ def test_missing_and_unreadable_pictures_are_config_errors_naming_label_and_path
     assert "not a readable image" in text
 
 
+def test_cli_run_with_a_missing_picture_is_one_line_before_any_model_loads(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(run_mod, "_load_embedder", no_model)
+    monkeypatch.setattr("pipeline.embed.load_embedder", no_model)
+    cfg = _yaml(tmp_path, "labels:\n  - {name: logo, images: [pics/logo.png]}\n  - ball\n")
+    result = CliRunner().invoke(app, ["run", "x.mp4", "-c", str(cfg), "-o", str(tmp_path / "o")],
+                                catch_exceptions=False)
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "'logo'" in lines[0] and str(tmp_path / "pics" / "logo.png") in lines[0]
+
+
 def test_too_many_pictures_are_refused(tmp_path):
     pic = _picture(tmp_path / "p.png", (1, 2, 3))
     half = MAX_EXEMPLAR_IMAGES // 2 + 1
