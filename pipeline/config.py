@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.types import ConfigError, Sampling
 
@@ -29,6 +37,14 @@ DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.yaml")
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 MAX_LABELS = 1_000  # labels + nsfw.labels
 MAX_SENTENCES = 10_000  # (prompts + negatives) x templates + background + safe
+# Example pictures (labels[].images + negative_images, over all labels): each is
+# read, hashed and decoded when the config loads, and embedded on first use.
+MAX_EXEMPLAR_IMAGES = 64
+MAX_EXEMPLAR_BYTES = 32 * 1024 * 1024  # one example picture
+# A label with both prompts and images, and no image_weight: the picture mean
+# and the text ensemble count equally.
+DEFAULT_IMAGE_WEIGHT = 0.5
+_PICTURE_KEYS = ("images", "negative_images", "image_weight")
 
 
 class _UnsetType:
@@ -115,11 +131,25 @@ class DecoderConfig(_Strict):
 
 
 class LabelConfig(_Strict):
+    """One label: text prompts, example pictures (``images``), or both.
+
+    The label's vector is ``normalise((1 - w) * text + w * image_mean)``:
+    ``text`` the normalised prompt x template ensemble, ``image_mean`` the
+    normalised mean of its pictures' embeddings, ``w`` = :attr:`image_weight_used`.
+    Without ``prompts`` a label with images has no text part (its name is not a
+    prompt then); without images, the name is the prompt when none is given.
+    """
+
     name: str = Field(min_length=1)
     prompts: list[str] | None = None
     negatives: list[str] = []
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     exit_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    images: list[str] = Field(default=[], max_length=MAX_EXEMPLAR_IMAGES)
+    negative_images: list[str] = Field(default=[], max_length=MAX_EXEMPLAR_IMAGES)
+    image_weight: float | None = Field(default=None, ge=0.0, le=1.0)
+    # path -> sha256 of the file's bytes, read when the config is validated
+    _image_hashes: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @field_validator("prompts")
     @classmethod
@@ -128,9 +158,72 @@ class LabelConfig(_Strict):
             raise ValueError("must not be empty (omit it to use the label name)")
         return v
 
+    @model_validator(mode="after")
+    def _pictures_ok(self) -> LabelConfig:
+        """``image_weight`` needs pictures, and a weight below 1 needs prompts;
+        every picture must be a readable image (read and hashed now, before any
+        model loads)."""
+        if self.image_weight is not None and not self.images:
+            raise ValueError(f"label {self.name!r}: image_weight needs images")
+        if self.image_weight is not None and self.image_weight < 1.0 and not self.prompts:
+            raise ValueError(f"label {self.name!r}: image_weight {self.image_weight} below 1 needs "
+                             "prompts to blend with (a label from pictures only has no text part)")
+        problems = []
+        for key in ("images", "negative_images"):
+            for path in getattr(self, key):
+                digest, problem = _hash_picture(path)
+                if problem:
+                    problems.append(f"{key}: {problem}")
+                else:
+                    self._image_hashes[path] = digest
+        if problems:
+            raise ValueError(f"label {self.name!r}: " + "; ".join(problems))
+        return self
+
     @property
     def prompt_list(self) -> list[str]:
-        return list(self.prompts) if self.prompts else [self.name]
+        """The text prompts: ``prompts``, else the name (none for a label from pictures)."""
+        if self.prompts:
+            return list(self.prompts)
+        return [] if self.images else [self.name]
+
+    @property
+    def image_weight_used(self) -> float:
+        """``w`` in the blend: 0 without images, 1 without prompts, else
+        ``image_weight`` (default :data:`DEFAULT_IMAGE_WEIGHT`)."""
+        if not self.images:
+            return 0.0
+        if not self.prompts:
+            return 1.0
+        return DEFAULT_IMAGE_WEIGHT if self.image_weight is None else self.image_weight
+
+    @property
+    def image_hashes(self) -> dict[str, str]:
+        """sha256 of every picture's bytes, by path (``images`` and ``negative_images``)."""
+        return dict(self._image_hashes)
+
+
+def _hash_picture(path: str) -> tuple[str, str | None]:
+    """``(sha256 of the file's bytes, None)``, or ``("", why not)`` when the
+    file is missing, too big or not an image Pillow can decode."""
+    import io
+
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_EXEMPLAR_BYTES + 1)
+    except OSError as ex:
+        return "", f"cannot read {path}: {ex.strerror or ex}"
+    if len(raw) > MAX_EXEMPLAR_BYTES:
+        return "", f"{path} is over {MAX_EXEMPLAR_BYTES // 2**20} MB"
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            img.draft("RGB", (512, 512))  # JPEG: decode at a reduced scale; enough to prove it reads
+            img.load()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as ex:
+        return "", f"{path} is not a readable image ({' '.join(str(ex).split())})"
+    return hashlib.sha256(raw).hexdigest(), None
 
 
 def _names_to_labels(value: Any) -> Any:
@@ -297,6 +390,10 @@ class Config(_Strict):
         if len(labels) > MAX_LABELS:
             raise ValueError(f"{len(labels):,} labels (labels + nsfw.labels); at most {MAX_LABELS:,} "
                              "are allowed per config")
+        pictures = sum(len(lab.images) + len(lab.negative_images) for lab in labels)
+        if pictures > MAX_EXEMPLAR_IMAGES:
+            raise ValueError(f"{pictures:,} example pictures (images + negative_images); at most "
+                             f"{MAX_EXEMPLAR_IMAGES} are allowed per config")
         prompts = sum(len(lab.prompt_list) + len(lab.negatives) for lab in labels)
         sentences = prompts * len(self.scoring.templates) + len(self.scoring.background) + \
             len(self.nsfw.safe)
@@ -305,9 +402,22 @@ class Config(_Strict):
                              f"+ background + safe); at most {MAX_SENTENCES:,} are allowed per config")
         return self
 
+    def image_hashes(self) -> dict[str, str]:
+        """sha256 of every example picture's bytes, by path, over all labels."""
+        return {p: h for lab in self.labels + self.nsfw.labels for p, h in lab.image_hashes.items()}
+
     def hash(self) -> str:
-        """A short stable hash of the effective config (for resume and reports)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        """A short stable hash of the effective config (for resume and reports).
+        Example pictures count by content: editing one changes the hash."""
+        data = self.model_dump(mode="json")
+        for label in data["labels"] + data["nsfw"]["labels"]:
+            for key in _PICTURE_KEYS:  # unset: configs without pictures keep the hash they had
+                if label.get(key) in ([], None):
+                    label.pop(key, None)
+        pictures = self.image_hashes()
+        if pictures:
+            data["image_hashes"] = pictures
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -334,6 +444,7 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     data = _read_yaml(Path(path)) if path is not None else {}
     if path is not None:
         _resolve_model_path(data, Path(path).parent)
+        _resolve_picture_paths(data, Path(path).parent)
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
     for key, value in given.items():
         _set_dotted(data, key, value)
@@ -379,6 +490,20 @@ def _resolve_model_path(data: dict[str, Any], folder: Path) -> None:
     candidate = folder / path
     if is_local_model(model_id) or candidate.exists():
         model["id"] = str(candidate.resolve())
+
+
+def _resolve_picture_paths(data: dict[str, Any], folder: Path) -> None:
+    """Relative ``images``/``negative_images`` of every label are relative to
+    the config file's folder (as a relative ``model.id`` is), made absolute."""
+    nsfw = data.get("nsfw")
+    sections = [data.get("labels"), nsfw.get("labels") if isinstance(nsfw, dict) else None]
+    for labels in sections:
+        for label in labels if isinstance(labels, list) else []:
+            for key in ("images", "negative_images"):
+                paths = label.get(key) if isinstance(label, dict) else None
+                if isinstance(paths, list):
+                    label[key] = [str((folder / Path(p).expanduser()).resolve())
+                                  if isinstance(p, str) and p else p for p in paths]
 
 
 class _ConfigLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]

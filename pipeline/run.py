@@ -266,7 +266,8 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
         cache = _open_cache(config, options, embedder, out_dir)
         texts_from = cache.store if cache and cache.use_cache else None  # --no-cache: embed afresh
         classifier = build_classifier(config, _text_embedder(texts_from, embedder), embedder.logit_scale,
-                                      logit_bias=embedder.logit_bias, native_rule=embedder.scoring_rule)
+                                      logit_bias=embedder.logit_bias, native_rule=embedder.scoring_rule,
+                                      embed_pictures=_picture_embedder(config, texts_from, embedder))
         cached, to_decode = cache.split(todo) if cache else ([], todo)
         handle = partial(_handle_input, config=config, classifier=classifier,
                          provenance=Provenance.of(embedder), names=names, out_dir=out_dir, run=run)
@@ -407,6 +408,17 @@ def _text_embedder(store, embedder) -> Callable[[list[str]], np.ndarray]:
     return cached_text_embedder(store, embedder)
 
 
+def _picture_embedder(config: Config, store, embedder) -> Callable[[list[str]], np.ndarray]:
+    """The labels' example pictures → embeddings, behind ``store``'s picture cache when given."""
+    from pipeline.exemplars import picture_embedder
+
+    if store is None:
+        return picture_embedder(embedder)
+    from pipeline.store import cached_picture_embedder
+
+    return cached_picture_embedder(store, embedder, config.image_hashes(), picture_embedder(embedder))
+
+
 def _open_cache(config: Config, options: RunOptions, embedder, out_dir: Path):
     if not options.use_store:
         return None
@@ -466,7 +478,8 @@ def _rescore_classifier(config: Config, store, model: str | None,
                         embedder) -> tuple[Classifier, str, str | None]:
     """The classifier for ``rescore`` and the id and revision of the model
     behind it. The prompts are looked up in the store's prompt cache once; the
-    model is loaded only when some are missing (or for ``model``, another
+    model is loaded only when some (or some example pictures, looked up in
+    its picture cache) are missing (or for ``model``, another
     model, whose prompts the cache does not hold), or when the scores need
     the logit bias of a sigmoid model and the cache predates keeping it."""
     from pipeline.store import embed_and_keep
@@ -474,7 +487,11 @@ def _rescore_classifier(config: Config, store, model: str | None,
     texts = list(dict.fromkeys(prompt_texts(config)))
     found, logit_scale = store.text_vectors(store.model_id, store.model_revision, texts) \
         if model is None else ({}, None)
-    missing = [t for t in texts if t not in found]
+    hashes = config.image_hashes()
+    pictures = store.picture_vectors(store.model_id, store.model_revision, list(hashes.values())) \
+        if model is None else {}
+    missing_texts = [t for t in texts if t not in found]
+    missing = missing_texts + [p for p, h in hashes.items() if h not in pictures]
     model_id, revision = store.model_id, store.model_revision
     bias, rule = 0.0, "softmax"
     cached = _cached_scoring(store) if embedder is None and model is None and not missing else None
@@ -489,16 +506,23 @@ def _rescore_classifier(config: Config, store, model: str | None,
         embedder = embedder or _load_embedder(config, model or store.model_id,
                                               None if model else store.model_revision)
         store.check_model(embedder.model_id, embedder.revision, embedder.dim, same_model=model is None)
-        if missing:
-            found.update(embed_and_keep(store, embedder, missing) if model is None
-                         else dict(zip(missing, embedder.embed_texts(missing))))
+        if missing_texts:
+            found.update(embed_and_keep(store, embedder, missing_texts) if model is None
+                         else dict(zip(missing_texts, embedder.embed_texts(missing_texts))))
+        if hashes:
+            embed = _picture_embedder(config, store if model is None else None, embedder)
+            pictures = dict(zip(hashes.values(), embed(list(hashes))))
         logit_scale, model_id, revision = embedder.logit_scale, embedder.model_id, embedder.revision
         bias, rule = embedder.logit_bias, embedder.scoring_rule
 
     def lookup(batch: list[str]) -> np.ndarray:
         return np.stack([found[t] for t in batch])
 
-    classifier = build_classifier(config, lookup, logit_scale, logit_bias=bias, native_rule=rule)
+    def pictures_of(paths: list[str]) -> np.ndarray:
+        return np.stack([pictures[hashes[p]] for p in paths])
+
+    classifier = build_classifier(config, lookup, logit_scale, logit_bias=bias, native_rule=rule,
+                                  embed_pictures=pictures_of)
     return classifier, model_id, revision
 
 

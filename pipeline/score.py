@@ -19,6 +19,14 @@ them by the model's native rule, see :func:`resolve_mode`):
     safe prompts are not used.
 NSFW labels are binary against the config's ``nsfw.safe`` prompts, except
 under ``sigmoid``, where they are sigmoids like the tags.
+
+Labels from example pictures (``labels[].images``): the label's vector is
+``normalise((1 - w) * text + w * image_mean)`` (``LabelConfig.image_weight_used``).
+A label's ``negative_images`` give one vector, the normalised mean of their
+embeddings: under ``binary`` (and for NSFW labels scored binary) it is one more
+negative of that label; under ``softmax`` it is one more implicit *none of
+these* class, scored with the labels and never reported; under ``sigmoid``
+negatives are not used, so it is ignored (with a warning).
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from pipeline.types import ConfigError
 log = logging.getLogger(__name__)
 
 EmbedTexts = Callable[[list[str]], np.ndarray]
+# example picture paths -> their normalised embeddings (the model, or a cache)
+EmbedPictures = Callable[[list[str]], np.ndarray]
 RULES = ("softmax", "binary", "sigmoid")
 
 
@@ -54,8 +64,9 @@ class Classifier:
             ``sigmoid`` (``auto`` already resolved).
         logit_bias: added to every logit under ``sigmoid`` (SigLIP's learnt
             bias; 0.0 for CLIP). A softmax is unchanged by it.
-        none_vector: 0 or 1 x D: the *none of these* class of a softmax with
-            background sentences, scored in the softmax and not reported.
+        none_vector: 0..K x D: the *none of these* classes of a softmax (the
+            background sentences' mean, then each label's negative pictures'
+            mean), scored in the softmax and not reported.
     """
 
     names: tuple[str, ...]
@@ -100,8 +111,10 @@ def ensemble(embed_texts: EmbedTexts, prompts: Sequence[str], templates: Sequenc
 
 
 def build_classifier(config: Config, embed_texts: EmbedTexts, logit_scale: float, *,
-                     logit_bias: float = 0.0, native_rule: str = "softmax") -> Classifier:
-    """Embed every prompt of the config once and assemble the classifier.
+                     logit_bias: float = 0.0, native_rule: str = "softmax",
+                     embed_pictures: EmbedPictures | None = None) -> Classifier:
+    """Embed every prompt (and example picture) of the config once and
+    assemble the classifier.
 
     Args:
         config: labels, templates and ``scoring.mode``.
@@ -110,6 +123,8 @@ def build_classifier(config: Config, embed_texts: EmbedTexts, logit_scale: float
         logit_bias: the model's logit bias (SigLIP; 0.0 for CLIP).
         native_rule: the model's own rule, ``"softmax"`` or ``"sigmoid"``
             (``Embedder.scoring_rule``); resolves ``auto``.
+        embed_pictures: picture paths → normalised vectors; needed when a
+            label has ``images`` or ``negative_images``.
 
     Raises:
         ConfigError: a binary label with no negative to compare with.
@@ -117,27 +132,75 @@ def build_classifier(config: Config, embed_texts: EmbedTexts, logit_scale: float
     mode = resolve_mode(config, native_rule)
     templates = config.scoring.templates
     embed_texts = _embedded_once(embed_texts, prompt_texts(config))
+    pictures = _pictures_once(embed_pictures, config)
     background, safe = (_embed_plain(embed_texts, s) for s in _plain_sentences(config, mode))
 
-    rows, negatives, kinds, names = [], [], [], []
-    for label in config.labels:
-        rows.append(ensemble(embed_texts, label.prompt_list, templates))
-        negatives.append(_negatives(embed_texts, label, templates, background) if mode == "binary"
-                         else np.zeros((0, rows[-1].shape[0]), np.float32))
-        kinds.append("tag")
-        names.append(label.name)
-    for label in config.nsfw.labels:
-        rows.append(ensemble(embed_texts, label.prompt_list, templates))
-        negatives.append(_negatives(embed_texts, label, templates, safe) if mode != "sigmoid"
-                         else np.zeros((0, rows[-1].shape[0]), np.float32))
-        kinds.append("nsfw")
-        names.append(label.name)
-
+    rows, negatives, kinds, names, nones = [], [], [], [], []
+    for kind, labels, shared in (("tag", config.labels, background), ("nsfw", config.nsfw.labels, safe)):
+        binary = mode == "binary" if kind == "tag" else mode != "sigmoid"
+        for label in labels:
+            rows.append(label_vector(embed_texts, pictures, label, templates))
+            negative_picture = _picture_mean(pictures, label.negative_images)
+            negatives.append(_negatives(embed_texts, label, templates, shared, negative_picture) if binary
+                             else np.zeros((0, rows[-1].shape[0]), np.float32))
+            if kind == "tag" and mode == "softmax" and negative_picture is not None:
+                nones.append(negative_picture)
+            kinds.append(kind)
+            names.append(label.name)
+    _warn_unused_pictures(config, mode)
     group = tuple(range(len(config.labels))) if mode == "softmax" else ()
-    none = _unit(background.mean(axis=0))[None] if mode == "softmax" and len(background) else None
+    if mode == "softmax" and len(background):
+        nones.insert(0, _unit(background.mean(axis=0)))
+    none = np.stack(nones).astype(np.float32) if nones else None
     return Classifier(tuple(names), tuple(kinds), np.stack(rows).astype(np.float32),
                       tuple(negatives), group, float(logit_scale), mode=mode,
                       logit_bias=float(logit_bias), none_vector=none)
+
+
+def label_vector(embed_texts: EmbedTexts, pictures: EmbedPictures, label: LabelConfig,
+                 templates: Sequence[str]) -> np.ndarray:
+    """``normalise((1 - w) * text + w * image_mean)``, ``w`` =
+    ``label.image_weight_used`` (text alone without images, pictures alone
+    without prompts)."""
+    weight = label.image_weight_used
+    image = _picture_mean(pictures, label.images)
+    if image is None or weight == 0.0:
+        return ensemble(embed_texts, label.prompt_list, templates)
+    if weight == 1.0:
+        return image
+    text = ensemble(embed_texts, label.prompt_list, templates)
+    return _unit((1.0 - weight) * text + weight * image)
+
+
+def _picture_mean(pictures: EmbedPictures, paths: Sequence[str]) -> np.ndarray | None:
+    """The normalised mean of the pictures' embeddings (None for no pictures)."""
+    if not paths:
+        return None
+    return _unit(np.asarray(pictures(list(paths)), np.float32).mean(axis=0))
+
+
+def _pictures_once(embed_pictures: EmbedPictures | None, config: Config) -> EmbedPictures:
+    """Every picture of the config embedded in one call, then looked up."""
+    paths = picture_paths(config)
+    if not paths:
+        return lambda batch: np.zeros((0, 0), np.float32)
+    if embed_pictures is None:
+        raise ValueError("the config has example pictures: build_classifier needs embed_pictures")
+    table = dict(zip(paths, np.asarray(embed_pictures(paths), np.float32)))
+    return lambda batch: np.stack([table[p] for p in batch])
+
+
+def picture_paths(config: Config) -> list[str]:
+    """Every example picture of the config (``images`` and ``negative_images``), once each."""
+    return list(dict.fromkeys(p for lab in config.labels + config.nsfw.labels
+                              for p in lab.images + lab.negative_images))
+
+
+def _warn_unused_pictures(config: Config, mode: str) -> None:
+    unused = [lab.name for lab in config.labels + config.nsfw.labels if lab.negative_images]
+    if mode == "sigmoid" and unused:
+        log.warning("scoring by sigmoid uses no negatives: negative_images of %s are ignored",
+                    ", ".join(repr(n) for n in unused))
 
 
 def prompt_texts(config: Config) -> list[str]:
@@ -204,7 +267,7 @@ def _softmax_with_none(classifier: Classifier, emb: np.ndarray, logits: np.ndarr
     if none is None or not len(none):
         return softmax(logits, axis=1)
     with_none = np.concatenate([logits, classifier.logit_scale * emb @ none.T], axis=1)
-    return softmax(with_none, axis=1)[:, :-1]
+    return softmax(with_none, axis=1)[:, :logits.shape[1]]
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -224,8 +287,9 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def _negatives(embed_texts: EmbedTexts, label: LabelConfig, templates: Sequence[str],
-               shared: np.ndarray) -> np.ndarray:
+               shared: np.ndarray, picture: np.ndarray | None = None) -> np.ndarray:
     own = [ensemble(embed_texts, [neg], templates) for neg in label.negatives]
+    own += [picture] if picture is not None else []
     parts = ([np.stack(own)] if own else []) + ([shared] if len(shared) else [])
     if not parts:
         raise ConfigError(f"labels: {label.name!r} has no negatives and scoring.background is empty")

@@ -26,6 +26,11 @@ Layout of a store folder (a LanceDB database):
   seen before needs no text tower and no model load at all (a sigmoid model's
   scores need its bias too: :meth:`EmbeddingStore.text_calibration`).
 
+* ``pictures`` (optional, created on first use) — the example-picture cache
+  (``labels[].images``, ``negative_images``): ``model_id``, ``model_revision``,
+  ``precision``, ``sha256`` (of the picture file's bytes), ``vector``. Keyed by
+  model and content, so an edited picture is embedded again and a moved one is not.
+
 ``key`` is a hash of (content hash, model id, revision, sampling): the same
 file, model and sampling is one stored input however often it is run.
 
@@ -75,6 +80,7 @@ _HASH_BLOCK = 1 << 20
 HASH_WORKERS = 8  # parallel file reads when fingerprinting a run's inputs
 _TABLES = ("meta", "videos", "frames")
 _TEXTS = "texts"  # optional: stores written before it simply have none
+_PICTURES = "pictures"  # optional, like texts
 READ_BATCH = 64  # stored inputs whose frames are read in one query
 COMPACT_MIN_FRAGMENTS = 32  # a table with more fragments is compacted after a run
 READ_RETRIES = 4  # re-reads of an input a concurrent writer replaced mid-read
@@ -231,7 +237,7 @@ class EmbeddingStore:
             names = self._table_names()
         present = [t for t in _TABLES if t in names]
         if not present:
-            ours = {LOCK_FILE, *(f"{t}.lance" for t in (*_TABLES, _TEXTS))}  # mid-creation
+            ours = {LOCK_FILE, *(f"{t}.lance" for t in (*_TABLES, _TEXTS, _PICTURES))}  # mid-creation
             if not create and any(p.name not in ours for p in self.root.iterdir()):
                 raise StoreError(f"{self.root} is not a scenetag embedding store")
             if not create:
@@ -272,7 +278,7 @@ class EmbeddingStore:
         self._half_made = True
 
     def _holds_data(self, names: set[str]) -> bool:
-        for name in ("frames", "videos", _TEXTS):
+        for name in ("frames", "videos", _TEXTS, _PICTURES):
             if name not in names:
                 continue
             try:
@@ -440,7 +446,7 @@ class EmbeddingStore:
             if self._half_made:
                 log.warning("embedding store %s was left half-made (an earlier creation did not "
                             "finish); rebuilding it", self.root)
-                for name in (*_TABLES, _TEXTS):
+                for name in (*_TABLES, _TEXTS, _PICTURES):
                     shutil.rmtree(self.root / f"{name}.lance", ignore_errors=True)
                 self._names, self._half_made = None, False
             pa = _pyarrow()
@@ -590,7 +596,7 @@ class EmbeddingStore:
         if self.meta is None:
             return done
         with self.writing("compact"), _guard(self.root, "compact"):
-            for name in ("frames", "videos", _TEXTS):
+            for name in ("frames", "videos", _TEXTS, _PICTURES):
                 if name not in self._table_names():
                     continue
                 table = self._table(name)
@@ -705,6 +711,54 @@ class EmbeddingStore:
         for column in _text_calibration_fields():
             if column.name not in table.schema.names:
                 table.add_columns(column)
+
+    # ------------------------------------------------------------------ pictures
+
+    def picture_vectors(self, model_id: str, revision: str | None,
+                        hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Cached embeddings of example pictures by this model, by sha256 of
+        the picture's bytes (a damaged cache is a miss, with a warning)."""
+        if self.meta is None or not hashes or _PICTURES not in self._table_names():
+            return {}
+        where = (f"{self._texts_of(model_id, revision)} AND "
+                 f"sha256 IN ({', '.join(_sql(h) for h in dict.fromkeys(hashes))})")
+        try:
+            with _guard(self.root, "read pictures"):
+                table = self._table(_PICTURES).search().where(where).select(
+                    ["sha256", "vector"]).limit(None).to_arrow()
+        except StoreError as ex:
+            log.warning("example-picture cache not used: %s", ex)
+            return {}
+        if not table.num_rows:
+            return {}
+        flat = table["vector"].combine_chunks().flatten().to_numpy()
+        return dict(zip(table["sha256"].to_pylist(), flat.astype(np.float32).reshape(table.num_rows, -1)))
+
+    def put_pictures(self, hashes: Sequence[str], vectors: np.ndarray, *, model_id: str,
+                     revision: str | None, precision: str, family: str | None = None) -> None:
+        """Cache example-picture embeddings by content hash (ones another
+        writer cached meanwhile are skipped)."""
+        if not len(hashes):
+            return
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        with self.writing("write pictures"):
+            self._ensure_created(_model_ref(model_id), revision, int(vectors.shape[1]), family)
+            self.check_model(model_id, revision, int(vectors.shape[1]))
+            cached = self.picture_vectors(self.model_id, revision, hashes)
+            keep = [i for i, h in enumerate(hashes) if h not in cached]
+            if not keep:
+                return
+            n = len(keep)
+            rows = {"model_id": [self.model_id] * n, "model_revision": [revision] * n,
+                    "precision": [precision] * n, "sha256": [hashes[i] for i in keep],
+                    "vector": _vector_array(vectors[keep])}
+            with _guard(self.root, "write pictures"):
+                data = _pyarrow().table(rows, schema=_pictures_schema(self.dim))
+                if _PICTURES not in self._table_names():
+                    self._tables[_PICTURES] = self._db.create_table(_PICTURES, schema=data.schema,
+                                                                    exist_ok=True)
+                    self._names = None
+                self._table(_PICTURES).add(data)
 
     # ------------------------------------------------------------------ search
 
@@ -952,6 +1006,32 @@ def cached_text_embedder(store: EmbeddingStore, embedder) -> Callable[[list[str]
     return embed_texts
 
 
+def cached_picture_embedder(store: EmbeddingStore, embedder, hashes: dict[str, str],
+                            embed_pictures: Callable[[list[str]], np.ndarray]
+                            ) -> Callable[[list[str]], np.ndarray]:
+    """``embed_pictures`` (paths → vectors) behind the store's picture cache,
+    looked up by ``hashes`` (path → sha256 of its bytes, from the config):
+    pictures embedded before by this model need no decode and no image tower.
+    The cache is an optimisation only: a store that cannot be written costs a
+    warning."""
+
+    def embed(paths: list[str]) -> np.ndarray:
+        found = store.picture_vectors(embedder.model_id, embedder.revision, [hashes[p] for p in paths])
+        missing = list({hashes[p]: p for p in reversed(paths) if hashes[p] not in found}.values())
+        if missing:
+            vectors = embed_pictures(missing)
+            found.update(zip((hashes[p] for p in missing), vectors))
+            try:
+                store.put_pictures([hashes[p] for p in missing], vectors, model_id=embedder.model_id,
+                                   revision=embedder.revision, precision=embedder.precision,
+                                   family=getattr(embedder, "family", None))
+            except StoreError as ex:
+                log.warning("example-picture embeddings not cached: %s", ex)
+        return np.stack([found[hashes[p]] for p in paths])
+
+    return embed
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -1132,6 +1212,13 @@ def _texts_schema(dim: int):
                       pa.field("precision", pa.string()), pa.field("logit_scale", pa.float64()),
                       pa.field("text", pa.string()), pa.field("vector", pa.list_(pa.float32(), dim)),
                       *_text_calibration_fields()])
+
+
+def _pictures_schema(dim: int):
+    pa = _pyarrow()
+    return pa.schema([pa.field("model_id", pa.string()), pa.field("model_revision", pa.string()),
+                      pa.field("precision", pa.string()), pa.field("sha256", pa.string()),
+                      pa.field("vector", pa.list_(pa.float32(), dim))])
 
 
 def _text_calibration_fields():
