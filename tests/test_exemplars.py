@@ -405,3 +405,18 @@ def test_cup_crops_find_the_cup_in_footage_they_were_not_cut_from(tmp_path):
     truth = {clip.name: {"intervals": [{"label": lab, "start_s": s, "end_s": e}
                                        for lab, _, s, e, _, _ in intervals]}}
     assert _found(tmp_path / "out", clip.name, "my cup", truth, "coffee cup")
+
+
+def test_ray_workers_get_the_config_without_the_pictures(tmp_path):
+    """Ray workers decode and embed only: their copy of the config carries no
+    example pictures, so a worker on another machine never looks for them."""
+    from pipeline.engine.ray import _spec
+
+    pic = _picture(tmp_path / "cup.png", (200, 30, 30))
+    cfg = load_config(_yaml(tmp_path, f"labels: [{{name: cup, images: [{pic}]}}, {{name: dog}}]\n"
+                                      f"nsfw: {{labels: [{{name: gore, images: [{pic}]}}]}}\n"))
+    spec = _spec(cfg, 224, 8)
+    Path(pic).unlink()  # as on a worker that does not have the file
+    worker = parse_config(spec["config"])
+    assert [lab.images for lab in worker.labels + worker.nsfw.labels] == [[], [], []]
+    assert worker.sampling == cfg.sampling and worker.model == cfg.model

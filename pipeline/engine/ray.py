@@ -197,9 +197,17 @@ def _quiet_ray_logs() -> None:
 
 
 def _spec(config, short_side: int | None, chunk_size: int) -> dict[str, Any]:
-    """Everything a worker needs to rebuild its decoder and model: plain data."""
-    return {"config": config.model_dump(mode="json"), "short_side": short_side,
-            "chunk_size": chunk_size, "device": config.model.device}
+    """Everything a worker needs to rebuild its decoder and model: plain data.
+
+    Workers decode and embed, never score, so labels go without their example
+    pictures: those files live on the driver's disk, and validating the
+    config on a remote worker would look for them there."""
+    data = config.model_dump(mode="json")
+    for label in data["labels"] + data["nsfw"]["labels"]:
+        for key in ("images", "negative_images", "image_weight"):
+            label.pop(key, None)
+    return {"config": data, "short_side": short_side, "chunk_size": chunk_size,
+            "device": config.model.device}
 
 
 def _first_line(ex: BaseException) -> str:
