@@ -168,8 +168,15 @@ class OnnxRuntime(ExportedRuntime):
         # torch 2.13 exports through torch.export (dynamo=True, needs onnxscript);
         # `dims` of every input are dynamic (batch; the text length CLIP pads to).
         dynamic = tuple({d: torch.export.Dim.DYNAMIC for d in dims} for _ in example)
-        torch.onnx.export(module, example, str(path), input_names=names, output_names=["features"],
-                          dynamic_shapes=dynamic, dynamo=True, external_data=True, verbose=False)
+        # Its op registry warns once per missing torchvision op, which a CLIP never uses.
+        registry = logging.getLogger("torch.onnx._internal.exporter._registration")
+        level = registry.level
+        registry.setLevel(logging.ERROR)
+        try:
+            torch.onnx.export(module, example, str(path), input_names=names, output_names=["features"],
+                              dynamic_shapes=dynamic, dynamo=True, external_data=True, verbose=False)
+        finally:
+            registry.setLevel(level)
 
 
 EXPORTED: dict[str, type[ExportedRuntime]] = {"openvino": OpenVinoRuntime, "onnxruntime": OnnxRuntime}
