@@ -107,7 +107,8 @@ class ExportedRuntime:
         import torch
 
         arrays = [np.ascontiguousarray(inputs[name].detach().cpu().numpy()) for name in self._inputs[tower]]
-        return torch.from_numpy(np.asarray(self.run_tower(self._towers[tower], arrays), dtype=np.float32))
+        # A copy: OpenVINO's output may be a view of its request's buffer, reused by the next call.
+        return torch.from_numpy(np.array(self.run_tower(self._towers[tower], arrays), dtype=np.float32))
 
     def load_tower(self, path: Path) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
