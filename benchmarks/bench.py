@@ -430,7 +430,7 @@ def precision_study(model_dir: Path, images: np.ndarray, device: str, batch: int
 
 def runtime_rows(model_dir: Path, images: np.ndarray, batch: int, reference,
                  export_cache: Path | None) -> dict:
-    """``<runtime>-fp32`` rows for each installed CPU runtime; ``load_s`` includes
+    """``<runtime>-<precision>`` rows for each installed CPU runtime; ``load_s`` includes
     a first export (``exported``: whether this load exported or reused the cache)."""
     import importlib.util
 
@@ -438,19 +438,19 @@ def runtime_rows(model_dir: Path, images: np.ndarray, batch: int, reference,
     from pipeline.embed.runtime import cache_root
 
     rows: dict[str, dict] = {}
-    for runtime in ("openvino", "onnxruntime"):
+    for runtime, precision in (("openvino", "fp32"), ("openvino", "bf16"), ("onnxruntime", "fp32")):
         if importlib.util.find_spec(runtime) is None:
             continue
         with _env("XDG_CACHE_HOME", str(export_cache) if export_cache else None):
             before = set((cache_root() / "exports").glob(f"{runtime}-*"))
             start = time.perf_counter()
-            embedder = load_embedder(str(model_dir), device="cpu", precision="fp32", batch_size=batch,
+            embedder = load_embedder(str(model_dir), device="cpu", precision=precision, batch_size=batch,
                                      runtime=runtime)
             load_s = time.perf_counter() - start
             exported = set((cache_root() / "exports").glob(f"{runtime}-*")) != before
         row = _study_row(embedder, images, reference)
         row.pop("vectors")
-        rows[f"{runtime}-fp32"] = {**row, "load_s": round(load_s, 1), "exported": exported}
+        rows[f"{runtime}-{precision}"] = {**row, "load_s": round(load_s, 1), "exported": exported}
         del embedder
         gc.collect()
     return rows

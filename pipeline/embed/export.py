@@ -33,20 +33,21 @@ def exported_runtime(name: str, model: Any, *, model_id: str, revision: str | No
         text_example: the text tower's keyword arguments for a few texts.
     """
     cls = EXPORTED[name]
-    key = export_key(name, model_id=model_id, revision=revision, precision=precision,
+    # The stored graph is fp32 whatever the precision: OpenVINO's bf16 is a compile-time hint.
+    key = export_key(name, model_id=model_id, revision=revision, precision="fp32",
                      input_size=tuple(image_example.shape[-2:]))
     folder = cache_root() / "exports" / key
     if (folder / "meta.json").exists():
         problem = _damage(folder)
         if problem is None:
             try:
-                return cls(folder)
+                return cls(folder, precision)
             except Exception as ex:  # the runtime's own load error: OpenVINO and ORT raise their own types
                 first = str(ex).splitlines()[0] if str(ex) else type(ex).__name__
                 problem = f"{name} cannot load it ({first})"
         log.warning("exported model cache entry %s is damaged (%s): exporting it again", folder, problem)
     export(cls, model, folder, image_example, text_example, model_id=model_id)
-    return cls(folder)
+    return cls(folder, precision)
 
 
 def export_key(name: str, *, model_id: str, revision: str | None, precision: str,
