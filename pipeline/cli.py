@@ -119,8 +119,8 @@ DeviceOpt = Annotated[str | None, typer.Option("--device", metavar="DEV",
                                                help="auto, cpu, cuda, cuda:N or mps. "
                                                     "Default: the config's; auto.")]
 RuntimeOpt = Annotated[Literal["auto", "torch", "openvino", "onnxruntime"] | None, typer.Option(
-    help="What runs the model: torch, or a graph exported for OpenVINO / ONNX Runtime (CPU, fp32; "
-         "needs scenetag[cpu]). Default: the config's; auto (torch).")]
+    help="What runs the model: torch, or a graph exported for OpenVINO / ONNX Runtime (CPU; fp32, "
+         "OpenVINO also bf16; needs scenetag[cpu]). Default: the config's; auto (torch).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout "
                                                       "(nothing else goes to stdout).")]
 LabelsOpt = Annotated[str | None, typer.Option(

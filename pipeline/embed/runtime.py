@@ -5,7 +5,8 @@ only maps the towers' inputs to their projected features. :class:`TorchRuntime`
 calls the loaded model; :class:`OpenVinoRuntime` and :class:`OnnxRuntime` run
 a graph exported from that same model, cached on disk under
 ``$XDG_CACHE_HOME/scenetag/exports`` (default ``~/.cache/scenetag``), keyed
-by model, revision, runtime, precision, input size and :data:`EXPORT_VERSION`.
+by model, revision, runtime, the graph's precision (fp32: OpenVINO's bf16 is a
+compile-time hint on the same graph), input size and :data:`EXPORT_VERSION`.
 
 ``auto`` is torch for now: on this machine torch bf16 beat OpenVINO fp32 in
 the issue's measurements, so a default change waits for the bench to show a
