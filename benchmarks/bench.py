@@ -617,8 +617,21 @@ def assemble(args, naive, decode, model, e2e, lowres, study, clip, model_dir, ca
         "details": {"naive": naive, "decode": decode, "model": model, "e2e": e2e, "rss": lowres,
                     "camera": camera},
         "precision_study": study,
+        **model_fps_keys(study),
         "targets": targets(e2e["fps"] / naive["fps"], e2e["fps"] / slower, rss1, rss40, rescore_x),
     }
+
+
+def model_fps_keys(study: dict) -> dict:
+    """``model_fps_<runtime>_<precision>`` for the study's plain rows (torch rows are
+    named by precision alone; variants such as ``bf16-autocast`` are left out)."""
+    keys = {}
+    for name, row in study.items():
+        runtime, _, precision = name.rpartition("-") if "-" in name else ("torch", "", name)
+        if runtime in ("torch", "openvino", "onnxruntime") and precision in ("fp32", "fp16", "bf16") \
+                and isinstance(row, dict) and "img_s" in row:
+            keys[f"model_fps_{runtime}_{precision}"] = row["img_s"]
+    return keys
 
 
 def targets(speedup: float, efficiency: float, rss1, rss40, rescore_x=None) -> dict:

@@ -189,3 +189,18 @@ def test_a_run_with_openvino_scores_frames_as_torch_does(tmp_path, tiny_model_di
     assert len(scores) == 6 and len(frames["torch"]) == 8
     assert frames["openvino"]["time_s"].tolist() == frames["torch"]["time_s"].tolist()
     np.testing.assert_allclose(frames["openvino"][scores], frames["torch"][scores], atol=1e-4, rtol=0)
+
+
+def test_bench_results_name_each_runtime_and_precision():
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("scenetag_bench_keys", ROOT / "benchmarks" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    study = {"fp32": {"img_s": 1.0}, "bf16": {"img_s": 2.0}, "bf16-autocast": {"img_s": 3.0},
+             "bf16+compile": {"img_s": 4.0}, "openvino-bf16": {"img_s": 5.0},
+             "onnxruntime-fp32": {"img_s": 6.0}, "large_batch": {"batch": 1024}}
+    assert bench.model_fps_keys(study) == {"model_fps_torch_fp32": 1.0, "model_fps_torch_bf16": 2.0,
+                                           "model_fps_openvino_bf16": 5.0, "model_fps_onnxruntime_fp32": 6.0}
