@@ -73,6 +73,7 @@ def export(cls: type[ExportedRuntime], model: Any, folder: Path, image_example: 
         # Tracing warns of every Python-side shape check it freezes; the
         # parity tests prove the graph right at every batch size and text length.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # the exporters' own deprecations, not the user's
         cls.export_tower(image_tower(model).eval(), (image_example,), ["pixel_values"], (0,),
                          tmp / f"image{cls.suffix}")
         cls.export_tower(text_tower(model).eval(), tuple(text_example[n] for n in text_names),
