@@ -381,9 +381,10 @@ def measure_rss(clip: Path, model_dir: Path, device: str, precision: str, use_st
 
 
 def precision_study(model_dir: Path, images: np.ndarray, device: str, batch: int,
-                    compile_model: bool) -> dict:
+                    compile_model: bool, export_cache: Path | None = None) -> dict:
     """Model-only img/s and cosine to fp32 for each precision this device offers
-    (``bf16`` is the whole model in bf16, as the loader does it)."""
+    (``bf16`` is the whole model in bf16, as the loader does it), and on the CPU
+    each installed exported runtime (exports cached under ``export_cache``)."""
     import warnings
 
     import torch
@@ -422,7 +423,52 @@ def precision_study(model_dir: Path, images: np.ndarray, device: str, batch: int
         row = _study_row(embedder, images, reference)
         row.pop("vectors")
         rows[f"{chosen}+compile"] = {**row, "compile_s": round(warm, 1)}
+    if device == "cpu":
+        rows.update(runtime_rows(model_dir, images, batch, reference, export_cache))
     return rows
+
+
+def runtime_rows(model_dir: Path, images: np.ndarray, batch: int, reference,
+                 export_cache: Path | None) -> dict:
+    """``<runtime>-<precision>`` rows for each installed CPU runtime; ``load_s`` includes
+    a first export (``exported``: whether this load exported or reused the cache)."""
+    import importlib.util
+
+    from pipeline.embed import load_embedder
+    from pipeline.embed.runtime import cache_root
+
+    rows: dict[str, dict] = {}
+    for runtime, precision in (("openvino", "fp32"), ("openvino", "bf16"), ("onnxruntime", "fp32")):
+        if importlib.util.find_spec(runtime) is None:
+            continue
+        with _env("XDG_CACHE_HOME", str(export_cache) if export_cache else None):
+            before = set((cache_root() / "exports").glob(f"{runtime}-*"))
+            start = time.perf_counter()
+            embedder = load_embedder(str(model_dir), device="cpu", precision=precision, batch_size=batch,
+                                     runtime=runtime)
+            load_s = time.perf_counter() - start
+            exported = set((cache_root() / "exports").glob(f"{runtime}-*")) != before
+        row = _study_row(embedder, images, reference)
+        row.pop("vectors")
+        rows[f"{runtime}-{precision}"] = {**row, "load_s": round(load_s, 1), "exported": exported}
+        del embedder
+        gc.collect()
+    return rows
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str | None):
+    old = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if value is not None:
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
 
 
 def _study_row(embedder, images: np.ndarray, reference) -> dict:
@@ -512,7 +558,7 @@ def run_bench(args: argparse.Namespace) -> dict:
     study = {}
     if not args.skip_study:
         study = precision_study(model_dir, images, _device_of(args.device), args.study_batch or 32,
-                                args.compile)
+                                args.compile, export_cache=cache / "xdg")
         if _device_of(args.device).startswith("cuda"):
             study["large_batch"] = gpu_large_batch(model_dir, images, _device_of(args.device))
     results = assemble(args, naive, decode, model, e2e, lowres, study, clip, model_dir, camera)
@@ -571,8 +617,21 @@ def assemble(args, naive, decode, model, e2e, lowres, study, clip, model_dir, ca
         "details": {"naive": naive, "decode": decode, "model": model, "e2e": e2e, "rss": lowres,
                     "camera": camera},
         "precision_study": study,
+        **model_fps_keys(study),
         "targets": targets(e2e["fps"] / naive["fps"], e2e["fps"] / slower, rss1, rss40, rescore_x),
     }
+
+
+def model_fps_keys(study: dict) -> dict:
+    """``model_fps_<runtime>_<precision>`` for the study's plain rows (torch rows are
+    named by precision alone; variants such as ``bf16-autocast`` are left out)."""
+    keys = {}
+    for name, row in study.items():
+        runtime, _, precision = name.rpartition("-") if "-" in name else ("torch", "", name)
+        if runtime in ("torch", "openvino", "onnxruntime") and precision in ("fp32", "fp16", "bf16") \
+                and isinstance(row, dict) and "img_s" in row:
+            keys[f"model_fps_{runtime}_{precision}"] = row["img_s"]
+    return keys
 
 
 def targets(speedup: float, efficiency: float, rss1, rss40, rescore_x=None) -> dict:

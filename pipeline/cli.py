@@ -118,6 +118,9 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Verbose logs and full t
 DeviceOpt = Annotated[str | None, typer.Option("--device", metavar="DEV",
                                                help="auto, cpu, cuda, cuda:N or mps. "
                                                     "Default: the config's; auto.")]
+RuntimeOpt = Annotated[Literal["auto", "torch", "openvino", "onnxruntime"] | None, typer.Option(
+    help="What runs the model: torch, or a graph exported for OpenVINO / ONNX Runtime (CPU; fp32, "
+         "OpenVINO also bf16; needs scenetag[cpu]). Default: the config's; auto (torch).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout "
                                                       "(nothing else goes to stdout).")]
 LabelsOpt = Annotated[str | None, typer.Option(
@@ -138,7 +141,8 @@ FormatsOpt = Annotated[str | None, typer.Option(
 
 # A flag's errors name the flag: the config key each override sets.
 FLAGS = {"model.id": "--model", "model.revision": "--revision", "model.device": "--device",
-         "model.precision": "--precision", "model.batch_size": "--batch-size", "scoring.mode": "--mode",
+         "model.precision": "--precision", "model.runtime": "--runtime", "model.batch_size": "--batch-size",
+         "scoring.mode": "--mode",
          "decoder.backend": "--decoder", "decoder.strategy": "--decode-strategy",
          "decoder.timeout_s": "--timeout", "sampling.max_frames": "--max-frames", "labels": "--labels",
          "output.formats": "--formats", "output.top_frames": "--top-frames",
@@ -185,6 +189,7 @@ def run(
     device: DeviceOpt = None,
     precision: Annotated[Literal["auto", "fp32", "fp16", "bf16"] | None, typer.Option(
         help="Model precision. Default: auto.")] = None,
+    runtime: RuntimeOpt = None,
     batch_size: Annotated[int | None, typer.Option(
         metavar="N", min=1, help="Frames per model call. Default: auto.")] = None,
     formats: FormatsOpt = None,
@@ -222,7 +227,7 @@ def run(
 
         overrides = {
             "model.id": model, "model.revision": revision, "model.device": device,
-            "model.precision": precision, "model.batch_size": batch_size,
+            "model.precision": precision, "model.runtime": runtime, "model.batch_size": batch_size,
             "scoring.mode": _mode_for(mode, config, labels), "decoder.backend": decoder,
             "decoder.strategy": decode_strategy,
             "decoder.timeout_s": timeout, "sampling.max_frames": max_frames,
@@ -310,6 +315,7 @@ def rescore(
     = Path("reports/rescore"),
     model: StoreModelOpt = None,
     device: DeviceOpt = None,
+    runtime: RuntimeOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -320,7 +326,8 @@ def rescore(
         from pipeline.config import load_config
         from pipeline.run import rescore_job
 
-        cfg = load_config(_config_path(config, None), {"model.device": device}, flags=FLAGS)
+        cfg = load_config(_config_path(config, None), {"model.device": device, "model.runtime": runtime},
+                          flags=FLAGS)
         _check_output_folder(output)
         result = rescore_job(cfg, store, output, model=model)
         _print_run_summary(result, output, quiet, as_json)
@@ -433,6 +440,7 @@ def search(
         help="Folder for search.csv/png. Default: the store's parent.")] = None,
     model: StoreModelOpt = None,
     device: DeviceOpt = None,
+    runtime: RuntimeOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -445,7 +453,7 @@ def search(
         if (query is None) == (image is None):
             raise PipelineError("give a text QUERY or --image FILE (one of them)")
         db = EmbeddingStore.open(store)
-        vector = s.query_vector(db, lambda: _store_embedder(db, model, device), query, image,
+        vector = s.query_vector(db, lambda: _store_embedder(db, model, device, runtime), query, image,
                                 cached=model in (None, db.model_id))
         hits = s.search(db, vector, top_k=top, video=video, sampling=sampling)
         out = output or store.parent
@@ -605,12 +613,13 @@ def config_init(
 # --------------------------------------------------------------------------- helpers
 
 
-def _store_embedder(db: Any, model: str | None, device: str | None) -> Any:
+def _store_embedder(db: Any, model: str | None, device: str | None, runtime: str | None = None) -> Any:
     """The store's model (or ``model``, which must have the same dimension)."""
     from pipeline.embed import load_embedder
 
     revision = None if model or (db.model_revision or "").startswith("sha256:") else db.model_revision
-    embedder = load_embedder(model or db.model_id, revision=revision, device=device or "auto")
+    embedder = load_embedder(model or db.model_id, revision=revision, device=device or "auto",
+                             runtime=runtime or "auto")
     db.check_model(embedder.model_id, embedder.revision, embedder.dim, same_model=model is None)
     return embedder
 

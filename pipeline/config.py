@@ -70,6 +70,7 @@ class ModelConfig(_Strict):
     revision: str | None = None
     device: str = "auto"
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    runtime: Literal["auto", "torch", "openvino", "onnxruntime"] = "auto"
     batch_size: int | Literal["auto"] = "auto"
     compile: bool = False
 

@@ -396,7 +396,7 @@ def _load_embedder(config: Config, model_id: str | None = None, revision: str | 
     if revision and revision.startswith("sha256:"):
         revision = None  # a local folder's content hash, not a Hub revision
     return load_embedder(model_id, revision=revision, device=m.device, precision=m.precision,
-                         batch_size=m.batch_size, compile_model=m.compile)
+                         batch_size=m.batch_size, compile_model=m.compile, runtime=m.runtime)
 
 
 def _text_embedder(store, embedder) -> Callable[[list[str]], np.ndarray]:

@@ -16,6 +16,7 @@ import numpy as np
 from pipeline.embed.clip import ClipFamily
 from pipeline.embed.family import Family
 from pipeline.embed.preprocess import Preprocess, center_crop, resize, resize_target
+from pipeline.embed.runtime import TorchRuntime
 from pipeline.types import ModelLoadError
 
 AUTO_BATCH = {"cpu": 32, "cuda": 256, "mps": 64}
@@ -61,11 +62,13 @@ class Embedder:
         scoring_rule: how the model's makers score it: ``"softmax"`` or ``"sigmoid"``.
         logit_scale: the temperature, already exponentiated (CLIP: 100).
         logit_bias: added to scaled cosines before a sigmoid (0.0 for CLIP).
+        runtime: what runs the towers' forward pass (:mod:`pipeline.embed.runtime`);
+            the loaded torch model by default.
     """
 
     def __init__(self, model: Any, tokenizer: Any, preprocess: Preprocess, *,
                  model_id: str, revision: str | None, device: str, precision: str,
-                 batch_size: int, family: Family | None = None) -> None:
+                 batch_size: int, family: Family | None = None, runtime: Any = None) -> None:
         import torch
 
         self.model = model
@@ -77,6 +80,7 @@ class Embedder:
         self.precision = precision
         self.batch_size = batch_size
         self._family = family or ClipFamily()
+        self.runtime = runtime or TorchRuntime(model)
         self._torch = torch
         mean = torch.tensor(preprocess.mean, device=device).view(1, 3, 1, 1)
         std = torch.tensor(preprocess.std, device=device).view(1, 3, 1, 1)
@@ -123,7 +127,7 @@ class Embedder:
         tensor = tensor.to(self.device, non_blocking=pinned)
         inputs = self._family.image_inputs(self, tensor)
         with torch.inference_mode(), self._autocast():
-            feats = _features(self.model.get_image_features(**inputs))
+            feats = self.runtime.image_features(inputs)
         return _normalise(feats)
 
     def preprocess(self, uint8_nhwc: Any) -> Any:
@@ -167,7 +171,7 @@ class Embedder:
         torch = self._torch
         tokens = self.text_inputs(texts)
         with torch.inference_mode(), self._autocast():
-            feats = _features(self.model.get_text_features(**tokens))
+            feats = self.runtime.text_features(tokens)
         return _normalise(feats)
 
     # ------------------------------------------------------------------ helpers
@@ -200,13 +204,6 @@ def _logit_scale(model: Any) -> float:
     if scale is None:
         return 100.0
     return float(scale.detach().float().reshape(-1)[0].exp().item())
-
-
-def _features(output: Any) -> Any:
-    """transformers 5.x returns a model output; 4.x returned the tensor."""
-    if hasattr(output, "pooler_output"):
-        return output.pooler_output
-    return output
 
 
 def _normalise(feats: Any) -> np.ndarray:

@@ -17,8 +17,10 @@ from typing import Any
 
 from pipeline.config import is_local_model
 from pipeline.embed.clip import ClipFamily
-from pipeline.embed.embedder import AUTO_BATCH, Embedder, resolve_device, resolve_precision
+from pipeline.embed.embedder import AUTO_BATCH, Embedder, _text_max_length, resolve_device, resolve_precision
 from pipeline.embed.family import Family
+from pipeline.embed.preprocess import Preprocess
+from pipeline.embed.runtime import resolve_runtime
 from pipeline.embed.siglip import Siglip2Family, SiglipFamily
 from pipeline.types import ModelLoadError
 
@@ -46,32 +48,67 @@ def family_for(model_type: str) -> Family:
 
 def load_embedder(model_id: str, *, revision: str | None = None, device: str = "auto",
                   precision: str = "auto", batch_size: int | str = "auto",
-                  compile_model: bool = False) -> Embedder:
+                  compile_model: bool = False, runtime: str = "auto") -> Embedder:
     """Load a model from a local folder or a Hugging Face Hub id.
 
     Honours the HF cache and ``HF_HUB_OFFLINE``. Failure is a
-    :class:`ModelLoadError` whose message says what to do.
+    :class:`ModelLoadError` whose message says what to do. ``runtime``
+    (``auto``, ``torch``, ``openvino``, ``onnxruntime``) says what runs the
+    towers (:mod:`pipeline.embed.runtime`); the exported ones run at fp32 on the CPU.
     """
     import torch
 
     device = resolve_device(device)
-    precision = resolve_precision(precision, device)
+    runtime = resolve_runtime(runtime, device)
+    precision = resolve_precision(precision, device) if runtime == "torch" \
+        else _exported_precision(precision, runtime)
     model, tokenizer, image_processor = _load_parts(model_id, revision)
     model.eval()
-    if precision in ("fp16", "bf16"):
+    if precision in ("fp16", "bf16") and runtime == "torch":  # an exported graph stays fp32
         # bf16 on CPU too: whole-model bf16 ran 1.3-2.4x faster than fp32
         # weights under autocast (which re-casts every weight on every call),
         # at cosine >= 0.9999 to fp32 (docs/PERFORMANCE.md).
         model = model.to(torch.float16 if precision == "fp16" else torch.bfloat16)
     model = model.to(device)
-    if compile_model:
+    if compile_model and runtime == "torch":  # an exported graph is compiled by its runtime
         model = torch.compile(model)
     batch = AUTO_BATCH.get(device.split(":")[0], 32) if batch_size == "auto" else int(batch_size)
     family = family_for(str(model.config.model_type))
-    log.info("loaded %s (%s) on %s (%s, batch %d)", model_id, family.name, device, precision, batch)
-    return Embedder(model, tokenizer, family.preprocess_spec(image_processor),
-                    model_id=model_id, revision=_revision_of(model, model_id, revision),
-                    device=device, precision=precision, batch_size=batch, family=family)
+    spec = family.preprocess_spec(image_processor)
+    revision = _revision_of(model, model_id, revision)
+    backend = None
+    if runtime != "torch":
+        backend = _exported_backend(runtime, model, tokenizer, family, spec, model_id=model_id,
+                                    revision=revision, precision=precision)
+    log.info("loaded %s (%s) on %s (%s, %s, batch %d)", model_id, family.name, device, runtime, precision,
+             batch)
+    return Embedder(model, tokenizer, spec, model_id=model_id, revision=revision, device=device,
+                    precision=precision, batch_size=batch, family=family, runtime=backend)
+
+
+def _exported_precision(precision: str, runtime: str) -> str:
+    # auto stays fp32 until the bench shows bf16's speed and agreement on real weights.
+    if precision in ("auto", "fp32") or (precision, runtime) == ("bf16", "openvino"):
+        return "fp32" if precision == "auto" else precision
+    raise ModelLoadError(f"runtime {runtime} runs at fp32{' or bf16' if runtime == 'openvino' else ''} "
+                         f"(precision {precision} is torch only): use --precision fp32 or --runtime torch")
+
+
+def _exported_backend(runtime: str, model: Any, tokenizer: Any, family: Family, spec: Preprocess, *,
+                      model_id: str, revision: str | None, precision: str) -> Any:
+    """The exported towers of ``model`` for ``runtime`` (from the cache, or exported now)."""
+    import torch
+
+    from pipeline.embed.export import exported_runtime
+
+    size = spec.crop_hw or spec.resize_hw
+    if spec.naflex or size is None:
+        raise ModelLoadError(f"runtime {runtime} needs a fixed input size, and {model_id} ({family.name}) "
+                             "takes a variable patch count per image: use --runtime torch")
+    pixels = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    texts = family.text_inputs(tokenizer, ["a photo of a dog.", "a cat"], _text_max_length(model, tokenizer))
+    return exported_runtime(runtime, model, model_id=model_id, revision=revision, precision=precision,
+                            image_example=pixels, text_example=dict(texts))
 
 
 def _load_parts(model_id: str, revision: str | None) -> tuple[Any, Any, Any]:

@@ -310,7 +310,7 @@ class _EmbedActor:
         m = parse_config(spec["config"]).model
         self.embedder = load_embedder(m.id, revision=m.revision, device=m.device,
                                       precision=m.precision, batch_size=m.batch_size,
-                                      compile_model=m.compile)
+                                      compile_model=m.compile, runtime=m.runtime)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         images = _rows_of(batch["images"])

@@ -1,0 +1,140 @@
+"""Exporting the loaded model's towers for a CPU runtime, cached on disk.
+
+An entry is a folder ``exports/<key>/`` holding ``image.*``, ``text.*`` and
+``meta.json`` (what was exported, each file's size and SHA-256). It is
+written whole through :func:`~pipeline.atomic.atomic_dir`, so a reader in
+another process sees a complete entry or none; an entry whose files no longer
+match ``meta.json`` (or that its runtime cannot load) is rebuilt with a warning.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from pipeline.atomic import atomic_dir
+from pipeline.embed.runtime import EXPORT_VERSION, EXPORTED, ExportedRuntime, cache_root, features
+
+log = logging.getLogger(__name__)
+
+
+def exported_runtime(name: str, model: Any, *, model_id: str, revision: str | None, precision: str,
+                     image_example: Any, text_example: dict[str, Any]) -> ExportedRuntime:
+    """The runtime ``name`` over ``model``'s towers, exported once and cached.
+
+    Args:
+        image_example: a pixel tensor N x 3 x H x W of the size the model is fed.
+        text_example: the text tower's keyword arguments for a few texts.
+    """
+    cls = EXPORTED[name]
+    # The stored graph is fp32 whatever the precision: OpenVINO's bf16 is a compile-time hint.
+    key = export_key(name, model_id=model_id, revision=revision, precision="fp32",
+                     input_size=tuple(image_example.shape[-2:]))
+    folder = cache_root() / "exports" / key
+    if (folder / "meta.json").exists():
+        problem = _damage(folder)
+        if problem is None:
+            try:
+                return cls(folder, precision)
+            except Exception as ex:  # the runtime's own load error: OpenVINO and ORT raise their own types
+                first = str(ex).splitlines()[0] if str(ex) else type(ex).__name__
+                problem = f"{name} cannot load it ({first})"
+        log.warning("exported model cache entry %s is damaged (%s): exporting it again", folder, problem)
+    export(cls, model, folder, image_example, text_example, model_id=model_id)
+    return cls(folder, precision)
+
+
+def export_key(name: str, *, model_id: str, revision: str | None, precision: str,
+               input_size: tuple[int, ...]) -> str:
+    """The cache folder name: a readable runtime prefix and a hash of everything the graph depends on."""
+    parts = {"model": model_id, "revision": revision, "runtime": name, "precision": precision,
+             "input_size": list(input_size), "export_version": EXPORT_VERSION}
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+    return f"{name}-{digest}"
+
+
+def export(cls: type[ExportedRuntime], model: Any, folder: Path, image_example: Any,
+           text_example: dict[str, Any], *, model_id: str) -> None:
+    """Export both towers of ``model`` into cache entry ``folder`` (atomically)."""
+    import torch
+
+    started = time.perf_counter()
+    text_names = list(text_example)
+    if text_names not in (["input_ids"], ["input_ids", "attention_mask"]):
+        raise ValueError(f"unexpected text inputs {text_names}")  # the text wrapper takes these two only
+    image_tower, text_tower = _tower_classes()
+    with atomic_dir(folder) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # Tracing warns of every Python-side shape check it freezes; the
+        # parity tests prove the graph right at every batch size and text length.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # the exporters' own deprecations, not the user's
+        cls.export_tower(image_tower(model).eval(), (image_example,), ["pixel_values"], (0,),
+                         tmp / f"image{cls.suffix}")
+        cls.export_tower(text_tower(model).eval(), tuple(text_example[n] for n in text_names),
+                         text_names, (0, 1), tmp / f"text{cls.suffix}")
+        meta = {"model": model_id, "runtime": cls.name, "export_version": EXPORT_VERSION,
+                "inputs": {"image": ["pixel_values"], "text": text_names},
+                "files": {p.name: _fingerprint(p) for p in sorted(tmp.iterdir()) if p.is_file()}}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    log.info("exported %s for %s in %.1f s (cached in %s)", model_id, cls.name,
+             time.perf_counter() - started, folder)
+
+
+def _damage(folder: Path) -> str | None:
+    """Why a cache entry cannot be trusted, or None when every file matches its record."""
+    try:
+        files = json.loads((folder / "meta.json").read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError) as ex:
+        return f"unreadable meta.json: {ex}"
+    for name, want in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != want["size"] or _fingerprint(path)["sha256"] != want["sha256"]:
+            return f"{name} does not match its recorded size and checksum"
+    return None
+
+
+def _fingerprint(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+@functools.cache
+def _tower_classes() -> tuple[type, type]:
+    """The two wrapper modules, defined on first use (importing this module imports no torch)."""
+    import torch
+
+    class ImageTower(torch.nn.Module):
+        """pixel_values → projected image features (the tensor, not transformers' output object)."""
+
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values: Any) -> Any:
+            return features(self.model.get_image_features(pixel_values=pixel_values))
+
+    class TextTower(torch.nn.Module):
+        """input_ids (and attention_mask when the family feeds one) → projected text features."""
+
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any = None) -> Any:
+            kwargs = {"input_ids": input_ids}
+            if attention_mask is not None:
+                kwargs["attention_mask"] = attention_mask
+            return features(self.model.get_text_features(**kwargs))
+
+    return ImageTower, TextTower
