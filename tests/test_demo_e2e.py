@@ -14,18 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from demo_assets import CONFIG, MODEL, ROOT, TRUTH, needs_demo
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import load_config
 
-ROOT = Path(__file__).parent.parent
-MODEL = ROOT / "models" / "scenetag-demo-clip"
-CONFIG = ROOT / "configs" / "demo.yaml"
-TRUTH = ROOT / "sample_videos" / "demo_truth.json"
-
-pytestmark = pytest.mark.skipif(not (MODEL / "model.safetensors").exists() or not TRUTH.exists(),
-                                reason="demo model or demo clips not built")
+pytestmark = needs_demo
 
 
 def iou(a: tuple[float, float], b: tuple[float, float]) -> float:

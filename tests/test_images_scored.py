@@ -9,16 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from demo_assets import CONFIG, ROOT, TRUTH, needs_demo
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 
-ROOT = Path(__file__).parent.parent
-MODEL = ROOT / "models" / "scenetag-demo-clip"
-CONFIG = ROOT / "configs" / "demo.yaml"
-TRUTH = ROOT / "sample_videos" / "demo_truth.json"
-pytestmark = pytest.mark.skipif(not (MODEL / "model.safetensors").exists() or not TRUTH.exists(),
-                                reason="demo model or demo clips not built")
+pytestmark = needs_demo
 
 
 def _middle_of(clip: str, label: str | None) -> float:

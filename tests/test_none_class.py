@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from demo_assets import CONFIG as DEMO
+from demo_assets import MODEL, ROOT, TRUTH, needs_demo
 from test_score import fake_embed_texts
 from typer.testing import CliRunner
 
@@ -20,12 +22,6 @@ from pipeline.config import load_config, parse_config
 from pipeline.score import build_classifier, score
 from pipeline.types import ConfigError
 
-ROOT = Path(__file__).parent.parent
-MODEL = ROOT / "models" / "scenetag-demo-clip"
-DEMO = ROOT / "configs" / "demo.yaml"
-TRUTH = ROOT / "sample_videos" / "demo_truth.json"
-needs_demo = pytest.mark.skipif(not (MODEL / "model.safetensors").exists() or not TRUTH.exists(),
-                                reason="demo model or demo clips not built")
 BACKGROUND = ["an empty room.", "an empty street."]
 
 
