@@ -402,8 +402,11 @@ def precision_study(model_dir: Path, images: np.ndarray, device: str, batch: int
         precision = name if name in ("fp32", "fp16", "bf16") else "fp32"
         embedder = load_embedder(str(model_dir), device=device, precision=precision, batch_size=batch)
         if name == "int8-dynamic":
+            from pipeline.embed.runtime import TorchRuntime
+
             embedder.model = torch.ao.quantization.quantize_dynamic(
                 embedder.model, {torch.nn.Linear}, dtype=torch.qint8)
+            embedder.runtime = TorchRuntime(embedder.model)  # the runtime runs the towers, not .model
         elif name == "bf16-autocast":  # fp32 weights under torch.autocast (the previous CPU bf16 path)
             embedder.precision = "bf16"
         rows[name] = _study_row(embedder, images, reference)

@@ -46,6 +46,8 @@ def test_bench_quick_run_writes_results(tmp_path):
     for key in ("naive_fps", "decode_fps", "model_fps", "e2e_fps"):
         assert results[key] > 0
     assert {"fp32", "bf16", "bf16-autocast", "int8-dynamic"} <= set(results["precision_study"])
+    # the int8 row runs the quantised model (the runtime, not `.model`, runs the towers)
+    assert results["precision_study"]["int8-dynamic"]["min_cosine_vs_fp32"] < 0.999999
     assert set(results["targets"].values()) <= {"PASS", "MISS"}
     assert results["rescore_s"] > 0 and results["rescore_cached_prompts_s"] > 0
     assert results["camera_e2e_fps"] > 0 and results["details"]["camera"]["e2e"]["frames"] == 2
