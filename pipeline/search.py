@@ -20,6 +20,7 @@ import numpy as np
 
 from pipeline.atomic import atomic_path
 from pipeline.store import EmbeddingStore, StoredVideo, embed_and_keep
+from pipeline.truth import matches as names_input
 from pipeline.types import PipelineError, StoreError
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,7 @@ def select_videos(store: EmbeddingStore, *, video: str | None = None,
 
 def matches(video: StoredVideo, name: str) -> bool:
     """True when ``name`` is the input's path, file name or file stem."""
-    path = Path(video.input_path)
-    return name in (video.input_path, path.name, path.stem) or \
-        os.path.abspath(name) == os.path.abspath(video.input_path)
+    return names_input(video.input_path, name)
 
 
 def query_vector(store: EmbeddingStore, load_embedder: Callable[[], Any], text: str | None = None,
