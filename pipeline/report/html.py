@@ -28,9 +28,8 @@ from urllib.parse import quote
 import numpy as np
 
 from pipeline.atomic import atomic_write_text
-from pipeline.report.exports import hms
 from pipeline.report.plot import NSFW_COLOUR, TAG_COLOURS, time_extent
-from pipeline.report.text import clean_label, uncsv_cell
+from pipeline.report.text import clean_label, hms, uncsv_cell
 from pipeline.types import (
     DecodeStats,
     LabelTotals,
