@@ -655,11 +655,14 @@ def serve(
         embedder = _store_embedder(db, model, device, runtime)
         web = create_app(db, embedder, reports=reports, token=token,
                          allowed_hosts=server.allowed_hosts(host), prompt_cache=model in (None, db.model_id))
-        if not quiet:
-            url = server.url_of(sock) + ("?token=" + token if token else "")
-            typer.echo(f"scenetag: serving {_plural(len(web.state.scenetag.library), 'input')} at {url} "
-                       "(Ctrl-C stops)", err=True)
-        server.run_forever(web, sock)
+        url = server.url_of(sock) + ("?token=" + token if token else "")
+        count = _plural(len(web.state.scenetag.library), "input")
+        try:
+            server.run_forever(web, sock, on_ready=None if quiet else lambda: typer.echo(
+                f"scenetag: serving {count} at {url} (Ctrl-C stops)", err=True))
+        except KeyboardInterrupt:  # uvicorn stopped gracefully, then re-raised the Ctrl-C
+            if not quiet:
+                typer.echo("scenetag: stopped", err=True)
         return EXIT_OK
 
     raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))

@@ -206,7 +206,10 @@ def _attach_reports(inputs: list[Input], reports: list[Report]) -> None:
         entry = _owner(report.summary["input"], by_name)
         if entry is None:
             continue
-        mtime = (report.folder / "summary.json").stat().st_mtime
+        try:
+            mtime = (report.folder / "summary.json").stat().st_mtime
+        except OSError:  # removed since it was read
+            mtime = 0.0
         if mtime >= newest.get(entry.id, float("-inf")):
             entry.report, newest[entry.id] = report, mtime
 

@@ -9,6 +9,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,17 +65,25 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{host}:{port}/"
 
 
-def _server(app: Any, sock: socket.socket):
+def _server(app: Any, on_ready: Callable[[], None] | None = None):
     import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if on_ready is not None and not self.should_exit:  # listening, Ctrl-C handled
+                on_ready()
 
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=2)
-    return uvicorn.Server(config)
+    return Server(config)
 
 
-def run_forever(app: Any, sock: socket.socket) -> None:
-    """Serve on ``sock`` until interrupted (Ctrl-C)."""
-    _server(app, sock).run(sockets=[sock])
+def run_forever(app: Any, sock: socket.socket, on_ready: Callable[[], None] | None = None) -> None:
+    """Serve on ``sock`` until interrupted. uvicorn stops gracefully on
+    Ctrl-C or SIGTERM, then raises the signal again: Ctrl-C arrives as
+    KeyboardInterrupt after the server has stopped."""
+    _server(app, on_ready).run(sockets=[sock])
 
 
 @dataclass
@@ -95,7 +104,7 @@ def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, *,
     """Start a real server in a background thread (tests, benchmarks) and
     wait until it accepts connections."""
     sock = bind(host, port)
-    server = _server(app, sock)
+    server = _server(app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                               name="scenetag-serve")
     thread.start()

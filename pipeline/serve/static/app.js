@@ -1,5 +1,5 @@
 // scenetag serve: the page. Builds every element with textContent and
-// attributes only: no name, label or message ever passes through innerHTML.
+// attributes only: no name, label or message is ever parsed as HTML.
 (function () {
   "use strict";
 
