@@ -627,6 +627,9 @@ def serve(
     token: Annotated[str | None, typer.Option(
         metavar="TEXT", envvar="SCENETAG_TOKEN",
         help="Require this token (open the page as /?token=TEXT). Env: SCENETAG_TOKEN.")] = None,
+    threads: Annotated[int, typer.Option(metavar="N", min=1,
+                                         help="CPU threads for the model (a query is one short text: "
+                                              "more threads mostly contend).")] = 1,
     model: StoreModelOpt = None,
     device: DeviceOpt = None,
     runtime: RuntimeOpt = None,
@@ -652,6 +655,7 @@ def serve(
             log.warning("listening on %s: other machines can reach this server%s", host,
                         "" if token else "; anyone who can connect sees every stored video (set --token)")
         sock = server.bind(host, port)
+        server.limit_model_threads(threads)
         embedder = _store_embedder(db, model, device, runtime)
         web = create_app(db, embedder, reports=reports, token=token,
                          allowed_hosts=server.allowed_hosts(host), prompt_cache=model in (None, db.model_id))

@@ -473,12 +473,13 @@ def test_browser_shows_the_hits_of_a_query_in_the_url(served, tmp_path):
     from PIL import Image, ImageStat
 
     running, _, _ = served
-    url = running.url + "?" + urllib.parse.urlencode({"q": CUP_QUERY, "top": "8"})
+    url = running.url + "?" + urllib.parse.urlencode({"q": CUP_QUERY, "top": "50"})
     dom = _chromium(tmp_path, url, "--dump-dom")
     cards = re.findall(r'<figure class="card hit"[^>]*data-input="([^"]+)"[^>]*data-time="([^"]+)"', dom)
-    assert len(cards) == 8, dom[-3000:]
+    assert len(cards) == 50, dom[-3000:]  # a full page of hits, each with its thumbnail
+    assert len(re.findall(r'<img loading="lazy" decoding="async" alt="[^"]*" src="/api/thumb/', dom)) >= 50
     assert all(Path(p).name == "demo_kitchen.mp4" and CUP[0] - STEP <= float(t) <= CUP[1] + STEP
-               for p, t in cards)
+               for p, t in cards[:8])
     assert re.search(r'<figure class="card moment"', dom) and "demo_kitchen.mp4" in dom
     assert re.search(r"00:0[2-5]\.\d\d\d", dom)  # times shown as mm:ss.mmm
     skull = _chromium(tmp_path, running.url + "?q=a+photo+of+a+skull.&top=3", "--dump-dom")

@@ -199,12 +199,11 @@ def _hit_json(hit: Hit, entry: Input | None) -> dict:
 
 
 def _moment_json(moment: Moment, entry: Input | None) -> dict:
-    best = _nearest_frame(entry, moment.best_time_s) if entry else None
     return {"input": moment.input_path, "start_s": round(moment.start_s, 6),
             "end_s": round(moment.end_s, 6), "best_score": round(moment.best_score, 6),
             "best_time_s": round(moment.best_time_s, 6), "hits": moment.hits,
             "start_clock": clock(moment.start_s), "end_clock": clock(moment.end_s),
-            **_where(entry, moment.best_time_s, best)}
+            **_where(entry, moment.best_time_s, moment.best_frame_index)}
 
 
 def _where(entry: Input | None, time_s: float, frame_index: int | None) -> dict:

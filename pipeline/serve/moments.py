@@ -30,6 +30,7 @@ class Moment:
     best_score: float
     best_time_s: float
     hits: int
+    best_frame_index: int = -1  # the best hit's stored frame (its thumbnail)
 
 
 def group_moments(hits: Sequence[Hit], step_s: Callable[[str], float], *,
@@ -71,4 +72,5 @@ def _moment(run: list[Hit], step: float, duration: float | None) -> Moment:
     if duration is not None and duration > run[-1].time_s:
         end = min(end, duration)
     return Moment(input_path=run[0].input_path, start_s=run[0].time_s, end_s=end,
-                  best_score=best.score, best_time_s=best.time_s, hits=len(run))
+                  best_score=best.score, best_time_s=best.time_s, hits=len(run),
+                  best_frame_index=best.frame_index)

@@ -255,7 +255,8 @@
     });
     var axisY = TL.top + tracks.length * TL.row + 13;
     [0, 0.25, 0.5, 0.75, 1].forEach(function (f) {
-      s.appendChild(svg("text", {x: x(end * f) - 18, y: axisY}, clock(end * f)));
+      var anchor = f === 0 ? "start" : f === 1 ? "end" : "middle";
+      s.appendChild(svg("text", {x: x(end * f), y: axisY, "text-anchor": anchor}, clock(end * f)));
     });
     s.appendChild(svg("line", {"class": "cursor", id: "tl-cursor", x1: TL.left, x2: TL.left, y1: 0, y2: h - 16}));
     s.addEventListener("click", function (e) {
@@ -272,8 +273,13 @@
     c.setAttribute("x1", px); c.setAttribute("x2", px);
   }
   function drawSegments(segments) {
-    var body = $("segments-table").tBodies[0];
+    var table = $("segments-table"), body = table.tBodies[0];
     body.textContent = "";
+    if (table.tHead) table.deleteTHead();
+    if (segments.length) {
+      var head = table.createTHead().insertRow();
+      ["segment", "kind", "time", "peak"].forEach(function (h) { head.appendChild(el("th", {}, h)); });
+    }
     segments.forEach(function (g) {
       var row = el("tr", {"class": g.kind === "nsfw" ? "segment nsfw" : "segment"});
       row.appendChild(el("td", {}, g.label));
