@@ -43,9 +43,9 @@ def allowed_hosts(host: str) -> list[str]:
 def limit_model_threads(threads: int) -> None:
     """Run the model on ``threads`` CPU threads (set before torch is imported).
 
-    A query is one short text: on 2 shared cores a ViT-B/32 text pass took
-    20-45 ms on one thread and 170-820 ms on two, whose spinning workers
-    fought the machine's other work (docs/PERFORMANCE.md, serve).
+    A query is one short text: on 2 busy shared cores a ViT-B/32 text pass
+    took 20-45 ms (p50) on one thread and 570-820 ms on two, whose spinning
+    workers wait on each other (docs/PERFORMANCE.md, serve).
     """
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(threads)
