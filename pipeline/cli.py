@@ -651,10 +651,10 @@ def serve(
         if token is not None and not token.strip():
             raise PipelineError("--token: give a non-empty token")
         db = EmbeddingStore.open(store)
+        sock = server.bind(host, port)
         if not server.is_loopback(host):
             log.warning("listening on %s: other machines can reach this server%s", host,
                         "" if token else "; anyone who can connect sees every stored video (set --token)")
-        sock = server.bind(host, port)
         server.limit_model_threads(threads)
         embedder = _store_embedder(db, model, device, runtime)
         web = create_app(db, embedder, reports=reports, token=token,

@@ -489,3 +489,27 @@ def test_browser_shows_the_hits_of_a_query_in_the_url(served, tmp_path):
     with Image.open(shot) as im:
         assert im.size == (1280, 900)
         assert ImageStat.Stat(im.convert("L")).var[0] > 200, "screenshot looks blank"
+
+
+def test_cli_bad_input_is_one_line(demo_run, tmp_path):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    _, out = demo_run
+    runner = CliRunner()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        cases = {("--port", str(port)): f"cannot listen on 127.0.0.1:{port}",
+                 ("--reports", str(tmp_path / "nowhere")): "--reports: no folder",
+                 ("--host", "256.1.1.1"): "--host 256.1.1.1"}
+        for args, message in cases.items():
+            result = runner.invoke(app, ["serve", "--store", str(out / "store"), *args])
+            lines = result.output.strip().splitlines()
+            assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], (args, result.output)
+    result = runner.invoke(app, ["serve", "--store", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "no embedding store at" in result.output
