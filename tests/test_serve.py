@@ -513,3 +513,31 @@ def test_cli_bad_input_is_one_line(demo_run, tmp_path):
             assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], (args, result.output)
     result = runner.invoke(app, ["serve", "--store", str(tmp_path / "none")])
     assert result.exit_code == 2 and "no embedding store at" in result.output
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_browser_with_a_token_shows_hostile_labels_as_text(demo_run, demo_embedder, tmp_path):
+    """The token cookie carries the page's own requests (fetches, thumbnails);
+    a tag written as HTML in a report is shown as text, not run."""
+    from pipeline.serve.app import create_app
+    from pipeline.serve.server import start_in_thread
+    from pipeline.store import EmbeddingStore
+
+    _, out = demo_run
+    reports = tmp_path / "reports"
+    shutil.copytree(out / "demo_kitchen", reports / "demo_kitchen")
+    summary = reports / "demo_kitchen" / "summary.json"
+    data = json.loads(summary.read_text())
+    data["tags"] = ["<img src=x onerror=alert(1)>", *data["tags"]]
+    summary.write_text(json.dumps(data))
+    app = create_app(EmbeddingStore.open(out / "store"), demo_embedder, reports=reports, token="tok",
+                     thumbs=tmp_path / "thumbs")
+    running = start_in_thread(app)
+    try:
+        dom = _chromium(tmp_path, running.url + "?token=tok&view=browse&q=a+photo+of+a+ball.&top=5",
+                        "--dump-dom")
+    finally:
+        running.stop()
+    assert dom.count('<figure class="card hit"') == 5  # the API answered the cookie-carrying fetch
+    assert "&lt;img src=x onerror=alert(1)&gt;" in dom and "<img src=x" not in dom
+    assert dom.count('<tr tabindex="0" data-id=') == 3 and "coffee cup" in dom
