@@ -484,6 +484,13 @@ def test_browser_shows_the_hits_of_a_query_in_the_url(served, tmp_path):
     assert re.search(r"00:0[2-5]\.\d\d\d", dom)  # times shown as mm:ss.mmm
     skull = _chromium(tmp_path, running.url + "?q=a+photo+of+a+skull.&top=3", "--dump-dom")
     assert len(re.findall(r'<span class="thumb nsfw"', skull)) >= 3  # blurred until clicked
+    kitchen = _kitchen(running)
+    player = _chromium(tmp_path, running.url + f"?open={kitchen['id']}&t=2.067", "--dump-dom")
+    assert f'src="/api/video/{kitchen["id"]}#t=2.067"' in player  # the player seeks to the hit
+    assert '<output id="player-time">00:02.067</output>' in player
+    detail = get_json(running, f"/api/inputs/{kitchen['id']}")
+    assert player.count("<polyline") == len(detail["timeline"]["tracks"])  # the label timeline
+    assert len(re.findall(r'<tr class="segment', player)) == len(detail["segments"])
     shot = _artifacts(tmp_path) / "serve.png"
     _chromium(tmp_path, url, f"--screenshot={shot}")
     with Image.open(shot) as im:

@@ -214,15 +214,9 @@ def _where(entry: Input | None, time_s: float, frame_index: int | None) -> dict:
     return {"id": entry.id, "name": entry.name, "thumb": thumb, "nsfw": entry.nsfw_at(time_s)}
 
 
-def _nearest_frame(entry: Input, time_s: float) -> int | None:
-    if not entry.times:
-        return None
-    return min(entry.times, key=lambda i: abs(entry.times[i] - time_s))
-
-
 def _input_json(entry: Input) -> dict:
     report = entry.report
-    poster = _nearest_frame(entry, (entry.duration_s or 0) / 2) if entry.times else None
+    poster = entry.poster
     return {"id": entry.id, "input": entry.path, "name": entry.name, "duration_s": entry.duration_s,
             "frames": len(entry.times), "step_s": entry.step_s, "has_report": report is not None,
             "tags": report.tags if report else [],

@@ -12,6 +12,7 @@ refused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -64,6 +65,12 @@ class Input:
     step_s: float  # sampling step: stored frames are this far apart
     times: dict[int, float] = field(default_factory=dict)  # stored frame index -> time (s)
     report: Report | None = None
+
+    @functools.cached_property
+    def poster(self) -> int | None:
+        """The stored frame nearest the middle: the input's thumbnail in lists."""
+        middle = (self.duration_s or max(self.times.values(), default=0.0)) / 2
+        return min(self.times, key=lambda i: abs(self.times[i] - middle)) if self.times else None
 
     @property
     def name(self) -> str:
