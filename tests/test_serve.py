@@ -126,6 +126,9 @@ def test_min_score_and_video_filters(served):
     status, _, body = request(running, "/api/search?q=x&video=nothing-like-it")
     assert status == 400 and b"no stored input matches" in body
     assert request(running, "/api/search?q=x&top=0")[0] == 422
+    assert len(search(running, CUP_QUERY, top=4, sampling="every 0.5 s")["hits"]) == 4
+    status, _, body = request(running, "/api/search?q=x&sampling=every+9+s")
+    assert status == 400 and b"the store holds: 'every 0.5 s" in body
 
 
 def test_picture_search_finds_its_frame(served, tmp_path):
@@ -548,3 +551,26 @@ def test_browser_with_a_token_shows_hostile_labels_as_text(demo_run, demo_embedd
     assert dom.count('<figure class="card hit"') == 5  # the API answered the cookie-carrying fetch
     assert "&lt;img src=x onerror=alert(1)&gt;" in dom and "<img src=x" not in dom
     assert dom.count('<tr tabindex="0" data-id=') == 3 and "coffee cup" in dom
+
+
+def test_requests_write_nothing_but_the_thumbnail_cache(served, tmp_path):
+    """A new prompt is embedded, not added to the store's prompt cache; searching
+    builds no index; a picture query leaves no file behind."""
+    from PIL import Image
+
+    running, out, app = served
+
+    def files(folder: Path) -> dict:
+        return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+    before = files(out)
+    search(running, "a photo of a ball in a kitchen, never asked before.", top=30)
+    search(running, CUP_QUERY, top=30, min_score=0.2, video="demo_kitchen")
+    picture = tmp_path / "q.png"
+    Image.new("RGB", (64, 48), (200, 180, 40)).save(picture)
+    assert _upload(running, picture.read_bytes(), "q.png", {"top": "5"})[0] == 200
+    get_json(running, "/api/inputs")
+    for entry in app.state.scenetag.library.inputs():
+        request(running, f"/api/inputs/{entry.id}")
+        request(running, f"/api/video/{entry.id}", headers={"Range": "bytes=0-99"})
+    assert files(out) == before

@@ -108,7 +108,8 @@ def build_router(state: State) -> APIRouter:
     def search_image(file: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or TIFF")],
                      top: Annotated[int, Form(ge=1, le=MAX_TOP)] = 20,
                      video: Annotated[str | None, Form()] = None,
-                     min_score: Annotated[float | None, Form(ge=-1, le=1)] = None) -> dict:
+                     min_score: Annotated[float | None, Form(ge=-1, le=1)] = None,
+                     sampling: Annotated[str | None, Form()] = None) -> dict:
         """As ``/api/search``, with an uploaded picture as the query."""
         data = file.file.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
@@ -118,7 +119,7 @@ def build_router(state: State) -> APIRouter:
             path = Path(tmp) / f"query{suffix}"
             path.write_bytes(data)
             vector = _answer(lambda: state.queries.image(path))
-        return _results(state, vector, top, video, min_score, None)
+        return _results(state, vector, top, video, min_score, sampling)
 
     @router.get("/inputs", summary="Every stored input")
     def inputs() -> dict:

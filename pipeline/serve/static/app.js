@@ -104,6 +104,8 @@
     var o = {top: $("top").value || "20"};
     if ($("min-score").value !== "") o.min_score = $("min-score").value;
     if ($("video").value.trim()) o.video = $("video").value.trim();
+    var sampling = new URLSearchParams(location.search).get("sampling");  // one stored sampling
+    if (sampling) o.sampling = sampling;
     return o;
   }
 
