@@ -610,6 +610,68 @@ def config_init(
     raise typer.Exit(_guarded(job, quiet=False, debug=debug))
 
 
+# --------------------------------------------------------------------------- serve
+
+
+@app.command(cls=_Command)
+def serve(
+    store: StoreOpt = Path("reports/store"),
+    reports: Annotated[Path | None, typer.Option(
+        "--reports", metavar="DIR", file_okay=False,
+        help="Report folders (`scenetag run -o DIR`) to show: tags, NSFW verdicts, timelines.")] = None,
+    host: Annotated[str, typer.Option(metavar="ADDR", help="Address to listen on. Anything but "
+                                                           "loopback lets other machines connect.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="N", min=0, max=65535, help="Port (0: any free one).")]
+    = 8765,
+    token: Annotated[str | None, typer.Option(
+        metavar="TEXT", envvar="SCENETAG_TOKEN",
+        help="Require this token (open the page as /?token=TEXT). Env: SCENETAG_TOKEN.")] = None,
+    threads: Annotated[int, typer.Option(metavar="N", min=1,
+                                         help="CPU threads for the model (a query is one short text: "
+                                              "more threads mostly contend).")] = 1,
+    model: StoreModelOpt = None,
+    device: DeviceOpt = None,
+    runtime: RuntimeOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Search and browse the store in a browser (needs the serve extra)."""
+
+    def job() -> int:
+        from pipeline.serve import require_web
+
+        require_web()
+        from pipeline.serve import server
+        from pipeline.serve.app import create_app
+        from pipeline.store import EmbeddingStore
+
+        if reports is not None and not reports.is_dir():
+            raise PipelineError(f"--reports: no folder {reports}")
+        if token is not None and not token.strip():
+            raise PipelineError("--token: give a non-empty token")
+        db = EmbeddingStore.open(store)
+        sock = server.bind(host, port)
+        if not server.is_loopback(host):
+            log.warning("listening on %s: other machines can reach this server%s", host,
+                        "" if token else "; anyone who can connect sees every stored video (set --token)")
+        server.limit_model_threads(threads)
+        embedder = _store_embedder(db, model, device, runtime)
+        web = create_app(db, embedder, reports=reports, token=token,
+                         allowed_hosts=server.allowed_hosts(host), prompt_cache=model in (None, db.model_id))
+        url = server.url_of(sock) + ("?token=" + token if token else "")
+        count = _plural(len(web.state.scenetag.library), "input")
+        try:
+            server.run_forever(web, sock, on_ready=None if quiet else lambda: typer.echo(
+                f"scenetag: serving {count} at {url} (Ctrl-C stops)", err=True))
+        except KeyboardInterrupt:  # uvicorn stopped gracefully, then re-raised the Ctrl-C
+            if not quiet:
+                typer.echo("scenetag: stopped", err=True)
+        return EXIT_OK
+
+    raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
+
+
 # --------------------------------------------------------------------------- helpers
 
 

@@ -38,7 +38,7 @@ class Hit:
 
 
 def search(store: EmbeddingStore, query: np.ndarray, *, top_k: int = 10,
-           video: str | None = None, sampling: str | None = None) -> list[Hit]:
+           video: str | None = None, sampling: str | None = None, index: bool = True) -> list[Hit]:
     """The ``top_k`` stored frames most similar to the query vector, one hit
     per frame: a frame stored by runs with different sampling (or a copy of
     the same file) appears once, by ``(content hash, frame_index)``.
@@ -48,6 +48,8 @@ def search(store: EmbeddingStore, query: np.ndarray, *, top_k: int = 10,
         video: keep only inputs whose path, file name or stem is ``video``.
         sampling: keep only inputs stored with this sampling (see
             :func:`select_videos`).
+        index: build the store's vector index first when it is large and
+            has none (False: a read-only caller, such as ``serve``).
 
     Raises:
         StoreError: nothing matches ``video``/``sampling``, or the store
@@ -55,7 +57,8 @@ def search(store: EmbeddingStore, query: np.ndarray, *, top_k: int = 10,
     """
     videos = select_videos(store, video=video, sampling=sampling)
     try:  # built once, by whoever first needs it; never waits for a writer
-        store.ensure_index(refresh=False, wait_s=0)
+        if index:
+            store.ensure_index(refresh=False, wait_s=0)
     except StoreError as ex:  # busy, or read-only: exact search still answers
         log.info("searching without an index for now: %s", ex)
     rows, scores = store.nearest(query, top_k, videos)

@@ -48,6 +48,26 @@ def clip_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo clips run once with the demo model: ``(truth, out)``, the
+    true intervals and the folder holding the reports and ``out/store``."""
+    import json
+
+    from demo_assets import CONFIG, MODEL, ROOT, TRUTH
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    truth = json.loads(TRUTH.read_text())["clips"]
+    out = tmp_path_factory.mktemp("demo")
+    clips = [str(ROOT / "sample_videos" / name) for name in truth]
+    result = CliRunner().invoke(app, ["run", *clips, "-c", str(CONFIG), "--model", str(MODEL),
+                                      "-o", str(out), "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return truth, out
+
+
 @pytest.fixture(autouse=True)
 def no_unexpected_errors(caplog, request):
     """A test fails if the code logs ERROR, unless it is marked

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from demo_assets import CONFIG, MODEL, ROOT, TRUTH, needs_demo
+from demo_assets import CONFIG, TRUTH, needs_demo
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -29,15 +29,7 @@ def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    truth = json.loads(TRUTH.read_text())["clips"]
-    out = tmp_path_factory.mktemp("demo")
-    clips = [str(ROOT / "sample_videos" / name) for name in truth]
-    result = CliRunner().invoke(app, ["run", *clips, "-c", str(CONFIG), "--model", str(MODEL),
-                                      "-o", str(out), "-q"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return truth, out
+# demo_run (conftest.py): the demo clips run once per session, reports and store in one folder
 
 
 def truth_cases():

@@ -1,0 +1,231 @@
+"""What the server may show: the store's inputs and the reports that match
+them, each input known by an opaque id.
+
+This is the server's allow-list. A request names an input by its id (a hash
+of the path the store holds), never by a path: nothing a client sends is
+joined onto a folder. Reports are found by walking ``--reports`` without
+following symlinks, and a file is served only while it is still the file
+the store embedded (its content hash, as :func:`pipeline.store.content_hash`
+computes it, matches): a file replaced or re-pointed by a symlink since is
+refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import statistics
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.store import EmbeddingStore, StoredVideo, content_hash
+
+log = logging.getLogger(__name__)
+
+REPORT_DEPTH = 3  # reports/<run>/<batch>/<input>/summary.json at most
+REPORT_LIMIT = 100_000  # summaries read at most (a --reports pointed at / stops here)
+
+
+@dataclass
+class Report:
+    """One input's report folder, as ``scenetag run`` wrote it."""
+
+    folder: Path
+    summary: dict
+
+    @property
+    def tags(self) -> list[str]:
+        return [str(t) for t in self.summary.get("tags") or []]
+
+    @property
+    def nsfw_verdict(self) -> str:
+        return str(self.summary.get("nsfw_verdict") or "n/a")
+
+    def segments(self) -> list[dict]:
+        return [s for s in self.summary.get("segments") or [] if isinstance(s, dict)]
+
+    def nsfw_at(self, time_s: float) -> bool:
+        """True when ``time_s`` lies in one of the report's NSFW segments."""
+        return any(s.get("kind") == "nsfw" and float(s.get("start_s", 0)) <= time_s
+                   <= float(s.get("end_s", 0)) for s in self.segments())
+
+
+@dataclass
+class Input:
+    """One stored input the server may show and play."""
+
+    id: str
+    path: str  # absolute, as the store holds it
+    hashes: frozenset[str]  # content hashes the store holds for this path
+    duration_s: float | None
+    step_s: float  # sampling step: stored frames are this far apart
+    times: dict[int, float] = field(default_factory=dict)  # stored frame index -> time (s)
+    report: Report | None = None
+
+    @functools.cached_property
+    def poster(self) -> int | None:
+        """The stored frame nearest the middle: the input's thumbnail in lists."""
+        middle = (self.duration_s or max(self.times.values(), default=0.0)) / 2
+        return min(self.times, key=lambda i: abs(self.times[i] - middle)) if self.times else None
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    def nsfw_at(self, time_s: float) -> bool:
+        return self.report is not None and self.report.nsfw_at(time_s)
+
+
+def input_id(path: str) -> str:
+    """An input's id in URLs: a hash of its path (no path in any URL)."""
+    return hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+class Library:
+    """The stored inputs and their reports (built by :meth:`load`)."""
+
+    def __init__(self, inputs: list[Input]) -> None:
+        self._inputs = {i.id: i for i in inputs}
+        self._by_path = {i.path: i for i in inputs}
+        self._verified: dict[str, tuple] = {}  # id -> stat signature of the file checked
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, store: EmbeddingStore, reports: Path | None = None) -> Library:
+        """Read the store's inputs and frame times, and match reports to them."""
+        videos: dict[str, list[StoredVideo]] = {}
+        for video in store.videos():
+            videos.setdefault(video.input_path, []).append(video)
+        rows = store.frames(vectors=False)
+        times: dict[str, dict[int, float]] = {}
+        for path, index, t in zip(rows.input_path, rows.frame_index, rows.time_s):
+            times.setdefault(str(path), {})[int(index)] = float(t)
+        inputs = [_input(path, vs, times.get(path, {})) for path, vs in videos.items()]
+        if reports is not None:
+            _attach_reports(inputs, find_reports(reports))
+        return cls(sorted(inputs, key=lambda i: (i.name, i.path)))
+
+    def __len__(self) -> int:
+        return len(self._inputs)
+
+    def inputs(self) -> list[Input]:
+        return list(self._inputs.values())
+
+    def get(self, ident: str) -> Input | None:
+        return self._inputs.get(ident)
+
+    def by_path(self, path: str) -> Input | None:
+        return self._by_path.get(path)
+
+    def video_file(self, ident: str) -> str | None:
+        """The input's file when it is still the file the store embedded, else None."""
+        entry = self._inputs.get(ident)
+        if entry is None:
+            return None
+        try:
+            st = os.stat(entry.path)  # follows a symlink: what would be served
+        except OSError:
+            return None
+        if not os.path.isfile(entry.path):
+            return None
+        signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            if self._verified.get(ident) == signature:
+                return entry.path
+        try:
+            same = content_hash(entry.path) in entry.hashes
+        except OSError:
+            return None
+        if not same:
+            log.warning("not serving %s: it changed since it was stored (rerun `scenetag run`)",
+                        entry.path)
+            return None
+        with self._lock:
+            self._verified[ident] = signature
+        return entry.path
+
+
+def _input(path: str, videos: list[StoredVideo], times: dict[int, float]) -> Input:
+    durations = [v.info.duration_s for v in videos if v.info and v.info.duration_s]
+    steps = [v.sampling_obj.interval_s for v in videos if v.sampling_obj and v.sampling_obj.interval_s]
+    if not steps and len(times) > 1:  # every-N-frames sampling: the stored times tell
+        ordered = sorted(times.values())
+        steps = [statistics.median(b - a for a, b in zip(ordered, ordered[1:]))]
+    return Input(id=input_id(path), path=path, hashes=frozenset(v.content_hash for v in videos),
+                 duration_s=max(durations) if durations else None,
+                 step_s=min(steps) if steps else 1.0, times=times)
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def find_reports(root: Path) -> list[Report]:
+    """Every readable ``summary.json`` under ``root`` (depth ≤ ``REPORT_DEPTH``).
+
+    Symlinked folders and files are skipped, and so is anything whose real
+    path is outside ``root``: only what ``--reports`` really holds is read.
+    """
+    root = Path(os.path.realpath(root))
+    found: list[Report] = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        depth = len(here.relative_to(root).parts)
+        dirs[:] = [] if depth >= REPORT_DEPTH else sorted(dirs)
+        summary = here / "summary.json"
+        if "summary.json" not in files or summary.is_symlink():
+            continue
+        if not Path(os.path.realpath(summary)).is_relative_to(root):
+            continue
+        report = _read_report(summary)
+        if report is not None:
+            found.append(report)
+        if len(found) >= REPORT_LIMIT:
+            log.warning("--reports: stopped after %d reports", REPORT_LIMIT)
+            break
+    return found
+
+
+def _read_report(summary: Path) -> Report | None:
+    try:
+        data = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as ex:
+        log.warning("skipping report %s: %s", summary, ex)
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("input"), str):
+        return None
+    return Report(folder=summary.parent, summary=data)
+
+
+def _attach_reports(inputs: list[Input], reports: list[Report]) -> None:
+    """Give each input its newest report. A summary names its input as the
+    run was given it (often relative to where the run started): an absolute
+    path must match exactly; a relative one must end the stored path and
+    name a single input."""
+    by_name: dict[str, list[Input]] = {}
+    for entry in inputs:
+        by_name.setdefault(entry.name, []).append(entry)
+    newest: dict[str, float] = {}
+    for report in reports:
+        entry = _owner(report.summary["input"], by_name)
+        if entry is None:
+            continue
+        try:
+            mtime = (report.folder / "summary.json").stat().st_mtime
+        except OSError:  # removed since it was read
+            mtime = 0.0
+        if mtime >= newest.get(entry.id, float("-inf")):
+            entry.report, newest[entry.id] = report, mtime
+
+
+def _owner(named: str, by_name: dict[str, list[Input]]) -> Input | None:
+    candidates = by_name.get(os.path.basename(named), [])
+    if os.path.isabs(named):
+        wanted = os.path.normpath(named)
+        return next((c for c in candidates if os.path.normpath(c.path) == wanted), None)
+    tail = os.sep + os.path.normpath(named).lstrip(os.sep)
+    matching = [c for c in candidates if (os.sep + c.path.lstrip(os.sep)).endswith(tail)]
+    return matching[0] if len(matching) == 1 else None
