@@ -185,3 +185,30 @@ def test_openvino_int8_without_nncf_is_a_one_line_error_and_auto_skips_it(tiny_m
     assert "\n" not in str(info.value)
     assert "int8" not in choose.candidates("openvino")
 
+
+
+def test_runtime_and_precision_are_kept_in_summary_and_store_and_reach_rescore(tmp_path, tiny_model_dir,
+                                                                               clip_dir):
+    pytest.importorskip("onnxruntime")
+    from tiny_model import tiny_config
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.store import EmbeddingStore
+
+    cfg = tiny_config(tmp_path, tiny_model_dir, "sampling: {every_seconds: 0.5}\n"
+                      "labels: [{name: cat}, {name: dog}]\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(clip_dir / "ten.mp4"), "-c", str(cfg), "-o", str(out),
+                                      "--runtime", "onnxruntime", "--precision", "int8", "-q"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    model = json.loads((out / "ten" / "summary.json").read_text())["model"]
+    assert (model["runtime"], model["precision"]) == ("onnxruntime", "int8")
+    videos = EmbeddingStore.open(out / "store").videos()
+    assert [v.precision for v in videos] == ["onnxruntime-int8"]
+    result = CliRunner().invoke(app, ["rescore", "--store", str(out / "store"), "-c", str(cfg),
+                                      "-o", str(tmp_path / "re"), "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    model = json.loads((tmp_path / "re" / "ten" / "summary.json").read_text())["model"]
+    assert (model["runtime"], model["precision"]) == ("onnxruntime", "int8")  # what the stored frames rest on
