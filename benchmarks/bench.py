@@ -400,7 +400,7 @@ def measure_rss(clip: Path, model_dir: Path, device: str, precision: str, use_st
 
 def precision_study(model_dir: Path, images: np.ndarray, device: str, batch: int,
                     compile_model: bool, export_cache: Path | None = None,
-                    runtimes: tuple | None = None) -> dict:
+                    runtimes: tuple | None = None, rounds: int = 1) -> dict:
     """Model-only img/s and cosine to fp32 for each precision this device offers
     (``bf16`` is the whole model in bf16, as the loader does it), and on the CPU
     each installed exported runtime (exports cached under ``export_cache``): the
@@ -452,11 +452,15 @@ def precision_study(model_dir: Path, images: np.ndarray, device: str, batch: int
         rows[f"{chosen}+compile"] = {**row, "compile_s": round(warm, 1)}
     runtimes = RUNTIME_ROWS if runtimes is None else runtimes
     if device == "cpu" and runtimes:
-        rows.update(runtime_rows(model_dir, images, batch, reference, export_cache, checks, runtimes))
+        rows.update(runtime_rows(model_dir, images, batch, reference, export_cache, checks, runtimes, rounds))
     return rows
 
 
 # torch rows again, each in its own process like the others: the ratios use these
+WEIGHTS = {"bench_model": "ViT-B/32 shape, random weights (transformers.CLIPConfig() defaults)",
+           "demo_model": "models/scenetag-demo-clip, a small CLIP trained on the demo scenes",
+           "note": "real CLIP weights have activation outliers that random weights lack: int8 "
+                   "agreement measured here does not carry over; precision auto measures each model"}
 RUNTIME_ROWS = (("torch", "fp32"), ("torch", "bf16"),
                 ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"), ("openvino", "auto"),
                 ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("onnxruntime", "auto"))
@@ -464,10 +468,12 @@ RUNTIME_ROWS = (("torch", "fp32"), ("torch", "bf16"),
 
 def runtime_rows(model_dir: Path, images: np.ndarray, batch: int, reference,
                  export_cache: Path | None, checks: dict | None = None,
-                 selected: tuple = RUNTIME_ROWS) -> dict:
+                 selected: tuple = RUNTIME_ROWS, rounds: int = 1) -> dict:
     """``<runtime>-<precision>`` rows for each installed CPU runtime, each measured in a
     fresh process (:func:`row_child`): thread pools and compiled graphs of earlier rows
-    cannot slow later ones, and a row sees what a user's run sees. ``load_s`` includes a
+    cannot slow later ones, and a row sees what a user's run sees. Each row is the best
+    of three passes; ``rounds`` > 1 runs all rows that many times, interleaved,
+    and keeps each row's best pass (a shared machine's load comes in bursts). ``load_s`` includes a
     first export (``exported``: whether this load exported or reused the cache); ``auto``
     rows name the precision chosen and the measurements it was chosen on."""
     import importlib.util
@@ -479,7 +485,7 @@ def runtime_rows(model_dir: Path, images: np.ndarray, batch: int, reference,
         for name, (check, vectors) in (checks or {}).items():
             arrays[f"check_{name}"], arrays[f"ref_{name}"] = check, vectors
         np.savez(inputs, **arrays)
-        for runtime, precision in RUNTIME_ROWS:
+        for runtime, precision in [row for _ in range(max(1, rounds)) for row in RUNTIME_ROWS]:
             if importlib.util.find_spec(runtime) is None or (runtime, precision) not in selected:
                 continue
             cmd = [sys.executable, str(Path(__file__).resolve()), "--row-child", f"{runtime}:{precision}",
@@ -490,7 +496,12 @@ def runtime_rows(model_dir: Path, images: np.ndarray, batch: int, reference,
                 lines = (out.stderr or out.stdout).strip().splitlines() or ["no output"]
                 rows[f"{runtime}-{precision}"] = {"error": lines[-1]}
                 continue
-            rows[f"{runtime}-{precision}"] = json.loads(out.stdout.strip().splitlines()[-1])
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            best = rows.get(f"{runtime}-{precision}")  # rounds: the best round's row, every pass kept
+            if best and "img_s" in best:
+                row["img_s_passes"] = best["img_s_passes"] + row["img_s_passes"]
+                row.update(img_s=max(row["img_s_passes"]), load_s=best["load_s"], exported=best["exported"])
+            rows[f"{runtime}-{precision}"] = row
     return rows
 
 
@@ -511,6 +522,10 @@ def row_child(spec: str, model_dir: str, inputs: str, batch: int) -> None:
     decision = _decision(embedder, runtime) if precision == "auto" else None
     row = _study_row(embedder, data["images"], data["reference"])
     row.pop("vectors")
+    # best of three passes: on a shared machine the slow passes measure the neighbours
+    passes = [row["img_s"]] + [round(measure_model(embedder.embed_images, data["images"])["fps"], 2)
+                               for _ in range(2)]
+    row.update(img_s=max(passes), img_s_passes=passes)
     row.update(agreement_row(embedder, checks))
     print(json.dumps({**row, "precision": embedder.precision, "load_s": round(load_s, 1),
                       "exported": exported, **({"decision": decision["measured"]} if decision else {})}))
@@ -730,7 +745,7 @@ def run_runtime_bench(args: argparse.Namespace) -> dict:
     size = 32 if args.tiny_model else 224
     images = sample_frames(clip, size, 64 if not args.tiny_model else 16)
     study = precision_study(model_dir, images, "cpu", args.study_batch or 32, False,
-                            export_cache=cache / "xdg", runtimes=args.runtime_rows)
+                            export_cache=cache / "xdg", runtimes=args.runtime_rows, rounds=args.rounds)
     study["demo_agreement"] = demo_agreement(cache / "xdg", args.runtime_rows)
     if args.decode_study:
         camera = make_clip(cache / f"camera_{args.width}x{args.height}_{clip_s}s_gop{FPS}.mp4", clip_s,
@@ -738,7 +753,7 @@ def run_runtime_bench(args: argparse.Namespace) -> dict:
         study["decode_loop_filter"] = decode_study(clip, camera)
     results = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                "machine": {**machine(), "load_avg_1min_at_start": args.load_at_start},
-               "model": model_dir.name, "images": len(images), "precision_study": study,
+               "model": model_dir.name, "weights": WEIGHTS, "images": len(images), "precision_study": study,
                **model_fps_keys(study), **runtime_ratios(study)}
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     if not args.silent:
@@ -766,7 +781,8 @@ def print_runtime_table(r: dict) -> None:
         print(f"  {name:<20} {ran_at:<7} {row['img_s']:>8.1f} {ratio:>7} {text}")
     demo = study.get("demo_agreement") or {}
     if demo:
-        print(f"\n  agreement with torch fp32 on the trained demo model ({demo['model']}), min cosine:")
+        print(f"\n  agreement with torch fp32 on the trained demo model ({demo['model']}), min cosine "
+              "(real CLIP weights have activation outliers neither model has):")
         for name, row in demo.items():
             if isinstance(row, dict) and "precision" in row:
                 cells = " ".join(f"{k.removeprefix('min_cosine_')} {v:.6f}" for k, v in row.items()
@@ -862,7 +878,8 @@ def run_bench(args: argparse.Namespace) -> dict:
     study = {}
     if not args.skip_study:
         study = precision_study(model_dir, images, _device_of(args.device), args.study_batch or 32,
-                                args.compile, export_cache=cache / "xdg", runtimes=args.runtime_rows)
+                                args.compile, export_cache=cache / "xdg", runtimes=args.runtime_rows,
+                                rounds=args.rounds)
         if _device_of(args.device).startswith("cuda"):
             study["large_batch"] = gpu_large_batch(model_dir, images, _device_of(args.device))
     if study and _device_of(args.device) == "cpu":
@@ -871,6 +888,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         study["decode_loop_filter"] = decode_study(clip, camera_clip)
     results = assemble(args, naive, decode, model, e2e, lowres, study, clip, model_dir, camera)
     results["e2e_exported"] = exported_e2e
+    results["weights"] = WEIGHTS
     results["cpu_bound_fps"] = round(e2e["cpu_bound_fps"], 2)
     results["e2e_vs_cpu_bound"] = round(e2e["fps"] / e2e["cpu_bound_fps"], 3)
     results["runtime"] = e2e["runtime"]
@@ -1033,6 +1051,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runtime-rows", default="all", metavar="ROWS",
                    help="runtime:precision rows of the study, comma-separated (default all: "
                         + ", ".join(f"{r}:{p}" for r, p in RUNTIME_ROWS) + "; none: no runtime rows)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the runtime rows N times, interleaved, keeping each row's best pass")
     p.add_argument("--decode-study", action="store_true",
                    help="also measure skip_loop_filter on the fast and keyframes strategies")
     p.add_argument("--study-batch", type=int, default=None)
