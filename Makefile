@@ -32,6 +32,11 @@ bench: install
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/families_bench.py
 
+# Only the CPU runtime x precision rows and their agreement (a few minutes; for an idle re-run).
+.PHONY: bench-runtimes
+bench-runtimes: install
+	$(PY) benchmarks/bench.py --runtimes-only --rounds 3 --decode-study
+
 fuzz: install
 	HF_HUB_OFFLINE=1 SCENETAG_FUZZ_COUNT=300 $(PY) -m pytest -q tests/test_fuzz.py
 

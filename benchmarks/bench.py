@@ -231,13 +231,29 @@ def measure_decode(clip: Path, short_side: int, strategy: str = "auto") -> dict:
     from pipeline.types import Sampling
 
     threads = DecoderConfig().threads
+    cpu0 = cpu_seconds()
     start = time.perf_counter()
     with open_decoder(str(clip), short_side=short_side, strategy=strategy, threads=threads) as decoder:
         frames = sum(1 for _ in decoder.frames(Sampling(every_seconds=SAMPLE_EVERY / FPS)))
         stats = decoder.stats
     wall = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu0
     return {"fps": frames / wall, "frames": frames, "wall_s": wall, "strategy": stats.strategy,
-            "threads": threads, "frames_decoded": stats.frames_decoded}
+            "threads": threads, "frames_decoded": stats.frames_decoded, "cpu_s": cpu,
+            "cpu_s_per_frame": cpu / max(frames, 1)}
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process, every thread (decoder and BLAS threads included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    with contextlib.suppress(AttributeError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def sample_frames(clip: Path, short_side: int, count: int) -> np.ndarray:
@@ -253,12 +269,14 @@ def sample_frames(clip: Path, short_side: int, count: int) -> np.ndarray:
 def measure_model(embed_images, images: np.ndarray, repeats: int = 1) -> dict:
     """Images per second of ``embed_images`` on ready frames (after one warm-up call)."""
     embed_images(images[: max(1, min(len(images), 8))])
+    cpu0 = cpu_seconds()
     start = time.perf_counter()
     for _ in range(repeats):
         vectors = embed_images(images)
     wall = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu0
     return {"fps": repeats * len(images) / wall, "images": repeats * len(images), "wall_s": wall,
-            "vectors": vectors}
+            "cpu_s_per_image": cpu / (repeats * len(images)), "vectors": vectors}
 
 
 def bench_config(model_dir: Path, formats=("csv", "json"), max_frames: int | None = None,
@@ -381,10 +399,12 @@ def measure_rss(clip: Path, model_dir: Path, device: str, precision: str, use_st
 
 
 def precision_study(model_dir: Path, images: np.ndarray, device: str, batch: int,
-                    compile_model: bool, export_cache: Path | None = None) -> dict:
+                    compile_model: bool, export_cache: Path | None = None,
+                    runtimes: tuple | None = None, rounds: int = 1) -> dict:
     """Model-only img/s and cosine to fp32 for each precision this device offers
     (``bf16`` is the whole model in bf16, as the loader does it), and on the CPU
-    each installed exported runtime (exports cached under ``export_cache``)."""
+    each installed exported runtime (exports cached under ``export_cache``): the
+    ``runtimes`` rows (default :data:`RUNTIME_ROWS`)."""
     import warnings
 
     import torch
@@ -396,6 +416,7 @@ def precision_study(model_dir: Path, images: np.ndarray, device: str, batch: int
 
     rows: dict[str, dict] = {}
     reference = None
+    checks = None
     names = (["fp32", "bf16", "bf16-autocast", "int8-dynamic"] if device == "cpu"
              else ["fp32", "fp16", "bf16"])
     for name in names:
@@ -410,6 +431,9 @@ def precision_study(model_dir: Path, images: np.ndarray, device: str, batch: int
         elif name == "bf16-autocast":  # fp32 weights under torch.autocast (the previous CPU bf16 path)
             embedder.precision = "bf16"
         rows[name] = _study_row(embedder, images, reference)
+        if checks is None and device == "cpu":  # the fp32 row: the reference of every agreement
+            checks = check_references(embedder, check_sets(embedder.input_size))
+        rows[name].update(agreement_row(embedder, checks))
         if reference is None:
             reference = rows[name].pop("vectors")
         else:
@@ -426,37 +450,198 @@ def precision_study(model_dir: Path, images: np.ndarray, device: str, batch: int
         row = _study_row(embedder, images, reference)
         row.pop("vectors")
         rows[f"{chosen}+compile"] = {**row, "compile_s": round(warm, 1)}
-    if device == "cpu":
-        rows.update(runtime_rows(model_dir, images, batch, reference, export_cache))
+    runtimes = RUNTIME_ROWS if runtimes is None else runtimes
+    if device == "cpu" and runtimes:
+        rows.update(runtime_rows(model_dir, images, batch, reference, export_cache, checks, runtimes, rounds))
     return rows
+
+
+# torch rows again, each in its own process like the others: the ratios use these
+WEIGHTS = {"bench_model": "ViT-B/32 shape, random weights (transformers.CLIPConfig() defaults)",
+           "demo_model": "models/scenetag-demo-clip, a small CLIP trained on the demo scenes",
+           "note": "real CLIP weights have activation outliers that random weights lack: int8 "
+                   "agreement measured here does not carry over; precision auto measures each model"}
+RUNTIME_ROWS = (("torch", "fp32"), ("torch", "bf16"),
+                ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"), ("openvino", "auto"),
+                ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("onnxruntime", "auto"))
 
 
 def runtime_rows(model_dir: Path, images: np.ndarray, batch: int, reference,
-                 export_cache: Path | None) -> dict:
-    """``<runtime>-<precision>`` rows for each installed CPU runtime; ``load_s`` includes
-    a first export (``exported``: whether this load exported or reused the cache)."""
+                 export_cache: Path | None, checks: dict | None = None,
+                 selected: tuple = RUNTIME_ROWS, rounds: int = 1) -> dict:
+    """``<runtime>-<precision>`` rows for each installed CPU runtime, each measured in a
+    fresh process (:func:`row_child`): thread pools and compiled graphs of earlier rows
+    cannot slow later ones, and a row sees what a user's run sees. Each row is the best
+    of three passes; ``rounds`` > 1 runs all rows that many times, interleaved,
+    and keeps each row's best pass (a shared machine's load comes in bursts). ``load_s`` includes a
+    first export (``exported``: whether this load exported or reused the cache); ``auto``
+    rows name the precision chosen and the measurements it was chosen on."""
     import importlib.util
 
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = Path(tmp) / "inputs.npz"
+        arrays = {"images": images, "reference": reference}
+        for name, (check, vectors) in (checks or {}).items():
+            arrays[f"check_{name}"], arrays[f"ref_{name}"] = check, vectors
+        np.savez(inputs, **arrays)
+        for runtime, precision in [row for _ in range(max(1, rounds)) for row in RUNTIME_ROWS]:
+            if importlib.util.find_spec(runtime) is None or (runtime, precision) not in selected:
+                continue
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--row-child", f"{runtime}:{precision}",
+                   "--model", str(model_dir), "--row-inputs", str(inputs), "--batch-size", str(batch)]
+            env = {**os.environ, **({"XDG_CACHE_HOME": str(export_cache)} if export_cache else {})}
+            out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+            if out.returncode != 0:
+                lines = (out.stderr or out.stdout).strip().splitlines() or ["no output"]
+                rows[f"{runtime}-{precision}"] = {"error": lines[-1]}
+                continue
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            best = rows.get(f"{runtime}-{precision}")  # rounds: the best round's row, every pass kept
+            if best and "img_s" in best:
+                row["img_s_passes"] = best["img_s_passes"] + row["img_s_passes"]
+                row.update(img_s=max(row["img_s_passes"]), load_s=best["load_s"], exported=best["exported"])
+            rows[f"{runtime}-{precision}"] = row
+    return rows
+
+
+def row_child(spec: str, model_dir: str, inputs: str, batch: int) -> None:
+    """Subprocess body of one runtime row: load, time, compare; print the row as JSON."""
     from pipeline.embed import load_embedder
     from pipeline.embed.runtime import cache_root
 
-    rows: dict[str, dict] = {}
-    for runtime, precision in (("openvino", "fp32"), ("openvino", "bf16"), ("onnxruntime", "fp32")):
-        if importlib.util.find_spec(runtime) is None:
+    runtime, precision = spec.split(":")
+    data = np.load(inputs)
+    checks = {k.removeprefix("check_"): (data[k], data["ref_" + k.removeprefix("check_")])
+              for k in data.files if k.startswith("check_")}
+    before = _cache_entries(cache_root())
+    start = time.perf_counter()
+    embedder = load_embedder(model_dir, device="cpu", precision=precision, batch_size=batch, runtime=runtime)
+    load_s = time.perf_counter() - start
+    exported = _cache_entries(cache_root()) != before
+    decision = _decision(embedder, runtime) if precision == "auto" else None
+    row = _study_row(embedder, data["images"], data["reference"])
+    row.pop("vectors")
+    # best of three passes: on a shared machine the slow passes measure the neighbours
+    passes = [row["img_s"]] + [round(measure_model(embedder.embed_images, data["images"])["fps"], 2)
+                               for _ in range(2)]
+    row.update(img_s=max(passes), img_s_passes=passes)
+    row.update(agreement_row(embedder, checks))
+    print(json.dumps({**row, "precision": embedder.precision, "load_s": round(load_s, 1),
+                      "exported": exported, **({"decision": decision["measured"]} if decision else {})}))
+
+
+def _cache_entries(root: Path) -> set:
+    return set((root / "exports").glob("*")) | set((root / "exports" / "decisions").glob("*"))
+
+
+def _decision(embedder, runtime: str) -> dict | None:
+    from pipeline.embed import choose
+
+    path = choose._decision_path(embedder, runtime)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def check_sets(size: int) -> dict[str, np.ndarray]:
+    """The sets agreement is measured on: the sample photos (and their mirrors), and
+    frames of the demo clips (sample_videos/demo_*.mp4, where built), at ``size``."""
+    from pipeline.embed import choose
+
+    sets = {"photos": choose.check_images(choose.sample_photos(), size)}
+    frames = [sample_frames(clip, size, 8) for clip in sorted((ROOT / "sample_videos").glob("demo_*.mp4"))]
+    if frames and len({f.shape[1:] for f in frames}) == 1:
+        sets["demo_frames"] = np.concatenate(frames)
+    return sets
+
+
+def check_references(embedder, sets: dict[str, np.ndarray]) -> dict:
+    """``sets`` with the reference (torch fp32) embedder's vectors for them."""
+    return {name: (images, embedder.embed_images(images)) for name, images in sets.items()}
+
+
+def agreement_row(embedder, checks: dict | None) -> dict:
+    """Min cosine to the torch fp32 vectors of each check set."""
+    out = {}
+    for name, (images, reference) in (checks or {}).items():
+        out[f"min_cosine_{name}"] = round(float(np.min(np.sum(embedder.embed_images(images) * reference,
+                                                                  axis=1))), 6)
+    return out
+
+
+def demo_agreement(export_cache: Path | None, selected: tuple = RUNTIME_ROWS) -> dict:
+    """Agreement with torch fp32 of each runtime x precision on the trained demo model
+    (models/scenetag-demo-clip): what real weights say, where the bench model's are random."""
+    import importlib.util
+
+    from pipeline.embed import load_embedder
+
+    model = ROOT / "models" / "scenetag-demo-clip"
+    if not (model / "model.safetensors").exists() or not selected:
+        return {}
+    reference = load_embedder(str(model), device="cpu", precision="fp32", runtime="torch")
+    checks = check_references(reference, check_sets(reference.input_size))
+    rows = {"model": model.name, "sets": {k: len(v[0]) for k, v in checks.items()}}
+    for runtime, precision in selected:
+        if runtime != "torch" and importlib.util.find_spec(runtime) is None:
             continue
         with _env("XDG_CACHE_HOME", str(export_cache) if export_cache else None):
-            before = set((cache_root() / "exports").glob(f"{runtime}-*"))
-            start = time.perf_counter()
-            embedder = load_embedder(str(model_dir), device="cpu", precision=precision, batch_size=batch,
-                                     runtime=runtime)
-            load_s = time.perf_counter() - start
-            exported = set((cache_root() / "exports").glob(f"{runtime}-*")) != before
-        row = _study_row(embedder, images, reference)
-        row.pop("vectors")
-        rows[f"{runtime}-{precision}"] = {**row, "load_s": round(load_s, 1), "exported": exported}
-        del embedder
-        gc.collect()
+            try:
+                embedder = load_embedder(str(model), device="cpu", precision=precision, runtime=runtime)
+            except Exception as ex:  # noqa: BLE001 - reported, as in runtime_rows
+                rows[f"{runtime}-{precision}"] = {"error": str(ex).splitlines()[0]}
+                continue
+        rows[f"{runtime}-{precision}"] = {"precision": embedder.precision, **agreement_row(embedder, checks)}
     return rows
+
+
+def decode_study(clip: Path, camera_clip: Path) -> dict:
+    """``skip_loop_filter`` (none / noref / all) on the fast strategy (the bench clip) and the
+    keyframes strategy (the camera-style clip): decode CPU per frame (best of two) and the
+    min cosine of the demo model's fp32 embeddings of the frames to the filtered decode's."""
+    from pipeline.decode import pyav
+    from pipeline.embed import load_embedder
+
+    model = ROOT / "models" / "scenetag-demo-clip"
+    if not (model / "model.safetensors").exists():
+        model = build_model(CACHE / "tiny-clip", tiny=True)
+    embedder = load_embedder(str(model), device="cpu", precision="fp32", runtime="torch")
+    saved = dict(pyav.LOOP_FILTER_SKIP)
+    rows: dict[str, dict] = {"model": model.name}
+    try:
+        for path, strategy in ((clip, "fast"), (camera_clip, "keyframes")):
+            base = None
+            for skip in ("none", "noref", "all"):
+                pyav.LOOP_FILTER_SKIP.clear()
+                if skip != "none":
+                    pyav.LOOP_FILTER_SKIP[strategy] = skip
+                runs = [_decode_all(path, embedder.input_size, strategy) for _ in range(2)]
+                frames, indices = runs[0][0], runs[0][1]
+                cpu = min(r[2] for r in runs) / max(len(frames), 1)
+                vectors = embedder.embed_images(frames)
+                base = base or (vectors, indices, cpu)
+                same = indices == base[1]
+                rows[f"{strategy}-{skip}"] = {
+                    "clip": path.name, "frames": len(frames), "decode_cpu_ms_per_frame": round(cpu * 1e3, 2),
+                    "cpu_vs_filtered": round(cpu / base[2], 3),
+                    "min_cosine_vs_filtered": round(float(np.min(np.sum(vectors * base[0], axis=1))), 6)
+                    if same else None}
+    finally:
+        pyav.LOOP_FILTER_SKIP.clear()
+        pyav.LOOP_FILTER_SKIP.update(saved)
+    return rows
+
+
+def _decode_all(clip: Path, short_side: int, strategy: str) -> tuple[np.ndarray, list[int], float]:
+    from pipeline.config import DecoderConfig
+    from pipeline.decode import open_decoder
+    from pipeline.types import Sampling
+
+    cpu0 = cpu_seconds()
+    with open_decoder(str(clip), short_side=short_side, strategy=strategy,
+                      threads=DecoderConfig().threads) as decoder:
+        frames = list(decoder.frames(Sampling(every_seconds=SAMPLE_EVERY / FPS)))
+    cpu = cpu_seconds() - cpu0
+    return np.stack([f.image for f in frames]), [f.index for f in frames], cpu
 
 
 @contextlib.contextmanager
@@ -488,6 +673,129 @@ def gpu_large_batch(model_dir: Path, images: np.ndarray, device: str, batch: int
     embedder.embed_images(big[:batch])  # a full batch first: cuBLAS picks kernels per shape
     run = measure_model(embedder.embed_images, big, repeats=3)
     return {"batch": batch, "precision": "fp16", "img_s": round(run["fps"], 1)}
+
+
+def cpu_bound_fps(decode: dict, model: dict) -> float:
+    """Frames per second the cores could give if decode and model only ever competed for CPU
+    time: cores / (decode CPU + model CPU per frame)."""
+    return cores() / (decode["cpu_s_per_frame"] + model["cpu_s_per_image"])
+
+
+def measure_exported_e2e(clip: Path, model_dir: Path, decode: dict, export_cache: Path,
+                         runtimes: tuple = ("openvino", "onnxruntime")) -> dict:
+    """End to end with each installed exported runtime at ``precision: auto`` (no store:
+    the rows compare the model's share), with its model CPU and CPU-time bound."""
+    import importlib.util
+
+    from pipeline.embed import load_embedder
+
+    rows = {}
+    for runtime in runtimes:
+        if importlib.util.find_spec(runtime) is None:
+            continue
+        with _env("XDG_CACHE_HOME", str(export_cache)):
+            embedder = load_embedder(str(model_dir), device="cpu", runtime=runtime)
+        images = sample_frames(clip, embedder.input_size, max(embedder.batch_size * 2, 16))
+        model = measure_model(embedder.embed_images, images)
+        run = measure_e2e(clip, embedder, model_dir, use_store=False)
+        bound = cpu_bound_fps(decode, model)
+        rows[f"{runtime}-auto"] = {"precision": embedder.precision, "fps": round(run["fps"], 2),
+                                   "model_fps": round(model["fps"], 2), "cpu_bound_fps": round(bound, 2),
+                                   "vs_cpu_bound": round(run["fps"] / bound, 3),
+                                   "model_busy_s": round(run["model_busy_s"], 2),
+                                   "wall_s": round(run["wall_s"], 2)}
+        del embedder
+        gc.collect()
+    return rows
+
+
+def runtime_ratios(study: dict) -> dict:
+    """The issue's model-only ratios, from one run's rows: ``auto`` (OpenVINO's
+    measured choice) over torch bf16, and without bf16 (OpenVINO fp32 or int8
+    where int8 agrees on the photos) over torch fp32."""
+    def img_s(name: str) -> float | None:
+        row = study.get(name)
+        return row.get("img_s") if isinstance(row, dict) else None
+
+    out = {}
+    bf16 = img_s("torch-bf16") or img_s("bf16")  # the isolated row where there is one
+    fp32 = img_s("torch-fp32") or img_s("fp32")
+    for runtime in ("openvino", "onnxruntime"):
+        if img_s(f"{runtime}-auto") and bf16:
+            out[f"{runtime}_auto_vs_torch_bf16"] = round(img_s(f"{runtime}-auto") / bf16, 2)
+    int8 = study.get("openvino-int8", {})
+    agrees = all(v >= 0.999 for k, v in int8.items() if k.startswith("min_cosine") and v is not None)
+    no_bf16 = [img_s("openvino-fp32")] + ([img_s("openvino-int8")] if int8 and agrees else [])
+    if all(no_bf16) and fp32:
+        out["openvino_without_bf16_vs_torch_fp32"] = round(max(no_bf16) / fp32, 2)
+    return out
+
+
+def run_runtime_bench(args: argparse.Namespace) -> dict:
+    """``--runtimes-only``: the CPU runtime x precision rows, agreement on the sample
+    photos and demo frames (bench and demo models), and with ``--decode-study`` the
+    loop-filter rows; a short re-run of just these on an idle machine."""
+    cache = Path(args.cache)
+    args.load_at_start = os.getloadavg()[0]
+    clip_s = args.clip_seconds or (20 if args.quick else 60)
+    clip = make_clip(cache / f"clip_{args.width}x{args.height}_{clip_s}s.mp4", clip_s, args.width,
+                     args.height)
+    model_dir = build_model(cache / ("tiny-clip" if args.tiny_model else "clip-vit-b32-random"),
+                            tiny=args.tiny_model)
+    size = 32 if args.tiny_model else 224
+    images = sample_frames(clip, size, 64 if not args.tiny_model else 16)
+    study = precision_study(model_dir, images, "cpu", args.study_batch or 32, False,
+                            export_cache=cache / "xdg", runtimes=args.runtime_rows, rounds=args.rounds)
+    study["demo_agreement"] = demo_agreement(cache / "xdg", args.runtime_rows)
+    if args.decode_study:
+        camera = make_clip(cache / f"camera_{args.width}x{args.height}_{clip_s}s_gop{FPS}.mp4", clip_s,
+                           args.width, args.height, gop=FPS, fixed_gop=True)
+        study["decode_loop_filter"] = decode_study(clip, camera)
+    results = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+               "machine": {**machine(), "load_avg_1min_at_start": args.load_at_start},
+               "model": model_dir.name, "weights": WEIGHTS, "images": len(images), "precision_study": study,
+               **model_fps_keys(study), **runtime_ratios(study)}
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    if not args.silent:
+        print_runtime_table(results)
+        print(f"wrote {args.out}")
+    return results
+
+
+def print_runtime_table(r: dict) -> None:
+    """The runtime x precision table: img/s, its ratio to torch fp32, and agreement."""
+    study = r["precision_study"]
+    base = (study.get("fp32") or {}).get("img_s")
+    print(f"\n  model only, {r['model']} (random weights), batch 32, CPU:")
+    print(f"  {'row':<20} {'ran at':<7} {'img/s':>8} {'x fp32':>7} {'cos frames':>11} {'cos photos':>11} "
+          f"{'cos demo fr':>11}")
+    for name, row in study.items():
+        if not isinstance(row, dict) or "img_s" not in row:
+            if isinstance(row, dict) and "error" in row:
+                print(f"  {name:<20} {row['error']}")
+            continue
+        ratio = f"{row['img_s'] / base:.2f}" if base else ""
+        cells = [row.get(k) for k in ("min_cosine_vs_fp32", "min_cosine_photos", "min_cosine_demo_frames")]
+        text = " ".join(f"{c:>11.6f}" if isinstance(c, float) else f"{'-':>11}" for c in cells)
+        ran_at = row.get("precision", name.split("-")[-1])
+        print(f"  {name:<20} {ran_at:<7} {row['img_s']:>8.1f} {ratio:>7} {text}")
+    demo = study.get("demo_agreement") or {}
+    if demo:
+        print(f"\n  agreement with torch fp32 on the trained demo model ({demo['model']}), min cosine "
+              "(real CLIP weights have activation outliers neither model has):")
+        for name, row in demo.items():
+            if isinstance(row, dict) and "precision" in row:
+                cells = " ".join(f"{k.removeprefix('min_cosine_')} {v:.6f}" for k, v in row.items()
+                                 if k.startswith("min_cosine"))
+                print(f"    {name:<20} ({row['precision']}) {cells}")
+    for name, row in (study.get("decode_loop_filter") or {}).items():
+        if isinstance(row, dict):
+            print(f"  loop filter {name:<16} {json.dumps(row)}")
+    for key in ("openvino_auto_vs_torch_bf16", "onnxruntime_auto_vs_torch_bf16",
+                "openvino_without_bf16_vs_torch_fp32"):
+        if key in r:
+            print(f"  {key} {r[key]:.2f}x")
+    print()
 
 
 # --------------------------------------------------------------------------- driver
@@ -528,14 +836,17 @@ def run_bench(args: argparse.Namespace) -> dict:
     naive = measure_naive(clip, model_dir, min(args.naive_seconds, clip_s))
     say(f"naive   {naive['fps']:.2f} frames/s")
     embedder = load_embedder(str(model_dir), device=args.device, precision=args.precision,
-                             batch_size=args.batch_size)
+                             batch_size=args.batch_size, runtime=args.runtime)
     decode = measure_decode(clip, embedder.input_size)
     say(f"decode  {decode['fps']:.2f} frames/s ({decode['strategy']})")
     images = sample_frames(clip, embedder.input_size, max(embedder.batch_size * 2, 16))
     model = measure_model(embedder.embed_images, images)
     say(f"model   {model['fps']:.2f} img/s ({embedder.precision}, batch {embedder.batch_size})")
     e2e = measure_e2e(clip, embedder, model_dir, use_store=not args.no_store)
-    say(f"e2e     {e2e['fps']:.2f} frames/s")
+    e2e["runtime"], e2e["precision"] = embedder.runtime.name, embedder.precision
+    e2e["cpu_bound_fps"] = cpu_bound_fps(decode, model)
+    say(f"e2e     {e2e['fps']:.2f} frames/s ({e2e['runtime']} {e2e['precision']}; "
+        f"CPU-time bound {e2e['cpu_bound_fps']:.2f})")
     # The same content as a camera writes it: a keyframe every second, which
     # sampling at 1 fps can decode alone (strategy auto -> keyframes).
     camera_clip = make_clip(cache / f"camera_{width}x{height}_{clip_s}s_gop{FPS}.mp4", clip_s, width,
@@ -546,6 +857,12 @@ def run_bench(args: argparse.Namespace) -> dict:
     say(f"camera  decode {camera['decode']['fps']:.2f}, e2e {camera['e2e']['fps']:.2f} frames/s")
     del embedder
     gc.collect()
+    exported_e2e = {}
+    if _device_of(args.device) == "cpu" and not args.skip_study:
+        runtimes = tuple(dict.fromkeys(r for r, _ in args.runtime_rows if r != "torch"))
+        exported_e2e = measure_exported_e2e(clip, model_dir, decode, cache / "xdg", runtimes)
+        for name, row in exported_e2e.items():
+            say(f"e2e {name}  {row['fps']:.2f} frames/s (CPU-time bound {row['cpu_bound_fps']:.2f})")
 
     lowres = {}
     rss_model = model_dir if args.rss_model == "bench" else build_model(cache / "tiny-clip", tiny=True)
@@ -561,10 +878,21 @@ def run_bench(args: argparse.Namespace) -> dict:
     study = {}
     if not args.skip_study:
         study = precision_study(model_dir, images, _device_of(args.device), args.study_batch or 32,
-                                args.compile, export_cache=cache / "xdg")
+                                args.compile, export_cache=cache / "xdg", runtimes=args.runtime_rows,
+                                rounds=args.rounds)
         if _device_of(args.device).startswith("cuda"):
             study["large_batch"] = gpu_large_batch(model_dir, images, _device_of(args.device))
+    if study and _device_of(args.device) == "cpu":
+        study["demo_agreement"] = demo_agreement(cache / "xdg", args.runtime_rows)
+    if args.decode_study:
+        study["decode_loop_filter"] = decode_study(clip, camera_clip)
     results = assemble(args, naive, decode, model, e2e, lowres, study, clip, model_dir, camera)
+    results["e2e_exported"] = exported_e2e
+    results["weights"] = WEIGHTS
+    results["cpu_bound_fps"] = round(e2e["cpu_bound_fps"], 2)
+    results["e2e_vs_cpu_bound"] = round(e2e["fps"] / e2e["cpu_bound_fps"], 3)
+    results["runtime"] = e2e["runtime"]
+    results.update(runtime_ratios(study))
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     if not args.silent:
         print_table(results)
@@ -631,8 +959,8 @@ def model_fps_keys(study: dict) -> dict:
     keys = {}
     for name, row in study.items():
         runtime, _, precision = name.rpartition("-") if "-" in name else ("torch", "", name)
-        if runtime in ("torch", "openvino", "onnxruntime") and precision in ("fp32", "fp16", "bf16") \
-                and isinstance(row, dict) and "img_s" in row:
+        if runtime in ("torch", "openvino", "onnxruntime") and isinstance(row, dict) and "img_s" in row \
+                and precision in ("fp32", "fp16", "bf16", "int8", "auto"):
             keys[f"model_fps_{runtime}_{precision}"] = row["img_s"]
     return keys
 
@@ -687,6 +1015,12 @@ def print_table(r: dict) -> None:
         print("\n  precision study (model only):")
         for name, row in r["precision_study"].items():
             print(f"    {name:<16} {json.dumps(row)}")
+        print_runtime_table(r)
+    for name, row in (r.get("e2e_exported") or {}).items():
+        print(f"  end to end {name}: {json.dumps(row)}")
+    if "cpu_bound_fps" in r:
+        print(f"  CPU-time bound ({cores()} cores / (decode + model CPU per frame)) {r['cpu_bound_fps']:.2f} "
+              f"frames/s; end to end {r['e2e_vs_cpu_bound']:.2f} of it")
     print()
 
 
@@ -710,12 +1044,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="model for the memory rows: the ViT-B/32 (default) or the tiny CLIP "
                         "(when a 40 min run through ViT-B/32 would take too long)")
     p.add_argument("--skip-study", action="store_true")
+    p.add_argument("--runtime", default="auto", help="runtime of the main rows (model.runtime)")
+    p.add_argument("--runtimes-only", action="store_true",
+                   help="only the CPU runtime x precision rows and their agreement (written to "
+                        "benchmarks/runtime_results.json unless --out)")
+    p.add_argument("--runtime-rows", default="all", metavar="ROWS",
+                   help="runtime:precision rows of the study, comma-separated (default all: "
+                        + ", ".join(f"{r}:{p}" for r, p in RUNTIME_ROWS) + "; none: no runtime rows)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the runtime rows N times, interleaved, keeping each row's best pass")
+    p.add_argument("--decode-study", action="store_true",
+                   help="also measure skip_loop_filter on the fast and keyframes strategies")
     p.add_argument("--study-batch", type=int, default=None)
     p.add_argument("--tiny-model", action="store_true", help="tiny random CLIP (smoke tests)")
     p.add_argument("--cache", default=str(CACHE))
-    p.add_argument("--out", default=str(HERE / "results.json"))
+    p.add_argument("--out", default=None, help="default benchmarks/results.json "
+                                               "(--runtimes-only: benchmarks/runtime_results.json)")
     p.add_argument("--silent", action="store_true")
     p.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--row-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--row-inputs", default=None, help=argparse.SUPPRESS)
     p.add_argument("--model", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.naive_seconds is None:
@@ -724,13 +1072,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.rss_minutes = [1.0, 4.0] if args.quick else [1.0, 40.0]
     if args.batch_size != "auto":
         args.batch_size = int(args.batch_size)
+    args.runtime_rows = RUNTIME_ROWS if args.runtime_rows == "all" else () if args.runtime_rows == "none" \
+        else tuple(tuple(row.split(":", 1)) for row in args.runtime_rows.split(","))
+    if args.out is None:
+        args.out = str(HERE / ("runtime_results.json" if args.runtimes_only else "results.json"))
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.row_child:
+        row_child(args.row_child, args.model, args.row_inputs, int(args.batch_size))
+        return 0
     if args.rss_child:
         rss_child(args.rss_child, args.model, args.device, args.precision, not args.no_store)
+        return 0
+    if args.runtimes_only:
+        run_runtime_bench(args)
         return 0
     run_bench(args)
     return 0

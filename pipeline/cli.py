@@ -120,7 +120,7 @@ DeviceOpt = Annotated[str | None, typer.Option("--device", metavar="DEV",
                                                     "Default: the config's; auto.")]
 RuntimeOpt = Annotated[Literal["auto", "torch", "openvino", "onnxruntime"] | None, typer.Option(
     help="What runs the model: torch, or a graph exported for OpenVINO / ONNX Runtime (CPU; fp32, "
-         "OpenVINO also bf16; needs scenetag[cpu]). Default: the config's; auto (torch).")]
+         "int8, OpenVINO also bf16; needs scenetag[cpu]). Default: the config's; auto (torch).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout "
                                                       "(nothing else goes to stdout).")]
 LabelsOpt = Annotated[str | None, typer.Option(
@@ -187,8 +187,9 @@ def run(
     timeout: Annotated[float | None, typer.Option(
         metavar="S", help="Per-input decode stall timeout. Default: 600.")] = None,
     device: DeviceOpt = None,
-    precision: Annotated[Literal["auto", "fp32", "fp16", "bf16"] | None, typer.Option(
-        help="Model precision. Default: auto.")] = None,
+    precision: Annotated[Literal["auto", "fp32", "fp16", "bf16", "int8"] | None, typer.Option(
+        help="Model precision (int8: exported runtimes only, image tower quantised). Default: auto "
+             "(exported runtimes: the fastest agreeing with fp32, measured once per model).")] = None,
     runtime: RuntimeOpt = None,
     batch_size: Annotated[int | None, typer.Option(
         metavar="N", min=1, help="Frames per model call. Default: auto.")] = None,

@@ -69,7 +69,7 @@ class ModelConfig(_Strict):
     id: str = DEFAULT_MODEL
     revision: str | None = None
     device: str = "auto"
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"  # int8: exported runtimes only
     runtime: Literal["auto", "torch", "openvino", "onnxruntime"] = "auto"
     batch_size: int | Literal["auto"] = "auto"
     compile: bool = False
@@ -707,7 +707,7 @@ STARTER_CONFIG = """\
 model:
   id: openai/clip-vit-base-patch32  # Hub id, or a local folder (relative paths: to this file)
   device: auto                      # auto | cpu | cuda | cuda:N | mps
-  precision: auto                   # auto | fp32 | fp16 | bf16
+  precision: auto                   # auto | fp32 | fp16 | bf16 | int8 (int8: openvino/onnxruntime)
 
 sampling:
   every_seconds: 1.0                # or every_n_frames: 30, or fps: 2 (one rule only)

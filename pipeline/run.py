@@ -294,10 +294,20 @@ class Provenance:
     revision: str | None
     precision: str
     family: str = ""
+    runtime: str = ""
 
     @classmethod
     def of(cls, embedder) -> Provenance:
-        return cls(embedder.model_id, embedder.revision, embedder.precision, getattr(embedder, "family", ""))
+        return cls(embedder.model_id, embedder.revision, embedder.precision, getattr(embedder, "family", ""),
+                   getattr(getattr(embedder, "runtime", None), "name", "torch"))
+
+    @classmethod
+    def stored(cls, model_id: str, revision: str | None, label: str, family: str) -> Provenance:
+        """From a store's precision label (``bf16``, ``openvino-int8``: see Embedder.precision_label)."""
+        runtime, _, precision = label.rpartition("-")
+        if runtime not in ("openvino", "onnxruntime"):
+            return cls(model_id, revision, label, family, "torch" if label else "")
+        return cls(model_id, revision, precision, family, runtime)
 
 
 def _handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classifier,
@@ -367,7 +377,8 @@ def _video_result(embedded: EmbeddedInput, config: Config, classifier: Classifie
                          model_family=provenance.family,
                          sampling=config.sampling.to_sampling(), decode=embedded.stats,
                          model_id=provenance.model_id, model_revision=provenance.revision,
-                         precision=provenance.precision, scoring_mode=classifier.mode,
+                         precision=provenance.precision, runtime=provenance.runtime,
+                         scoring_mode=classifier.mode,
                          config_hash=config.hash())
     if embedded.error is not None:
         result.status, result.error = "error", _one_line(embedded.error)
@@ -454,7 +465,7 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
     for video, embedded in zip(stored, store.embedded_many(stored)):
         cfg = config.model_copy(update={"sampling": SamplingConfig.of(video.sampling_obj)})
         # the precision is the stored frames': it is what the scores rest on
-        provenance = Provenance(model_id, revision, video.precision, family)
+        provenance = Provenance.stored(model_id, revision, video.precision, family)
         _handle_input(embedded, config=cfg, classifier=classifier,
                       provenance=provenance, names=names, out_dir=out_dir, run=run)
     _write_run_outputs(run, out_dir, config.output.formats)

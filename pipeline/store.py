@@ -928,7 +928,7 @@ class RunCache:
         e = self.embedder
         self.store.put(embedded, chash=chash, sampling=self.sampling,
                        sampling_desc=self.sampling_desc, model_id=e.model_id,
-                       revision=e.revision, precision=e.precision, family=getattr(e, "family", None))
+                       revision=e.revision, precision=_precision_label(e), family=getattr(e, "family", None))
         self.added += 1
         if self.added % COMPACT_MIN_FRAGMENTS == 0:  # else each put slows the next (PERFORMANCE.md)
             self._maintain(self.store.compact)
@@ -984,7 +984,7 @@ def embed_and_keep(store: EmbeddingStore, embedder, texts: Sequence[str]) -> dic
     vectors = embedder.embed_texts(list(texts))
     try:
         store.put_texts(texts, vectors, model_id=embedder.model_id, revision=embedder.revision,
-                        precision=embedder.precision, logit_scale=embedder.logit_scale,
+                        precision=_precision_label(embedder), logit_scale=embedder.logit_scale,
                         logit_bias=getattr(embedder, "logit_bias", 0.0),
                         family=getattr(embedder, "family", None))
     except StoreError as ex:
@@ -1023,7 +1023,7 @@ def cached_picture_embedder(store: EmbeddingStore, embedder, hashes: dict[str, s
             found.update(zip((hashes[p] for p in missing), vectors))
             try:
                 store.put_pictures([hashes[p] for p in missing], vectors, model_id=embedder.model_id,
-                                   revision=embedder.revision, precision=embedder.precision,
+                                   revision=embedder.revision, precision=_precision_label(embedder),
                                    family=getattr(embedder, "family", None))
             except StoreError as ex:
                 log.warning("example-picture embeddings not cached: %s", ex)
@@ -1252,3 +1252,9 @@ def _version() -> str:
     from pipeline.report.tables import scenetag_version
 
     return scenetag_version()
+
+
+def _precision_label(embedder: object) -> str:
+    """What the ``precision`` columns keep: the precision, and the runtime when it is an
+    exported one (``openvino-int8``); embedders without the label give their precision."""
+    return getattr(embedder, "precision_label", embedder.precision)

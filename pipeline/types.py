@@ -214,6 +214,7 @@ class VideoResult:
     model_family: str = ""  # clip, siglip, siglip2 ("" when unknown: a store made before it was kept)
     model_revision: str | None = None
     precision: str = ""
+    runtime: str = ""  # torch, openvino, onnxruntime ("" when unknown: a store made before it was kept)
     scoring_mode: str = ""  # the rule the scores came from: softmax, binary or sigmoid
     config_hash: str = ""
     wall_time_s: float = 0.0

@@ -29,7 +29,7 @@ def test_bench_quick_run_writes_results(tmp_path):
     args = bench.parse_args(["--quick", "--tiny-model", "--clip-seconds", "2", "--width", "160",
                              "--height", "90", "--naive-seconds", "2", "--skip-rss",
                              "--device", "cpu", "--precision", "fp32", "--batch-size", "8",
-                             "--study-batch", "8",
+                             "--study-batch", "8", "--runtime-rows", "torch:bf16,onnxruntime:int8",
                              "--cache", str(tmp_path / "cache"), "--out", str(out), "--silent"])
     import torch
 
@@ -52,6 +52,27 @@ def test_bench_quick_run_writes_results(tmp_path):
     assert results["rescore_s"] > 0 and results["rescore_cached_prompts_s"] > 0
     assert results["camera_e2e_fps"] > 0 and results["details"]["camera"]["e2e"]["frames"] == 2
     assert "rescore>=100x_rerun" in results["targets"]
+    # the CPU-time bound row and the exported-runtime rows (one of each, to stay quick)
+    assert results["cpu_bound_fps"] > 0 and results["e2e_vs_cpu_bound"] > 0 and results["runtime"] == "torch"
+    if importlib.util.find_spec("onnxruntime") is not None:
+        assert results["model_fps_onnxruntime_int8"] > 0 and results["model_fps_torch_bf16"] > 0
+        assert results["precision_study"]["onnxruntime-int8"]["min_cosine_photos"] > 0.9
+        assert results["e2e_exported"]["onnxruntime-auto"]["fps"] > 0
+
+
+def test_bench_runtimes_only_with_the_decode_study(tmp_path):
+    """``--runtimes-only`` (the short re-run): the runtime rows and the loop-filter rows."""
+    bench = _load_bench()
+    out = tmp_path / "runtime_results.json"
+    args = bench.parse_args(["--runtimes-only", "--tiny-model", "--clip-seconds", "2", "--width", "160",
+                             "--height", "90", "--runtime-rows", "torch:fp32", "--decode-study",
+                             "--study-batch", "8", "--cache", str(tmp_path / "cache"), "--out", str(out),
+                             "--silent"])
+    results = json.loads(out.read_text()) if bench.run_runtime_bench(args) else None
+    assert results["model_fps_torch_fp32"] > 0
+    loop = results["precision_study"]["decode_loop_filter"]
+    assert {"fast-none", "fast-all", "keyframes-none", "keyframes-all"} <= set(loop)
+    assert loop["keyframes-none"]["min_cosine_vs_filtered"] == 1.0
 
 
 def test_bench_tokenizer_keeps_prompt_words_whole(tmp_path):

@@ -69,7 +69,7 @@ def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 def test_both_towers_match_torch_fp32_at_every_batch_size(runtime, model_dir, torch_embedders):
     pytest.importorskip(runtime)
     reference = torch_embedders(model_dir)
-    embedder = load_embedder(model_dir, device="cpu", runtime=runtime, batch_size=8)
+    embedder = load_embedder(model_dir, device="cpu", precision="fp32", runtime=runtime, batch_size=8)
     assert embedder.runtime.name == runtime and embedder.precision == "fp32"
     for n in (1, 3, 8):  # one exported graph serves every batch size
         frames = _frames(n, seed=n)
@@ -82,12 +82,12 @@ def test_both_towers_match_torch_fp32_at_every_batch_size(runtime, model_dir, to
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_second_load_reuses_the_cached_export(runtime, tiny_model_dir, monkeypatch, caplog):
     pytest.importorskip(runtime)
-    load_embedder(str(tiny_model_dir), device="cpu", runtime=runtime)  # exported here at the latest
+    load_embedder(str(tiny_model_dir), device="cpu", precision="fp32", runtime=runtime)  # exported by now
     calls = []
     real = export_mod.export
     monkeypatch.setattr(export_mod, "export", lambda *a, **k: calls.append(a) or real(*a, **k))
     with caplog.at_level(logging.WARNING):
-        embedder = load_embedder(str(tiny_model_dir), device="cpu", runtime=runtime)
+        embedder = load_embedder(str(tiny_model_dir), device="cpu", precision="fp32", runtime=runtime)
     assert calls == [] and not caplog.records
     assert embedder.embed_images(_frames(2, seed=0)).shape == (2, embedder.dim)
 
@@ -96,9 +96,10 @@ def test_a_second_load_reuses_the_cached_export(runtime, tiny_model_dir, monkeyp
 def test_a_damaged_cache_entry_is_rebuilt_with_a_warning(runtime, tiny_model_dir, export_cache,
                                                          torch_embedders, monkeypatch, caplog):
     pytest.importorskip(runtime)
-    load_embedder(str(tiny_model_dir), device="cpu", runtime=runtime)
+    load_embedder(str(tiny_model_dir), device="cpu", precision="fp32", runtime=runtime)
     entry, = (e for e in export_cache.glob(f"{runtime}-*")
-              if json.loads((e / "meta.json").read_text())["model"] == str(tiny_model_dir))
+              if json.loads((e / "meta.json").read_text())["model"] == str(tiny_model_dir)
+              and json.loads((e / "meta.json").read_text()).get("precision", "fp32") == "fp32")
     biggest = max((p for p in entry.iterdir() if p.name != "meta.json"), key=lambda p: p.stat().st_size)
     with biggest.open("r+b") as fh:
         fh.truncate(biggest.stat().st_size // 2)
@@ -106,7 +107,7 @@ def test_a_damaged_cache_entry_is_rebuilt_with_a_warning(runtime, tiny_model_dir
     real = export_mod.export
     monkeypatch.setattr(export_mod, "export", lambda *a, **k: calls.append(a) or real(*a, **k))
     with caplog.at_level(logging.WARNING):
-        embedder = load_embedder(str(tiny_model_dir), device="cpu", runtime=runtime)
+        embedder = load_embedder(str(tiny_model_dir), device="cpu", precision="fp32", runtime=runtime)
     assert len(calls) == 1
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("damaged" in w and biggest.name in w for w in warnings), warnings
@@ -120,7 +121,7 @@ def test_the_cache_honours_xdg_cache_home_and_logs_the_export_time(tiny_model_di
     pytest.importorskip("openvino")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     with caplog.at_level(logging.INFO, logger="pipeline.embed.export"):
-        load_embedder(str(tiny_model_dir), device="cpu", runtime="openvino")
+        load_embedder(str(tiny_model_dir), device="cpu", precision="fp32", runtime="openvino")
     entries = list((tmp_path / "scenetag" / "exports").iterdir())
     assert [e.name.split("-")[0] for e in entries] == ["openvino"]
     assert {p.name for p in entries[0].iterdir()} >= {"image.xml", "image.bin", "text.xml", "meta.json"}
@@ -144,9 +145,9 @@ def test_a_missing_package_is_a_one_line_error(runtime, tiny_model_dir, monkeypa
 def test_exported_runtimes_refuse_what_they_cannot_run(tiny_model_dir, tmp_path):
     pytest.importorskip("openvino")
     pytest.importorskip("onnxruntime")
-    with pytest.raises(ModelLoadError, match="runs at fp32 or bf16"):
+    with pytest.raises(ModelLoadError, match="runs at fp32, bf16 or int8"):
         load_embedder(str(tiny_model_dir), device="cpu", precision="fp16", runtime="openvino")
-    with pytest.raises(ModelLoadError, match="runs at fp32 .precision bf16 is torch only"):
+    with pytest.raises(ModelLoadError, match="runs at fp32 or int8 .precision bf16 is torch only"):
         load_embedder(str(tiny_model_dir), device="cpu", precision="bf16", runtime="onnxruntime")
     with pytest.raises(ModelLoadError, match="CPU only"):
         load_embedder(str(tiny_model_dir), device="meta", runtime="openvino")
@@ -158,7 +159,7 @@ def test_exported_runtimes_refuse_what_they_cannot_run(tiny_model_dir, tmp_path)
 def test_openvino_bf16_agrees_with_fp32_and_shares_the_fp32_export(tiny_model_dir, torch_embedders,
                                                                     monkeypatch):
     pytest.importorskip("openvino")
-    load_embedder(str(tiny_model_dir), device="cpu", runtime="openvino")  # the fp32 export
+    load_embedder(str(tiny_model_dir), device="cpu", precision="fp32", runtime="openvino")  # the fp32 export
     calls = []
     monkeypatch.setattr(export_mod, "export", lambda *a, **k: calls.append(a))
     embedder = load_embedder(str(tiny_model_dir), device="cpu", precision="bf16", runtime="openvino")
@@ -182,7 +183,8 @@ def test_a_run_with_openvino_scores_frames_as_torch_does(tmp_path, tiny_model_di
     for runtime in ("torch", "openvino"):
         out = tmp_path / runtime
         result = CliRunner().invoke(app, ["run", str(clip_dir / "ten.mp4"), "-c", str(cfg), "-o", str(out),
-                                          "--runtime", runtime, "--no-store", "-q"], catch_exceptions=False)
+                                          "--runtime", runtime, "--precision", "fp32", "--no-store", "-q"],
+                                    catch_exceptions=False)
         assert result.exit_code == 0, result.output
         frames[runtime] = pd.read_csv(out / "ten" / "frames.csv")
     scores = [c for c in frames["torch"].columns if c.startswith(("score:", "smoothed:"))]

@@ -47,6 +47,15 @@ GOP_PROBE_PACKETS = 300
 # are more than this many sampling steps apart: most samples would be lost.
 KEYFRAME_MAX_STEPS = 4.0
 _EPS = 1e-6
+# FFmpeg's skip_loop_filter (deblocking skipped on: "noref" non-reference frames,
+# "all" every frame) per strategy; what is not named keeps the filter. Measured
+# by benchmarks/bench.py --decode-study (docs/PERFORMANCE.md) on 720p H.264:
+# keyframes + "all": 3.5% less decode CPU, demo-model embeddings at cosine 0.99987
+# to the filtered decode (each keyframe is decoded alone, so nothing drifts);
+# fast + "all": 12% less but cosine 0.977 (unfiltered references drift over the
+# GOP), so fast keeps the filter; "noref" changes nothing here (fast skips those
+# frames already; keyframes have none).
+LOOP_FILTER_SKIP: dict[str, str] = {"keyframes": "all"}
 
 
 def open_container(path: str):
@@ -301,6 +310,8 @@ class PyAVDecoder(Decoder):
             stream.thread_type = _THREAD_TYPES[self.threads]
             if strategy != "exact":
                 stream.codec_context.skip_frame = "NONREF" if strategy == "fast" else "NONKEY"
+            if strategy in LOOP_FILTER_SKIP:  # an open option: set before the first packet opens the codec
+                stream.codec_context.options = {"skip_loop_filter": LOOP_FILTER_SKIP[strategy]}
             clock = _Clock(stream, self.info.avg_fps, packets)
             for vf in _decoded_frames(container, stream, stats, keyframes_only=strategy == "keyframes"):
                 index, pts_s = clock(vf, resync=stats.corrupt_packets > 0)

@@ -103,6 +103,13 @@ class Embedder:
     def input_size(self) -> int:
         return self.preprocess_spec.input_size
 
+    @property
+    def precision_label(self) -> str:
+        """The precision as stored with embeddings: ``bf16`` on torch, ``openvino-int8``
+        on an exported runtime (a store's precision column predates runtimes)."""
+        name = getattr(self.runtime, "name", "torch")
+        return self.precision if name == "torch" else f"{name}-{self.precision}"
+
     # ------------------------------------------------------------------ images
 
     def embed_images(self, images: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline.atomic import atomic_dir
 from pipeline.embed.runtime import EXPORT_VERSION, EXPORTED, ExportedRuntime, cache_root, features
@@ -25,17 +25,25 @@ log = logging.getLogger(__name__)
 
 
 def exported_runtime(name: str, model: Any, *, model_id: str, revision: str | None, precision: str,
-                     image_example: Any, text_example: dict[str, Any]) -> ExportedRuntime:
+                     image_example: Any, text_example: dict[str, Any],
+                     calibration: Calibration | None = None) -> ExportedRuntime:
     """The runtime ``name`` over ``model``'s towers, exported once and cached.
 
     Args:
         image_example: a pixel tensor N x 3 x H x W of the size the model is fed.
         text_example: the text tower's keyword arguments for a few texts.
+        calibration: for int8, the pixel tensors the quantiser calibrates on and
+            the name of that set (part of the cache key).
     """
     cls = EXPORTED[name]
-    # The stored graph is fp32 whatever the precision: OpenVINO's bf16 is a compile-time hint.
-    key = export_key(name, model_id=model_id, revision=revision, precision="fp32",
-                     input_size=tuple(image_example.shape[-2:]))
+    cls.require(precision)
+    # fp32 and bf16 share one fp32 graph (OpenVINO's bf16 is a compile-time hint); int8 has its own.
+    graph = "int8" if precision == "int8" else "fp32"
+    if graph == "int8" and calibration is None:
+        raise ValueError("an int8 export needs calibration pixels")
+    key = export_key(name, model_id=model_id, revision=revision, precision=graph,
+                     input_size=tuple(image_example.shape[-2:]),
+                     calibration=calibration.name if graph == "int8" else None)
     folder = cache_root() / "exports" / key
     if (folder / "meta.json").exists():
         problem = _damage(folder)
@@ -46,22 +54,33 @@ def exported_runtime(name: str, model: Any, *, model_id: str, revision: str | No
                 first = str(ex).splitlines()[0] if str(ex) else type(ex).__name__
                 problem = f"{name} cannot load it ({first})"
         log.warning("exported model cache entry %s is damaged (%s): exporting it again", folder, problem)
-    export(cls, model, folder, image_example, text_example, model_id=model_id)
+    export(cls, model, folder, image_example, text_example, model_id=model_id,
+           calibration=calibration if graph == "int8" else None)
     return cls(folder, precision)
 
 
+class Calibration(NamedTuple):
+    """Pixel tensors (each 1 x 3 x H x W) an int8 quantiser calibrates on, and their set's name."""
+
+    name: str
+    pixels: list[Any]
+
+
 def export_key(name: str, *, model_id: str, revision: str | None, precision: str,
-               input_size: tuple[int, ...]) -> str:
+               input_size: tuple[int, ...], calibration: str | None = None) -> str:
     """The cache folder name: a readable runtime prefix and a hash of everything the graph depends on."""
     parts = {"model": model_id, "revision": revision, "runtime": name, "precision": precision,
              "input_size": list(input_size), "export_version": EXPORT_VERSION}
+    if calibration is not None:
+        parts["calibration"] = calibration
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
     return f"{name}-{digest}"
 
 
 def export(cls: type[ExportedRuntime], model: Any, folder: Path, image_example: Any,
-           text_example: dict[str, Any], *, model_id: str) -> None:
-    """Export both towers of ``model`` into cache entry ``folder`` (atomically)."""
+           text_example: dict[str, Any], *, model_id: str, calibration: Calibration | None = None) -> None:
+    """Export both towers of ``model`` into cache entry ``folder`` (atomically);
+    with ``calibration``, the image tower is then quantised to int8."""
     import torch
 
     started = time.perf_counter()
@@ -78,12 +97,28 @@ def export(cls: type[ExportedRuntime], model: Any, folder: Path, image_example: 
                          tmp / f"image{cls.suffix}")
         cls.export_tower(text_tower(model).eval(), tuple(text_example[n] for n in text_names),
                          text_names, (0, 1), tmp / f"text{cls.suffix}")
+        if calibration is not None:
+            _quantize_image_tower(cls, tmp, calibration)
         meta = {"model": model_id, "runtime": cls.name, "export_version": EXPORT_VERSION,
+                "precision": "fp32" if calibration is None else "int8",
+                "calibration": None if calibration is None else calibration.name,
                 "inputs": {"image": ["pixel_values"], "text": text_names},
                 "files": {p.name: _fingerprint(p) for p in sorted(tmp.iterdir()) if p.is_file()}}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    log.info("exported %s for %s in %.1f s (cached in %s)", model_id, cls.name,
-             time.perf_counter() - started, folder)
+    log.info("exported %s for %s%s in %.1f s (cached in %s)", model_id, cls.name,
+             "" if calibration is None else " (image tower int8)", time.perf_counter() - started, folder)
+
+
+def _quantize_image_tower(cls: type[ExportedRuntime], folder: Path, calibration: Calibration) -> None:
+    """Replace ``folder``'s fp32 image graph by its int8 version."""
+    # Written beside the fp32 files, which are then removed and the int8 ones take their
+    # names: an ONNX graph names its external-data file, an OpenVINO .xml its .bin by stem.
+    samples = [[p.detach().cpu().numpy()] for p in calibration.pixels]
+    cls.quantize_tower(folder / f"image{cls.suffix}", folder / f"int8{cls.suffix}", samples)
+    for path in list(folder.glob("image*")):  # image.onnx(.data), image.xml + image.bin
+        path.unlink()
+    for path in list(folder.glob("int8*")):
+        path.rename(folder / path.name.replace("int8", "image", 1))
 
 
 def _damage(folder: Path) -> str | None:

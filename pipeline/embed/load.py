@@ -17,10 +17,9 @@ from typing import Any
 
 from pipeline.config import is_local_model
 from pipeline.embed.clip import ClipFamily
-from pipeline.embed.embedder import AUTO_BATCH, Embedder, _text_max_length, resolve_device, resolve_precision
+from pipeline.embed.embedder import AUTO_BATCH, Embedder, resolve_device, resolve_precision
 from pipeline.embed.family import Family
-from pipeline.embed.preprocess import Preprocess
-from pipeline.embed.runtime import resolve_runtime
+from pipeline.embed.runtime import EXPORTED_PRECISIONS, resolve_runtime
 from pipeline.embed.siglip import Siglip2Family, SiglipFamily
 from pipeline.types import ModelLoadError
 
@@ -54,12 +53,17 @@ def load_embedder(model_id: str, *, revision: str | None = None, device: str = "
     Honours the HF cache and ``HF_HUB_OFFLINE``. Failure is a
     :class:`ModelLoadError` whose message says what to do. ``runtime``
     (``auto``, ``torch``, ``openvino``, ``onnxruntime``) says what runs the
-    towers (:mod:`pipeline.embed.runtime`); the exported ones run at fp32 on the CPU.
+    towers (:mod:`pipeline.embed.runtime`); the exported ones run on the CPU at
+    fp32, bf16 (OpenVINO) or int8, and ``precision: auto`` there is measured
+    once per model (:mod:`pipeline.embed.choose`).
     """
     import torch
 
     device = resolve_device(device)
     runtime = resolve_runtime(runtime, device)
+    if runtime == "torch" and precision == "int8":
+        raise ModelLoadError("precision int8 runs on an exported CPU runtime: use --runtime openvino or "
+                             "--runtime onnxruntime (with --device cpu)")
     precision = resolve_precision(precision, device) if runtime == "torch" \
         else _exported_precision(precision, runtime)
     model, tokenizer, image_processor = _load_parts(model_id, revision)
@@ -76,39 +80,61 @@ def load_embedder(model_id: str, *, revision: str | None = None, device: str = "
     family = family_for(str(model.config.model_type))
     spec = family.preprocess_spec(image_processor)
     revision = _revision_of(model, model_id, revision)
-    backend = None
+    # An exported runtime starts from the torch fp32 embedder: its preprocessing
+    # feeds int8 calibration, and its embeddings are what `auto` must agree with.
+    embedder = Embedder(model, tokenizer, spec, model_id=model_id, revision=revision, device=device,
+                        precision="fp32" if runtime != "torch" else precision, batch_size=batch,
+                        family=family)
     if runtime != "torch":
-        backend = _exported_backend(runtime, model, tokenizer, family, spec, model_id=model_id,
-                                    revision=revision, precision=precision)
-    log.info("loaded %s (%s) on %s (%s, %s, batch %d)", model_id, family.name, device, runtime, precision,
-             batch)
-    return Embedder(model, tokenizer, spec, model_id=model_id, revision=revision, device=device,
-                    precision=precision, batch_size=batch, family=family, runtime=backend)
+        _attach_exported(embedder, runtime, precision, family)
+    log.info("loaded %s (%s) on %s (%s, %s, batch %d)", model_id, family.name, device, runtime,
+             embedder.precision, batch)
+    return embedder
 
 
 def _exported_precision(precision: str, runtime: str) -> str:
-    # auto stays fp32 until the bench shows bf16's speed and agreement on real weights.
-    if precision in ("auto", "fp32") or (precision, runtime) == ("bf16", "openvino"):
-        return "fp32" if precision == "auto" else precision
-    raise ModelLoadError(f"runtime {runtime} runs at fp32{' or bf16' if runtime == 'openvino' else ''} "
+    """``precision`` checked for an exported runtime (``auto`` is decided at load, see choose.py)."""
+    offered = EXPORTED_PRECISIONS[runtime]
+    if precision == "auto" or precision in offered:
+        return precision
+    raise ModelLoadError(f"runtime {runtime} runs at {', '.join(offered[:-1])} or {offered[-1]} "
                          f"(precision {precision} is torch only): use --precision fp32 or --runtime torch")
 
 
-def _exported_backend(runtime: str, model: Any, tokenizer: Any, family: Family, spec: Preprocess, *,
-                      model_id: str, revision: str | None, precision: str) -> Any:
-    """The exported towers of ``model`` for ``runtime`` (from the cache, or exported now)."""
+def _attach_exported(embedder: Embedder, runtime: str, precision: str, family: Family) -> None:
+    """Point ``embedder`` at ``runtime``'s exported towers (from the cache, or exported
+    now) at ``precision``, or at the one ``auto`` measures best (:mod:`pipeline.embed.choose`)."""
+    from pipeline.embed import choose
+
+    build = _exported_builder(embedder, runtime, family)
+    if precision == "auto":
+        backend, precision, _ = choose.choose_precision(embedder, runtime, build)
+    else:
+        backend = build(precision)
+    embedder.runtime, embedder.precision = backend, precision
+
+
+def _exported_builder(embedder: Embedder, runtime: str, family: Family) -> Any:
+    """``precision`` → the exported runtime at that precision."""
     import torch
 
+    from pipeline.embed import choose
     from pipeline.embed.export import exported_runtime
 
+    spec = embedder.preprocess_spec
     size = spec.crop_hw or spec.resize_hw
     if spec.naflex or size is None:
-        raise ModelLoadError(f"runtime {runtime} needs a fixed input size, and {model_id} ({family.name}) "
-                             "takes a variable patch count per image: use --runtime torch")
+        raise ModelLoadError(f"runtime {runtime} needs a fixed input size, and {embedder.model_id} "
+                             f"({family.name}) takes a variable patch count per image: use --runtime torch")
     pixels = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
-    texts = family.text_inputs(tokenizer, ["a photo of a dog.", "a cat"], _text_max_length(model, tokenizer))
-    return exported_runtime(runtime, model, model_id=model_id, revision=revision, precision=precision,
-                            image_example=pixels, text_example=dict(texts))
+    texts = family.text_inputs(embedder.tokenizer, ["a photo of a dog.", "a cat"], embedder.text_max_length)
+
+    def build(precision: str) -> Any:
+        calibration = choose.calibration(embedder) if precision == "int8" else None
+        return exported_runtime(runtime, embedder.model, model_id=embedder.model_id,
+                                revision=embedder.revision, precision=precision, image_example=pixels,
+                                text_example=dict(texts), calibration=calibration)
+    return build
 
 
 def _load_parts(model_id: str, revision: str | None) -> tuple[Any, Any, Any]:

@@ -1,0 +1,212 @@
+"""``precision: auto`` on an exported runtime: chosen by measurement, once per model.
+
+At the first load of a (model, runtime), each precision the runtime offers on
+this CPU is exported (or read from the cache), timed on the sample photos and
+compared with the loaded model's own torch fp32 embeddings; the fastest whose
+image and text embeddings all agree at cosine >= :data:`AGREEMENT` wins. The
+decision and its measurements are cached as JSON beside the exports
+(``exports/decisions/``), so later loads read it and export nothing.
+
+The photos are the ones scikit-image and matplotlib ship (coffee, chelsea,
+astronaut, rocket, grace_hopper; matplotlib's alone when scikit-image is not
+installed) with their mirrors, and a few seeded flat synthetic scenes
+(:func:`flat_scenes`). int8 is calibrated on crops of the photos, not on a run's own frames:
+an export is cached per model and reused for every input, and re-quantising
+per input would cost a ViT-B/32 about 10 s per run. Agreement is checked on the
+whole photos, which the quantiser saw only in parts, and on the flat scenes, which
+it never saw.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.atomic import atomic_write_text
+from pipeline.embed.export import Calibration, export_key
+from pipeline.embed.runtime import EXPORTED_PRECISIONS, cache_root
+
+log = logging.getLogger(__name__)
+
+AGREEMENT = 0.999  # min cosine to torch fp32, images and texts
+PROMPTS = ["a photo of a cat.", "a cup of coffee", "an astronaut in a white suit",
+           "a rocket on the launch pad", "a portrait of a woman in uniform", "a city street at night",
+           "a beach", "text on a screen"]
+_SKIMAGE = ("coffee", "chelsea", "astronaut", "rocket")
+FLAT_SCENES = 6  # synthetic frames among the checked images, see flat_scenes
+DECISION_VERSION = 2
+
+
+def sample_photos() -> dict[str, np.ndarray]:
+    """The sample photos as RGB uint8 arrays, by name."""
+    import matplotlib.cbook
+    from PIL import Image
+
+    photos: dict[str, np.ndarray] = {}
+    try:
+        from skimage import data
+    except ImportError:
+        data = None
+    for name in _SKIMAGE if data is not None else ():
+        photos[name] = np.asarray(getattr(data, name)())[..., :3]
+    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as img:
+        photos["grace_hopper"] = np.asarray(img.convert("RGB"))
+    return photos
+
+
+def square(image: np.ndarray, size: int, box: tuple[float, float, float] = (0.5, 0.5, 1.0)) -> np.ndarray:
+    """A square crop of ``image`` (centre x, centre y as fractions, side as a fraction
+    of the short side) resized to ``size`` x ``size``."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    side = max(1, int(min(h, w) * box[2]))
+    x0 = int(np.clip(box[0] * w - side / 2, 0, w - side))
+    y0 = int(np.clip(box[1] * h - side / 2, 0, h - side))
+    crop = Image.fromarray(np.ascontiguousarray(image[y0:y0 + side, x0:x0 + side]))
+    return np.asarray(crop.resize((size, size), Image.BICUBIC))
+
+
+def check_images(photos: dict[str, np.ndarray], size: int, synthetic: int = 0) -> np.ndarray:
+    """Each whole photo (centre square) and its mirror, then ``synthetic`` flat scenes
+    (:func:`flat_scenes`): N x size x size x 3 uint8."""
+    squares = [square(p, size) for p in photos.values()]
+    return np.stack(squares + [s[:, ::-1] for s in squares] + flat_scenes(size, synthetic))
+
+
+def flat_scenes(size: int, count: int) -> list[np.ndarray]:
+    """Seeded frames unlike photographs: a flat background, a flat box, faint noise (as
+    screen captures, cartoons and the demo clips are). Statically quantised activations
+    are calibrated on photos; on the demo clips' frames OpenVINO int8 fell to cosine 0.97
+    while the photos stayed at 0.999, so ``auto`` checks frames like these too."""
+    rng = np.random.default_rng(1)
+    out = []
+    for _ in range(count):
+        frame = np.empty((size, size, 3), np.int16)
+        frame[:] = rng.integers(0, 256, 3)
+        x0, y0 = rng.integers(0, size // 2, 2)
+        side = int(rng.integers(size // 4, size // 2))
+        frame[y0:y0 + side, x0:x0 + side] = rng.integers(0, 256, 3)
+        frame += rng.integers(-6, 7, frame.shape, dtype=np.int16)
+        out.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return out
+
+
+def calibration(embedder: Any, photos: dict[str, np.ndarray] | None = None,
+                per_photo: int = 4) -> Calibration:
+    """int8 calibration pixels: ``per_photo`` seeded random crops of each photo,
+    preprocessed as the model is fed."""
+    import torch
+
+    photos = sample_photos() if photos is None else photos
+    rng = np.random.default_rng(0)
+    size = embedder.input_size
+    crops = [square(p, size, (rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0.4, 0.9)))
+             for p in photos.values() for _ in range(per_photo)]
+    with torch.inference_mode():
+        pixels = [embedder.preprocess(torch.from_numpy(np.array(c[None]))) for c in crops]  # a writable copy
+    return Calibration(f"sample-photos:{','.join(photos)}:{per_photo}-crops:seed0", pixels)
+
+
+def candidates(runtime: str) -> list[str]:
+    """The precisions ``runtime`` can run here (bf16 needs the CPU's bf16; int8 on
+    OpenVINO needs NNCF)."""
+    from pipeline.embed.embedder import _cpu_has_bf16
+
+    out = list(EXPORTED_PRECISIONS[runtime])
+    if "bf16" in out and not _cpu_has_bf16():
+        out.remove("bf16")  # OpenVINO would run a bf16 hint at fp32: a duplicate of fp32
+    if runtime == "openvino" and not _importable("nncf"):
+        out.remove("int8")
+    return out
+
+
+def _importable(name: str) -> bool:
+    """Whether ``name`` would import, without importing it (NNCF takes seconds)."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name] is not None  # None: imports of it are blocked
+    return importlib.util.find_spec(name) is not None
+
+
+def choose_precision(embedder: Any, runtime: str, build: Callable[[str], Any]) -> tuple[Any, str, dict]:
+    """The runtime for ``precision: auto``: ``build(precision)`` gives the exported
+    runtime at a precision; ``embedder`` still runs the torch fp32 model.
+
+    Returns:
+        (the chosen runtime, its precision, the decision record).
+    """
+    path = _decision_path(embedder, runtime)
+    decision = _read_decision(path, runtime)
+    if decision is not None:
+        return build(decision["precision"]), decision["precision"], decision
+    decision = measure(embedder, runtime, build)
+    atomic_write_text(path, json.dumps(decision, indent=1))
+    rows = ", ".join(f"{p} {m['img_s']:.1f} img/s cos {m['min_cosine']:.5f}"
+                     for p, m in decision["measured"].items())
+    log.info("precision auto for %s on %s: %s (%s; cached in %s)", embedder.model_id, runtime,
+             decision["precision"], rows, path)
+    return build(decision["precision"]), decision["precision"], decision
+
+
+def measure(embedder: Any, runtime: str, build: Callable[[str], Any]) -> dict:
+    """Speed and agreement with torch fp32 of every candidate precision; the fastest agreeing wins."""
+    photos = sample_photos()
+    images = check_images(photos, embedder.input_size, synthetic=FLAT_SCENES)
+    reference = embedder.embed_images(images), embedder.embed_texts(PROMPTS)
+    torch_runtime = embedder.runtime
+    measured: dict[str, dict] = {}
+    try:
+        for precision in candidates(runtime):
+            embedder.runtime = build(precision)
+            measured[precision] = agreement(embedder, images, reference)
+    finally:
+        embedder.runtime = torch_runtime
+    agreeing = [p for p, m in measured.items() if m["min_cosine"] >= AGREEMENT] or ["fp32"]
+    chosen = max(agreeing, key=lambda p: measured[p]["img_s"])
+    return {"version": DECISION_VERSION, "model": embedder.model_id, "revision": embedder.revision,
+            "runtime": runtime, "precision": chosen, "agreement": AGREEMENT, "photos": list(photos),
+            "flat_scenes": FLAT_SCENES, "images": len(images), "measured": measured,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def agreement(embedder: Any, images: np.ndarray, reference: tuple[np.ndarray, np.ndarray]) -> dict:
+    """img/s (best of two timed passes after a warm-up) and min cosines to ``reference``."""
+    embedder.embed_images(images[:2])
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        vectors = embedder.embed_images(images)
+        best = min(best, time.perf_counter() - start)
+    image_cos = float(np.min(np.sum(vectors * reference[0], axis=1)))
+    text_cos = float(np.min(np.sum(embedder.embed_texts(PROMPTS) * reference[1], axis=1)))
+    return {"img_s": round(len(images) / best, 2), "min_cosine_images": round(image_cos, 7),
+            "min_cosine_texts": round(text_cos, 7), "min_cosine": round(min(image_cos, text_cos), 7)}
+
+
+def _decision_path(embedder: Any, runtime: str) -> Path:
+    key = export_key(runtime, model_id=embedder.model_id, revision=embedder.revision, precision="auto",
+                     input_size=(embedder.input_size,), calibration=f"decision-v{DECISION_VERSION}")
+    return cache_root() / "exports" / "decisions" / f"{key}.json"
+
+
+def _read_decision(path: Path, runtime: str) -> dict | None:
+    """The cached decision, or None (absent; damaged or stale ones are logged and made again)."""
+    if not path.exists():
+        return None
+    try:
+        decision = json.loads(path.read_text(encoding="utf-8"))
+        if decision["version"] != DECISION_VERSION or decision["precision"] not in candidates(runtime):
+            raise ValueError(f"precision {decision['precision']!r} is not offered here")
+        return decision
+    except (OSError, ValueError, KeyError, TypeError) as ex:
+        log.warning("cached precision decision %s is unusable (%s): measuring again", path, ex)
+        return None
