@@ -271,19 +271,43 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
         cached, to_decode = cache.split(todo) if cache else ([], todo)
         handle = partial(_handle_input, config=config, classifier=classifier,
                          provenance=Provenance.of(embedder), names=names, out_dir=out_dir, run=run)
-        with _progress(todo, config, options) as progress:
-            engine = _make_engine(config, options, embedder, progress)
+        with _progress(todo, config, options) as progress, \
+                _make_engine(config, options, embedder, progress) as engine:
             fresh = engine.run(to_decode, embedder.embed_images) if to_decode else []
-            for embedded in itertools.chain(cached, fresh):
-                if cache:
-                    cache.save(embedded)
-                progress.finished(embedded.path, len(embedded.indices))
-                handle(embedded)
+            for group in _refine_groups(itertools.chain(cached, fresh), config, options):
+                for embedded in _refined(group, config, classifier, engine, embedder):
+                    if cache:
+                        cache.save(embedded)
+                    progress.finished(embedded.path, len(embedded.indices))
+                    handle(embedded)
         if cache:
             cache.finish()
     run.results.extend(_load_previous(out_dir, names, paths, todo))
     _write_run_outputs(run, out_dir, config.output.formats)
     return run
+
+
+def _refine_groups(stream, config: Config, options: RunOptions):
+    """Inputs in the groups whose edges are refined together: one at a time
+    with the local engine (its decode thread runs ahead meanwhile); all at
+    once with Ray, whose refinement rounds must not run beside the job
+    still streaming."""
+    if config.segments.refine and options.engine == "ray":
+        yield list(stream)
+        return
+    for embedded in stream:
+        yield [embedded]
+
+
+def _refined(group: list[EmbeddedInput], config: Config, classifier: Classifier, engine,
+             embedder) -> list[EmbeddedInput]:
+    """``group`` with the frames edge refinement needs (``segments.refine``)."""
+    if not config.segments.refine:
+        return group
+    from pipeline import refining
+
+    probe = partial(engine.probe, embed_images=embedder.embed_images)
+    return refining.fetch(group, config, classifier, probe)
 
 
 @dataclass(frozen=True)
@@ -374,13 +398,21 @@ def _video_result(embedded: EmbeddedInput, config: Config, classifier: Classifie
         return result
     result.frame_indices, result.times_s = embedded.indices, embedded.times_s
     try:
-        analysis = analyse(embedded.times_s, embedded.embeddings, classifier, config, embedded.info)
+        analysis = _analysis(embedded, classifier, config)
     except Exception as ex:  # a scoring bug on one input's data must not cost the batch
         log.debug("scoring %s failed", embedded.path, exc_info=True)
         return _failed(result, f"cannot score: {_describe(ex)}")
     for key, value in analysis.items():
         setattr(result, key, value)
     return result
+
+
+def _analysis(embedded: EmbeddedInput, classifier: Classifier, config: Config) -> dict:
+    if config.segments.refine:
+        from pipeline.refining import analyse_refined
+
+        return analyse_refined(embedded, classifier, config)
+    return analyse(embedded.times_s, embedded.embeddings, classifier, config, embedded.info)
 
 
 def _one_line(error: Exception) -> str:

@@ -94,7 +94,44 @@ class RayEngine:
         _quiet_ray_logs()
         started_here = self._connect(ray)
         try:
-            yield from _regroup(paths, self._rows(ray, paths))
+            items = [{"position": i, "path": str(p)} for i, p in enumerate(paths)]
+            yield from _regroup(paths, self._rows(ray, items, _decode_rows))
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def __enter__(self) -> RayEngine:
+        """Hold one Ray session across :meth:`run` and :meth:`probe` calls."""
+        ray = _import_ray()
+        _quiet_ray_logs()
+        self._started_here = self._connect(ray)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if getattr(self, "_started_here", False):
+            _import_ray().shutdown()
+            self._started_here = False
+
+    def probe(self, requests: dict[str, list[int]], embed_images: Callable | None = None,
+              ) -> dict[str, EmbeddedInput]:
+        """Decode the given frames of each input (edge refinement) in Ray
+        tasks and embed them in the actor pool, batched like any frames:
+        ``{path: frame indices}`` -> ``{path: embedded}`` (inputs with no
+        frame read are left out)."""
+        ray = _import_ray()
+        _quiet_ray_logs()
+        started_here = self._connect(ray)
+        paths = list(requests)
+        items = [{"position": i, "path": p, "frames": json.dumps(sorted(map(int, requests[p])))}
+                 for i, p in enumerate(paths)]
+        try:
+            out = {}
+            for embedded in _regroup(paths, self._rows(ray, items, _probe_rows)):
+                if embedded.error is None:
+                    out[embedded.path] = embedded
+                elif embedded.stats is not None:
+                    out[embedded.path] = EmbeddedInput(path=embedded.path, stats=embedded.stats)
+            return out
         finally:
             if started_here:
                 ray.shutdown()
@@ -125,13 +162,13 @@ class RayEngine:
                                 f"{_first_line(ex)}") from ex
         return True
 
-    def _rows(self, ray, paths: Sequence[str]) -> Iterator[dict]:
-        """Build the dataset and stream its output rows (no images left in them)."""
+    def _rows(self, ray, items: list[dict], decode: Callable) -> Iterator[dict]:
+        """Build the dataset (``decode`` makes the rows of each input) and
+        stream its output rows (no images left in them)."""
         from ray.data import ActorPoolStrategy
 
         spec = _spec(self.config, self.short_side, self.chunk_size)
         gpus = int(ray.cluster_resources().get("GPU", 0)) if spec["device"] != "cpu" else 0
-        items = [{"position": i, "path": str(p)} for i, p in enumerate(paths)]
         ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
         ds.context.enable_progress_bars = self.progress
         ds.context.max_errored_blocks = -1  # a block that keeps failing costs its inputs only
@@ -142,7 +179,7 @@ class RayEngine:
         # parameters for them yet.)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = ds.map_batches(_decode_rows, batch_size=1, fn_kwargs={"spec": spec}, num_cpus=1,
+            ds = ds.map_batches(decode, batch_size=1, fn_kwargs={"spec": spec}, num_cpus=1,
                                 max_retries=self.max_retries)
             ds = ds.map_batches(_EmbedActor, batch_size=self.rows_per_call,
                                 fn_constructor_kwargs={"spec": spec},
@@ -236,6 +273,31 @@ def _decode_rows(batch: dict[str, np.ndarray], spec: dict[str, Any]) -> Iterator
                 chunks += 1
             else:
                 yield _end_row(int(position), chunks, item)
+
+
+def _probe_rows(batch: dict[str, np.ndarray], spec: dict[str, Any]) -> Iterator[dict]:
+    """Edge refinement: the listed frames of each input of ``batch``, as
+    chunk rows, then its end row (whose stats say how many frames reaching
+    them took to decode)."""
+    from pipeline.config import parse_config
+    from pipeline.decode import open_decoder
+    from pipeline.engine.base import decode_frames_at
+
+    cfg = parse_config(spec["config"])
+    opener = partial(open_decoder, backend=cfg.decoder.backend, short_side=spec["short_side"],
+                     strategy=cfg.decoder.strategy, threads=cfg.decoder.threads)
+    for position, path, frames in zip(batch["position"], batch["path"], batch["frames"], strict=True):
+        found, decoded = decode_frames_at(str(path), opener, json.loads(str(frames)))
+        chunks = 0
+        if found is not None:
+            size = spec["chunk_size"]
+            for start in range(0, len(found), size):
+                part = FrameBatch(found.indices[start:start + size], found.times_s[start:start + size],
+                                  found.images[start:start + size])
+                yield _chunk_row(int(position), chunks, part)
+                chunks += 1
+        yield _end_row(int(position), chunks, EmbeddedInput(
+            path=str(path), stats=DecodeStats(frames_decoded=decoded)))
 
 
 def _decode_with_timeout(path: str, opener: Callable, sampling, chunk_size: int,
