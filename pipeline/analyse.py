@@ -14,6 +14,7 @@ import numpy as np
 
 from pipeline import refine, smooth
 from pipeline.config import Config
+from pipeline.decode.base import interval_in_frames
 from pipeline.score import Classifier, score
 from pipeline.types import LabelTrack, Segment, VideoInfo
 
@@ -65,14 +66,17 @@ def finish(coarse: Coarse, segments: list[Segment], config: Config) -> dict:
             "tags": smooth.video_tags(totals), "nsfw_verdict": verdict}
 
 
-def start_refinement(coarse: Coarse, indices: np.ndarray, config: Config,
+def start_refinement(coarse: Coarse, indices: np.ndarray, config: Config, info: VideoInfo | None,
                      kept: dict[int, tuple[float, np.ndarray]] | None = None) -> refine.Refinement:
     """The edge searches of one video, seeded with its samples' scores and
     ``kept`` (frame index -> (pts_s, scores) of frames refined before)."""
     reach = max(_reach(config.smoothing, coarse.times_s),
                 _reach(config.nsfw.smoothing, coarse.times_s))
     cut = config.sampling.max_frames is not None and len(indices) >= config.sampling.max_frames
-    searches = refine.plan(coarse.segments, indices, coarse.scores, reach=reach, open_end=not cut)
+    fps = coarse_fps(info)
+    step = interval_in_frames(config.sampling.to_sampling(), fps) or 1.0
+    searches = refine.plan(coarse.segments, indices, coarse.scores, reach=reach, open_end=not cut,
+                           step_frames=math.ceil(step))
     return refine.Refinement(searches, refine.seed(indices, coarse.times_s, coarse.scores, kept))
 
 
@@ -88,15 +92,14 @@ def _reach(rules, times_s: np.ndarray) -> int:
 def finish_refined(coarse: Coarse, refinement: refine.Refinement, config: Config,
                    info: VideoInfo | None) -> dict:
     """:func:`finish` with every pinned edge moved to its frame."""
-    segments = refine.refined_segments(coarse.segments, refinement, frame_s=_frame_s(info, coarse),
+    segments = refine.refined_segments(coarse.segments, refinement, frame_s=1.0 / coarse_fps(info),
                                        duration_s=coarse.duration_s)
     return finish(coarse, segments, config)
 
 
-def _frame_s(info: VideoInfo | None, coarse: Coarse) -> float:
-    """One frame's duration: from the average rate, else 1/25 s."""
-    fps = info.avg_fps if info is not None and info.avg_fps else 25.0
-    return 1.0 / fps
+def coarse_fps(info: VideoInfo | None) -> float:
+    """The frame rate refinement assumes: the average rate, else 25."""
+    return info.avg_fps if info is not None and info.avg_fps else 25.0
 
 
 @dataclass(frozen=True)

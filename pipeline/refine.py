@@ -75,7 +75,8 @@ class EdgeSearch:
     hi: int
     hi_open: bool = False
     failed: bool = False
-    probes: int = 0
+    probes: int = 0  # bisection steps taken
+    frames: int = 0  # of which on a real frame (not past the end of the stream)
 
     @property
     def pinned(self) -> bool:
@@ -107,7 +108,7 @@ def max_probes(gap_frames: int) -> int:
 
 
 def plan(coarse: Sequence[CoarseSegment], indices: np.ndarray, raw: np.ndarray, *,
-         reach: int = 1, open_end: bool = True) -> list[EdgeSearch]:
+         reach: int = 1, open_end: bool = True, step_frames: int = 1) -> list[EdgeSearch]:
     """One search per edge that can be refined.
 
     Args:
@@ -118,6 +119,9 @@ def plan(coarse: Sequence[CoarseSegment], indices: np.ndarray, raw: np.ndarray, 
             crossing may be (smoothing moves an edge by up to half a window).
         open_end: a segment holding the last sample may end after it (False
             when sampling stopped early, at ``max_frames``).
+        step_frames: the sampling step in frames, at least: the stream ends
+            fewer frames than that after the last sample (twice the step is
+            searched, so a frame rate that varies is covered too).
 
     Returns:
         searches in the order of ``coarse``, start before end; an edge with
@@ -126,7 +130,7 @@ def plan(coarse: Sequence[CoarseSegment], indices: np.ndarray, raw: np.ndarray, 
     idx = np.asarray(indices, np.int64)
     scores = np.asarray(raw, np.float64)
     n = len(idx)
-    step = int(np.max(np.diff(idx))) if n > 1 else 1
+    step = 2 * max(int(np.max(np.diff(idx))) if n > 1 else 1, step_frames)
     searches: list[EdgeSearch] = []
     for owner, (item, (low, high)) in enumerate(zip(coarse, _neighbours(coarse, n))):
         col, iv = scores[:, item.column], item.interval
@@ -234,6 +238,7 @@ class Refinement:
             else:
                 search.failed = True  # an undecodable frame inside the gap
             return
+        search.frames += 1
         if search.after(float(self.known[mid][1][search.column])):
             search.hi = mid
         else:
