@@ -31,6 +31,7 @@ lint: install
 bench: install
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/families_bench.py
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/refine_bench.py --out benchmarks/refine_results.json
 
 fuzz: install
 	HF_HUB_OFFLINE=1 SCENETAG_FUZZ_COUNT=300 $(PY) -m pytest -q tests/test_fuzz.py

@@ -324,7 +324,7 @@ def rescore(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Re-score stored embeddings with a new config's labels; never decodes."""
+    """Re-score stored embeddings with a new config's labels (decodes only edge frames the store lacks)."""
 
     def job() -> int:
         from pipeline.config import load_config

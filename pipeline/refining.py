@@ -35,7 +35,9 @@ def fetch(inputs: list[EmbeddedInput], config: Config, classifier: Classifier,
 
     Inputs that failed, images, and inputs with nothing to refine come back
     as they were. ``probe`` maps ``{path: frame indices}`` to ``{path:
-    embedded frames}``; None refines from frames already kept only.
+    embedded frames}``: an index it found no frame for lies past the end of
+    the stream (or cannot be decoded); a path it leaves out could not be
+    read at all. None refines from frames already kept only.
     """
     jobs = {e.path: job for e in inputs if (job := _Job.start(e, config, classifier)) is not None}
     while probe is not None:
@@ -44,7 +46,10 @@ def fetch(inputs: list[EmbeddedInput], config: Config, classifier: Classifier,
             break
         answers = probe(requests)
         for path, wanted in requests.items():
-            jobs[path].feed(answers.get(path), wanted, classifier)
+            if path in answers:
+                jobs[path].feed(answers[path], wanted, classifier)
+            else:  # unreadable now: its edges keep their coarse times
+                jobs[path].refinement.give_up()
     return [jobs[e.path].embedded_with_frames() if e.path in jobs else e for e in inputs]
 
 

@@ -466,7 +466,10 @@ def _open_cache(config: Config, options: RunOptions, embedder, out_dir: Path):
 def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | None = None,
                 embedder=None) -> RunReport:
     """Score stored embeddings with ``config``'s labels and write every report
-    as ``run_job`` would, without decoding. The model is the store's, unless
+    as ``run_job`` would, without decoding the sampled frames. Edge
+    refinement works from the refinement frames the store kept, and decodes
+    and embeds (with the store's model) only the frames new thresholds need
+    that it lacks, keeping them too. The model is the store's, unless
     ``model`` names another of the same dimension; it is not even loaded when
     the store's text cache holds every prompt of ``config``."""
     from pipeline.store import EmbeddingStore
@@ -483,14 +486,73 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
     # the store's model's family (unknown in stores made before it was kept)
     family = (store.model_family if model is None else getattr(embedder, "family", None)) or ""
     _warn_stored_sampling(config, stored)
+    prober = _StoredProber(config, store, embedder if model is None else None, allowed=model is None)
     for video, embedded in zip(stored, store.embedded_many(stored)):
         cfg = config.model_copy(update={"sampling": SamplingConfig.of(video.sampling_obj)})
+        if cfg.segments.refine:
+            embedded = prober.refine(embedded, video, cfg, classifier)
         # the precision is the stored frames': it is what the scores rest on
         provenance = Provenance(model_id, revision, video.precision, family)
         _handle_input(embedded, config=cfg, classifier=classifier,
                       provenance=provenance, names=names, out_dir=out_dir, run=run)
     _write_run_outputs(run, out_dir, config.output.formats)
     return run
+
+
+class _StoredProber:
+    """Edge refinement for ``rescore``: frames the store lacks are decoded
+    from the input, when it is still there unchanged, and embedded with the
+    store's model (loaded on first need), then kept in the store."""
+
+    def __init__(self, config: Config, store, embedder, *, allowed: bool) -> None:
+        self.config, self.store, self.embedder, self.allowed = config, store, embedder, allowed
+
+    def refine(self, embedded: EmbeddedInput, video, config: Config, classifier: Classifier) -> EmbeddedInput:
+        from pipeline import refining
+
+        probe = partial(self._probe, video=video) if self.allowed else None
+        refined = refining.fetch([embedded], config, classifier, probe)[0]
+        if refined.refine is not None and refined.refine.embedded:
+            self._keep(refined, video)
+        return refined
+
+    def _probe(self, requests: dict[str, list[int]], *, video) -> dict[str, EmbeddedInput]:
+        from pipeline.store import content_hash
+
+        path = next(iter(requests))
+        try:
+            same = content_hash(path) == video.content_hash
+        except OSError:
+            same = False
+        if not same:
+            log.warning("%s: missing or changed since it was stored; edges its stored frames do "
+                        "not pin keep their sampled resolution", path)
+            return {}  # left out: fetch gives this input's searches up
+        if self.embedder is None:
+            self.embedder = _load_embedder(self.config, self.store.model_id, self.store.model_revision)
+        return _stored_engine(video, self.config, self.embedder).probe(requests, self.embedder.embed_images)
+
+    def _keep(self, embedded: EmbeddedInput, video) -> None:
+        try:
+            self.store.put(embedded, chash=video.content_hash, sampling=video.sampling_obj,
+                           sampling_desc=video.sampling, model_id=self.store.model_id,
+                           revision=self.store.model_revision, precision=video.precision,
+                           family=self.store.model_family)
+        except StoreError as ex:
+            log.warning("refinement frames of %s not kept in the store: %s", embedded.path, ex)
+
+
+def _stored_engine(video, config: Config, embedder):
+    """A local engine decoding as the stored frames were (backend and
+    strategy are the last parts of the stored sampling's description)."""
+    from pipeline.decode import BACKENDS
+    from pipeline.engine.local import LocalEngine
+
+    parts = [p.strip() for p in video.sampling.split(";")]
+    backend = parts[-1] if parts and parts[-1] in BACKENDS else config.decoder.backend
+    opener = partial(open_decoder, backend=backend, short_side=embedder.input_size,
+                     strategy=config.decoder.strategy, threads=config.decoder.threads)
+    return LocalEngine(opener, video.sampling_obj, batch_size=embedder.batch_size)
 
 
 def _warn_stored_sampling(config: Config, stored: Sequence) -> None:

@@ -239,23 +239,36 @@ def test_demo_edges_within_one_frame_at_a_fraction_of_the_cost(refined_run, tmp_
 
 
 @needs_demo
-def test_rescore_refines_from_the_store_without_decoding(refined_run, tmp_path, monkeypatch):
+def test_rescore_refines_from_the_store_and_decodes_only_what_is_missing(refined_run, tmp_path,
+                                                                       demo_embedder, monkeypatch):
+    import pipeline.run as run_module
     from pipeline.run import rescore_job
+    from pipeline.store import EmbeddingStore
 
-    _, out = refined_run
+    _, refined = refined_run
+    demo_run(tmp_path / "coarse", demo_embedder, refine_on=False)  # stores no refinement frame
+    store = tmp_path / "coarse" / "store"
+    opened: list[str] = []
+    real = run_module.open_decoder
 
-    def no_decoding(*args, **kwargs):
-        raise AssertionError("rescore decoded a frame")
+    def counting(path, *args, **kwargs):
+        opened.append(path)
+        return real(path, *args, **kwargs)
 
-    monkeypatch.setattr("pipeline.decode.open_decoder", no_decoding)
-    cfg = demo_config()
-    report = rescore_job(cfg, out / "store", tmp_path / "re", embedder=None)
-    assert report.exit_code == 0
+    monkeypatch.setattr(run_module, "open_decoder", counting)
+    monkeypatch.setattr(run_module, "_load_embedder", lambda *a, **k: demo_embedder)
+    assert rescore_job(demo_config(), store, tmp_path / "re").exit_code == 0
+    assert opened  # the refinement frames the store lacked were decoded...
+    kept = EmbeddingStore.open(store).frames()
+    assert kept.refine_mask().sum() > 0  # ...and kept
+    opened.clear()
+    assert rescore_job(demo_config(), store, tmp_path / "again").exit_code == 0
+    assert opened == []  # everything refinement needs is stored now
     for clip in CLIPS:
         name = clip.removesuffix(".mp4")
-        a = pd.read_csv(out / name / "segments.csv")
-        b = pd.read_csv(tmp_path / "re" / name / "segments.csv")
-        pd.testing.assert_frame_equal(a, b)
+        a = pd.read_csv(refined / name / "segments.csv")
+        for folder in ("re", "again"):
+            pd.testing.assert_frame_equal(a, pd.read_csv(tmp_path / folder / name / "segments.csv"))
 
 
 @needs_demo

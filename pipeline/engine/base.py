@@ -109,19 +109,19 @@ def decode_input(path: str, open_decoder: Callable, sampling: Sampling, chunk_si
 
 def decode_frames_at(path: str, open_decoder: Callable, indices: list[int]) -> tuple[FrameBatch | None, int]:
     """The frames at ``indices`` of ``path`` (edge refinement), and how many
-    frames reaching them took to decode. ``(None, 0)`` when none could be
-    read; never raises a :class:`PipelineError` (a failed probe only leaves
-    an edge at its coarse time)."""
+    frames reaching them took to decode. ``(None, n)`` when none of them
+    exists (past the end); ``(None, -1)`` when the input cannot be read.
+    Never raises (a failed probe only leaves edges at their coarse times)."""
     try:
         with open_decoder(path) as decoder:
             frames = decoder.frames_at(list(indices))
             decoded = decoder.stats.frames_decoded
     except PipelineError as ex:
         log.warning("%s: frames for edge refinement could not be read: %s", path, ex)
-        return None, 0
+        return None, -1
     except Exception:  # a library bug costs this input's refinement, not the run
         log.warning("%s: frames for edge refinement could not be read", path, exc_info=True)
-        return None, 0
+        return None, -1
     return (_stack(frames) if frames else None), decoded
 
 

@@ -113,10 +113,12 @@ class LocalEngine:
     def probe(self, requests: Mapping[str, Sequence[int]],
               embed_images: EmbedImages) -> dict[str, EmbeddedInput]:
         """Decode the given frames of each input (edge refinement) and embed
-        them all in full batches: ``{path: frames}`` -> ``{path: embedded}``,
-        an input with no frame read being left out."""
+        them all in full batches: ``{path: frames}`` -> ``{path: embedded}``
+        (no frames where none of them exists); an input that cannot be read
+        is left out."""
         decoded = {path: decode_frames_at(path, self.open_decoder, list(indices))
                    for path, indices in requests.items()}
+        decoded = {path: answer for path, answer in decoded.items() if answer[1] >= 0}
         found = {path: batch for path, (batch, _) in decoded.items() if batch is not None}
         vectors = embed_in_batches(list(found.values()), embed_images, self.batch_size)
         stats = {path: DecodeStats(frames_decoded=n) for path, (_, n) in decoded.items()}

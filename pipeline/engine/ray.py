@@ -117,7 +117,7 @@ class RayEngine:
         """Decode the given frames of each input (edge refinement) in Ray
         tasks and embed them in the actor pool, batched like any frames:
         ``{path: frame indices}`` -> ``{path: embedded}`` (inputs with no
-        frame read are left out)."""
+        frame read come back empty; unreadable ones are left out)."""
         ray = _import_ray()
         _quiet_ray_logs()
         started_here = self._connect(ray)
@@ -296,8 +296,10 @@ def _probe_rows(batch: dict[str, np.ndarray], spec: dict[str, Any]) -> Iterator[
                                   found.images[start:start + size])
                 yield _chunk_row(int(position), chunks, part)
                 chunks += 1
-        yield _end_row(int(position), chunks, EmbeddedInput(
-            path=str(path), stats=DecodeStats(frames_decoded=decoded)))
+        result = EmbeddedInput(path=str(path), stats=DecodeStats(frames_decoded=max(decoded, 0)))
+        if decoded < 0:  # unreadable: the driver leaves the input out (its edges stay coarse)
+            result = EmbeddedInput.failed(str(path), PipelineError("frames for edge refinement unreadable"))
+        yield _end_row(int(position), chunks, result)
 
 
 def _decode_with_timeout(path: str, opener: Callable, sampling, chunk_size: int,
