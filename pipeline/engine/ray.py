@@ -94,8 +94,7 @@ class RayEngine:
         _quiet_ray_logs()
         started_here = self._connect(ray)
         try:
-            items = [{"position": i, "path": str(p)} for i, p in enumerate(paths)]
-            yield from _regroup(paths, self._rows(ray, items, _decode_rows))
+            yield from _regroup(paths, self._rows(ray, paths))
         finally:
             if started_here:
                 ray.shutdown()
@@ -108,33 +107,61 @@ class RayEngine:
         return self
 
     def __exit__(self, *exc) -> None:
+        actor, self._probe_actor = getattr(self, "_probe_actor", None), None
+        if actor is not None:
+            with contextlib.suppress(Exception):  # already gone with its cluster
+                _import_ray().kill(actor)
         if getattr(self, "_started_here", False):
             _import_ray().shutdown()
             self._started_here = False
 
     def probe(self, requests: dict[str, list[int]], embed_images: Callable | None = None,
               ) -> dict[str, EmbeddedInput]:
-        """Decode the given frames of each input (edge refinement) in Ray
-        tasks and embed them in the actor pool, batched like any frames:
-        ``{path: frame indices}`` -> ``{path: embedded}`` (inputs with no
-        frame read come back empty; unreadable ones are left out)."""
+        """Edge refinement: decode the given frames of each input in Ray
+        tasks and embed them all at once (see :meth:`_embed_refinement`):
+        ``{path: frame indices}`` -> ``{path: embedded}`` (no frames where
+        none of them exists; an input that cannot be read is left out)."""
         ray = _import_ray()
         _quiet_ray_logs()
         started_here = self._connect(ray)
-        paths = list(requests)
-        items = [{"position": i, "path": p, "frames": json.dumps(sorted(map(int, requests[p])))}
-                 for i, p in enumerate(paths)]
         try:
-            out = {}
-            for embedded in _regroup(paths, self._rows(ray, items, _probe_rows)):
-                if embedded.error is None:
-                    out[embedded.path] = embedded
-                elif embedded.stats is not None:
-                    out[embedded.path] = EmbeddedInput(path=embedded.path, stats=embedded.stats)
+            spec = _spec(self.config, self.short_side, self.chunk_size)
+            decode = ray.remote(num_cpus=1, max_retries=self.max_retries)(_probe_decode)
+            found = ray.get([decode.remote(spec, path, sorted(map(int, frames)))
+                             for path, frames in requests.items()])
+            readable = {path: answer for path, answer in zip(requests, found) if answer[1] >= 0}
+            batches = {path: batch for path, (batch, _) in readable.items() if batch is not None}
+            vectors = self._embed_refinement(ray, spec, list(batches.values()), embed_images)
+            out = {path: EmbeddedInput(path=path, stats=DecodeStats(frames_decoded=n))
+                   for path, (_, n) in readable.items()}
+            for (path, batch), vec in zip(batches.items(), vectors):
+                out[path] = dataclasses.replace(out[path], indices=batch.indices, times_s=batch.times_s,
+                                                embeddings=vec)
             return out
+        except Exception as ex:  # refinement is best effort: its edges keep their sampled times
+            log.warning("ray: edge refinement failed: %s", _first_line(ex))
+            return {}
         finally:
             if started_here:
+                self._probe_actor = None
                 ray.shutdown()
+
+    def _embed_refinement(self, ray, spec: dict[str, Any], batches: list[FrameBatch],
+                          embed_images: Callable | None) -> list[np.ndarray]:
+        """Refinement frames are few: on a CPU-only cluster the driver's own
+        model embeds them (a fresh actor would cost a model load per run);
+        with GPUs, the session's refinement actor, on one of them, does."""
+        if not batches:
+            return []
+        gpus = int(ray.cluster_resources().get("GPU", 0)) if spec["device"] != "cpu" else 0
+        if embed_images is not None and not gpus:
+            from pipeline.engine.base import embed_in_batches
+
+            size = self.config.model.batch_size
+            return embed_in_batches(batches, embed_images, size if isinstance(size, int) else 64)
+        if getattr(self, "_probe_actor", None) is None:
+            self._probe_actor = ray.remote(num_gpus=1 if gpus else 0)(_RefineActor).remote(spec)
+        return ray.get(self._probe_actor.embed.remote(batches))
 
     # ------------------------------------------------------------------ setup
 
@@ -162,13 +189,13 @@ class RayEngine:
                                 f"{_first_line(ex)}") from ex
         return True
 
-    def _rows(self, ray, items: list[dict], decode: Callable) -> Iterator[dict]:
-        """Build the dataset (``decode`` makes the rows of each input) and
-        stream its output rows (no images left in them)."""
+    def _rows(self, ray, paths: Sequence[str]) -> Iterator[dict]:
+        """Build the dataset and stream its output rows (no images left in them)."""
         from ray.data import ActorPoolStrategy
 
         spec = _spec(self.config, self.short_side, self.chunk_size)
         gpus = int(ray.cluster_resources().get("GPU", 0)) if spec["device"] != "cpu" else 0
+        items = [{"position": i, "path": str(p)} for i, p in enumerate(paths)]
         ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
         ds.context.enable_progress_bars = self.progress
         ds.context.max_errored_blocks = -1  # a block that keeps failing costs its inputs only
@@ -179,7 +206,7 @@ class RayEngine:
         # parameters for them yet.)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = ds.map_batches(decode, batch_size=1, fn_kwargs={"spec": spec}, num_cpus=1,
+            ds = ds.map_batches(_decode_rows, batch_size=1, fn_kwargs={"spec": spec}, num_cpus=1,
                                 max_retries=self.max_retries)
             ds = ds.map_batches(_EmbedActor, batch_size=self.rows_per_call,
                                 fn_constructor_kwargs={"spec": spec},
@@ -275,10 +302,9 @@ def _decode_rows(batch: dict[str, np.ndarray], spec: dict[str, Any]) -> Iterator
                 yield _end_row(int(position), chunks, item)
 
 
-def _probe_rows(batch: dict[str, np.ndarray], spec: dict[str, Any]) -> Iterator[dict]:
-    """Edge refinement: the listed frames of each input of ``batch``, as
-    chunk rows, then its end row (whose stats say how many frames reaching
-    them took to decode)."""
+def _probe_decode(spec: dict[str, Any], path: str, frames: list[int]) -> tuple[FrameBatch | None, int]:
+    """A Ray task: :func:`pipeline.engine.base.decode_frames_at` with the
+    decoder the config names."""
     from pipeline.config import parse_config
     from pipeline.decode import open_decoder
     from pipeline.engine.base import decode_frames_at
@@ -286,20 +312,7 @@ def _probe_rows(batch: dict[str, np.ndarray], spec: dict[str, Any]) -> Iterator[
     cfg = parse_config(spec["config"])
     opener = partial(open_decoder, backend=cfg.decoder.backend, short_side=spec["short_side"],
                      strategy=cfg.decoder.strategy, threads=cfg.decoder.threads)
-    for position, path, frames in zip(batch["position"], batch["path"], batch["frames"], strict=True):
-        found, decoded = decode_frames_at(str(path), opener, json.loads(str(frames)))
-        chunks = 0
-        if found is not None:
-            size = spec["chunk_size"]
-            for start in range(0, len(found), size):
-                part = FrameBatch(found.indices[start:start + size], found.times_s[start:start + size],
-                                  found.images[start:start + size])
-                yield _chunk_row(int(position), chunks, part)
-                chunks += 1
-        result = EmbeddedInput(path=str(path), stats=DecodeStats(frames_decoded=max(decoded, 0)))
-        if decoded < 0:  # unreadable: the driver leaves the input out (its edges stay coarse)
-            result = EmbeddedInput.failed(str(path), PipelineError("frames for edge refinement unreadable"))
-        yield _end_row(int(position), chunks, result)
+    return decode_frames_at(path, opener, frames)
 
 
 def _decode_with_timeout(path: str, opener: Callable, sampling, chunk_size: int,
@@ -408,6 +421,15 @@ def _column(arrays: list[np.ndarray]) -> np.ndarray:
     column = np.empty(len(arrays), dtype=object)
     column[:] = arrays
     return column
+
+
+class _RefineActor(_EmbedActor):
+    """Embeds edge refinement's frames: the model loaded once per session."""
+
+    def embed(self, batches: list[FrameBatch]) -> list[np.ndarray]:
+        from pipeline.engine.base import embed_in_batches
+
+        return embed_in_batches(batches, self.embedder.embed_images, self.embedder.batch_size)
 
 
 # --------------------------------------------------------------------------- driver
