@@ -67,16 +67,18 @@ def finish(coarse: Coarse, segments: list[Segment], config: Config) -> dict:
 
 
 def start_refinement(coarse: Coarse, indices: np.ndarray, config: Config, info: VideoInfo | None,
-                     kept: dict[int, tuple[float, np.ndarray]] | None = None) -> refine.Refinement:
+                     kept: dict[int, tuple[float, np.ndarray]] | None = None,
+                     frames_total: int | None = None) -> refine.Refinement:
     """The edge searches of one video, seeded with its samples' scores and
-    ``kept`` (frame index -> (pts_s, scores) of frames refined before)."""
+    ``kept`` (frame index -> (pts_s, scores) of frames refined before);
+    ``frames_total``: the stream's length in frames, when the decoder knows it."""
     reach = max(_reach(config.smoothing, coarse.times_s),
                 _reach(config.nsfw.smoothing, coarse.times_s))
     cut = config.sampling.max_frames is not None and len(indices) >= config.sampling.max_frames
     fps = coarse_fps(info)
     step = interval_in_frames(config.sampling.to_sampling(), fps) or 1.0
     searches = refine.plan(coarse.segments, indices, coarse.scores, reach=reach, open_end=not cut,
-                           step_frames=math.ceil(step))
+                           step_frames=math.ceil(step), frames_total=frames_total)
     return refine.Refinement(searches, refine.seed(indices, coarse.times_s, coarse.scores, kept))
 
 

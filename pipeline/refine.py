@@ -108,7 +108,8 @@ def max_probes(gap_frames: int) -> int:
 
 
 def plan(coarse: Sequence[CoarseSegment], indices: np.ndarray, raw: np.ndarray, *,
-         reach: int = 1, open_end: bool = True, step_frames: int = 1) -> list[EdgeSearch]:
+         reach: int = 1, open_end: bool = True, step_frames: int = 1,
+         frames_total: int | None = None) -> list[EdgeSearch]:
     """One search per edge that can be refined.
 
     Args:
@@ -119,9 +120,12 @@ def plan(coarse: Sequence[CoarseSegment], indices: np.ndarray, raw: np.ndarray, 
             crossing may be (smoothing moves an edge by up to half a window).
         open_end: a segment holding the last sample may end after it (False
             when sampling stopped early, at ``max_frames``).
-        step_frames: the sampling step in frames, at least: the stream ends
-            fewer frames than that after the last sample (twice the step is
-            searched, so a frame rate that varies is covered too).
+        step_frames: the sampling step in frames, at least: without
+            ``frames_total``, the stream is taken to end fewer than twice
+            that many frames after the last sample (so a varying frame rate
+            is covered), and found by probing past it.
+        frames_total: frames in the stream, when the decoder counted them:
+            a segment holding the last sample is searched up to that end.
 
     Returns:
         searches in the order of ``coarse``, start before end; an edge with
@@ -140,7 +144,12 @@ def plan(coarse: Sequence[CoarseSegment], indices: np.ndarray, raw: np.ndarray, 
                                        lo=int(idx[g - 1]) if g > 0 else -1, hi=int(idx[g])))
         g = _end_gap(col, iv, item.exit, reach, high, open_end)
         if g is not None:
-            hi, open_ = (int(idx[g]), False) if g < n else (int(idx[-1]) + step + 1, True)
+            if g < n:
+                hi, open_ = int(idx[g]), False
+            elif frames_total is not None:
+                hi, open_ = max(int(frames_total), int(idx[-1]) + 1), False  # one past the last frame
+            else:
+                hi, open_ = int(idx[-1]) + step + 1, True
             searches.append(EdgeSearch(owner, END, item.column, item.exit,
                                        lo=int(idx[g - 1]), hi=hi, hi_open=open_))
     return searches

@@ -110,7 +110,8 @@ def _refinement(embedded: EmbeddedInput, config: Config,
     if extra is not None and len(extra):
         scores = score(classifier, extra.embeddings)
         kept = {int(i): (float(t), scores[k]) for k, (i, t) in enumerate(zip(extra.indices, extra.times_s))}
-    refinement = start_refinement(coarse, embedded.indices, config, embedded.info, kept)
+    total = embedded.stats.frames_total if embedded.stats is not None else None
+    refinement = start_refinement(coarse, embedded.indices, config, embedded.info, kept, total)
     if extra is not None:
         refinement.missing |= set(extra.missing)
     return coarse, refinement

@@ -287,16 +287,29 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
     return run
 
 
+REFINE_GROUP = 8  # inputs whose refinement rounds share model calls (local engine)
+
+
 def _refine_groups(stream, config: Config, options: RunOptions):
-    """Inputs in the groups whose edges are refined together: one at a time
-    with the local engine (its decode thread runs ahead meanwhile); all at
-    once with Ray, whose refinement rounds must not run beside the job
-    still streaming."""
-    if config.segments.refine and options.engine == "ray":
+    """Inputs in the groups whose edges are refined together, so each round's
+    frames fill larger model calls: ``REFINE_GROUP`` consecutive inputs with
+    the local engine (its decode thread runs ahead meanwhile); all at once
+    with Ray, whose refinement rounds must not run beside the job still
+    streaming. One at a time without refinement."""
+    if not config.segments.refine:
+        yield from ([embedded] for embedded in stream)
+        return
+    if options.engine == "ray":
         yield list(stream)
         return
+    group: list[EmbeddedInput] = []
     for embedded in stream:
-        yield [embedded]
+        group.append(embedded)
+        if len(group) >= REFINE_GROUP:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def _refined(group: list[EmbeddedInput], config: Config, classifier: Classifier, engine,

@@ -169,6 +169,9 @@ class DecodeStats:
     corrupt_packets: int = 0
     strategy: str = "exact"
     notes: list[str] = field(default_factory=list)
+    # Frames in the whole stream, when the pass reached its end (edge
+    # refinement's bound for a segment that runs to the last frame).
+    frames_total: int | None = None
 
 
 @dataclass(frozen=True)

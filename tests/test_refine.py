@@ -39,7 +39,7 @@ def coarse_of(scores: np.ndarray, step: int) -> tuple[np.ndarray, list[refine.Co
     return idx, [refine.CoarseSegment(seg, 0, iv, ENTER, EXIT) for seg, iv in pairs]
 
 
-def refine_synthetic(scores: np.ndarray, step: int):
+def refine_synthetic(scores: np.ndarray, step: int, frames_total: int | None = None):
     idx, coarse = coarse_of(scores, step)
     asked: list[int] = []
 
@@ -47,7 +47,8 @@ def refine_synthetic(scores: np.ndarray, step: int):
         asked.extend(wanted)
         return {i: (i / FPS, np.array([scores[i]])) for i in wanted if i < len(scores)}
 
-    refinement = refine.Refinement(refine.plan(coarse, idx, scores[idx].reshape(-1, 1), step_frames=step),
+    refinement = refine.Refinement(refine.plan(coarse, idx, scores[idx].reshape(-1, 1), step_frames=step,
+                                               frames_total=frames_total),
                                    refine.seed(idx, idx / FPS, scores[idx].reshape(-1, 1)))
     refinement.brackets = [(s.lo, s.hi) for s in refinement.searches]  # before bisection
     refinement.run(score_frames)
@@ -103,17 +104,20 @@ def test_one_run_is_found_exactly_within_the_probe_bound(n, step, data):
     a = data.draw(st.integers(0, n - 1))
     b = data.draw(st.integers(a, n - 1))
     scores = synthetic(n, [(a, b)], data.draw(st.booleans()))
-    idx, coarse, refinement, segments, asked = refine_synthetic(scores, step)
+    counted = data.draw(st.booleans())  # did the decoder count the stream's frames?
+    idx, coarse, refinement, segments, asked = refine_synthetic(scores, step, n if counted else None)
     if not any(a <= i <= b for i in idx):
         assert segments == []  # no sample saw it: nothing to refine, nothing invented
         return
     [seg] = segments
     assert (seg.start_frame, seg.end_frame, seg.refined) == (a, b, "both")
     for search, (lo, hi) in zip(refinement.searches, refinement.brackets):
+        assert search.hi_open == (not counted and search.side == refine.END and hi > n)
         if search.hi_open:  # the stream's end is found by probing past it: one more step at most
             assert search.frames <= refine.max_probes(n - lo - 1) + 1
         else:
             assert search.frames <= refine.max_probes(hi - lo - 1)
+            assert all(i < n for i in asked) or not counted  # never past a counted end
     assert len(set(asked)) == len(asked)  # no frame is asked for twice
 
 

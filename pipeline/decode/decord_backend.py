@@ -65,7 +65,8 @@ class DecordDecoder(Decoder):
     def frames(self, sampling: Sampling) -> Iterator[Frame]:
         if getattr(self, "_vr", None) is None:
             raise RuntimeError("decoder is not open; use it in a `with` block")
-        self._stats = stats = DecodeStats(strategy="exact", notes=list(self._notes))
+        self._stats = stats = DecodeStats(strategy="exact", notes=list(self._notes),
+                                          frames_total=len(self._times))
         if self.strategy not in ("auto", "exact"):
             stats.notes.append(f"decord decodes exactly; strategy {self.strategy} ignored")
         wanted = select_indices(sampling, self._times)

@@ -99,6 +99,12 @@ class PacketIndex:
         else:
             heapq.heappush(self._pending, t)
 
+    def frame_count(self) -> int | None:
+        """Frames in the stream (packets with a timestamp); reads to the end.
+        None when demuxing stopped early on damage."""
+        self._read_past(None)
+        return len(self._all) if self.complete else None
+
     def last_pts(self) -> int | None:
         """PTS of the stream's last frame in presentation order; reads to the end."""
         self._read_past(None)

@@ -324,6 +324,8 @@ class PyAVDecoder(Decoder):
                 if sampler.done:
                     break
             end_s = None if sampler.done else clock.stream_end_s()
+            if end_s is not None:  # the stream's length in frames, for edge refinement
+                stats.frames_total = clock.count if packets is None else packets.frame_count()
         _finish(stats, self.path, packets)
         if end_s is not None:
             _note_duration(stats, self.info, end_s)
