@@ -297,3 +297,28 @@ def test_embedded_input_without_refinement_frames_is_untouched():
     plain = EmbeddedInput.failed("x.mp4", DecodeError("no frames"))
     cfg = parse_config({"labels": ["a"]})
     assert fetch([plain], cfg, classifier=None, probe=lambda requests: {}) == [plain]
+
+
+# --------------------------------------------------------------------------- decoding the frames
+
+
+@needs_demo
+@pytest.mark.parametrize("backend", ["pyav", "decord"])
+def test_frames_at_are_the_frames_a_full_decode_gives(backend):
+    if backend == "decord":
+        pytest.importorskip("decord")
+    from pipeline.decode import open_decoder
+    from pipeline.types import Sampling
+
+    clip = str(ROOT / "sample_videos" / "demo_kitchen.mp4")  # 225 frames, one keyframe
+    with open_decoder(clip, backend=backend, short_side=32, strategy="exact") as decoder:
+        every = {f.index: f for f in decoder.frames(Sampling())}
+        wanted = [150, 101, 100, 224, 225, 400]  # any order; the last two lie past the end
+        got = decoder.frames_at(wanted)
+        decoded = decoder.stats.frames_decoded
+    assert [f.index for f in got] == [100, 101, 150, 224]
+    for frame in got:
+        assert frame.pts_s == pytest.approx(every[frame.index].pts_s, abs=1e-6)
+        np.testing.assert_array_equal(frame.image, every[frame.index].image)
+    if backend == "pyav":  # one forward walk from the keyframe serves all four, not one each
+        assert decoded <= 225 + 16
