@@ -31,6 +31,7 @@ lint: install
 bench: install
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/families_bench.py
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/refine_bench.py --out benchmarks/refine_results.json
 
 # Only the CPU runtime x precision rows and their agreement (a few minutes; for an idle re-run).
 .PHONY: bench-runtimes

@@ -147,7 +147,9 @@ FLAGS = {"model.id": "--model", "model.revision": "--revision", "model.device": 
          "decoder.timeout_s": "--timeout", "sampling.max_frames": "--max-frames", "labels": "--labels",
          "output.formats": "--formats", "output.top_frames": "--top-frames",
          "sampling.every_seconds": "--every-seconds", "sampling.every_n_frames": "--every-n-frames",
-         "sampling.fps": "--fps"}
+         "sampling.fps": "--fps", "segments.refine": "--no-refine"}
+NoRefineOpt = Annotated[bool, typer.Option(
+    "--no-refine", help="Keep segment edges at sample resolution (no frame-accurate edge refinement).")]
 
 
 def _print_version(value: bool) -> None:
@@ -208,6 +210,7 @@ def run(
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not store embeddings.")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache",
                                            help="Decode even inputs already in the store.")] = False,
+    no_refine: NoRefineOpt = False,
     as_json: JsonOpt = False,
     store_wait: Annotated[float | None, typer.Option(
         "--store-wait", metavar="S", min=0, help="Seconds a store write waits for another run writing "
@@ -233,7 +236,7 @@ def run(
             "decoder.strategy": decode_strategy,
             "decoder.timeout_s": timeout, "sampling.max_frames": max_frames,
             "labels": _label_list(labels), "output.formats": _csv_list(formats, "--formats", FORMATS),
-            "output.top_frames": top_frames,
+            "output.top_frames": top_frames, "segments.refine": False if no_refine else None,
             **_sampling_overrides(every_seconds, every_n_frames, fps),
         }
         cfg = load_config(_config_path(config, labels), overrides, flags=FLAGS)
@@ -317,17 +320,19 @@ def rescore(
     model: StoreModelOpt = None,
     device: DeviceOpt = None,
     runtime: RuntimeOpt = None,
+    no_refine: NoRefineOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Re-score stored embeddings with a new config's labels; never decodes."""
+    """Re-score stored embeddings with a new config's labels (decodes only edge frames the store lacks)."""
 
     def job() -> int:
         from pipeline.config import load_config
         from pipeline.run import rescore_job
 
-        cfg = load_config(_config_path(config, None), {"model.device": device, "model.runtime": runtime},
+        cfg = load_config(_config_path(config, None), {"model.device": device, "model.runtime": runtime,
+                                                       "segments.refine": False if no_refine else None},
                           flags=FLAGS)
         _check_output_folder(output)
         result = rescore_job(cfg, store, output, model=model)

@@ -289,6 +289,9 @@ class SegmentConfig(_Strict):
     exit_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     min_duration_s: float = Field(default=1.0, ge=0)
     merge_gap_s: float = Field(default=1.0, ge=0)
+    # Pin every edge (tags and NSFW labels) to its frame by bisecting
+    # between the samples that bracket it (pipeline.refine).
+    refine: bool = True
 
     @model_validator(mode="after")
     def _exit_below_enter(self) -> SegmentConfig:

@@ -271,19 +271,56 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
         cached, to_decode = cache.split(todo) if cache else ([], todo)
         handle = partial(_handle_input, config=config, classifier=classifier,
                          provenance=Provenance.of(embedder), names=names, out_dir=out_dir, run=run)
-        with _progress(todo, config, options) as progress:
-            engine = _make_engine(config, options, embedder, progress)
+        with _progress(todo, config, options) as progress, \
+                _make_engine(config, options, embedder, progress) as engine:
             fresh = engine.run(to_decode, embedder.embed_images) if to_decode else []
-            for embedded in itertools.chain(cached, fresh):
-                if cache:
-                    cache.save(embedded)
-                progress.finished(embedded.path, len(embedded.indices))
-                handle(embedded)
+            for group in _refine_groups(itertools.chain(cached, fresh), config, options):
+                for embedded in _refined(group, config, classifier, engine, embedder):
+                    if cache:
+                        cache.save(embedded)
+                    progress.finished(embedded.path, len(embedded.indices))
+                    handle(embedded)
         if cache:
             cache.finish()
     run.results.extend(_load_previous(out_dir, names, paths, todo))
     _write_run_outputs(run, out_dir, config.output.formats)
     return run
+
+
+REFINE_GROUP = 8  # inputs whose refinement rounds share model calls (local engine)
+
+
+def _refine_groups(stream, config: Config, options: RunOptions):
+    """Inputs in the groups whose edges are refined together, so each round's
+    frames fill larger model calls: ``REFINE_GROUP`` consecutive inputs with
+    the local engine (its decode thread runs ahead meanwhile); all at once
+    with Ray, whose refinement rounds must not run beside the job still
+    streaming. One at a time without refinement."""
+    if not config.segments.refine:
+        yield from ([embedded] for embedded in stream)
+        return
+    if options.engine == "ray":
+        yield list(stream)
+        return
+    group: list[EmbeddedInput] = []
+    for embedded in stream:
+        group.append(embedded)
+        if len(group) >= REFINE_GROUP:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _refined(group: list[EmbeddedInput], config: Config, classifier: Classifier, engine,
+             embedder) -> list[EmbeddedInput]:
+    """``group`` with the frames edge refinement needs (``segments.refine``)."""
+    if not config.segments.refine:
+        return group
+    from pipeline import refining
+
+    probe = partial(engine.probe, embed_images=embedder.embed_images)
+    return refining.fetch(group, config, classifier, probe)
 
 
 @dataclass(frozen=True)
@@ -385,13 +422,21 @@ def _video_result(embedded: EmbeddedInput, config: Config, classifier: Classifie
         return result
     result.frame_indices, result.times_s = embedded.indices, embedded.times_s
     try:
-        analysis = analyse(embedded.times_s, embedded.embeddings, classifier, config, embedded.info)
+        analysis = _analysis(embedded, classifier, config)
     except Exception as ex:  # a scoring bug on one input's data must not cost the batch
         log.debug("scoring %s failed", embedded.path, exc_info=True)
         return _failed(result, f"cannot score: {_describe(ex)}")
     for key, value in analysis.items():
         setattr(result, key, value)
     return result
+
+
+def _analysis(embedded: EmbeddedInput, classifier: Classifier, config: Config) -> dict:
+    if config.segments.refine:
+        from pipeline.refining import analyse_refined
+
+        return analyse_refined(embedded, classifier, config)
+    return analyse(embedded.times_s, embedded.embeddings, classifier, config, embedded.info)
 
 
 def _one_line(error: Exception) -> str:
@@ -445,7 +490,10 @@ def _open_cache(config: Config, options: RunOptions, embedder, out_dir: Path):
 def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | None = None,
                 embedder=None) -> RunReport:
     """Score stored embeddings with ``config``'s labels and write every report
-    as ``run_job`` would, without decoding. The model is the store's, unless
+    as ``run_job`` would, without decoding the sampled frames. Edge
+    refinement works from the refinement frames the store kept, and decodes
+    and embeds (with the store's model) only the frames new thresholds need
+    that it lacks, keeping them too. The model is the store's, unless
     ``model`` names another of the same dimension; it is not even loaded when
     the store's text cache holds every prompt of ``config``."""
     from pipeline.store import EmbeddingStore
@@ -462,14 +510,73 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
     # the store's model's family (unknown in stores made before it was kept)
     family = (store.model_family if model is None else getattr(embedder, "family", None)) or ""
     _warn_stored_sampling(config, stored)
+    prober = _StoredProber(config, store, embedder if model is None else None, allowed=model is None)
     for video, embedded in zip(stored, store.embedded_many(stored)):
         cfg = config.model_copy(update={"sampling": SamplingConfig.of(video.sampling_obj)})
+        if cfg.segments.refine:
+            embedded = prober.refine(embedded, video, cfg, classifier)
         # the precision is the stored frames': it is what the scores rest on
         provenance = Provenance.stored(model_id, revision, video.precision, family)
         _handle_input(embedded, config=cfg, classifier=classifier,
                       provenance=provenance, names=names, out_dir=out_dir, run=run)
     _write_run_outputs(run, out_dir, config.output.formats)
     return run
+
+
+class _StoredProber:
+    """Edge refinement for ``rescore``: frames the store lacks are decoded
+    from the input, when it is still there unchanged, and embedded with the
+    store's model (loaded on first need), then kept in the store."""
+
+    def __init__(self, config: Config, store, embedder, *, allowed: bool) -> None:
+        self.config, self.store, self.embedder, self.allowed = config, store, embedder, allowed
+
+    def refine(self, embedded: EmbeddedInput, video, config: Config, classifier: Classifier) -> EmbeddedInput:
+        from pipeline import refining
+
+        probe = partial(self._probe, video=video) if self.allowed else None
+        refined = refining.fetch([embedded], config, classifier, probe)[0]
+        if refined.refine is not None and refined.refine.embedded:
+            self._keep(refined, video)
+        return refined
+
+    def _probe(self, requests: dict[str, list[int]], *, video) -> dict[str, EmbeddedInput]:
+        from pipeline.store import content_hash
+
+        path = next(iter(requests))
+        try:
+            same = content_hash(path) == video.content_hash
+        except OSError:
+            same = False
+        if not same:
+            log.warning("%s: missing or changed since it was stored; edges its stored frames do "
+                        "not pin keep their sampled resolution", path)
+            return {}  # left out: fetch gives this input's searches up
+        if self.embedder is None:
+            self.embedder = _load_embedder(self.config, self.store.model_id, self.store.model_revision)
+        return _stored_engine(video, self.config, self.embedder).probe(requests, self.embedder.embed_images)
+
+    def _keep(self, embedded: EmbeddedInput, video) -> None:
+        try:
+            self.store.put(embedded, chash=video.content_hash, sampling=video.sampling_obj,
+                           sampling_desc=video.sampling, model_id=self.store.model_id,
+                           revision=self.store.model_revision, precision=video.precision,
+                           family=self.store.model_family)
+        except StoreError as ex:
+            log.warning("refinement frames of %s not kept in the store: %s", embedded.path, ex)
+
+
+def _stored_engine(video, config: Config, embedder):
+    """A local engine decoding as the stored frames were (backend and
+    strategy are the last parts of the stored sampling's description)."""
+    from pipeline.decode import BACKENDS
+    from pipeline.engine.local import LocalEngine
+
+    parts = [p.strip() for p in video.sampling.split(";")]
+    backend = parts[-1] if parts and parts[-1] in BACKENDS else config.decoder.backend
+    opener = partial(open_decoder, backend=backend, short_side=embedder.input_size,
+                     strategy=config.decoder.strategy, threads=config.decoder.threads)
+    return LocalEngine(opener, video.sampling_obj, batch_size=embedder.batch_size)
 
 
 def _warn_stored_sampling(config: Config, stored: Sequence) -> None:

@@ -226,6 +226,17 @@ def detect_segments(label: str, kind: str, times_s: np.ndarray, smoothed: np.nda
         segments sorted by start, non-overlapping, each at least
         ``min_duration_s`` long (up to 1 µs of float slack).
     """
+    pairs = segments_and_intervals(label, kind, times_s, smoothed, enter=enter, exit=exit,
+                                   min_duration_s=min_duration_s, merge_gap_s=merge_gap_s,
+                                   duration_s=duration_s)
+    return [seg for seg, _ in pairs]
+
+
+def segments_and_intervals(label: str, kind: str, times_s: np.ndarray, smoothed: np.ndarray, *,
+                           enter: float, exit: float, min_duration_s: float, merge_gap_s: float,
+                           duration_s: float | None) -> list[tuple[Segment, Interval]]:
+    """:func:`detect_segments`, each segment with the samples ``[start,
+    stop)`` it covers (what edge refinement bisects between)."""
     t = np.asarray(times_s, dtype=np.float64)
     s = np.asarray(smoothed, dtype=np.float64)
     if len(t) == 0:
@@ -233,15 +244,15 @@ def detect_segments(label: str, kind: str, times_s: np.ndarray, smoothed: np.nda
     step = sample_step(t)
     intervals = merge_gaps(hysteresis(s, enter, exit), t, merge_gap_s)
     intervals = drop_short(intervals, t, min_duration_s, step, duration_s=duration_s)
-    segments = []
+    pairs = []
     for iv in intervals:
         start, end = interval_span(iv, t, step, duration_s)
         inside = s[iv.start:iv.stop]
-        segments.append(Segment(label=label, kind=kind, start_s=start, end_s=end,
-                                peak=float(inside.max()),
-                                # numpy's pairwise sum can put the mean of equal values an ulp above them
-                                mean=float(min(inside.mean(), inside.max()))))
-    return segments
+        pairs.append((Segment(label=label, kind=kind, start_s=start, end_s=end,
+                              peak=float(inside.max()),
+                              # numpy's pairwise sum can put the mean of equal values an ulp above them
+                              mean=float(min(inside.mean(), inside.max()))), iv))
+    return pairs
 
 
 def label_totals(track: LabelTrack, segments_of_label: Sequence[Segment],

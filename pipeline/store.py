@@ -11,7 +11,8 @@ Layout of a store folder (a LanceDB database):
   below), ``input_path`` (absolute), ``content_hash``, ``model_id``,
   ``model_revision``, ``sampling``, ``precision``, ``generation``,
   ``frame_index``, ``time_s``, ``vector`` (float32, L2-normalised, ``dim``
-  wide).
+  wide), ``refine`` (true for a frame edge refinement decoded between the
+  sampled ones; null in stores made before it: false).
 * ``videos`` — one row per stored input: the same identity columns plus
   ``sampling_json``, ``frames`` (row count in ``frames``), ``info_json``
   (:class:`~pipeline.types.VideoInfo`), ``stats_json``
@@ -64,13 +65,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.engine.base import EmbeddedInput
+from pipeline.engine.base import EmbeddedInput, RefineFrames
 from pipeline.storelock import LOCK_FILE, STORE_WAIT_S, WriteLock
 from pipeline.types import DecodeStats, Sampling, StoreError, VideoInfo
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2 added `generation`; format 1 stores are read, and upgraded on first write
+# 2 added `generation`, 3 added `refine`; older stores are read, and upgraded on first write
+FORMAT_VERSION = 3
 INDEX_MIN_ROWS = 100_000  # below this, exact (brute-force) search is fast enough
 # IVF partitions probed per query, and how many times top_k candidates are
 # re-ranked with exact distances (PQ codes alone lose the fine order).
@@ -168,9 +170,16 @@ class FrameRows:
     vectors: np.ndarray  # N x dim float32
     content_hash: np.ndarray | None = None  # object (str)
     generation: np.ndarray | None = None  # object (str or None)
+    refine: np.ndarray | None = None  # bool: a refinement frame (None: a store made before them)
 
     def __len__(self) -> int:
         return len(self.frame_index)
+
+    def refine_mask(self) -> np.ndarray:
+        """Which rows are refinement frames (none in a store made before them)."""
+        if self.refine is None or not len(self.refine):
+            return np.zeros(len(self), bool)
+        return np.array([bool(r) for r in self.refine], bool)  # null: an older row, not refined
 
     def take(self, rows: np.ndarray) -> FrameRows:
         """The rows at positions ``rows``, in that order."""
@@ -388,11 +397,17 @@ class EmbeddingStore:
             ident = {"key": key, "input_path": os.path.abspath(embedded.path), "content_hash": chash,
                      "model_id": self.model_id, "model_revision": revision,
                      "sampling": sampling_desc, "precision": precision, "generation": generation}
-            n = len(vectors)
+            extra = embedded.refine
+            if extra is not None and len(extra):
+                vectors = np.concatenate([vectors, np.ascontiguousarray(extra.embeddings, np.float32)])
+            n, coarse = len(vectors), len(embedded.indices)
             frames = {**{k: [v] * n for k, v in ident.items()},
-                      "frame_index": np.asarray(embedded.indices, np.int64),
-                      "time_s": np.asarray(embedded.times_s, np.float64),
-                      "vector": _vector_array(vectors)}
+                      "frame_index": np.concatenate([np.asarray(embedded.indices, np.int64),
+                                                     _refine_part(extra, "indices", np.int64)]),
+                      "time_s": np.concatenate([np.asarray(embedded.times_s, np.float64),
+                                                _refine_part(extra, "times_s", np.float64)]),
+                      "vector": _vector_array(vectors),
+                      "refine": np.arange(n) >= coarse}
             video = {**{k: [v] for k, v in ident.items()},
                      "sampling_json": [json.dumps(dataclasses.asdict(sampling))], "frames": [n],
                      "info_json": [_to_json(embedded.info)], "stats_json": [_to_json(embedded.stats)],
@@ -464,9 +479,13 @@ class EmbeddingStore:
     def _has_generation(self) -> bool:
         return "generation" in self._table("frames").schema.names
 
+    def _has_refine(self) -> bool:
+        return "refine" in self._table("frames").schema.names
+
     def _upgrade(self) -> None:
-        """Format 1 → 2: add the ``generation`` column (null for old rows)."""
-        if self._has_generation():
+        """Format 1 → 2: add the ``generation`` column; 2 → 3: add ``refine``
+        (null for old rows)."""
+        if self._has_generation() and self._has_refine():
             return
         pa = _pyarrow()
         with _guard(self.root, "upgrade"):
@@ -474,6 +493,8 @@ class EmbeddingStore:
                 table = self._table(name)
                 if "generation" not in table.schema.names:
                     table.add_columns(pa.field("generation", pa.string()))
+            if not self._has_refine():
+                self._table("frames").add_columns(pa.field("refine", pa.bool_()))
             self._table("meta").update(values={"format_version": FORMAT_VERSION})
         self.meta["format_version"] = FORMAT_VERSION
         log.info("embedding store %s upgraded to format version %d", self.root, FORMAT_VERSION)
@@ -560,7 +581,8 @@ class EmbeddingStore:
 
     def _read_rows(self, current: list[StoredVideo], *, vectors: bool, keyed: bool) -> FrameRows:
         cols = ["key", "input_path", "content_hash", "frame_index", "time_s"] + \
-            (["generation"] if self._has_generation() else []) + (["vector"] if vectors else [])
+            (["generation"] if self._has_generation() else []) + \
+            (["refine"] if self._has_refine() else []) + (["vector"] if vectors else [])
         with _guard(self.root, "read frames"):
             query = self._table("frames").search()
             if keyed:
@@ -577,9 +599,15 @@ class EmbeddingStore:
             raise StoreError(f"embedding store {self.root} is inconsistent: {video.input_path} has "
                              f"{int(mine.sum())} of its {video.frames} frames; rerun with --no-cache")
         info = dataclasses.replace(video.info, path=path) if video.info else None
+        extra = mine & rows.refine_mask()
+        mine &= ~extra
         vectors = rows.vectors[mine] if len(rows.vectors) else rows.vectors
+        refine = RefineFrames(indices=rows.frame_index[extra], times_s=rows.time_s[extra],
+                              embeddings=rows.vectors[extra] if len(rows.vectors) else rows.vectors) \
+            if extra.any() else None
         return EmbeddedInput(path=path, info=info, indices=rows.frame_index[mine],
-                             times_s=rows.time_s[mine], embeddings=vectors, stats=video.stats)
+                             times_s=rows.time_s[mine], embeddings=vectors, stats=video.stats,
+                             refine=refine)
 
     def compact(self, min_fragments: int | None = None) -> list[str]:
         """Merge a table's small fragments once it has more than
@@ -920,9 +948,11 @@ class RunCache:
         return [hits[p] for p in paths if p in hits], [p for p in paths if p not in hits]
 
     def save(self, embedded: EmbeddedInput) -> None:
-        """Keep a freshly embedded input (failed and cached ones are not stored)."""
+        """Keep a freshly embedded input (failed ones are not stored, nor
+        cached ones unless edge refinement embedded new frames of them)."""
         chash = self.hashes.get(embedded.path)
-        if embedded.path in self.hits or embedded.error is not None or chash is None \
+        grew = embedded.refine is not None and embedded.refine.embedded > 0
+        if (embedded.path in self.hits and not grew) or embedded.error is not None or chash is None \
                 or not len(embedded.embeddings):
             return
         e = self.embedder
@@ -1159,7 +1189,12 @@ def _frame_rows(table, dim: int) -> FrameRows:
                      frame_index=table["frame_index"].to_numpy().astype(np.int64)[order],
                      time_s=table["time_s"].to_numpy().astype(np.float64)[order],
                      vectors=vectors[order] if len(vectors) else vectors,
-                     content_hash=strings("content_hash"), generation=strings("generation"))
+                     content_hash=strings("content_hash"), generation=strings("generation"),
+                     refine=strings("refine"))
+
+
+def _refine_part(extra: RefineFrames | None, name: str, dtype) -> np.ndarray:
+    return np.asarray(getattr(extra, name), dtype) if extra is not None and len(extra) else np.zeros(0, dtype)
 
 
 def _to_json(value) -> str | None:
@@ -1194,7 +1229,7 @@ def _frames_schema(dim: int):
     pa = _pyarrow()
     return pa.schema(_ident_fields(pa) + [
         pa.field("frame_index", pa.int64()), pa.field("time_s", pa.float64()),
-        pa.field("vector", pa.list_(pa.float32(), dim))],
+        pa.field("vector", pa.list_(pa.float32(), dim)), pa.field("refine", pa.bool_())],
         metadata={"format_version": str(FORMAT_VERSION), "dim": str(dim)})
 
 

@@ -140,6 +140,12 @@ class Segment:
     end_s: float
     peak: float
     mean: float
+    # Set by edge refinement (pipeline.refine): the segment's first and last
+    # frame (presentation-order indices), None for an edge left at its coarse
+    # time; ``refined`` says which edges were pinned: both, start, end, none.
+    start_frame: int | None = None
+    end_frame: int | None = None
+    refined: str = "none"
 
     @property
     def duration_s(self) -> float:
@@ -163,6 +169,9 @@ class DecodeStats:
     corrupt_packets: int = 0
     strategy: str = "exact"
     notes: list[str] = field(default_factory=list)
+    # Frames in the whole stream, when the pass reached its end (edge
+    # refinement's bound for a segment that runs to the last frame).
+    frames_total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +196,29 @@ class LabelTotals:
     fraction: float
     frames_over_threshold: int
     max_score: float
+
+
+@dataclass(frozen=True)
+class RefineSummary:
+    """What edge refinement did for one input (``summary.json``, ``frames.csv``).
+
+    Attributes:
+        indices, times_s: the refinement frames scored, ascending.
+        scores: their raw scores, frames x labels, in track order.
+        frames_decoded: frames decoded this run to reach them (walking
+            forward from keyframes included); ``frames_embedded``: frames
+            embedded this run; ``frames_kept``: ones taken from the store.
+        edges: segment edges; ``edges_pinned``: those pinned to a frame.
+    """
+
+    indices: np.ndarray
+    times_s: np.ndarray
+    scores: np.ndarray
+    frames_decoded: int = 0
+    frames_embedded: int = 0
+    frames_kept: int = 0
+    edges: int = 0
+    edges_pinned: int = 0
 
 
 @dataclass
@@ -219,3 +251,4 @@ class VideoResult:
     config_hash: str = ""
     wall_time_s: float = 0.0
     decode: DecodeStats | None = None
+    refine: RefineSummary | None = None  # None: refinement off (or nothing to refine)

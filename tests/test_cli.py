@@ -53,7 +53,9 @@ def test_every_output_file_exists(good_run):
 def test_frames_csv_columns_and_times(good_run):
     _, reports = good_run
     frames = pd.read_csv(reports / "ten" / "frames.csv")
-    assert list(frames.columns[:2]) == ["frame_index", "time_s"]
+    assert list(frames.columns[:2]) == ["frame_index", "time_s"] and frames.columns[-1] == "refine"
+    assert frames["time_s"].is_monotonic_increasing  # refinement frames in their place
+    frames = frames[frames["refine"] == 0]  # the sampled frames
     for label in ("cat", "dog", "car"):
         assert f"score:{label}" in frames.columns and f"smoothed:{label}" in frames.columns
     assert frames["time_s"].is_monotonic_increasing

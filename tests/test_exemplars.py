@@ -230,7 +230,9 @@ def test_run_embeds_pictures_once_and_then_uses_the_store(tmp_path, tiny_model_d
     spy = _Spy(monkeypatch, tiny_embedder)
     opts = RunOptions(progress=False, store=tmp_path / "store")
     assert run_job([clip], load_config(cfg), tmp_path / "one", opts, embedder=tiny_embedder).exit_code == 0
-    assert spy.images == 4 + 2  # 4 frames, 2 distinct pictures (red.png is used twice)
+    refined = json.loads((tmp_path / "one" / "clip" / "summary.json").read_text())["refine"]
+    # 4 frames, 2 distinct pictures (red.png is used twice), and edge refinement's frames
+    assert spy.images == 4 + 2 + refined["frames_embedded"]
 
     spy.images = 0
     assert run_job([clip], load_config(cfg), tmp_path / "two", opts, embedder=tiny_embedder).exit_code == 0

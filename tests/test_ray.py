@@ -63,6 +63,8 @@ def test_ray_matches_local_frames_and_segments(both_runs):
         sa = pd.read_csv(out / "local" / name / "segments.csv")
         sb = pd.read_csv(out / "ray" / name / "segments.csv")
         pd.testing.assert_frame_equal(sa, sb, check_exact=False, atol=1e-4, rtol=0)
+    refined = [pd.read_csv(out / "ray" / n / "frames.csv")["refine"].sum() for n in ("ten", "twentyfive")]
+    assert sum(refined) > 0  # edge refinement ran on Ray too (and found the same frames)
 
 
 def test_ray_summary_carries_video_metadata(both_runs):

@@ -85,8 +85,9 @@ def test_frames_csv(tmp_path):
     path = tables.write_frames_csv(result, tmp_path / "new" / "dir")
     rows = read_csv(path)
     assert rows[0] == ["frame_index", "time_s", f"score:{COMMA_LABEL}", f"smoothed:{COMMA_LABEL}",
-                       "score:beach", "smoothed:beach", "score:gore", "smoothed:gore"]
+                       "score:beach", "smoothed:beach", "score:gore", "smoothed:gore", "refine"]
     assert len(rows) == 1 + len(result.times_s)
+    assert {row[-1] for row in rows[1:]} == {"0"}  # sampled frames only: no refinement in make_result
     assert rows[1][:2] == ["2", "0.25"]
     for row in rows[1:]:
         assert len(row[1].split(".")[-1]) <= 3
@@ -96,14 +97,16 @@ def test_frames_csv(tmp_path):
 
 def test_segments_csv(tmp_path):
     rows = read_csv(tables.write_segments_csv(make_result(), tmp_path))
-    assert rows[0] == ["label", "kind", "start_s", "end_s", "duration_s", "peak", "mean"]
-    assert rows[1] == [COMMA_LABEL, "tag", "4.0", "12.0", "8.0", "0.9", "0.812346"]
+    assert rows[0] == ["label", "kind", "start_s", "end_s", "duration_s", "peak", "mean",
+                       "start_frame", "end_frame", "refined"]
+    assert rows[1] == [COMMA_LABEL, "tag", "4.0", "12.0", "8.0", "0.9", "0.812346", "", "", "none"]
     assert [r[1] for r in rows[1:]] == ["tag", "tag", "nsfw"]
 
 
 def test_segments_csv_without_segments_has_the_header(tmp_path):
     rows = read_csv(tables.write_segments_csv(VideoResult(input_path="x", name="x"), tmp_path))
-    assert rows == [["label", "kind", "start_s", "end_s", "duration_s", "peak", "mean"]]
+    assert rows == [["label", "kind", "start_s", "end_s", "duration_s", "peak", "mean",
+                     "start_frame", "end_frame", "refined"]]
 
 
 def test_index_csv_has_one_row_per_result_including_errors(tmp_path):
@@ -162,7 +165,9 @@ def test_summary_json_is_strict_and_complete(tmp_path):
     assert summary["totals"][COMMA_LABEL] == {"kind": "tag", "seconds_present": 8.0, "fraction": 0.4,
                                               "frames_over_threshold": 16, "max_score": 0.9}
     assert summary["segments"][2] == {"label": "gore", "kind": "nsfw", "start_s": 7.0, "end_s": 9.0,
-                                      "duration_s": 2.0, "peak": 0.9, "mean": 0.9}
+                                      "duration_s": 2.0, "peak": 0.9, "mean": 0.9,
+                                      "start_frame": None, "end_frame": None, "refined": "none"}
+    assert summary["refine"] is None  # make_result was not refined
     assert summary["nsfw_verdict"] == "unsafe"
     assert isinstance(summary["scenetag_version"], str) and summary["scenetag_version"]
 

@@ -65,14 +65,14 @@ def _disk_full_in(name: str):
 def test_a_scoring_exception_costs_only_that_input(tmp_path, tiny_model_dir, tiny_embedder, monkeypatch):
     import pipeline.run as run_module
 
-    real = run_module.analyse
+    real = run_module._analysis  # scoring, smoothing and edge refinement of one input
 
-    def broken(times_s, *args, **kwargs):
-        if len(times_s) == 4:  # b.mp4 is the 2 s clip
+    def broken(embedded, *args, **kwargs):
+        if len(embedded.times_s) == 4:  # b.mp4 is the 2 s clip
             raise FloatingPointError("overflow in smoothing\nsecond line")
-        return real(times_s, *args, **kwargs)
+        return real(embedded, *args, **kwargs)
 
-    monkeypatch.setattr(run_module, "analyse", broken)
+    monkeypatch.setattr(run_module, "_analysis", broken)
     folder = tmp_path / "in"
     clips = _clips(folder, "a.mp4", "c.mp4") + [make_clip(folder / "b.mp4", seconds=2, fps=10, size=(64, 48))]
     out = tmp_path / "out"

@@ -30,7 +30,8 @@ def indexed(tmp_path_factory, tiny_model_dir, tiny_embedder):
              make_clip(folder / "beta.mp4", seconds=2, fps=10, size=(64, 48), pattern="solid")]
     config = parse_config({"model": {"id": str(tiny_model_dir), "device": "cpu", "precision": "fp32"},
                            "sampling": {"every_seconds": 0.5}, "decoder": {"strategy": "exact"},
-                           "labels": [{"name": "cat"}, {"name": "dog"}]})
+                           "labels": [{"name": "cat"}, {"name": "dog"}],
+                           "segments": {"refine": False}})  # counts stored frames
     run = run_job(clips, config, folder / "out", RunOptions(progress=False), embedder=tiny_embedder)
     assert run.exit_code == 0
     return folder, folder / "out" / "store", clips
@@ -176,7 +177,8 @@ def two_samplings(tmp_path_factory, tiny_model_dir, tiny_embedder):
     for every in (0.5, 1.0):
         config = parse_config({"model": {"id": str(tiny_model_dir), "device": "cpu", "precision": "fp32"},
                                "sampling": {"every_seconds": every}, "decoder": {"strategy": "exact"},
-                               "labels": [{"name": "cat"}, {"name": "dog"}]})
+                               "labels": [{"name": "cat"}, {"name": "dog"}],
+                           "segments": {"refine": False}})  # counts stored frames
         assert run_job([clip], config, folder / "out", RunOptions(progress=False),
                        embedder=tiny_embedder).exit_code == 0
     store = folder / "out" / "store"
@@ -236,7 +238,8 @@ def test_store_keeps_absolute_paths_and_works_from_anywhere(tmp_path, tiny_model
     make_clip(work / "media" / "clip.mp4", seconds=2, fps=10, size=(64, 48))
     monkeypatch.chdir(work)
     config = parse_config({"model": {"id": "model", "device": "cpu", "precision": "fp32"},
-                           "sampling": {"every_seconds": 0.5}, "labels": [{"name": "cat"}, {"name": "dog"}]})
+                           "sampling": {"every_seconds": 0.5}, "labels": [{"name": "cat"}, {"name": "dog"}],
+                           "segments": {"refine": False}})  # counts stored frames
     assert run_job(["media/clip.mp4"], config, Path("out"), RunOptions(progress=False)).exit_code == 0
     store = EmbeddingStore.open(work / "out" / "store")
     assert store.model_id == str(work / "model")

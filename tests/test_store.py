@@ -24,6 +24,9 @@ SAMPLING = Sampling(every_seconds=0.5)
 
 
 def _config(model_dir, labels=("red", "blue"), **extra):
+    # refinement off: these tests count decoder opens and stored frames
+    # (test_refine.py covers what refinement adds to the store)
+    extra.setdefault("segments", {"refine": False})
     return parse_config({"model": {"id": str(model_dir), "device": "cpu", "precision": "fp32"},
                          "sampling": {"every_seconds": 0.5},
                          "labels": [{"name": n} for n in labels], **extra})
@@ -68,7 +71,7 @@ def test_round_trip(tmp_path):
 
     again = EmbeddingStore.open(tmp_path / "store")
     assert (again.model_id, again.model_revision, again.dim) == ("m", "r1", 8)
-    assert again.meta["format_version"] == 2
+    assert again.meta["format_version"] == 3
     [video] = again.videos()
     assert video.key == key and video.frames == 5 and video.sampling_obj == SAMPLING
     back = again.embedded(video)
@@ -307,7 +310,7 @@ def test_cli_run_store_options_and_rescore(tmp_path, tiny_model_dir):
                       "sampling: {every_seconds: 0.5}\nlabels: [{name: cat}, {name: dog}]\n")
     shared = tmp_path / "shared-store"
     result = runner.invoke(app, ["run", clip, "-c", str(cfg), "-o", str(tmp_path / "a"), "-q",
-                                 "--store", str(shared)], catch_exceptions=False)
+                                 "--store", str(shared), "--no-refine"], catch_exceptions=False)
     assert result.exit_code == 0 and EmbeddingStore.open(shared).count() == 4
     assert not (tmp_path / "a" / "store").exists()
     result = runner.invoke(app, ["run", clip, "-c", str(cfg), "-o", str(tmp_path / "b"), "-q",

@@ -100,8 +100,9 @@ def _assert_consistent(store: EmbeddingStore, *, synthetic: bool = True) -> None
     for video, embedded in zip(videos, store.embedded_many(videos)):
         if synthetic:  # whole (a newer copy, when a writer replaced it since `videos`)
             np.testing.assert_array_equal(embedded.indices, np.arange(len(embedded.indices)))
-        else:
-            assert len(embedded.indices) == video.frames
+        else:  # sampled frames plus the edge refinement frames kept with them
+            extra = len(embedded.refine) if embedded.refine is not None else 0
+            assert len(embedded.indices) + extra == video.frames
     rows = store.frames()
     for key in set(rows.key):
         mine = rows.key == key
@@ -202,7 +203,8 @@ def test_concurrent_no_cache_runs_then_a_cached_run(tmp_path, tiny_model_dir, ti
     for proc in runs:
         _finish(proc, timeout=400)
     store = EmbeddingStore.open(root)
-    assert len(store.videos()) == 1 and store.count() == 4  # one copy, not two
+    [video] = store.videos()  # one copy, not two
+    assert store.count() == video.frames and len(store.embedded(video).indices) == 4  # + edge frames
     _assert_consistent(store, synthetic=False)
 
     def no_decode(*args, **kwargs):
@@ -215,7 +217,8 @@ def test_concurrent_no_cache_runs_then_a_cached_run(tmp_path, tiny_model_dir, ti
     assert cached.exit_code == 0
     assert rescore_job(config, root, tmp_path / "re", embedder=tiny_embedder).exit_code == 0
     hits = search(store, tiny_embedder.embed_texts(["a cat"])[0], top_k=10)
-    assert len(hits) == 4 and len({h.frame_index for h in hits}) == 4
+    # every stored frame (edge refinement's too) once: no second copy
+    assert len(hits) == video.frames and len({h.frame_index for h in hits}) == len(hits)
 
 
 # --------------------------------------------------------------------------- interleavings
@@ -298,6 +301,6 @@ def test_format_1_store_is_read_and_upgraded(tmp_path):
     _put(EmbeddingStore.open(tmp_path / "s", create=True), 4, 2, path="b.mp4", chash="h2")
     _put(EmbeddingStore.open(tmp_path / "s", create=True), 3, 3)  # replaces the old input
     again = EmbeddingStore.open(tmp_path / "s")
-    assert again.meta["format_version"] == 2
+    assert again.meta["format_version"] == 3 and "refine" in again._table("frames").schema.names
     _assert_consistent(again)
     assert sorted(v.frames for v in again.videos()) == [3, 4]

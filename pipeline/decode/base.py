@@ -209,6 +209,13 @@ class Decoder(ABC):
             DecodeError: if the input opened but no frame could be decoded.
         """
 
+    def frames_at(self, indices: list[int]) -> list[Frame]:
+        """The frames at the given presentation-order indices (as
+        :attr:`Frame.index` counts them in :meth:`frames`), ascending; an
+        index past the end, or not decodable, is left out. For edge
+        refinement: backends decode only what these frames need."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read frames by index")
+
     @abstractmethod
     def _open(self) -> None:
         """Open the input and set ``self._info``; raise VideoOpenError on failure."""

@@ -65,7 +65,8 @@ class DecordDecoder(Decoder):
     def frames(self, sampling: Sampling) -> Iterator[Frame]:
         if getattr(self, "_vr", None) is None:
             raise RuntimeError("decoder is not open; use it in a `with` block")
-        self._stats = stats = DecodeStats(strategy="exact", notes=list(self._notes))
+        self._stats = stats = DecodeStats(strategy="exact", notes=list(self._notes),
+                                          frames_total=len(self._times))
         if self.strategy not in ("auto", "exact"):
             stats.notes.append(f"decord decodes exactly; strategy {self.strategy} ignored")
         wanted = select_indices(sampling, self._times)
@@ -80,6 +81,17 @@ class DecordDecoder(Decoder):
         stats.frames_decoded = stats.frames_sampled
         if wanted and stats.frames_sampled == 0:
             raise DecodeError(f"no frame could be decoded from {self.path}")
+
+    def frames_at(self, indices: list[int]) -> list[Frame]:
+        """The frames at ``indices`` (decord's own frame indices, as
+        :meth:`frames` reports them); ones past the end are left out."""
+        if getattr(self, "_vr", None) is None:
+            raise RuntimeError("decoder is not open; use it in a `with` block")
+        wanted = sorted({i for i in indices if 0 <= i < len(self._times)})
+        self._stats = stats = DecodeStats(strategy="exact")
+        read = self._read(wanted, stats) if wanted else []
+        stats.frames_decoded = stats.frames_sampled = len(read)  # decord does not say what it decoded
+        return [Frame(index=i, pts_s=float(self._times[i]), image=image) for i, image in read]
 
     def _read(self, chunk: list[int], stats: DecodeStats) -> list[tuple[int, np.ndarray]]:
         """Read a batch; on failure retry frame by frame, skipping bad ones."""

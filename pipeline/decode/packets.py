@@ -78,6 +78,33 @@ class PacketIndex:
         i = bisect.bisect_right(keys, pts) - 1
         return keys[i] if i >= 0 else None
 
+    def pts_at(self, index: int) -> int | None:
+        """PTS of the frame at presentation-order ``index`` (None past the end).
+
+        The ``index``-th smallest PTS is settled once ``LOOKAHEAD`` more
+        packets have been read (the reordering window), so this reads
+        ``index + LOOKAHEAD`` packets at most."""
+        while self._packets is not None and len(self._all) <= index + LOOKAHEAD:
+            self._read_one()
+        if len(self._all) != getattr(self, "_sorted_n", -1):
+            self._sorted, self._sorted_n = sorted(self._all), len(self._all)
+        return self._sorted[index] if 0 <= index < len(self._sorted) else None
+
+    def _read_one(self) -> None:
+        t = self._next()
+        if t is None:
+            return
+        if self._query is not None and t < self._query:
+            self._below += 1
+        else:
+            heapq.heappush(self._pending, t)
+
+    def frame_count(self) -> int | None:
+        """Frames in the stream (packets with a timestamp); reads to the end.
+        None when demuxing stopped early on damage."""
+        self._read_past(None)
+        return len(self._all) if self.complete else None
+
     def last_pts(self) -> int | None:
         """PTS of the stream's last frame in presentation order; reads to the end."""
         self._read_past(None)

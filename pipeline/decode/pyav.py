@@ -292,6 +292,14 @@ class PyAVDecoder(Decoder):
             return "exact", None
         return ("keyframes" if keyframes_suffice(step, keyframe_spacings(self.path)) else "fast"), None
 
+    def frames_at(self, indices: list[int]) -> list[Frame]:
+        """The frames at ``indices`` (see :func:`read_frames_by_index`)."""
+        if self._closed:
+            raise RuntimeError("decoder is not open; use it in a `with` block")
+        frames, decoded = _read_by_index(self.path, indices, self.short_side)
+        self._stats = DecodeStats(frames_decoded=decoded, frames_sampled=len(frames), strategy="exact")
+        return frames
+
     def frames(self, sampling: Sampling) -> Iterator[Frame]:
         if self._closed:
             raise RuntimeError("decoder is not open; use it in a `with` block")
@@ -327,6 +335,8 @@ class PyAVDecoder(Decoder):
                 if sampler.done:
                     break
             end_s = None if sampler.done else clock.stream_end_s()
+            if end_s is not None:  # the stream's length in frames, for edge refinement
+                stats.frames_total = clock.count if packets is None else packets.frame_count()
         _finish(stats, self.path, packets)
         if end_s is not None:
             _note_duration(stats, self.info, end_s)
@@ -471,6 +481,39 @@ def read_frames_at(path: str, times_s: list[float], short_side: int | None = Non
     return [picked[t] for t in times_s]
 
 
+def read_frames_by_index(path: str, indices: list[int], short_side: int | None = None) -> list[Frame]:
+    """The frames at the given presentation-order indices, for edge refinement.
+
+    Indices are served in ascending order by one forward walk (see
+    :class:`_Walker`): a seek only when the next frame's keyframe lies past
+    where decoding stands, so nearby frames (several edges in one GOP) share
+    one seek, and only the frames asked for are converted to RGB. An index
+    past the end of the stream, or whose frame cannot be decoded, is left
+    out of the result.
+    """
+    return _read_by_index(path, indices, short_side)[0]
+
+
+def _read_by_index(path: str, indices: list[int], short_side: int | None) -> tuple[list[Frame], int]:
+    """:func:`read_frames_by_index`, and how many frames it decoded."""
+    info = probe(path)
+    to_rgb = _converter(info, short_side)
+    out: list[Frame] = []
+    with contextlib.ExitStack() as stack:
+        container = stack.enter_context(open_container(path))
+        packets = packet_index(stack, path)
+        stream = container.streams.video[0]
+        walker = _Walker(container, stream, packets)
+        for index in sorted(set(indices)):
+            pts = packets.pts_at(index)
+            if pts is None:
+                break  # past the end: so is every later index
+            vf = walker.first_at_or_after((pts - walker.start) * walker.tb)
+            if vf is not None and vf.pts == pts and not vf.is_corrupt:
+                out.append(Frame(index=index, pts_s=(pts - walker.start) * walker.tb, image=to_rgb(vf)))
+    return out, walker.decoded
+
+
 class _Walker:
     """Decodes forward through a stream, seeking only when that saves work."""
 
@@ -480,6 +523,7 @@ class _Walker:
         self.start = stream.start_time or 0
         self.frames: Iterator | None = None  # the decode in progress
         self.last = None  # the last frame it gave
+        self.decoded = 0  # frames decoded so far, converted or not
 
     def first_at_or_after(self, t: float):
         """The first frame with PTS at or after ``t`` s (the last one past the end)."""
@@ -489,6 +533,7 @@ class _Walker:
         self._seek_if_ahead(target)
         picked = self.last
         for vf in self.frames:
+            self.decoded += 1
             if vf.pts is None:
                 continue
             picked = self.last = vf

@@ -32,10 +32,35 @@ class EmbeddedInput:
     stats: DecodeStats | None = None
     error: PipelineError | None = None
     decode_s: float = 0.0
+    refine: RefineFrames | None = None  # frames edge refinement scored, beyond the sampled ones
 
     @classmethod
     def failed(cls, path: str, error: PipelineError) -> EmbeddedInput:
         return cls(path=path, error=error)
+
+
+@dataclass(frozen=True)
+class RefineFrames:
+    """Frames decoded and embedded by edge refinement (:mod:`pipeline.refine`).
+
+    Attributes:
+        indices, times_s, embeddings: every refinement frame known for the
+            input, ascending (kept in the store ones included).
+        missing: indices asked for that no frame answered (past the end of
+            the stream, or undecodable).
+        decoded: frames this run decoded to reach them (walking forward from
+            keyframes included); ``embedded``: frames this run embedded.
+    """
+
+    indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    times_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    missing: frozenset[int] = frozenset()
+    decoded: int = 0
+    embedded: int = 0
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 class ProgressListener(Protocol):
@@ -80,6 +105,43 @@ def decode_input(path: str, open_decoder: Callable, sampling: Sampling, chunk_si
         log.debug("unexpected decode failure on %s", path, exc_info=True)
         return EmbeddedInput.failed(path, PipelineError(f"decode failed: {type(ex).__name__}: {ex}"))
     return EmbeddedInput(path=path, info=info, stats=stats, decode_s=time.perf_counter() - start)
+
+
+def decode_frames_at(path: str, open_decoder: Callable, indices: list[int]) -> tuple[FrameBatch | None, int]:
+    """The frames at ``indices`` of ``path`` (edge refinement), and how many
+    frames reaching them took to decode. ``(None, n)`` when none of them
+    exists (past the end); ``(None, -1)`` when the input cannot be read.
+    Never raises (a failed probe only leaves edges at their coarse times)."""
+    try:
+        with open_decoder(path) as decoder:
+            frames = decoder.frames_at(list(indices))
+            decoded = decoder.stats.frames_decoded
+    except PipelineError as ex:
+        log.warning("%s: frames for edge refinement could not be read: %s", path, ex)
+        return None, -1
+    except Exception:  # a library bug costs this input's refinement, not the run
+        log.warning("%s: frames for edge refinement could not be read", path, exc_info=True)
+        return None, -1
+    return (_stack(frames) if frames else None), decoded
+
+
+def embed_in_batches(batches: list[FrameBatch], embed_images: Callable[[np.ndarray], np.ndarray],
+                     batch_size: int) -> list[np.ndarray]:
+    """Embed the frames of ``batches`` in model calls of up to ``batch_size``
+    frames (frames of one size share calls); one array per batch."""
+    out: list[np.ndarray | None] = [None] * len(batches)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, batch in enumerate(batches):
+        by_shape.setdefault(batch.images.shape[1:], []).append(i)
+    for group in by_shape.values():
+        images = np.concatenate([batches[i].images for i in group])
+        vectors = np.concatenate([embed_images(images[k:k + batch_size])
+                                  for k in range(0, len(images), max(1, batch_size))])
+        offset = 0
+        for i in group:
+            out[i] = vectors[offset:offset + len(batches[i])]
+            offset += len(batches[i])
+    return [v for v in out if v is not None]
 
 
 def collect_chunks(meta: EmbeddedInput, indices: list[np.ndarray], times: list[np.ndarray],

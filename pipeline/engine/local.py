@@ -20,13 +20,20 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.engine.base import EmbeddedInput, ProgressListener, collect_chunks, decode_input
-from pipeline.types import DecodeTimeout, FrameBatch, VideoInfo
+from pipeline.engine.base import (
+    EmbeddedInput,
+    ProgressListener,
+    collect_chunks,
+    decode_frames_at,
+    decode_input,
+    embed_in_batches,
+)
+from pipeline.types import DecodeStats, DecodeTimeout, FrameBatch, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +103,29 @@ class LocalEngine:
         # Room for two model batches of frames, so a batch can fill while the
         # previous one runs; never fewer than 8 chunks.
         self.queue_size = queue_size or max(8, -(-2 * batch_size // self.chunk_size))
+
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def probe(self, requests: Mapping[str, Sequence[int]],
+              embed_images: EmbedImages) -> dict[str, EmbeddedInput]:
+        """Decode the given frames of each input (edge refinement) and embed
+        them all in full batches: ``{path: frames}`` -> ``{path: embedded}``
+        (no frames where none of them exists); an input that cannot be read
+        is left out."""
+        decoded = {path: decode_frames_at(path, self.open_decoder, list(indices))
+                   for path, indices in requests.items()}
+        decoded = {path: answer for path, answer in decoded.items() if answer[1] >= 0}
+        found = {path: batch for path, (batch, _) in decoded.items() if batch is not None}
+        vectors = embed_in_batches(list(found.values()), embed_images, self.batch_size)
+        stats = {path: DecodeStats(frames_decoded=n) for path, (_, n) in decoded.items()}
+        return {path: EmbeddedInput(path=path, indices=batch.indices, times_s=batch.times_s,
+                                    embeddings=vec, stats=stats[path])
+                for (path, batch), vec in zip(found.items(), vectors)} | \
+            {path: EmbeddedInput(path=path, stats=stats[path]) for path in decoded if path not in found}
 
     def run(self, paths: Sequence[str], embed_images: EmbedImages) -> Iterator[EmbeddedInput]:
         """Yield one :class:`EmbeddedInput` per path, in input order."""

@@ -99,6 +99,70 @@ class RayEngine:
             if started_here:
                 ray.shutdown()
 
+    def __enter__(self) -> RayEngine:
+        """Hold one Ray session across :meth:`run` and :meth:`probe` calls."""
+        ray = _import_ray()
+        _quiet_ray_logs()
+        self._started_here = self._connect(ray)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        actor, self._probe_actor = getattr(self, "_probe_actor", None), None
+        if actor is not None:
+            with contextlib.suppress(Exception):  # already gone with its cluster
+                _import_ray().kill(actor)
+        if getattr(self, "_started_here", False):
+            _import_ray().shutdown()
+            self._started_here = False
+
+    def probe(self, requests: dict[str, list[int]], embed_images: Callable | None = None,
+              ) -> dict[str, EmbeddedInput]:
+        """Edge refinement: decode the given frames of each input in Ray
+        tasks and embed them all at once (see :meth:`_embed_refinement`):
+        ``{path: frame indices}`` -> ``{path: embedded}`` (no frames where
+        none of them exists; an input that cannot be read is left out)."""
+        ray = _import_ray()
+        _quiet_ray_logs()
+        started_here = self._connect(ray)
+        try:
+            spec = _spec(self.config, self.short_side, self.chunk_size)
+            decode = ray.remote(num_cpus=1, max_retries=self.max_retries)(_probe_decode)
+            found = ray.get([decode.remote(spec, path, sorted(map(int, frames)))
+                             for path, frames in requests.items()])
+            readable = {path: answer for path, answer in zip(requests, found) if answer[1] >= 0}
+            batches = {path: batch for path, (batch, _) in readable.items() if batch is not None}
+            vectors = self._embed_refinement(ray, spec, list(batches.values()), embed_images)
+            out = {path: EmbeddedInput(path=path, stats=DecodeStats(frames_decoded=n))
+                   for path, (_, n) in readable.items()}
+            for (path, batch), vec in zip(batches.items(), vectors):
+                out[path] = dataclasses.replace(out[path], indices=batch.indices, times_s=batch.times_s,
+                                                embeddings=vec)
+            return out
+        except Exception as ex:  # refinement is best effort: its edges keep their sampled times
+            log.warning("ray: edge refinement failed: %s", _first_line(ex))
+            return {}
+        finally:
+            if started_here:
+                self._probe_actor = None
+                ray.shutdown()
+
+    def _embed_refinement(self, ray, spec: dict[str, Any], batches: list[FrameBatch],
+                          embed_images: Callable | None) -> list[np.ndarray]:
+        """Refinement frames are few: on a CPU-only cluster the driver's own
+        model embeds them (a fresh actor would cost a model load per run);
+        with GPUs, the session's refinement actor, on one of them, does."""
+        if not batches:
+            return []
+        gpus = int(ray.cluster_resources().get("GPU", 0)) if spec["device"] != "cpu" else 0
+        if embed_images is not None and not gpus:
+            from pipeline.engine.base import embed_in_batches
+
+            size = self.config.model.batch_size
+            return embed_in_batches(batches, embed_images, size if isinstance(size, int) else 64)
+        if getattr(self, "_probe_actor", None) is None:
+            self._probe_actor = ray.remote(num_gpus=1 if gpus else 0)(_RefineActor).remote(spec)
+        return ray.get(self._probe_actor.embed.remote(batches))
+
     # ------------------------------------------------------------------ setup
 
     def _connect(self, ray) -> bool:
@@ -238,6 +302,19 @@ def _decode_rows(batch: dict[str, np.ndarray], spec: dict[str, Any]) -> Iterator
                 yield _end_row(int(position), chunks, item)
 
 
+def _probe_decode(spec: dict[str, Any], path: str, frames: list[int]) -> tuple[FrameBatch | None, int]:
+    """A Ray task: :func:`pipeline.engine.base.decode_frames_at` with the
+    decoder the config names."""
+    from pipeline.config import parse_config
+    from pipeline.decode import open_decoder
+    from pipeline.engine.base import decode_frames_at
+
+    cfg = parse_config(spec["config"])
+    opener = partial(open_decoder, backend=cfg.decoder.backend, short_side=spec["short_side"],
+                     strategy=cfg.decoder.strategy, threads=cfg.decoder.threads)
+    return decode_frames_at(path, opener, frames)
+
+
 def _decode_with_timeout(path: str, opener: Callable, sampling, chunk_size: int,
                          timeout_s: float) -> Iterator[FrameBatch | EmbeddedInput]:
     """``decode_input`` in a helper thread, so a stalled decode is cut off after
@@ -344,6 +421,15 @@ def _column(arrays: list[np.ndarray]) -> np.ndarray:
     column = np.empty(len(arrays), dtype=object)
     column[:] = arrays
     return column
+
+
+class _RefineActor(_EmbedActor):
+    """Embeds edge refinement's frames: the model loaded once per session."""
+
+    def embed(self, batches: list[FrameBatch]) -> list[np.ndarray]:
+        from pipeline.engine.base import embed_in_batches
+
+        return embed_in_batches(batches, self.embedder.embed_images, self.embedder.batch_size)
 
 
 # --------------------------------------------------------------------------- driver

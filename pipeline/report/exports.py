@@ -250,6 +250,9 @@ def segments_dict(result: VideoResult) -> dict[str, Any]:
     segments = []
     for seg in _ordered(result.segments):
         start, end = frame_number(seg.start_s, rate), frame_number(seg.end_s, rate)
+        # pinned edges give their true frames (end: exclusive, one past the last)
+        start = seg.start_frame if seg.start_frame is not None else start
+        end = seg.end_frame + 1 if seg.end_frame is not None else end
         segments.append({"label": seg.label, "kind": seg.kind, "start_s": round(seg.start_s, 3),
                          "end_s": round(seg.end_s, 3), "duration_s": round(seg.duration_s, 3),
                          "peak": round(seg.peak, 6), "mean": round(seg.mean, 6),

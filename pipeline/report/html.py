@@ -583,6 +583,8 @@ def _load_frames(path: Path, result: VideoResult, labels: dict[str, dict]) -> No
     if not path.is_file():
         return
     frames = pd.read_csv(path)
+    if "refine" in frames.columns:  # refinement frames are not on the sampled tracks
+        frames = frames[frames["refine"] != 1].reset_index(drop=True)
     result.frame_indices = frames["frame_index"].to_numpy(np.int64)
     result.times_s = frames["time_s"].to_numpy(np.float64)
     for column in frames.columns:
@@ -608,7 +610,15 @@ def _load_segments(path: Path, summary: dict) -> list[Segment]:
         rows = summary.get("segments") or []
     return [Segment(label=str(uncsv_cell(r["label"])), kind=str(r.get("kind") or "tag"),
                     start_s=float(r["start_s"]), end_s=float(r["end_s"]),
-                    peak=_nan(r.get("peak")), mean=_nan(r.get("mean"))) for r in rows]
+                    peak=_nan(r.get("peak")), mean=_nan(r.get("mean")),
+                    start_frame=_frame_or_none(r.get("start_frame")),
+                    end_frame=_frame_or_none(r.get("end_frame")),
+                    refined=str(r.get("refined") or "none")) for r in rows]
+
+
+def _frame_or_none(v: Any) -> int | None:
+    value = _nan(v)
+    return int(value) if np.isfinite(value) else None
 
 
 def _nan(v: Any) -> float:

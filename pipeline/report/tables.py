@@ -17,7 +17,8 @@ from pipeline.atomic import atomic_path, atomic_write_text
 from pipeline.report.text import csv_cell
 from pipeline.types import Segment, VideoResult
 
-SEGMENT_COLUMNS = ["label", "kind", "start_s", "end_s", "duration_s", "peak", "mean"]
+SEGMENT_COLUMNS = ["label", "kind", "start_s", "end_s", "duration_s", "peak", "mean",
+                   "start_frame", "end_frame", "refined"]
 INDEX_COLUMNS = ["name", "input", "status", "error", "duration_s", "frames_scored", "tags", "nsfw_verdict"]
 VIDEO_FIELDS = ["container", "codec", "width", "height", "duration_s", "avg_fps", "nominal_fps",
                 "frame_count", "rotation", "start_time_s", "pix_fmt"]
@@ -30,7 +31,10 @@ SCORE_DECIMALS = 6
 
 def frames_table(result: VideoResult) -> pd.DataFrame:
     """One row per scored frame: ``frame_index``, ``time_s``, then per track
-    (in order) ``score:<label>`` (raw) and ``smoothed:<label>``.
+    (in order) ``score:<label>`` (raw) and ``smoothed:<label>``, then
+    ``refine``: 1 for a frame edge refinement scored between the samples
+    (its ``smoothed:`` cells are empty: only samples are smoothed), 0 for a
+    sample. Rows are in frame order.
 
     Times are rounded to milliseconds, scores to 6 decimals.
     """
@@ -41,20 +45,36 @@ def frames_table(result: VideoResult) -> pd.DataFrame:
     for track in result.tracks:
         columns[f"score:{track.name}"] = np.round(np.asarray(track.raw, np.float64), SCORE_DECIMALS)
         columns[f"smoothed:{track.name}"] = np.round(np.asarray(track.smoothed, np.float64), SCORE_DECIMALS)
-    return pd.DataFrame(columns)
+    columns["refine"] = np.zeros(len(columns["frame_index"]), np.int64)
+    extra = result.refine
+    if extra is None or not len(extra.indices):
+        return pd.DataFrame(columns)
+    more: dict[str, Any] = {"frame_index": np.asarray(extra.indices, np.int64),
+                            "time_s": np.round(np.asarray(extra.times_s, np.float64), TIME_DECIMALS)}
+    for i, track in enumerate(result.tracks):
+        more[f"score:{track.name}"] = np.round(np.asarray(extra.scores[:, i], np.float64), SCORE_DECIMALS)
+        more[f"smoothed:{track.name}"] = np.full(len(extra.indices), np.nan)
+    more["refine"] = np.ones(len(extra.indices), np.int64)
+    order = np.argsort(np.concatenate([columns["frame_index"], more["frame_index"]]), kind="stable")
+    return pd.DataFrame({k: np.concatenate([columns[k], more[k]])[order] for k in columns})
 
 
 def segments_table(segments: Sequence[Segment]) -> pd.DataFrame:
     """One row per segment, columns ``label, kind, start_s, end_s,
-    duration_s, peak, mean``."""
-    return pd.DataFrame([_segment_dict(seg) for seg in segments], columns=SEGMENT_COLUMNS)
+    duration_s, peak, mean, start_frame, end_frame, refined`` (the frames
+    are the segment's first and last, blank for an edge refinement did not
+    pin; ``refined``: ``both``, ``start``, ``end`` or ``none``)."""
+    table = pd.DataFrame([_segment_dict(seg) for seg in segments], columns=SEGMENT_COLUMNS)
+    # whole frame numbers, blank for an edge left at its coarse time
+    return table.astype({"start_frame": "Int64", "end_frame": "Int64"})
 
 
 def _segment_dict(seg: Segment) -> dict[str, Any]:
     return {"label": seg.label, "kind": seg.kind,
             "start_s": round(seg.start_s, TIME_DECIMALS), "end_s": round(seg.end_s, TIME_DECIMALS),
             "duration_s": round(seg.duration_s, TIME_DECIMALS),
-            "peak": round(seg.peak, SCORE_DECIMALS), "mean": round(seg.mean, SCORE_DECIMALS)}
+            "peak": round(seg.peak, SCORE_DECIMALS), "mean": round(seg.mean, SCORE_DECIMALS),
+            "start_frame": seg.start_frame, "end_frame": seg.end_frame, "refined": seg.refined}
 
 
 def write_frames_csv(result: VideoResult, out_dir: str | Path) -> Path:
@@ -111,6 +131,7 @@ def summary_dict(result: VideoResult, config_summary: dict | None = None) -> dic
         "scoring": {"mode": result.scoring_mode or None},  # the rule used: auto resolved
         "config_hash": result.config_hash,
         "segments": [_segment_dict(seg) for seg in result.segments],
+        "refine": _refine_dict(result),
         "totals": {tot.label: {"kind": tot.kind, "seconds_present": round(tot.seconds_present, 3),
                                "fraction": round(tot.fraction, 6),
                                "frames_over_threshold": tot.frames_over_threshold,
@@ -124,6 +145,16 @@ def summary_dict(result: VideoResult, config_summary: dict | None = None) -> dic
     if config_summary is not None:
         summary["config"] = config_summary
     return _json_safe(summary)
+
+
+def _refine_dict(result: VideoResult) -> dict[str, Any] | None:
+    """Edge refinement's cost (frames beyond the sampled ones) and outcome."""
+    r = result.refine
+    if r is None:
+        return None
+    return {"frames_decoded": r.frames_decoded, "frames_embedded": r.frames_embedded,
+            "frames_kept": r.frames_kept, "frames_scored": len(r.indices),
+            "edges": r.edges, "edges_pinned": r.edges_pinned}
 
 
 def _sampling_dict(result: VideoResult) -> dict[str, Any] | None:

@@ -1,0 +1,107 @@
+"""Edge refinement benchmark: on the demo clips (sample_videos/demo_*.mp4,
+configs/demo.yaml, the bundled demo model), frames embedded, wall time and
+segment agreement with sample_videos/demo_truth.json for
+
+    a) 0.5 s sampling, no refinement (dense sampling: the old way to sharp edges)
+    b) 2 s sampling with refinement (issue 16)
+    c) 2 s sampling, no refinement (what b starts from)
+
+    .venv/bin/python benchmarks/refine_bench.py                 # local engine
+    .venv/bin/python benchmarks/refine_bench.py --engine ray    # rows on Ray too
+    .venv/bin/python benchmarks/refine_bench.py --out benchmarks/refine_results.json
+
+Every row runs the same clips through ``run_job`` (no store, so nothing is
+reused between rows) with one model loaded once; wall time is the run's.
+IoU and edge errors come from ``pipeline.evaluate`` (what ``scenetag eval``
+reports). Rows are best of ``--repeat`` runs; compare rows of one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline.config import load_config  # noqa: E402
+from pipeline.evaluate import evaluate, load_run  # noqa: E402
+from pipeline.run import RunOptions, run_job  # noqa: E402
+from pipeline.truth import load_truth  # noqa: E402
+
+CONFIG = ROOT / "configs" / "demo.yaml"
+MODEL = ROOT / "models" / "scenetag-demo-clip"
+TRUTH = ROOT / "sample_videos" / "demo_truth.json"
+ROWS = {"a_0.5s_no_refine": (0.5, False), "b_2s_refine": (2.0, True), "c_2s_no_refine": (2.0, False)}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", choices=["local", "ray"], default="local")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per row; the fastest is kept")
+    parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    parser.add_argument("--label", default="", help="machine state, e.g. 'under load, 2 shared cores'")
+    return parser.parse_args(argv)
+
+
+def measure(every_s: float, refine: bool, engine: str, embedder, work: Path) -> dict:
+    cfg = load_config(CONFIG, {"sampling.every_seconds": every_s, "model.id": str(MODEL),
+                               "output.formats": ["csv"]})
+    cfg = cfg.model_copy(update={"segments": cfg.segments.model_copy(update={"refine": refine})})
+    clips = sorted(str(p) for p in (ROOT / "sample_videos").glob("demo_*.mp4"))
+    started = time.perf_counter()
+    report = run_job(clips, cfg, work, RunOptions(engine=engine, progress=False, use_store=False),
+                     embedder=embedder)
+    wall = time.perf_counter() - started
+    if report.exit_code:
+        raise SystemExit(f"run failed: {[r.error for r in report.results if r.error]}")
+    coarse = sum(len(r.frame_indices) for r in report.results)
+    extra = sum(r.refine.frames_embedded for r in report.results if r.refine is not None)
+    decoded = sum(r.refine.frames_decoded for r in report.results if r.refine is not None)
+    total = evaluate(load_run(work), load_truth(TRUTH)).overall()
+    return {"every_s": every_s, "refine": refine, "engine": engine, "wall_s": round(wall, 3),
+            "frames_sampled": coarse, "frames_refine_embedded": extra, "frames_embedded": coarse + extra,
+            "frames_refine_decoded": decoded, "segments_matched": total.matched,
+            "segments_truth": total.truth, "mean_iou": round(total.mean_iou, 4),
+            "edge_max_frames": round(max(total.edges_frames), 2) if total.edges_frames else None,
+            "edge_median_frames": round(sorted(total.edges_frames)[len(total.edges_frames) // 2], 2)
+            if total.edges_frames else None}
+
+
+def run_bench(args: argparse.Namespace) -> dict:
+    from pipeline.embed import load_embedder
+
+    embedder = load_embedder(str(MODEL), device="cpu", precision="fp32")
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (every_s, refine) in ROWS.items():
+            runs = [measure(every_s, refine, args.engine, embedder, Path(tmp) / f"{name}-{k}")
+                    for k in range(max(1, args.repeat))]
+            rows[name] = min(runs, key=lambda r: r["wall_s"])
+    base = rows["c_2s_no_refine"]["frames_embedded"]
+    for row in rows.values():
+        row["frames_vs_2s_coarse"] = round(row["frames_embedded"] / base, 3)
+    return {"machine": args.label or platform.processor() or platform.machine(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "clips": "sample_videos/demo_*.mp4",
+            "config": "configs/demo.yaml", "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    result = run_bench(args)
+    print(f"{'row':18} {'frames':>6} {'x 2s':>5} {'wall s':>7} {'IoU':>6} {'edge max fr':>11}")
+    for name, row in result["rows"].items():
+        print(f"{name:18} {row['frames_embedded']:6d} {row['frames_vs_2s_coarse']:5.2f} {row['wall_s']:7.2f} "
+              f"{row['mean_iou']:6.3f} {row['edge_max_frames']!s:>11}")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

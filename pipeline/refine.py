@@ -1,0 +1,325 @@
+"""Frame-accurate segment edges from sparse samples: plan and bisect.
+
+Coarse sampling puts a segment edge somewhere between two samples: the last
+one on one side and the first one on the other. The score changes between
+them, so the edge frame lies strictly between their frame indices (or on
+the later one). Refinement bisects that gap: probe the middle frame, score
+it, and keep the half where the label's score still crosses its threshold,
+until the two brackets are neighbouring frames. A start edge is the first
+frame whose raw score is ``>= enter``; an end edge is the last frame whose
+raw score is ``>= exit`` (the hysteresis rules of
+:func:`pipeline.smooth.hysteresis`, applied frame by frame).
+
+A gradual change (a fade, an object sliding in) has no single edge frame:
+bisection then finds *a* frame where the score crosses the threshold, which
+is what the segment rules mean by an edge. With several crossings in one gap
+it finds one of them.
+
+Refinement never adds or removes a segment: it only moves the edges the
+coarse pass found, and an edge it cannot pin (no crossing among the raw
+scores near it, an undecodable frame) keeps its coarse time.
+
+Pure: no decoding, no model. :class:`Refinement` asks for frame indices
+(:meth:`Refinement.wanted`) and is told their scores (:meth:`Refinement.feed`);
+the caller decides how frames are decoded, embedded and batched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from pipeline.types import Interval, Segment
+
+START, END = "start", "end"
+
+
+@dataclass(frozen=True)
+class CoarseSegment:
+    """A segment found on the coarse samples, with what refining it needs.
+
+    Attributes:
+        segment: the segment as the coarse pass reports it.
+        column: its label's column in the score matrix.
+        interval: the samples ``[start, stop)`` it covers.
+        enter: the label's enter threshold.
+        exit: the label's exit threshold.
+    """
+
+    segment: Segment
+    column: int
+    interval: Interval
+    enter: float
+    exit: float
+
+
+@dataclass
+class EdgeSearch:
+    """One edge being bisected between frame ``lo`` and frame ``hi``.
+
+    Invariant: frame ``lo`` is on the segment's *before* side and frame
+    ``hi`` on its *after* side (for a start edge: ``lo`` absent, ``hi``
+    present; for an end edge: ``lo`` present, ``hi`` absent). ``hi_open``:
+    ``hi`` lies past the last sample and may be past the end of the stream;
+    a probe there that finds no frame is on the after side too.
+    """
+
+    owner: int  # position of the segment in the plan's input
+    side: str
+    column: int
+    threshold: float
+    lo: int
+    hi: int
+    hi_open: bool = False
+    failed: bool = False
+    probes: int = 0  # bisection steps taken
+    frames: int = 0  # of which on a real frame (not past the end of the stream)
+
+    @property
+    def pinned(self) -> bool:
+        """True once the brackets are neighbouring frames."""
+        return not self.failed and self.hi - self.lo <= 1
+
+    @property
+    def active(self) -> bool:
+        return not self.failed and not self.pinned
+
+    @property
+    def edge_frame(self) -> int:
+        """The segment's first frame (start) or last frame (end)."""
+        return self.hi if self.side == START else self.lo
+
+    def after(self, score: float) -> bool:
+        """Whether a frame with this score lies on the after side."""
+        present = score >= self.threshold
+        return present if self.side == START else not present
+
+
+def max_probes(gap_frames: int) -> int:
+    """The most frames one edge may probe: ``ceil(log2(gap)) + 1`` for a gap
+    of ``gap_frames`` frames strictly between its brackets (0 for none)."""
+    return 0 if gap_frames <= 0 else math.ceil(math.log2(gap_frames)) + 1
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def plan(coarse: Sequence[CoarseSegment], indices: np.ndarray, raw: np.ndarray, *,
+         reach: int = 1, open_end: bool = True, step_frames: int = 1,
+         frames_total: int | None = None) -> list[EdgeSearch]:
+    """One search per edge that can be refined.
+
+    Args:
+        coarse: the segments, each with its label's column and thresholds.
+        indices: frame index of each coarse sample, ascending.
+        raw: the samples' raw scores, shape (samples, labels).
+        reach: how many samples away from the smoothed edge the raw scores'
+            crossing may be (smoothing moves an edge by up to half a window).
+        open_end: a segment holding the last sample may end after it (False
+            when sampling stopped early, at ``max_frames``).
+        step_frames: the sampling step in frames, at least: without
+            ``frames_total``, the stream is taken to end fewer than twice
+            that many frames after the last sample (so a varying frame rate
+            is covered), and found by probing past it.
+        frames_total: frames in the stream, when the decoder counted them:
+            a segment holding the last sample is searched up to that end.
+
+    Returns:
+        searches in the order of ``coarse``, start before end; an edge with
+        no raw crossing near it gets none and keeps its coarse time.
+    """
+    idx = np.asarray(indices, np.int64)
+    scores = np.asarray(raw, np.float64)
+    n = len(idx)
+    step = 2 * max(int(np.max(np.diff(idx))) if n > 1 else 1, step_frames)
+    searches: list[EdgeSearch] = []
+    for owner, (item, (low, high)) in enumerate(zip(coarse, _neighbours(coarse, n))):
+        col, iv = scores[:, item.column], item.interval
+        g = _start_gap(col, iv, item.enter, reach, low)
+        if g is not None:
+            searches.append(EdgeSearch(owner, START, item.column, item.enter,
+                                       lo=int(idx[g - 1]) if g > 0 else -1, hi=int(idx[g])))
+        g = _end_gap(col, iv, item.exit, reach, high, open_end)
+        if g is not None:
+            if g < n:
+                hi, open_ = int(idx[g]), False
+            elif frames_total is not None:
+                hi, open_ = max(int(frames_total), int(idx[-1]) + 1), False  # one past the last frame
+            else:
+                hi, open_ = int(idx[-1]) + step + 1, True
+            searches.append(EdgeSearch(owner, END, item.column, item.exit,
+                                       lo=int(idx[g - 1]), hi=hi, hi_open=open_))
+    return searches
+
+
+def _neighbours(coarse: Sequence[CoarseSegment], n: int) -> list[tuple[int, int]]:
+    """Per segment, the sample range its edges' gaps must stay within: after
+    the previous segment of its label, before the next one."""
+    bounds = []
+    for item in coarse:
+        same = [c.interval for c in coarse if c.column == item.column and c is not item]
+        low = max([iv.stop for iv in same if iv.stop <= item.interval.start], default=0)
+        high = min([iv.start for iv in same if iv.start >= item.interval.stop], default=n + 1)
+        bounds.append((low, high))
+    return bounds
+
+
+def _start_gap(col: np.ndarray, iv: Interval, enter: float, reach: int, low: int) -> int | None:
+    """The sample ``g`` that starts the raw crossing nearest the interval's
+    start: ``col[g-1] < enter <= col[g]`` (``g == 0``: nothing before)."""
+    for g in _nearest(iv.start, reach, max(low + 1 if low else 0, 0), iv.stop - 1):
+        if col[g] >= enter and (g == 0 or not col[g - 1] >= enter):
+            return g
+    return None
+
+
+def _end_gap(col: np.ndarray, iv: Interval, exit_: float, reach: int, high: int,
+             open_end: bool) -> int | None:
+    """The first absent sample ``g`` of the raw crossing nearest the
+    interval's end: ``col[g-1] >= exit > col[g]`` (``g == len``: past the last)."""
+    n = len(col)
+    for g in _nearest(iv.stop, reach, iv.start + 1, min(high - 1, n)):
+        if col[g - 1] >= exit_ and (g == n and open_end or g < n and not col[g] >= exit_):
+            return g
+    return None
+
+
+def _nearest(centre: int, reach: int, low: int, high: int) -> list[int]:
+    """``centre``, then ``centre-1``, ``centre+1``, ... within ``[low, high]``."""
+    out = []
+    for d in range(reach + 1):
+        for g in ((centre,) if d == 0 else (centre - d, centre + d)):
+            if low <= g <= high:
+                out.append(g)
+    return out
+
+
+# --------------------------------------------------------------------------- bisection
+
+
+@dataclass
+class Refinement:
+    """The searches of one input and every frame score known so far.
+
+    ``known`` maps a frame index to ``(pts_s, scores)``; it starts with the
+    coarse samples (and any refinement frames kept from an earlier run).
+    """
+
+    searches: list[EdgeSearch]
+    known: dict[int, tuple[float, np.ndarray]] = field(default_factory=dict)
+    missing: set[int] = field(default_factory=set)
+    probed: set[int] = field(default_factory=set)  # frames asked for (decoded) by this refinement
+
+    def wanted(self) -> list[int]:
+        """Frames to score next, ascending; empty once every search is over.
+
+        Steps each search through frames already known first, so stored
+        frames cost nothing."""
+        out: set[int] = set()
+        for search in self.searches:
+            while search.active:
+                mid = (search.lo + search.hi) // 2
+                if mid in self.known or mid in self.missing:
+                    self._step(search, mid)
+                    continue
+                out.add(mid)
+                break
+        return sorted(out)
+
+    def feed(self, frames: Mapping[int, tuple[float, np.ndarray]], asked: Sequence[int]) -> None:
+        """Record the scores of the frames asked for; any not in ``frames``
+        could not be decoded (or lie past the end of the stream)."""
+        for index in asked:
+            self.probed.add(index)
+            if index in frames:
+                self.known[index] = (float(frames[index][0]), np.asarray(frames[index][1]))
+            else:
+                self.missing.add(index)
+
+    def _step(self, search: EdgeSearch, mid: int) -> None:
+        search.probes += 1
+        if mid in self.missing:
+            if search.hi_open:
+                search.hi = mid  # no frame there: the stream ended before it
+            else:
+                search.failed = True  # an undecodable frame inside the gap
+            return
+        search.frames += 1
+        if search.after(float(self.known[mid][1][search.column])):
+            search.hi = mid
+        else:
+            search.lo = mid
+
+    def give_up(self) -> None:
+        """End every search still waiting for a frame nobody will score (no
+        decoder at hand): its edge keeps its coarse time."""
+        self.wanted()
+        for search in self.searches:
+            if search.active:
+                search.failed = True
+
+    def run(self, score_frames) -> Refinement:
+        """Bisect to the end with ``score_frames(indices) -> {index: (pts_s,
+        scores)}`` (a synchronous prober; tests and single inputs)."""
+        while wanted := self.wanted():
+            self.feed(score_frames(wanted), wanted)
+        return self
+
+
+def seed(indices: np.ndarray, times_s: np.ndarray, raw: np.ndarray,
+         extra: Mapping[int, tuple[float, np.ndarray]] | None = None) -> dict[int, tuple[float, np.ndarray]]:
+    """The ``known`` map of a :class:`Refinement`: coarse samples plus ``extra``."""
+    known = dict(extra or {})
+    known.update({int(i): (float(t), np.asarray(r)) for i, t, r in zip(indices, times_s, raw)})
+    return known
+
+
+# --------------------------------------------------------------------------- results
+
+
+def refined_segments(coarse: Sequence[CoarseSegment], refinement: Refinement, *,
+                     frame_s: float, duration_s: float | None) -> list[Segment]:
+    """``coarse``'s segments with every pinned edge moved to its frame.
+
+    A pinned start becomes the PTS of the segment's first frame; a pinned end
+    the end of its last frame: the next frame's PTS when known, else its own
+    PTS plus ``frame_s`` (clipped to ``duration_s``). An edge that could not
+    be pinned keeps its coarse time; a segment whose refined edges would
+    cross keeps both coarse edges.
+    """
+    by_owner: dict[tuple[int, str], EdgeSearch] = {(s.owner, s.side): s for s in refinement.searches}
+    out = []
+    for owner, item in enumerate(coarse):
+        seg = item.segment
+        start = _pinned(by_owner.get((owner, START)))
+        end = _pinned(by_owner.get((owner, END)))
+        start_s = refinement.known[start.hi][0] if start else seg.start_s
+        end_s = _end_time(end, refinement.known, frame_s, duration_s) if end else seg.end_s
+        if start and end and not (start.edge_frame <= end.edge_frame and start_s < end_s):
+            start = end = None
+            start_s, end_s = seg.start_s, seg.end_s
+        out.append(replace(seg, start_s=start_s if start else seg.start_s,
+                           end_s=end_s if end else seg.end_s,
+                           start_frame=start.edge_frame if start else None,
+                           end_frame=end.edge_frame if end else None,
+                           refined=_refined_label(start is not None, end is not None)))
+    return out
+
+
+def _pinned(search: EdgeSearch | None) -> EdgeSearch | None:
+    return search if search is not None and search.pinned else None
+
+
+def _end_time(search: EdgeSearch, known: Mapping[int, tuple[float, np.ndarray]], frame_s: float,
+              duration_s: float | None) -> float:
+    if search.hi in known:
+        return known[search.hi][0]
+    end = known[search.lo][0] + frame_s
+    return min(end, duration_s) if duration_s and duration_s > known[search.lo][0] else end
+
+
+def _refined_label(start: bool, end: bool) -> str:
+    return {(True, True): "both", (True, False): "start", (False, True): "end"}.get((start, end), "none")

@@ -1,0 +1,136 @@
+"""Edge refinement for a group of inputs: bisection rounds through an engine.
+
+Each round asks every input's :class:`~pipeline.refine.Refinement` which
+frames it needs next, hands all of them to one ``probe`` call (the engine
+decodes and embeds them, batched like any frames), scores them and feeds
+the scores back, until every edge is pinned or given up. The frames found
+travel on with the input (:class:`~pipeline.engine.base.RefineFrames`), so
+the store keeps them and :func:`analyse_refined` redoes the (pure, cheap)
+bisection from them when the input's reports are written, or rescored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from pipeline.analyse import Coarse, coarse_analysis, finish_refined, start_refinement
+from pipeline.config import Config
+from pipeline.engine.base import EmbeddedInput, RefineFrames
+from pipeline.refine import Refinement
+from pipeline.score import Classifier, score
+from pipeline.types import RefineSummary
+
+log = logging.getLogger(__name__)
+
+Probe = Callable[[dict[str, list[int]]], dict[str, EmbeddedInput]]
+
+
+def fetch(inputs: list[EmbeddedInput], config: Config, classifier: Classifier,
+          probe: Probe | None) -> list[EmbeddedInput]:
+    """``inputs``, each with the refinement frames its edges need.
+
+    Inputs that failed, images, and inputs with nothing to refine come back
+    as they were. ``probe`` maps ``{path: frame indices}`` to ``{path:
+    embedded frames}``: an index it found no frame for lies past the end of
+    the stream (or cannot be decoded); a path it leaves out could not be
+    read at all. None refines from frames already kept only.
+    """
+    jobs = {e.path: job for e in inputs if (job := _Job.start(e, config, classifier)) is not None}
+    while probe is not None:
+        requests = {path: wanted for path, job in jobs.items() if (wanted := job.refinement.wanted())}
+        if not requests:
+            break
+        answers = probe(requests)
+        for path, wanted in requests.items():
+            if path in answers:
+                jobs[path].feed(answers[path], wanted, classifier)
+            else:  # unreadable now: its edges keep their coarse times
+                jobs[path].refinement.give_up()
+    return [jobs[e.path].embedded_with_frames() if e.path in jobs else e for e in inputs]
+
+
+@dataclass
+class _Job:
+    embedded: EmbeddedInput
+    refinement: Refinement
+    new: list[EmbeddedInput] = field(default_factory=list)
+    decoded: int = 0
+
+    @classmethod
+    def start(cls, embedded: EmbeddedInput, config: Config, classifier: Classifier) -> _Job | None:
+        if embedded.error is not None or embedded.info is None or embedded.info.is_image \
+                or not len(embedded.indices):
+            return None
+        try:
+            _, refinement = _refinement(embedded, config, classifier)
+        except Exception:  # scoring fails again, and is reported, when the input is analysed
+            log.debug("cannot plan edge refinement for %s", embedded.path, exc_info=True)
+            return None
+        return cls(embedded, refinement) if refinement.searches else None
+
+    def feed(self, answer: EmbeddedInput | None, wanted: list[int], classifier: Classifier) -> None:
+        frames = {}
+        if answer is not None and len(answer.indices):
+            scores = score(classifier, answer.embeddings)
+            frames = {int(i): (float(t), scores[k])
+                      for k, (i, t) in enumerate(zip(answer.indices, answer.times_s))}
+            self.new.append(answer)
+        if answer is not None and answer.stats is not None:
+            self.decoded += answer.stats.frames_decoded
+        self.refinement.feed(frames, wanted)
+
+    def embedded_with_frames(self) -> EmbeddedInput:
+        old = self.embedded.refine or RefineFrames()
+        parts = [old] if len(old) else []
+        parts += [RefineFrames(a.indices, a.times_s, a.embeddings) for a in self.new]
+        if not parts:
+            return replace(self.embedded, refine=replace(old, missing=frozenset(self.refinement.missing),
+                                                         decoded=self.decoded))
+        indices = np.concatenate([p.indices for p in parts]).astype(np.int64)
+        _, first = np.unique(indices, return_index=True)  # one row per frame, the stored one first
+        times = np.concatenate([p.times_s for p in parts]).astype(np.float64)
+        vectors = np.concatenate([p.embeddings for p in parts]).astype(np.float32)
+        frames = RefineFrames(indices=indices[first], times_s=times[first], embeddings=vectors[first],
+                              missing=frozenset(self.refinement.missing), decoded=self.decoded,
+                              embedded=sum(len(a.indices) for a in self.new))
+        return replace(self.embedded, refine=frames)
+
+
+def _refinement(embedded: EmbeddedInput, config: Config,
+                classifier: Classifier) -> tuple[Coarse, Refinement]:
+    """The coarse analysis of ``embedded`` and its edge searches, seeded with
+    every refinement frame it already carries."""
+    coarse = coarse_analysis(embedded.times_s, embedded.embeddings, classifier, config, embedded.info)
+    extra = embedded.refine
+    kept = {}
+    if extra is not None and len(extra):
+        scores = score(classifier, extra.embeddings)
+        kept = {int(i): (float(t), scores[k]) for k, (i, t) in enumerate(zip(extra.indices, extra.times_s))}
+    total = embedded.stats.frames_total if embedded.stats is not None else None
+    refinement = start_refinement(coarse, embedded.indices, config, embedded.info, kept, total)
+    if extra is not None:
+        refinement.missing |= set(extra.missing)
+    return coarse, refinement
+
+
+def analyse_refined(embedded: EmbeddedInput, classifier: Classifier, config: Config) -> dict:
+    """:func:`pipeline.analyse.analyse` with each edge pinned to its frame,
+    from the refinement frames ``embedded`` carries (an edge whose frames
+    are not all there keeps its coarse time). Adds ``refine``, a
+    :class:`~pipeline.types.RefineSummary`."""
+    coarse, refinement = _refinement(embedded, config, classifier)
+    refinement.give_up()
+    result = finish_refined(coarse, refinement, config, embedded.info)
+    extra = embedded.refine or RefineFrames()
+    scores = score(classifier, extra.embeddings) if len(extra) else \
+        np.zeros((0, len(coarse.tracks)), np.float64)
+    result["refine"] = RefineSummary(
+        indices=np.asarray(extra.indices, np.int64), times_s=np.asarray(extra.times_s, np.float64),
+        scores=np.asarray(scores, np.float64), frames_decoded=extra.decoded,
+        frames_embedded=extra.embedded, frames_kept=len(extra) - extra.embedded,
+        edges=2 * len(coarse.segments), edges_pinned=sum(s.pinned for s in refinement.searches))
+    return result
