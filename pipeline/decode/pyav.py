@@ -114,6 +114,17 @@ def _probe_open(container, path: str) -> VideoInfo:
     return VideoInfo(width=width, height=height, rotation=rotation, **info)
 
 
+def open_info(container, name: str) -> VideoInfo:
+    """:class:`VideoInfo` of a container that is already open (a live
+    stream cannot be opened twice to probe it); decodes at most one frame."""
+    return _probe_open(container, name)
+
+
+def frame_converter(info: VideoInfo, short_side: int | None):
+    """A function VideoFrame -> upright RGB uint8 array, as :class:`PyAVDecoder` converts."""
+    return _converter(info, short_side)
+
+
 def probe(path: str) -> VideoInfo:
     """Probe ``path`` with PyAV (see :class:`VideoInfo`)."""
     with open_container(path) as container:
