@@ -16,11 +16,13 @@ import itertools
 import json
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +54,7 @@ class RunOptions:
     use_store: bool = True
     use_cache: bool = True  # reuse stored embeddings instead of decoding
     store_wait_s: float | None = None  # a store write waits this long for another writer
+    live: Any = None  # pipeline.live.session.LiveOptions: how live inputs run (None: defaults)
 
 
 @dataclass
@@ -59,10 +62,13 @@ class RunReport:
     results: list[VideoResult] = field(default_factory=list)
     images: list[ImageResult] = field(default_factory=list)
     skipped: int = 0
+    interrupted: bool = False  # live streams were ended by SIGINT
 
     @property
     def exit_code(self) -> int:
-        """0 when every input succeeded, 1 when any failed."""
+        """0 when every input succeeded, 1 when any failed; 130 when SIGINT ended live streams."""
+        if self.interrupted:
+            return 130
         return 1 if any(r.status != "ok" for r in self.results) else 0
 
 
@@ -254,6 +260,9 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
     """
     options = options or RunOptions()
     out_dir.mkdir(parents=True, exist_ok=True)
+    from pipeline.live.sources import split_live
+
+    live, inputs = split_live(list(inputs), force=bool(options.live and options.live.force))
     paths, failures = expand_inputs(inputs, out_dir, options.store or out_dir / "store")
     names = output_names(paths, existing_outputs(out_dir))
     run = RunReport(results=list(failures))
@@ -282,8 +291,20 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
         if cache:
             cache.finish()
     run.results.extend(_load_previous(out_dir, names, paths, todo))
+    if live:  # URLs, pipes, cameras: tagged as they play (pipeline.live)
+        _run_live(live, config, out_dir, options, embedder or _load_embedder(config), run, names)
     _write_run_outputs(run, out_dir, config.output.formats)
     return run
+
+
+def _run_live(live, config: Config, out_dir: Path, options: RunOptions, embedder, run: RunReport,
+              names: dict[str, str]) -> None:
+    from pipeline.live.session import run_live
+
+    report = run_live(live, config, out_dir, options, embedder, taken=set(names.values()),
+                      existing=existing_outputs(out_dir))
+    run.results.extend(report.results)
+    run.interrupted = report.signal == signal.SIGINT
 
 
 @dataclass(frozen=True)

@@ -38,12 +38,14 @@ AHEAD_SLACK_S = 1.0
 @dataclass(frozen=True)
 class LiveFrame:
     """One sampled frame: ``index`` counts frames seen, ``time_s`` is
-    stream time, ``wall_s`` the wall clock (Unix seconds) of that time."""
+    stream time, ``wall_s`` the wall clock (Unix seconds) of that time,
+    ``seen_at`` when it was decoded here."""
 
     index: int
     time_s: float
     wall_s: float
     image: np.ndarray
+    seen_at: float
 
 
 @dataclass(frozen=True)
@@ -249,17 +251,14 @@ class StreamReader:
             if not container.streams.video:
                 raise VideoOpenError(f"no video stream in {self.source.shown}")
             stream = container.streams.video[0]
-            info = open_info(container, self.source.shown)
-            self.queue.put_marker(Opened(info, attempt))
-            finished = self._decode(container, stream, info)
+            stream.thread_type = "AUTO"
+            finished = self._decode(container, stream, attempt)
         if finished is None and not self.source.can_reconnect:
             return StreamEnd("eof")
         return finished
 
-    def _decode(self, container, stream, info: VideoInfo) -> StreamEnd | None:
-        stream.thread_type = "AUTO"
-        to_rgb = frame_converter(info, self.short_side)
-        clock = _PieceClock(float(stream.time_base or 1), info.avg_fps)
+    def _decode(self, container, stream, attempt: int) -> StreamEnd | None:
+        to_rgb = clock = None
         for packet in container.demux(stream):
             if self.stop.is_set():
                 return StreamEnd("stopped")
@@ -269,6 +268,11 @@ class StreamReader:
                 self.corrupt += 1
                 continue
             for vf in decoded:
+                if clock is None:  # the first frame says how it is rotated
+                    info = open_info(container, self.source.shown, int(vf.rotation) % 360)
+                    self.queue.put_marker(Opened(info, attempt))
+                    to_rgb = frame_converter(info, self.short_side)
+                    clock = _PieceClock(float(stream.time_base or 1), info.avg_fps)
                 end = self._frame(vf, clock, to_rgb)
                 if end is not None:
                     return end
@@ -290,7 +294,7 @@ class StreamReader:
         index = self.frames_seen
         self.frames_seen += 1
         if self.sampler.keep(index, time_s):
-            frame = LiveFrame(index, time_s, self.first_wall_s + time_s, to_rgb(vf))
+            frame = LiveFrame(index, time_s, self.first_wall_s + time_s, to_rgb(vf), now)
             self.queue.put_frame(frame, self.stop)
         return None
 
