@@ -5,6 +5,7 @@ decoded frame tells which one it was."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import socket
 import socketserver
@@ -80,8 +81,11 @@ class TcpStream:
             threading.Thread(target=self._one, args=(conn, n), daemon=True).start()
 
     def _one(self, conn: socket.socket, n: int) -> None:
-        with conn, conn.makefile("wb") as out:
+        with conn:
+            out = conn.makefile("wb")
             self.serve(out, n)
+            with contextlib.suppress(OSError):  # the reader hung up first
+                out.close()
 
     def close(self) -> None:
         self.sock.close()

@@ -151,9 +151,12 @@ def open_args(source: LiveSource, read_timeout_s: float) -> tuple[object, dict]:
         return StallingReader(sys.stdin.buffer.fileno(), read_timeout_s), kwargs
     if source.kind == "camera":
         return source.arg, {**kwargs, "format": "v4l2"}
+    # av.open's read timeout does not cut a blocked socket read; FFmpeg's own I/O timeout does
+    options["rw_timeout"] = str(int(read_timeout_s * 1e6))
     scheme = urlsplit(source.arg).scheme.lower()
     if scheme in ("rtsp", "rtsps"):
         options["rtsp_transport"] = "tcp"  # UDP loses packets behind NAT and firewalls
+        options["timeout"] = options["rw_timeout"]  # RTSP's socket I/O timeout
     elif scheme == "udp":
         options.update(overrun_nonfatal="1", fifo_size="50000")  # a late reader drops, not dies
     return source.arg, kwargs

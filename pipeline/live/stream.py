@@ -73,7 +73,7 @@ class LiveStream:
             else:
                 self._emit({"event": "reconnect", "attempt": item.attempt})
         elif isinstance(item, Gap):
-            self._close_piece()
+            self._close_piece(until_s=item.start_s)
             self.gaps.append(item)
             self._emit({"event": "gap", "start_s": round(item.start_s, 3), "end_s": round(item.end_s, 3),
                         "reason": item.reason})
@@ -94,8 +94,8 @@ class LiveStream:
                 self._events(tracker.add(frame.time_s, float(value)))
             self._rows()
             self._chunk.append((frame, vector))
-        if len(self._chunk) >= self.store_chunk:
-            self.flush_store()
+            if len(self._chunk) >= self.store_chunk:
+                self.flush_store()
 
     def finish(self, end: StreamEnd) -> None:
         """The stream is over: settle every label, write the final outputs."""
@@ -163,9 +163,10 @@ class LiveStream:
 
     # ------------------------------------------------------------------ internals
 
-    def _close_piece(self) -> None:
+    def _close_piece(self, until_s: float | None = None) -> None:
+        """Settle every label; before a gap, spans end where the gap starts."""
         for tracker in self.trackers:
-            self._events(tracker.finish())
+            self._events([_until(e, until_s) for e in tracker.finish()])
         self._rows()
         self.trackers = [LabelTracker(r) for r in self.rules]
         self.piece_start = len(self.times)
@@ -180,6 +181,7 @@ class LiveStream:
 
     def _events(self, events: list[Event]) -> None:
         for event in events:
+            event = self._after_gap(event)
             data = event.as_dict()
             if event.event == "nsfw":
                 data["latency_s"] = self._latency(event.start_s)
@@ -187,6 +189,15 @@ class LiveStream:
                 self.segments.append(event.segment)
                 self.outputs.segment_row(event.segment)
             self._emit(data)
+
+    def _after_gap(self, event: Event) -> Event:
+        """A span reaching back into the last gap starts where the gap ends:
+        a gap is never tagged."""
+        t0 = self.gaps[-1].end_s if self.gaps else 0.0
+        if event.start_s >= t0:
+            return event
+        segment = event.segment and dataclasses.replace(event.segment, start_s=t0)
+        return dataclasses.replace(event, start_s=t0, segment=segment)
 
     def _latency(self, start_s: float) -> float | None:
         """Seconds since the first frame of the run that just fired arrived."""
@@ -229,3 +240,11 @@ class LiveStream:
         return DecodeStats(frames_decoded=self.reader.frames_seen, frames_sampled=len(self.times),
                            corrupt_packets=self.reader.corrupt, strategy="live", notes=notes)
 
+
+
+def _until(event: Event, end_s: float | None) -> Event:
+    """``event`` with its span ending by ``end_s`` (None: as it is)."""
+    if end_s is None or event.end_s is None or event.end_s <= end_s:
+        return event
+    segment = event.segment and dataclasses.replace(event.segment, end_s=max(end_s, event.segment.start_s))
+    return dataclasses.replace(event, end_s=max(end_s, event.start_s), segment=segment)
