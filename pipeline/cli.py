@@ -166,7 +166,8 @@ def _main(version: Annotated[bool, typer.Option(
 @app.command(cls=_Command)
 def run(
     inputs: Annotated[list[str], typer.Argument(
-        metavar="INPUT...", help="Video/image files, folders, globs or .txt lists.")],
+        metavar="INPUT...", help="Video/image files, folders, globs or .txt lists; live: URLs "
+                                 "(rtsp, http, hls, ...), - (stdin), /dev/video*.")],
     config: ConfigOpt = None,
     output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Output folder.")]
     = Path("reports"),

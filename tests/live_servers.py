@@ -159,3 +159,46 @@ class _Chunked:
 
     def flush(self) -> None:
         self.raw.flush()
+
+
+def write_hls(folder, frames: int, fps: int = 10) -> str:
+    """An HLS playlist ``live.m3u8`` of 1 s MPEG-TS segments in ``folder``."""
+    playlist = f"{folder}/live.m3u8"
+    container = av.open(playlist, "w", format="hls", options={"hls_time": "1", "hls_playlist_type": "event"})
+    stream = container.add_stream("libx264", rate=fps, options={
+        "preset": "ultrafast", "x264-params": f"bframes=0:threads=1:keyint={fps}"})
+    stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
+    for i in range(frames):
+        vf = av.VideoFrame.from_ndarray(index_image(i, SIZE), format="rgb24")
+        vf.pts = i
+        for packet in stream.encode(vf):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return playlist
+
+
+class StaticFiles:
+    """``http://127.0.0.1:PORT/`` serving the files of ``folder``."""
+
+    def __init__(self, folder):
+        def handler(*args, **kwargs):
+            return _QuietFiles(*args, directory=str(folder), **kwargs)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from live_servers import SIZE, HttpStream, TcpStream, write_ts
+from live_servers import SIZE, HttpStream, StaticFiles, TcpStream, write_hls, write_ts
 from media import index_image
 
 from pipeline.config import parse_config
@@ -127,6 +127,16 @@ def test_a_dropped_connection_reconnects_and_the_gap_is_never_tagged(tmp_path, t
             assert seg.end_s <= gap["start_s"] + 1e-3 or seg.start_s >= gap["end_s"] - 1e-3
     kinds = [e["event"] for e in _events(tmp_path / "events.jsonl")]
     assert kinds.count("gap") == len(gaps) and "reconnect" in kinds and kinds[-1] == "end"
+
+
+def test_an_hls_playlist_over_http(tmp_path, tiny_model_dir, tiny_embedder):
+    (tmp_path / "hls").mkdir()
+    write_hls(tmp_path / "hls", 30)
+    with StaticFiles(tmp_path / "hls") as server:
+        run = _run([server.base + "/live.m3u8"], _config(tiny_model_dir), tmp_path / "out", tiny_embedder)
+    (result,) = run.results
+    assert result.status == "ok" and list(result.times_s) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    assert _summary(tmp_path / "out" / result.name)["video"]["container"] == "hls"
 
 
 @pytest.mark.expect_errors
