@@ -256,7 +256,8 @@ def run(
         options = RunOptions(engine=engine, ray_address=ray_address, ray_actors=ray_actors, resume=resume,
                              progress=not quiet, store=store, use_store=not no_store,
                              use_cache=not no_cache, store_wait_s=store_wait,
-                             live=_live_options(live, duration, events, events_url, flush_every, reconnect))
+                             live=_live_options(live, duration, events, events_url, flush_every, reconnect,
+                                               as_json))
         result = run_job(inputs, cfg, output, options)
         _print_run_summary(result, output, quiet, as_json)
         return result.exit_code
@@ -844,10 +845,12 @@ def _sampling_overrides(every_seconds: float | None, every_n_frames: int | None,
 
 
 def _live_options(force: bool, duration: float | None, events: str | None, events_url: str | None,
-                  flush_every: float, reconnect: bool) -> Any:
+                  flush_every: float, reconnect: bool, as_json: bool) -> Any:
     """The live flags of ``run`` (see pipeline.live.session.LiveOptions)."""
     from pipeline.live.session import LiveOptions
 
+    if events == "-" and as_json:
+        raise PipelineError("--events -: stdout already carries --json; give --events a file")
     return LiveOptions(force=force, duration_s=duration, events=events, events_url=events_url,
                        flush_every_s=flush_every, reconnect=reconnect)
 

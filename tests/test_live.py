@@ -98,6 +98,16 @@ def test_a_served_clip_gives_the_file_runs_segments(tmp_path, ts_clip, tiny_mode
     assert pd.read_csv(tmp_path / "live" / "index.csv")["status"].tolist() == ["ok"]
 
 
+def test_a_file_forced_live_loses_nothing_to_a_slow_model(tmp_path, ts_clip, tiny_model_dir, tiny_embedder):
+    config = _config(tiny_model_dir)
+    file_run = _run([str(ts_clip)], config, tmp_path / "file", tiny_embedder)
+    live_run = _run([str(ts_clip)], config, tmp_path / "live", tiny_embedder, force=True, queue_frames=1)
+    (want,), (got,) = file_run.results, live_run.results
+    live = _summary(tmp_path / "live" / got.name)["live"]
+    assert live["dropped_frames"] == 0 and live["ended_by"] == "eof"  # read faster than real time: it waited
+    assert list(got.times_s) == list(want.times_s) and list(got.frame_indices) == list(want.frame_indices)
+
+
 def test_an_unending_chunked_stream_stops_after_duration(tmp_path, tiny_model_dir, tiny_embedder):
     with HttpStream(live_frames=300, fps=10) as server:
         started = time.monotonic()

@@ -72,3 +72,15 @@ def test_a_signal_mid_stream_leaves_complete_outputs(tmp_path, tiny_model_dir, s
     assert events[-1]["event"] == "end" and events[-1]["reason"] == "stopped"
     assert pd.read_csv(out / "index.csv")["status"].tolist() == ["ok"]
     assert b"Traceback" not in stderr
+
+
+def test_events_on_stdout_cannot_share_it_with_json(tmp_path, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    result = CliRunner().invoke(app, ["run", "tcp://127.0.0.1:1", "-m", str(tiny_model_dir), "--labels",
+                                      "a,b", "-o", str(tmp_path), "--events", "-", "--json"])
+    assert result.exit_code == 2
+    assert result.output.strip() == \
+        "scenetag: error: --events -: stdout already carries --json; give --events a file"

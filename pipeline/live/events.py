@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 POST_TIMEOUT_S = 5.0
 POST_RETRIES = 3  # tries per event before it is given up
 POST_QUEUE = 1000  # events waiting to be posted; beyond it the oldest are dropped
+WARN_EVERY = 50  # undelivered events between two warnings
 
 
 def iso(wall_s: float) -> str:
@@ -93,11 +94,15 @@ class UrlSink:
             self._cond.notify()
 
     def close(self, wait_s: float = 10.0) -> None:
-        """Post what is queued (up to ``wait_s``), then stop."""
+        """Post what is queued (up to ``wait_s``, without retry pauses), then stop."""
         with self._cond:
             self._closing = True
             self._cond.notify()
         self._thread.join(wait_s)
+        lost = self.failed + self.dropped + len(self._queue)
+        if lost:
+            log.warning("--events-url %s: %d of %d events not delivered", self.shown, lost,
+                        lost + self.sent)
 
     def _run(self) -> None:
         while True:
@@ -125,8 +130,10 @@ class UrlSink:
             if attempt + 1 < self.retries and not self._closing:
                 time.sleep(self.backoff_s * 2 ** attempt)
         self.failed += 1
-        log.warning("--events-url %s: event %s not delivered after %d tries: %s",
-                    self.shown, event.get("event"), self.retries, " ".join(why.split())[:200])
+        if self.failed == 1 or self.failed % WARN_EVERY == 0:  # a dead endpoint: a warning now and then
+            log.warning("--events-url %s: %d event(s) not delivered after %d tries each (last: %s): %s",
+                        self.shown, self.failed, self.retries, event.get("event"),
+                        " ".join(why.split())[:200])
 
 
 class EventBus:

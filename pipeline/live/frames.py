@@ -93,10 +93,15 @@ class LatestQueue:
     Args:
         maxsize: the most frames held.
         wake: set whenever an item arrives (one event serves every stream).
+        clock: seconds, for telling live from ahead of real time.
+        drops: False for a source that has no real time (a file forced
+            live): it always waits.
     """
 
-    def __init__(self, maxsize: int, wake: threading.Event, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, maxsize: int, wake: threading.Event, clock: Callable[[], float] = time.monotonic,
+                 *, drops: bool = True):
         self.maxsize = max(1, maxsize)
+        self.drops = drops
         self.wake = wake
         self.clock = clock
         self.dropped = 0
@@ -113,7 +118,7 @@ class LatestQueue:
                 self._origin = self.clock() - frame.time_s
             while self._frames >= self.maxsize and not stop.is_set():
                 ahead = frame.time_s - (self.clock() - self._origin)
-                if ahead <= AHEAD_SLACK_S:
+                if self.drops and ahead <= AHEAD_SLACK_S:
                     self._drop_oldest()
                     break
                 self._cond.wait(0.05)

@@ -106,9 +106,16 @@ def run_live(sources: Sequence[LiveSource], config, out_dir: Path, options, embe
         streams.append(_stream(source, names[source], config, out_dir, live, embedder, classifier,
                                provenance, bus, stop, wake, cache))
     caught: list[int] = []
-    with _signals(stop, caught, live.handle_signals):
-        _loop(streams, embedder, classifier, stop, wake, live)
-    bus.close()
+    try:
+        with _signals(stop, caught, live.handle_signals):
+            _loop(streams, embedder, classifier, stop, wake, live)
+    except BaseException as ex:  # the model failed (or a bug): what the streams have is kept
+        stop.set()
+        for s in streams:
+            s.finish(StreamEnd("error", f"{type(ex).__name__}: {ex}"))
+        raise
+    finally:
+        bus.close()
     if cache is not None:
         cache.finish()
     report.signal = caught[0] if caught else None
@@ -133,7 +140,7 @@ def _scoring(config, options, embedder, out_dir: Path):
 def _stream(source, name, config, out_dir, live, embedder, classifier, provenance, bus, stop, wake,
             cache) -> LiveStream:
     batch = embedder.batch_size
-    queue = LatestQueue(live.queue_frames or max(8, 2 * batch), wake)
+    queue = LatestQueue(live.queue_frames or max(8, 2 * batch), wake, drops=source.kind != "file")
     reader = StreamReader(source, config.sampling.to_sampling(), queue, stop,
                           short_side=embedder.input_size, read_timeout_s=config.decoder.timeout_s,
                           duration_s=live.duration_s, reconnect=live.reconnect, backoff=live.backoff)
