@@ -28,10 +28,11 @@ def write_ts(out, frames: int, fps: int = 10, *, realtime: bool = True, picture:
     writer goes quiet for ``stall_s`` seconds. A reader hanging up ends it quietly.
     """
     picture = picture or (lambda i: index_image(i, SIZE))
+    height, width = picture(start).shape[:2]
     container = av.open(out, "w", format="mpegts")
     stream = container.add_stream("libx264", rate=fps, options={
         "preset": "ultrafast", "tune": "zerolatency", "x264-params": "bframes=0:threads=1:keyint=10"})
-    stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     t0 = time.monotonic()
     try:
         for i in range(start, start + frames):

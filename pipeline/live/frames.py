@@ -38,8 +38,8 @@ AHEAD_SLACK_S = 1.0
 @dataclass(frozen=True)
 class LiveFrame:
     """One sampled frame: ``index`` counts frames seen, ``time_s`` is
-    stream time, ``wall_s`` the wall clock (Unix seconds) of that time,
-    ``seen_at`` when it was decoded here."""
+    stream time, ``wall_s`` the wall clock (Unix seconds) when it was
+    received (decoded here), ``seen_at`` the same clock, for latencies."""
 
     index: int
     time_s: float
@@ -299,7 +299,7 @@ class StreamReader:
         index = self.frames_seen
         self.frames_seen += 1
         if self.sampler.keep(index, time_s):
-            frame = LiveFrame(index, time_s, self.first_wall_s + time_s, to_rgb(vf), now)
+            frame = LiveFrame(index, time_s, now, to_rgb(vf), now)
             self.queue.put_frame(frame, self.stop)
         return None
 
