@@ -194,6 +194,9 @@ def test_one_failing_stream_never_stops_the_others(tmp_path, tiny_model_dir, tin
     assert by_input[dead].status == "error" and "cannot open" in by_input[dead].error
     assert run.exit_code == 1
     assert set(pd.read_csv(tmp_path / "index.csv")["status"]) == {"ok", "error"}
+    failed = tmp_path / by_input[dead].name
+    assert sorted(p.name for p in failed.iterdir()) == ["events.jsonl", "summary.json"]
+    assert _summary(failed)["status"] == "error"
 
 
 @pytest.mark.expect_errors

@@ -75,6 +75,16 @@ class StreamOutputs:
             plot.write_timeline_png(result, self.folder)
         tables.write_summary_json(result, self.folder, extra)
 
+    def discard_tables(self) -> None:
+        """A stream that never gave a frame keeps only ``summary.json`` and
+        ``events.jsonl``, as a failed file input keeps only its summary."""
+        for name in ("frames.csv", "segments.csv", "timeline.png"):
+            file = self._files.pop(name, None)
+            if file is not None:
+                file.close()
+            with contextlib.suppress(FileNotFoundError):
+                (self.folder / name).unlink()
+
     def close(self) -> None:
         for file in self._files.values():
             file.close()

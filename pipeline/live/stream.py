@@ -103,7 +103,10 @@ class LiveStream:
             return
         self._close_piece()
         self.end = end
-        if end.error:
+        if end.error and not self.times:  # nothing came of it: the input failed
+            log.error("%s: %s", self.source.shown, end.error)
+            self.outputs.discard_tables()
+        elif end.error:  # it played, then ended badly: what it gave is kept
             log.warning("%s: %s", self.source.shown, end.error)
         self._emit({"event": "end", "reason": end.reason, "error": end.error,
                     "frames_scored": len(self.times), "dropped_frames": self.reader.queue.dropped})
