@@ -203,3 +203,29 @@ class StaticFiles:
 class _QuietFiles(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
+
+
+class UdpSender:
+    """A binary file that sends what is written as 1316-byte datagrams
+    (7 MPEG-TS packets, as FFmpeg does) to ``127.0.0.1:port``."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.buffer = b""
+
+    def write(self, data: bytes) -> int:
+        self.buffer += bytes(data)
+        while len(self.buffer) >= 1316:
+            self.sock.sendto(self.buffer[:1316], ("127.0.0.1", self.port))
+            self.buffer = self.buffer[1316:]
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

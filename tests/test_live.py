@@ -14,7 +14,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from live_servers import SIZE, HttpStream, StaticFiles, TcpStream, write_hls, write_ts
+from live_servers import (
+    SIZE,
+    HttpStream,
+    StaticFiles,
+    TcpStream,
+    UdpSender,
+    free_udp_port,
+    write_hls,
+    write_ts,
+)
 from media import index_image
 
 from pipeline.config import parse_config
@@ -147,6 +156,21 @@ def test_an_hls_playlist_over_http(tmp_path, tiny_model_dir, tiny_embedder):
     (result,) = run.results
     assert result.status == "ok" and list(result.times_s) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
     assert _summary(tmp_path / "out" / result.name)["video"]["container"] == "hls"
+
+
+def test_mpeg_ts_over_udp(tmp_path, tiny_model_dir, tiny_embedder):
+    port = free_udp_port()
+
+    def send():  # datagrams sent before the reader listens are lost: send 6 s, use 2
+        time.sleep(0.5)
+        write_ts(UdpSender(port), 60, 10)
+
+    threading.Thread(target=send, daemon=True).start()
+    config = _config(tiny_model_dir, decoder={"timeout_s": 3.0})
+    run = _run([f"udp://127.0.0.1:{port}"], config, tmp_path, tiny_embedder, duration_s=2.0)
+    (result,) = run.results
+    assert result.status == "ok" and list(result.times_s) == [0.0, 0.5, 1.0, 1.5]
+    assert _summary(tmp_path / result.name)["live"]["ended_by"] == "duration"
 
 
 @pytest.mark.expect_errors

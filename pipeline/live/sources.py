@@ -157,8 +157,8 @@ def open_args(source: LiveSource, read_timeout_s: float) -> tuple[object, dict]:
     if scheme in ("rtsp", "rtsps"):
         options["rtsp_transport"] = "tcp"  # UDP loses packets behind NAT and firewalls
         options["timeout"] = options["rw_timeout"]  # RTSP's socket I/O timeout
-    elif scheme == "udp":
-        options.update(overrun_nonfatal="1", fifo_size="50000")  # a late reader drops, not dies
+    elif scheme == "udp":  # a late reader drops, not dies; UDP's own read timeout (rw_timeout is not it)
+        options.update(overrun_nonfatal="1", fifo_size="50000", timeout=options["rw_timeout"])
     return source.arg, kwargs
 
 
