@@ -216,6 +216,7 @@ def test_one_failing_stream_never_stops_the_others(tmp_path, tiny_model_dir, tin
     by_input = {r.input_path: r for r in run.results}
     assert by_input[one.url].status == by_input[two.url].status == "ok"
     assert by_input[dead].status == "error" and "cannot open" in by_input[dead].error
+    assert "Connection refused" in by_input[dead].error
     assert run.exit_code == 1
     assert set(pd.read_csv(tmp_path / "index.csv")["status"]) == {"ok", "error"}
     failed = tmp_path / by_input[dead].name
@@ -300,3 +301,12 @@ def test_embeddings_reach_the_store_in_chunks(tmp_path, ts_clip, tiny_model_dir,
     newest = store.embedded(videos[-1])
     rows, _ = store.nearest(newest.embeddings[-1], 1)  # search finds the stream's latest frames
     assert list(rows.input_path) == [url] and rows.time_s[0] == newest.times_s[-1]
+
+
+@pytest.mark.expect_errors
+def test_a_protocol_this_ffmpeg_lacks_is_one_line_and_never_retried(tmp_path, tiny_model_dir, tiny_embedder):
+    started = time.monotonic()
+    run = _run(["srt://127.0.0.1:9000"], _config(tiny_model_dir), tmp_path, tiny_embedder, reconnect=True)
+    (result,) = run.results
+    assert result.status == "error" and "no srt protocol" in result.error
+    assert time.monotonic() - started < 5  # no backoff: retrying cannot help

@@ -220,6 +220,8 @@ class StreamReader:
                 if finished is not None:
                     return finished
                 why = "connection closed"
+            except _Unopenable as ex:  # retrying cannot help
+                return StreamEnd("error", str(ex))
             except (av.FFmpegError, OSError, VideoOpenError) as ex:
                 why = self._why(ex)
             if self.stop.is_set():
@@ -250,6 +252,10 @@ class StreamReader:
         file, kwargs = open_args(self.source, self.read_timeout_s)
         try:
             container = av.open(file, **kwargs)
+        except av.error.ProtocolNotFoundError as ex:  # PyAV's wheels build FFmpeg without libsrt
+            scheme = self.source.shown.split("://", 1)[0]
+            raise _Unopenable(f"cannot open {self.source.shown}: the FFmpeg inside PyAV has no "
+                                 f"{scheme} protocol (install PyAV built on an FFmpeg with it)") from ex
         except av.FFmpegError as ex:
             raise VideoOpenError(f"cannot open {self.source.shown}: {self._why(ex)}") from ex
         with container:
@@ -314,6 +320,10 @@ class StreamReader:
         self.queue.rebase(at)
         self._lost = None
         return at
+
+
+class _Unopenable(VideoOpenError):
+    """An input no retry can open (a protocol this FFmpeg lacks)."""
 
 
 class _PieceClock:
