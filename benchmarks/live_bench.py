@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"bench": "live nsfw latency", "clip": CLIP.name, "fps": fps,
               "sampling_s": config.sampling.every_seconds,
               "nsfw_smoothing": config.nsfw.smoothing.model_dump(),
-              "model": os.path.relpath(config.model.id, ROOT), "rows": rows, "load_avg_1min_at_end": os.getloadavg()[0],
+              "model": os.path.relpath(config.model.id, ROOT), "rows": rows,
+              "load_avg_1min_at_end": os.getloadavg()[0],
               "cores": os.cpu_count(), "measured_at": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime())}
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -262,7 +262,7 @@ class StreamReader:
             if not container.streams.video:
                 raise VideoOpenError(f"no video stream in {self.source.shown}")
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream.thread_type = "SLICE"  # frame threads hold back a frame per thread: latency, live
             finished = self._decode(container, stream, attempt)
         if finished is None and not self.source.can_reconnect:
             return StreamEnd("eof")

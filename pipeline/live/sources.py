@@ -26,6 +26,7 @@ SECRET_KEYS = re.compile(r"(pass|pwd|secret|token|key|auth|sig|signature|credent
 HIDDEN = "***"
 # Probing a live stream must not wait for FFmpeg's default 5 s of data.
 ANALYZE_US = 1_000_000
+FPS_PROBE_FRAMES = 5  # FFmpeg waits for 20 frames to guess a frame rate: 2 s at 10 fps
 OPEN_TIMEOUT_S = 20.0
 
 
@@ -144,7 +145,7 @@ def open_args(source: LiveSource, read_timeout_s: float) -> tuple[object, dict]:
     """What :func:`av.open` gets for ``source``: the file (a URL, a device,
     or a stdin reader that gives up after ``read_timeout_s`` without data)
     and its keyword arguments."""
-    options = {"analyzeduration": str(ANALYZE_US)}
+    options = {"analyzeduration": str(ANALYZE_US), "fpsprobesize": str(FPS_PROBE_FRAMES)}
     kwargs: dict = {"metadata_errors": "ignore", "container_options": options,
                     "timeout": (OPEN_TIMEOUT_S, read_timeout_s)}
     if source.kind == "stdin":
@@ -154,11 +155,13 @@ def open_args(source: LiveSource, read_timeout_s: float) -> tuple[object, dict]:
     # av.open's read timeout does not cut a blocked socket read; FFmpeg's own I/O timeout does
     options["rw_timeout"] = str(int(read_timeout_s * 1e6))
     scheme = urlsplit(source.arg).scheme.lower()
+    if scheme in ("rtsp", "rtsps", "tcp", "http", "https", "udp"):
+        # the protocol's own socket timeout: it also bounds connecting, and UDP ignores rw_timeout
+        options["timeout"] = options["rw_timeout"]
     if scheme in ("rtsp", "rtsps"):
         options["rtsp_transport"] = "tcp"  # UDP loses packets behind NAT and firewalls
-        options["timeout"] = options["rw_timeout"]  # RTSP's socket I/O timeout
-    elif scheme == "udp":  # a late reader drops, not dies; UDP's own read timeout (rw_timeout is not it)
-        options.update(overrun_nonfatal="1", fifo_size="50000", timeout=options["rw_timeout"])
+    elif scheme == "udp":  # a late reader drops, not dies
+        options.update(overrun_nonfatal="1", fifo_size="50000")
     return source.arg, kwargs
 
 

@@ -21,6 +21,10 @@ from pipeline.types import DecodeStats, LabelTrack, Segment, VideoInfo, VideoRes
 
 log = logging.getLogger(__name__)
 
+# Samples kept in memory for summary.json's totals and timeline.png (a day at
+# one a second); older ones live on in frames.csv only, so memory stays bounded.
+HISTORY_MAX = 86_400
+
 
 class LiveStream:
     """What the model loop keeps per stream.
@@ -50,6 +54,7 @@ class LiveStream:
         self.walls: list[float] = []
         self.raw: list[np.ndarray] = []
         self.smoothed: list[np.ndarray] = []  # final rows only
+        self.forgotten = 0  # samples dropped from the front of the history lists
         self.segments: list[Segment] = []
         self.gaps: list[Gap] = []
         self.info: VideoInfo | None = None
@@ -96,6 +101,7 @@ class LiveStream:
             self._chunk.append((frame, vector))
             if len(self._chunk) >= self.store_chunk:
                 self.flush_store()
+        self._forget()
 
     def finish(self, end: StreamEnd) -> None:
         """The stream is over: settle every label, write the final outputs."""
@@ -109,7 +115,7 @@ class LiveStream:
         elif end.error:  # it played, then ended badly: what it gave is kept
             log.warning("%s: %s", self.source.shown, end.error)
         self._emit({"event": "end", "reason": end.reason, "error": end.error,
-                    "frames_scored": len(self.times), "dropped_frames": self.reader.queue.dropped})
+                    "frames_scored": self.scored, "dropped_frames": self.reader.queue.dropped})
         self.flush_store()
         self.snapshot()
         self.outputs.close()
@@ -154,7 +160,8 @@ class LiveStream:
             "error": self.end.error if self.end else None,
             "first_frame_wall_time": iso(r.first_wall_s) if r.first_wall_s is not None else None,
             "stream_time_s": round(self.times[-1], 3) if self.times else 0.0,
-            "frames_seen": r.frames_seen, "frames_scored": len(self.times),
+            "frames_seen": r.frames_seen, "frames_scored": self.scored,
+            "history_from_s": round(self.times[0], 3) if self.times else 0.0,
             "dropped_frames": q.dropped, "queue_max": q.maxsize, "queue_high_water": q.high_water,
             "reconnects": r.reconnects,
             "gaps": [{"start_s": round(g.start_s, 3), "end_s": round(g.end_s, 3), "reason": g.reason}
@@ -172,15 +179,29 @@ class LiveStream:
             self._events([_until(e, until_s) for e in tracker.finish()])
         self._rows()
         self.trackers = [LabelTracker(r) for r in self.rules]
-        self.piece_start = len(self.times)
+        self.piece_start = self.scored
+
+    @property
+    def scored(self) -> int:
+        """Samples scored since the stream began."""
+        return self.forgotten + len(self.times)
 
     def _rows(self) -> None:
         """frames.csv rows for samples every label has a final value for."""
         ready = self.piece_start + min(t.final_count for t in self.trackers)
-        for i in range(len(self.smoothed), ready):
+        for i in range(self.forgotten + len(self.smoothed), ready):
             values = np.array([t.value(i - self.piece_start) for t in self.trackers])
             self.smoothed.append(values)
-            self.outputs.frame_row(self.indices[i], self.times[i], iso(self.walls[i]), self.raw[i], values)
+            j = i - self.forgotten
+            self.outputs.frame_row(self.indices[j], self.times[j], iso(self.walls[j]), self.raw[j], values)
+
+    def _forget(self) -> None:
+        """Keep the last HISTORY_MAX samples (only rows already written go)."""
+        cut = min(len(self.times) - HISTORY_MAX, len(self.smoothed))
+        if cut >= max(1, HISTORY_MAX // 10):  # in steps, not every sample
+            for history in (self.indices, self.times, self.walls, self.raw, self.smoothed):
+                del history[:cut]
+            self.forgotten += cut
 
     def _events(self, events: list[Event]) -> None:
         for event in events:
@@ -240,7 +261,7 @@ class LiveStream:
         notes = [f"gap {g.start_s:.3f}-{g.end_s:.3f} s: {g.reason}" for g in self.gaps]
         if self.reader.queue.dropped:
             notes.append(f"dropped {self.reader.queue.dropped} sampled frames: the model fell behind")
-        return DecodeStats(frames_decoded=self.reader.frames_seen, frames_sampled=len(self.times),
+        return DecodeStats(frames_decoded=self.reader.frames_seen, frames_sampled=self.scored,
                            corrupt_packets=self.reader.corrupt, strategy="live", notes=notes)
 
 
