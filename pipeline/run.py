@@ -126,8 +126,8 @@ def _expand_one(arg: str, outputs: _Outputs) -> tuple[list[str], str | None]:
 
 def _relative_to(folder: Path, entry: str) -> str:
     """A list entry as a path usable from the cwd: relative entries are taken
-    relative to the list file's folder, as in M3U playlists."""
-    if os.path.isabs(entry) or folder == Path("."):
+    relative to the list file's folder, as in M3U playlists; URLs stay as they are."""
+    if os.path.isabs(entry) or folder == Path(".") or "://" in entry:
         return entry
     return str(folder / entry)
 
@@ -262,8 +262,11 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     from pipeline.live.sources import split_live
 
-    live, inputs = split_live(list(inputs), force=bool(options.live and options.live.force))
+    force = bool(options.live and options.live.force)
+    live, inputs = split_live(list(inputs), force=force)
     paths, failures = expand_inputs(inputs, out_dir, options.store or out_dir / "store")
+    listed, paths = split_live(paths)  # URLs, - and cameras listed in .txt lists
+    live += [source for source in listed if source not in live]
     names = output_names(paths, existing_outputs(out_dir))
     run = RunReport(results=list(failures))
     for failure in failures:

@@ -326,3 +326,14 @@ def test_history_in_memory_is_bounded_and_frames_csv_keeps_every_row(tmp_path, t
     assert live["history_from_s"] == result.times_s[0] > 0
     frames = pd.read_csv(tmp_path / result.name / "frames.csv")
     assert list(frames["time_s"]) == list(np.arange(16) * STEP)
+
+
+def test_urls_in_a_list_file_are_live(tmp_path, ts_clip, tiny_model_dir, tiny_embedder):
+    with HttpStream(ts_clip.read_bytes()) as server:
+        listing = tmp_path / "inputs.txt"
+        listing.write_text(f"{server.base}/clip.ts\n{ts_clip}\n", encoding="utf-8")
+        run = _run([str(listing)], _config(tiny_model_dir), tmp_path / "out", tiny_embedder)
+    assert sorted((r.input_path, r.status) for r in run.results) == \
+        sorted([(f"{server.base}/clip.ts", "ok"), (str(ts_clip), "ok")])
+    assert "live" in _summary(tmp_path / "out" / f"127.0.0.1-{server.port}-clip")
+    assert "live" not in _summary(tmp_path / "out" / "alt")

@@ -18,6 +18,7 @@ import collections
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -207,7 +208,8 @@ class StreamReader:
         try:
             end = self._connections()
         except Exception as ex:  # a library bug ends this stream only
-            log.debug("live reader of %s failed", self.source.shown, exc_info=True)
+            log.debug("live reader of %s failed: %s", self.source.shown,
+                      self.source.scrub(traceback.format_exc()))  # no credentials, even in --debug
             end = StreamEnd("error", f"{type(ex).__name__}: {self.source.scrub(one_line(ex))}")
         self.queue.put_marker(end)
 
