@@ -90,9 +90,9 @@ def run_live(sources: Sequence[LiveSource], config, out_dir: Path, options, embe
     """
     live: LiveOptions = options.live or LiveOptions()
     classifier, cache, provenance = _scoring(config, options, embedder, out_dir)
+    run = _Run(config, out_dir, live, embedder, classifier, provenance,
+               open_bus(live.events, live.events_url), cache)
     report = LiveReport()
-    bus = open_bus(live.events, live.events_url)
-    stop, wake = threading.Event(), threading.Event()
     names = live_names(sources, existing or {}, taken)
     streams = []
     for source in sources:
@@ -103,24 +103,39 @@ def run_live(sources: Sequence[LiveSource], config, out_dir: Path, options, embe
             report.results.append(VideoResult(input_path=source.shown, name="", status="error",
                                               error=str(ex)))
             continue
-        streams.append(_stream(source, names[source], config, out_dir, live, embedder, classifier,
-                               provenance, bus, stop, wake, cache))
+        streams.append(_stream(source, names[source], run))
     caught: list[int] = []
     try:
-        with _signals(stop, caught, live.handle_signals):
-            _loop(streams, embedder, classifier, stop, wake, live)
+        with _signals(run.stop, caught, live.handle_signals):
+            _loop(streams, run)
     except BaseException as ex:  # the model failed (or a bug): what the streams have is kept
-        stop.set()
+        run.stop.set()
         for s in streams:
             s.finish(StreamEnd("error", f"{type(ex).__name__}: {ex}"))
         raise
     finally:
-        bus.close()
+        run.bus.close()
     if cache is not None:
         cache.finish()
     report.signal = caught[0] if caught else None
     report.results += [s.result() for s in streams]
     return report
+
+
+@dataclass
+class _Run:
+    """What every stream of one run shares."""
+
+    config: object
+    out_dir: Path
+    live: LiveOptions
+    embedder: object
+    classifier: object
+    provenance: object
+    bus: object
+    cache: object
+    stop: threading.Event = field(default_factory=threading.Event)  # set: every stream ends
+    wake: threading.Event = field(default_factory=threading.Event)  # set: some queue has an item
 
 
 def _scoring(config, options, embedder, out_dir: Path):
@@ -137,42 +152,41 @@ def _scoring(config, options, embedder, out_dir: Path):
     return classifier, cache, Provenance.of(embedder)
 
 
-def _stream(source, name, config, out_dir, live, embedder, classifier, provenance, bus, stop, wake,
-            cache) -> LiveStream:
-    batch = embedder.batch_size
-    queue = LatestQueue(live.queue_frames or max(8, 2 * batch), wake, drops=source.kind != "file")
-    reader = StreamReader(source, config.sampling.to_sampling(), queue, stop,
+def _stream(source: LiveSource, name: str, run: _Run) -> LiveStream:
+    """A stream's queue, reader thread (started), folder and model-side state."""
+    config, live, embedder, classifier, p = run.config, run.live, run.embedder, run.classifier, run.provenance
+    queue = LatestQueue(live.queue_frames or max(8, 2 * embedder.batch_size), run.wake,
+                        drops=source.kind != "file")
+    reader = StreamReader(source, config.sampling.to_sampling(), queue, run.stop,
                           short_side=embedder.input_size, read_timeout_s=config.decoder.timeout_s,
                           duration_s=live.duration_s, reconnect=live.reconnect, backoff=live.backoff)
-    outputs = StreamOutputs(out_dir / name, classifier.names, config.output.formats)
+    outputs = StreamOutputs(run.out_dir / name, classifier.names, config.output.formats)
     outputs.start()
     base = VideoResult(input_path=source.shown, name=name, sampling=config.sampling.to_sampling(),
-                       model_id=provenance.model_id, model_family=provenance.family,
-                       model_revision=provenance.revision, precision=provenance.precision,
-                       scoring_mode=classifier.mode, config_hash=config.hash())
+                       model_id=p.model_id, model_family=p.family, model_revision=p.revision,
+                       precision=p.precision, scoring_mode=classifier.mode, config_hash=config.hash())
     rules = rules_for(config, classifier.names, classifier.kinds)
-    stream = LiveStream(source, name, reader, rules, outputs, bus, base,
-                        store=_chunk_writer(cache) if cache else None, store_chunk=live.store_chunk,
+    stream = LiveStream(source, name, reader, rules, outputs, run.bus, base,
+                        store=_chunk_writer(run.cache) if run.cache else None, store_chunk=live.store_chunk,
                         nsfw_enabled=bool(config.nsfw.labels), verdict_min_s=config.nsfw.verdict_min_s)
     reader.start()
     return stream
 
 
-def _loop(streams: list[LiveStream], embedder, classifier, stop: threading.Event,
-          wake: threading.Event, live: LiveOptions) -> None:
+def _loop(streams: list[LiveStream], run: _Run) -> None:
     """Feed the model from every stream until all have ended."""
     stopped_at: float | None = None
     while any(not s.ended for s in streams):
-        wake.wait(0.2)
-        wake.clear()
-        while _one_round(streams, embedder, classifier):
+        run.wake.wait(0.2)
+        run.wake.clear()
+        while _one_round(streams, run.embedder, run.classifier):
             pass
         now = time.monotonic()
         for s in streams:
-            if not s.ended and now - s.last_flush >= live.flush_every_s:
+            if not s.ended and now - s.last_flush >= run.live.flush_every_s:
                 s.flush_store()
                 s.snapshot()
-        if stop.is_set():
+        if run.stop.is_set():
             stopped_at = stopped_at or now
             if now - stopped_at >= STOP_GRACE_S:  # a reader blocked in a read: end without it
                 for s in streams:
