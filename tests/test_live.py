@@ -129,6 +129,15 @@ def test_an_unending_chunked_stream_stops_after_duration(tmp_path, tiny_model_di
     assert list(result.times_s) == [0.0, 0.5, 1.0]
 
 
+def test_max_frames_ends_a_live_stream(tmp_path, tiny_model_dir, tiny_embedder):
+    config = _config(tiny_model_dir, sampling={"every_seconds": STEP, "max_frames": 3})
+    with HttpStream(live_frames=300, fps=10) as server:
+        run = _run([server.base + "/live.ts"], config, tmp_path, tiny_embedder)
+    (result,) = run.results
+    assert list(result.times_s) == [0.0, 0.5, 1.0]
+    assert _summary(tmp_path / result.name)["live"]["ended_by"] == "max_frames"
+
+
 def test_a_dropped_connection_reconnects_and_the_gap_is_never_tagged(tmp_path, tiny_model_dir, tiny_embedder):
     # every connection serves 1.5 s, then hangs up; the third is cut by --duration
     with TcpStream(lambda out, n: write_ts(out, 15, 10, start=15 * n)) as server:

@@ -68,7 +68,7 @@ class Opened:
 
 @dataclass(frozen=True)
 class StreamEnd:
-    """The reader stopped: ``reason`` is eof, duration, stopped or error."""
+    """The reader stopped: ``reason`` is eof, duration, max_frames, stopped or error."""
 
     reason: str
     error: str | None = None
@@ -309,7 +309,7 @@ class StreamReader:
         if self.sampler.keep(index, time_s):
             frame = LiveFrame(index, time_s, now, to_rgb(vf), now)
             self.queue.put_frame(frame, self.stop)
-        return None
+        return StreamEnd("max_frames") if self.sampler.done else None
 
     def _resume_at(self, now: float) -> float | None:
         """Where a new connection's first frame goes on the stream clock:
