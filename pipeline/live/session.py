@@ -237,6 +237,8 @@ class _signals:
         return self
 
     def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT and signal.SIGINT in self.caught:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now (the streams' outputs are still closed)
         if not self.caught:
             log.warning("%s: ending the live streams (their outputs are being completed)",
                         signal.Signals(signum).name)
