@@ -139,14 +139,15 @@ def test_max_frames_ends_a_live_stream(tmp_path, tiny_model_dir, tiny_embedder):
 
 
 def test_a_dropped_connection_reconnects_and_the_gap_is_never_tagged(tmp_path, tiny_model_dir, tiny_embedder):
-    # every connection serves 1.5 s, then hangs up; the third is cut by --duration
+    # every connection serves 1.5 s, then hangs up; --duration ends it
     with TcpStream(lambda out, n: write_ts(out, 15, 10, start=15 * n)) as server:
         run = _run([server.url], _config(tiny_model_dir), tmp_path, tiny_embedder, reconnect=True,
                    backoff=Backoff(initial_s=0.3, max_s=0.3, attempts=3), duration_s=4.0,
                    events=str(tmp_path / "events.jsonl"))
     (result,) = run.results
     live = _summary(tmp_path / result.name)["live"]
-    assert result.status == "ok" and live["reconnects"] >= 2 and server.connections >= 3
+    assert result.status == "ok" and live["reconnects"] >= 1 and server.connections >= 2
+    assert live["ended_by"] == "duration"
     gaps = live["gaps"]
     assert gaps and all(g["reason"] == "connection closed" and g["end_s"] > g["start_s"] for g in gaps)
     for gap in gaps:
@@ -197,12 +198,12 @@ def test_a_stall_past_the_timeout_is_a_drop(tmp_path, tiny_model_dir, tiny_embed
 
 
 def test_a_slow_model_drops_to_the_newest_frames_in_bounded_memory(tmp_path, tiny_model_dir, tiny_embedder):
-    class Slow:  # the tiny model, a quarter second per call
+    class Slow:  # the tiny model, half a second per call (at most 6 frames/s through a queue of 3)
         def __getattr__(self, name):
             return getattr(tiny_embedder, name)
 
         def embed_images(self, images):
-            time.sleep(0.25)
+            time.sleep(0.5)
             return tiny_embedder.embed_images(images)
 
     config = _config(tiny_model_dir, sampling={"fps": 10})
