@@ -300,16 +300,6 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
     return run
 
 
-def _run_live(live, config: Config, out_dir: Path, options: RunOptions, embedder, run: RunReport,
-              names: dict[str, str]) -> None:
-    from pipeline.live.session import run_live
-
-    report = run_live(live, config, out_dir, options, embedder, taken=set(names.values()),
-                      existing=existing_outputs(out_dir))
-    run.results.extend(report.results)
-    run.interrupted = report.signal == signal.SIGINT
-
-
 @dataclass(frozen=True)
 class Provenance:
     """Which model made the embeddings a result was scored from."""
@@ -604,6 +594,16 @@ def _progress(paths: Sequence[str], config: Config, options: RunOptions) -> RunP
     enabled = options.progress and options.engine != "ray"
     # disable=None: no bars when stderr is not a terminal
     return RunProgress(paths, config.sampling.to_sampling(), enabled=enabled, disable=None)
+
+
+def _run_live(live, config: Config, out_dir: Path, options: RunOptions, embedder, run: RunReport,
+              names: dict[str, str]) -> None:
+    from pipeline.live.session import run_live
+
+    report = run_live(live, config, out_dir, options, embedder, taken=set(names.values()),
+                      existing=existing_outputs(out_dir))
+    run.results.extend(report.results)
+    run.interrupted = report.signal == signal.SIGINT
 
 
 # --------------------------------------------------------------------------- resume
