@@ -168,7 +168,8 @@ def _main(version: Annotated[bool, typer.Option(
 @app.command(cls=_Command)
 def run(
     inputs: Annotated[list[str], typer.Argument(
-        metavar="INPUT...", help="Video/image files, folders, globs or .txt lists.")],
+        metavar="INPUT...", help="Video/image files, folders, globs or .txt lists; live: URLs "
+                                 "(rtsp, http, hls, ...), - (stdin), /dev/video*.")],
     config: ConfigOpt = None,
     output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Output folder.")]
     = Path("reports"),
@@ -215,6 +216,21 @@ def run(
     store_wait: Annotated[float | None, typer.Option(
         "--store-wait", metavar="S", min=0, help="Seconds a store write waits for another run writing "
         "the same store. Default: 300.")] = None,
+    live: Annotated[bool, typer.Option(
+        "--live", help="Treat file inputs as live streams too (URLs, -, /dev/video* always are).")] = False,
+    duration: Annotated[float | None, typer.Option(
+        "--duration", metavar="S", min=0.0, help="Live: stop each stream after S seconds of it.")] = None,
+    events: Annotated[str | None, typer.Option(
+        "--events", metavar="PATH|-", help="Live: segment events as JSON lines to PATH, - for stdout.")]
+    = None,
+    events_url: Annotated[str | None, typer.Option(
+        "--events-url", metavar="URL", help="Live: POST each event as JSON to URL (retried; failures "
+        "are warnings).")] = None,
+    flush_every: Annotated[float, typer.Option(
+        "--flush-every", metavar="S", min=0.1, help="Live: rewrite summary.json and timeline.png every "
+        "S seconds.")] = 10.0,
+    reconnect: Annotated[bool, typer.Option(
+        "--reconnect", help="Live: reopen a dropped URL or camera, backing off up to 30 s.")] = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -243,7 +259,9 @@ def run(
         _check_output_folder(output)
         options = RunOptions(engine=engine, ray_address=ray_address, ray_actors=ray_actors, resume=resume,
                              progress=not quiet, store=store, use_store=not no_store,
-                             use_cache=not no_cache, store_wait_s=store_wait)
+                             use_cache=not no_cache, store_wait_s=store_wait,
+                             live=_live_options(live, duration, events, events_url, flush_every, reconnect,
+                                               as_json))
         result = run_job(inputs, cfg, output, options)
         _print_run_summary(result, output, quiet, as_json)
         return result.exit_code
@@ -892,6 +910,17 @@ def _sampling_overrides(every_seconds: float | None, every_n_frames: int | None,
     from pipeline.config import UNSET
 
     return {key: value if value is not None else UNSET for key, value in given.items()}
+
+
+def _live_options(force: bool, duration: float | None, events: str | None, events_url: str | None,
+                  flush_every: float, reconnect: bool, as_json: bool) -> Any:
+    """The live flags of ``run`` (see pipeline.live.session.LiveOptions)."""
+    from pipeline.live.session import LiveOptions
+
+    if events == "-" and as_json:
+        raise PipelineError("--events -: stdout already carries --json; give --events a file")
+    return LiveOptions(force=force, duration_s=duration, events=events, events_url=events_url,
+                       flush_every_s=flush_every, reconnect=reconnect)
 
 
 def _print_run_summary(result: Any, output: Path, quiet: bool, as_json: bool = False) -> None:

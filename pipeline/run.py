@@ -16,11 +16,13 @@ import itertools
 import json
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +54,7 @@ class RunOptions:
     use_store: bool = True
     use_cache: bool = True  # reuse stored embeddings instead of decoding
     store_wait_s: float | None = None  # a store write waits this long for another writer
+    live: Any = None  # pipeline.live.session.LiveOptions: how live inputs run (None: defaults)
 
 
 @dataclass
@@ -59,10 +62,13 @@ class RunReport:
     results: list[VideoResult] = field(default_factory=list)
     images: list[ImageResult] = field(default_factory=list)
     skipped: int = 0
+    interrupted: bool = False  # live streams were ended by SIGINT
 
     @property
     def exit_code(self) -> int:
-        """0 when every input succeeded, 1 when any failed."""
+        """0 when every input succeeded, 1 when any failed; 130 when SIGINT ended live streams."""
+        if self.interrupted:
+            return 130
         return 1 if any(r.status != "ok" for r in self.results) else 0
 
 
@@ -120,8 +126,8 @@ def _expand_one(arg: str, outputs: _Outputs) -> tuple[list[str], str | None]:
 
 def _relative_to(folder: Path, entry: str) -> str:
     """A list entry as a path usable from the cwd: relative entries are taken
-    relative to the list file's folder, as in M3U playlists."""
-    if os.path.isabs(entry) or folder == Path("."):
+    relative to the list file's folder, as in M3U playlists; URLs stay as they are."""
+    if os.path.isabs(entry) or folder == Path(".") or "://" in entry:
         return entry
     return str(folder / entry)
 
@@ -254,7 +260,13 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
     """
     options = options or RunOptions()
     out_dir.mkdir(parents=True, exist_ok=True)
+    from pipeline.live.sources import split_live
+
+    force = bool(options.live and options.live.force)
+    live, inputs = split_live(list(inputs), force=force)
     paths, failures = expand_inputs(inputs, out_dir, options.store or out_dir / "store")
+    listed, paths = split_live(paths)  # URLs, - and cameras listed in .txt lists
+    live += [source for source in listed if source not in live]
     names = output_names(paths, existing_outputs(out_dir))
     run = RunReport(results=list(failures))
     for failure in failures:
@@ -283,6 +295,8 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
         if cache:
             cache.finish()
     run.results.extend(_load_previous(out_dir, names, paths, todo))
+    if live:  # URLs, pipes, cameras: tagged as they play (pipeline.live)
+        _run_live(live, config, out_dir, options, embedder or _load_embedder(config), run, names)
     _write_run_outputs(run, out_dir, config.output.formats)
     return run
 
@@ -698,6 +712,16 @@ def _progress(paths: Sequence[str], config: Config, options: RunOptions) -> RunP
     enabled = options.progress and options.engine != "ray"
     # disable=None: no bars when stderr is not a terminal
     return RunProgress(paths, config.sampling.to_sampling(), enabled=enabled, disable=None)
+
+
+def _run_live(live, config: Config, out_dir: Path, options: RunOptions, embedder, run: RunReport,
+              names: dict[str, str]) -> None:
+    from pipeline.live.session import run_live
+
+    report = run_live(live, config, out_dir, options, embedder, taken=set(names.values()),
+                      existing=existing_outputs(out_dir))
+    run.results.extend(report.results)
+    run.interrupted = report.signal == signal.SIGINT
 
 
 # --------------------------------------------------------------------------- resume

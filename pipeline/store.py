@@ -394,7 +394,7 @@ class EmbeddingStore:
             self._upgrade()
             key = input_key(chash, self.model_id, revision, sampling_desc)
             generation = uuid.uuid4().hex[:16]
-            ident = {"key": key, "input_path": os.path.abspath(embedded.path), "content_hash": chash,
+            ident = {"key": key, "input_path": _input_ref(embedded.path), "content_hash": chash,
                      "model_id": self.model_id, "model_revision": revision,
                      "sampling": sampling_desc, "precision": precision, "generation": generation}
             extra = embedded.refine
@@ -1098,6 +1098,12 @@ def _check_meta(root: Path, rows: list[dict]) -> dict:
         raise StoreError(f"embedding store {root} has format version {version}; this scenetag "
                          f"reads up to {FORMAT_VERSION} (upgrade scenetag)")
     return meta
+
+
+def _input_ref(path: str) -> str:
+    """How an input is kept: a file by its absolute path; a live stream's
+    (redacted) URL or ``-`` as it is (an absolute path would mangle it)."""
+    return path if "://" in path or path == "-" else os.path.abspath(path)
 
 
 def _current(rows: list[dict]) -> dict[str, StoredVideo]:

@@ -88,8 +88,9 @@ def _first_frame_rotation(container, stream) -> int:
     return 0
 
 
-def _probe_open(container, path: str) -> VideoInfo:
-    """VideoInfo from an open container. Decodes at most one frame."""
+def _probe_open(container, path: str, rotation: int | None = None) -> VideoInfo:
+    """VideoInfo from an open container. Decodes at most one frame (none
+    when ``rotation`` is given)."""
     stream = container.streams.video[0]
     cc = stream.codec_context
     tb = stream.time_base or Fraction(1, 1)
@@ -117,10 +118,23 @@ def _probe_open(container, path: str) -> VideoInfo:
         pix_fmt=cc.pix_fmt or "",
         bit_rate=bit_rate,
     )
-    rotation = _first_frame_rotation(container, stream)
+    if rotation is None:
+        rotation = _first_frame_rotation(container, stream)
     if rotation in (90, 270):
         width, height = height, width
     return VideoInfo(width=width, height=height, rotation=rotation, **info)
+
+
+def open_info(container, name: str, rotation: int) -> VideoInfo:
+    """:class:`VideoInfo` of a container that is already open, decoding
+    nothing (a live stream cannot be read twice: ``rotation`` comes from
+    the caller's first frame)."""
+    return _probe_open(container, name, rotation)
+
+
+def frame_converter(info: VideoInfo, short_side: int | None):
+    """A function VideoFrame -> upright RGB uint8 array, as :class:`PyAVDecoder` converts."""
+    return _converter(info, short_side)
 
 
 def probe(path: str) -> VideoInfo:

@@ -1,0 +1,17 @@
+"""Live and streamed input: URLs (HTTP, RTSP, RTMP, SRT, UDP, TCP, HLS), a
+pipe on stdin and v4l2 cameras, tagged while they play.
+
+* :mod:`~pipeline.live.sources` - which inputs are live, how they are opened,
+  named and shown (credentials never leave it).
+* :mod:`~pipeline.live.frames` - a reader thread per stream: decode, sample
+  by PTS, reconnect; a queue that drops to the newest frames when the model
+  falls behind real time.
+* :mod:`~pipeline.live.tracker` - segments opened and closed as samples
+  arrive, by the rules of :mod:`pipeline.smooth`.
+* :mod:`~pipeline.live.events` - where segment events go (JSON lines, a URL).
+* :mod:`~pipeline.live.outputs` - a stream's report folder, kept current.
+* :mod:`~pipeline.live.session` - several streams, one model.
+
+Nothing here is imported by the file pipeline; ``run.run_job`` hands live
+inputs to :func:`pipeline.live.session.run_live`.
+"""

@@ -1,0 +1,301 @@
+"""Several live streams at once, sharing one model.
+
+Each stream has a reader thread (:class:`~pipeline.live.frames.StreamReader`)
+and a queue; this module's loop, in the calling thread, takes frames from
+every queue, embeds them in shared batches, and hands each stream its own
+(:class:`~pipeline.live.stream.LiveStream`). A stream that fails ends alone;
+the others go on. SIGINT and SIGTERM end every stream cleanly: open
+segments close at the last frame and the final outputs are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.live.events import open_bus
+from pipeline.live.frames import Backoff, LatestQueue, LiveFrame, StreamEnd, StreamReader
+from pipeline.live.outputs import StreamOutputs
+from pipeline.live.sources import LiveSource, check_openable, display_name
+from pipeline.live.stream import LiveStream
+from pipeline.live.tracker import rules_for
+from pipeline.types import PipelineError, VideoResult
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 2.0  # after a signal, how long readers get to hand in their last frames
+FLUSH_EVERY_S = 10.0
+
+
+@dataclass
+class LiveOptions:
+    """How live inputs run (``scenetag run`` flags in brackets).
+
+    Attributes:
+        force: treat file inputs as live too (``--live``).
+        duration_s: stop each stream after this much stream time (``--duration``).
+        events: JSON lines of segment events to this file, ``-`` for stdout (``--events``).
+        events_url: POST each event to this URL (``--events-url``).
+        flush_every_s: rewrite summary.json and timeline.png this often (``--flush-every``).
+        reconnect: reopen dropped URLs and cameras (``--reconnect``).
+        backoff: how reconnects are paced.
+        queue_frames: sampled frames held per stream before the oldest are
+            dropped (default: two model batches, at least 8).
+        store_chunk: frames per write to the embedding store.
+        handle_signals: end cleanly on SIGINT/SIGTERM (main thread only).
+    """
+
+    force: bool = False
+    duration_s: float | None = None
+    events: str | None = None
+    events_url: str | None = None
+    flush_every_s: float = FLUSH_EVERY_S
+    reconnect: bool = False
+    backoff: Backoff = field(default_factory=Backoff)
+    queue_frames: int | None = None
+    store_chunk: int = 64
+    handle_signals: bool = True
+
+
+@dataclass
+class LiveReport:
+    results: list[VideoResult] = field(default_factory=list)
+    signal: int | None = None  # the signal that ended the run
+
+
+def run_live(sources: Sequence[LiveSource], config, out_dir: Path, options, embedder, *,
+             taken: set[str] = frozenset(), existing: dict | None = None) -> LiveReport:
+    """Tag every live source until it ends (or a signal, or ``--duration``).
+
+    Args:
+        sources: the live inputs.
+        config: the effective config.
+        out_dir: where each stream's folder goes.
+        options: the run's :class:`pipeline.run.RunOptions` (``options.live``
+            holds the :class:`LiveOptions`).
+        embedder: the loaded model.
+        taken: folder names this run's other inputs use.
+        existing: what ``out_dir`` holds (:func:`pipeline.run.existing_outputs`).
+
+    Raises:
+        PipelineError: an events sink cannot be opened (nothing started).
+    """
+    live: LiveOptions = options.live or LiveOptions()
+    classifier, cache, provenance = _scoring(config, options, embedder, out_dir)
+    run = _Run(config, out_dir, live, embedder, classifier, provenance,
+               open_bus(live.events, live.events_url), cache)
+    report = LiveReport()
+    names = live_names(sources, existing or {}, taken)
+    streams = []
+    for source in sources:
+        try:
+            check_openable(source)
+        except PipelineError as ex:
+            log.error("%s: %s", source.shown, ex)
+            report.results.append(VideoResult(input_path=source.shown, name="", status="error",
+                                              error=str(ex)))
+            continue
+        streams.append(_stream(source, names[source], run))
+    caught: list[int] = []
+    try:
+        with _signals(run.stop, caught, live.handle_signals):
+            _loop(streams, run)
+    except BaseException as ex:  # the model failed (or a bug): what the streams have is kept
+        run.stop.set()
+        for s in streams:
+            s.finish(StreamEnd("error", f"{type(ex).__name__}: {ex}"))
+        raise
+    finally:
+        run.bus.close()
+    if cache is not None:
+        cache.finish()
+    report.signal = caught[0] if caught else None
+    report.results += [s.result() for s in streams]
+    return report
+
+
+@dataclass
+class _Run:
+    """What every stream of one run shares."""
+
+    config: object
+    out_dir: Path
+    live: LiveOptions
+    embedder: object
+    classifier: object
+    provenance: object
+    bus: object
+    cache: object
+    stop: threading.Event = field(default_factory=threading.Event)  # set: every stream ends
+    wake: threading.Event = field(default_factory=threading.Event)  # set: some queue has an item
+
+
+def _scoring(config, options, embedder, out_dir: Path):
+    """The classifier, the store (for chunks and the prompt cache) and the
+    provenance, as ``run_job`` builds them for files."""
+    from pipeline.run import Provenance, _open_cache, _picture_embedder, _text_embedder
+    from pipeline.score import build_classifier
+
+    cache = _open_cache(config, options, embedder, out_dir)
+    texts_from = cache.store if cache and cache.use_cache else None
+    classifier = build_classifier(config, _text_embedder(texts_from, embedder), embedder.logit_scale,
+                                  logit_bias=embedder.logit_bias, native_rule=embedder.scoring_rule,
+                                  embed_pictures=_picture_embedder(config, texts_from, embedder))
+    return classifier, cache, Provenance.of(embedder)
+
+
+def _stream(source: LiveSource, name: str, run: _Run) -> LiveStream:
+    """A stream's queue, reader thread (started), folder and model-side state."""
+    config, live, embedder, classifier, p = run.config, run.live, run.embedder, run.classifier, run.provenance
+    queue = LatestQueue(live.queue_frames or max(8, 2 * embedder.batch_size), run.wake,
+                        drops=source.kind != "file")
+    reader = StreamReader(source, config.sampling.to_sampling(), queue, run.stop,
+                          short_side=embedder.input_size, read_timeout_s=config.decoder.timeout_s,
+                          duration_s=live.duration_s, reconnect=live.reconnect, backoff=live.backoff)
+    outputs = StreamOutputs(run.out_dir / name, classifier.names, config.output.formats)
+    outputs.start()
+    base = VideoResult(input_path=source.shown, name=name, sampling=config.sampling.to_sampling(),
+                       model_id=p.model_id, model_family=p.family, model_revision=p.revision,
+                       precision=p.precision, scoring_mode=classifier.mode, config_hash=config.hash())
+    rules = rules_for(config, classifier.names, classifier.kinds)
+    stream = LiveStream(source, name, reader, rules, outputs, run.bus, base,
+                        store=_chunk_writer(run.cache) if run.cache else None, store_chunk=live.store_chunk,
+                        nsfw_enabled=bool(config.nsfw.labels), verdict_min_s=config.nsfw.verdict_min_s)
+    reader.start()
+    return stream
+
+
+def _loop(streams: list[LiveStream], run: _Run) -> None:
+    """Feed the model from every stream until all have ended."""
+    stopped_at: float | None = None
+    while any(not s.ended for s in streams):
+        run.wake.wait(0.2)
+        run.wake.clear()
+        while _one_round(streams, run.embedder, run.classifier):
+            pass
+        now = time.monotonic()
+        for s in streams:
+            if not s.ended and now - s.last_flush >= run.live.flush_every_s:
+                s.flush_store()
+                s.snapshot()
+        if run.stop.is_set():
+            stopped_at = stopped_at or now
+            if now - stopped_at >= STOP_GRACE_S:  # a reader blocked in a read: end without it
+                for s in streams:
+                    s.finish(StreamEnd("stopped"))
+
+
+def _one_round(streams: list[LiveStream], embedder, classifier) -> bool:
+    """Take what every stream has queued (up to a batch), embed it, hand it out.
+    Returns whether anything was done."""
+    room = embedder.batch_size
+    taken: list[tuple[LiveStream, list[LiveFrame]]] = []
+    busy = False
+    for s in streams:
+        if s.ended:
+            continue
+        items = s.reader.queue.take(max(1, room))
+        if items and not isinstance(items[0], LiveFrame):
+            s.marker(items[0])
+            busy = True
+        elif items:
+            taken.append((s, items))
+            room -= len(items)
+    by_shape: dict[tuple, list[tuple[LiveStream, list[LiveFrame]]]] = {}
+    for s, frames in taken:  # streams of different sizes cannot share one array
+        by_shape.setdefault(frames[0].image.shape, []).append((s, frames))
+    for group in by_shape.values():
+        images = np.stack([f.image for _, frames in group for f in frames])
+        vectors = embedder.embed_images(images)
+        offset = 0
+        for s, frames in group:
+            s.frames(frames, vectors[offset:offset + len(frames)], classifier)
+            offset += len(frames)
+    return busy or bool(taken)
+
+
+class _signals:
+    """SIGINT/SIGTERM set ``stop`` (and are noted) instead of raising, in the main thread."""
+
+    def __init__(self, stop: threading.Event, caught: list[int], enabled: bool):
+        self.stop, self.caught = stop, caught
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.saved: dict[int, object] = {}
+
+    def __enter__(self):
+        if self.enabled:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT and signal.SIGINT in self.caught:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now (the streams' outputs are still closed)
+        if not self.caught:
+            log.warning("%s: ending the live streams (their outputs are being completed)",
+                        signal.Signals(signum).name)
+        self.caught.append(signum)
+        self.stop.set()
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def live_names(sources: Sequence[LiveSource], existing: dict, taken: set[str]) -> dict[LiveSource, str]:
+    """A safe, unique folder name per live source, from its redacted address
+    (as :func:`pipeline.run.output_names` does for files): a source keeps
+    the folder whose ``summary.json`` names it; no other folder is taken."""
+    from pipeline.run import RUN_LEVEL_NAMES, safe_name
+
+    owners = {k.lower(): v for k, v in existing.items()}
+    used = {t.lower() for t in taken}
+    names = {}
+    for source in sources:
+        base = safe_name(display_name(source)) or "live"
+        name, n = base, 1
+        while name.lower() in used or name.lower() in RUN_LEVEL_NAMES or \
+                owners.get(name.lower(), source.shown) != source.shown:
+            n += 1
+            name = f"{base}-{n}"
+        used.add(name.lower())
+        names[source] = name
+    return names
+
+
+def _chunk_writer(cache):
+    """Keeps a stream's embeddings in the store a chunk at a time: each
+    chunk is stored as its own entry (named by the stream and its first
+    frame's wall time), so ``search`` finds a running stream's latest minute."""
+    from pipeline.engine.base import EmbeddedInput
+
+    def write(stream: LiveStream, chunk: list) -> None:
+        frames = [f for f, _ in chunk]
+        first = frames[0]
+        ident = f"{stream.source.shown}\n{stream.reader.first_wall_s}\n{first.index}"
+        embedded = EmbeddedInput(path=stream.source.shown, info=stream.info,
+                                 indices=np.array([f.index for f in frames], np.int64),
+                                 times_s=np.array([f.time_s for f in frames], np.float64),
+                                 embeddings=np.stack([v for _, v in chunk]).astype(np.float32))
+        chash = hashlib.sha256(ident.encode("utf-8")).hexdigest()[:24]
+        try:
+            e = cache.embedder
+            cache.store.put(embedded, chash=chash, sampling=cache.sampling, sampling_desc=cache.sampling_desc,
+                            model_id=e.model_id, revision=e.revision, precision=e.precision,
+                            family=getattr(e, "family", None))
+            cache.added += 1
+        except PipelineError as ex:  # the store is busy or broken: the stream goes on
+            log.warning("%s: embeddings not stored: %s", stream.source.shown, ex)
+
+    return write
+
+
+__all__ = ["LiveOptions", "LiveReport", "live_names", "run_live"]

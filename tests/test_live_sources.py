@@ -1,0 +1,83 @@
+"""Which inputs are live, how they are named and shown (pipeline.live.sources)."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.live.session import live_names
+from pipeline.live.sources import LiveSource, display_name, live_kind, open_args, redact, split_live
+from pipeline.run import expand_inputs
+
+
+@pytest.mark.parametrize(("arg", "kind"), [
+    ("rtsp://cam/1", "url"), ("RTSP://cam/1", "url"), ("rtmp://h/app/key", "url"), ("srt://h:9000", "url"),
+    ("udp://@239.0.0.1:1234", "url"), ("tcp://127.0.0.1:5000", "url"), ("https://h/a.ts", "url"),
+    ("http://h/live.m3u8?x=1", "hls"), ("local/list.m3u8", "hls"), ("-", "stdin"),
+    ("/dev/video0", "camera"), ("clip.mp4", None), ("ftp-notes.txt", None), ("/dev/sda", None),
+    ("file://x.mp4", None),
+])
+def test_live_kinds(arg, kind):
+    assert live_kind(arg) == kind
+
+
+def test_urls_are_no_longer_missing_files(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x")
+    live, files = split_live(["rtsp://cam/1", str(clip), "-", str(clip)])
+    assert [s.kind for s in live] == ["url", "stdin"] and files == [str(clip), str(clip)]
+    assert expand_inputs(files)[1] == []  # the file side sees files only
+    forced, rest = split_live([str(clip), str(tmp_path)], force=True)
+    assert [s.kind for s in forced] == ["file"] and rest == [str(tmp_path)]  # folders stay files
+
+
+@pytest.mark.parametrize(("arg", "shown", "name"), [
+    ("rtsp://admin:hunter22@cam1.local:554/live/ch1?token=abc123&x=1",
+     "rtsp://***@cam1.local:554/live/ch1?token=***&x=1", "cam1.local-554-live-ch1"),
+    ("http://127.0.0.1:8000/a.ts", "http://127.0.0.1:8000/a.ts", "127.0.0.1-8000-a"),
+    ("https://u@h/p.m3u8?sig=zz", "https://***@h/p.m3u8?sig=***", "h-p"),
+    ("srt://[::1]:9000?passphrase=secret99", "srt://[::1]:9000?passphrase=***", "1-9000"),
+    ("-", "-", "stdin"), ("/dev/video0", "/dev/video0", "video0"),
+])
+def test_redacted_and_named(arg, shown, name):
+    source = LiveSource(arg, live_kind(arg))
+    assert source.shown == shown
+    assert live_names([source], {}, set())[source] == name
+
+
+secrets = st.text(string.ascii_letters + string.digits + "-._~!$&'()*+,;=%", min_size=4, max_size=20)
+
+
+@given(user=secrets, password=secrets, token=secrets)
+def test_no_secret_survives_redaction(user, password, token):
+    arg = f"rtsp://{user}:{password}@cam.example:554/s?api_key={token}"
+    source = LiveSource(arg, "url")
+    shown = " ".join([source.shown, display_name(source), source.scrub(f"cannot open {arg}: {password}")])
+    for secret in (password, token):
+        if secret not in "rtsp://***@cam.example:554/s?api_key=*** cam.example-554-s cannot open":
+            assert secret not in shown
+
+
+def test_names_are_unique_and_respect_other_folders():
+    a, b = LiveSource("rtsp://x:y@cam/s", "url"), LiveSource("rtsp://cam/s", "url")
+    names = live_names([a, b], {"cam-s": "something else"}, {"cam-s-2"})
+    assert names == {a: "cam-s-3", b: "cam-s-4"}
+    again = live_names([a], {"cam-s": a.shown}, set())
+    assert again == {a: "cam-s"}  # a stream keeps its own folder
+    run_file = LiveSource("http://index.csv/", "url")
+    assert live_names([run_file], {}, set())[run_file] == "index.csv-2"  # never a run-level name
+
+
+def test_network_options():
+    _, kwargs = open_args(LiveSource("rtsp://cam/s", "url"), 5)
+    options = kwargs["container_options"]
+    assert options["rtsp_transport"] == "tcp" and options["rw_timeout"] == "5000000"
+    _, kwargs = open_args(LiveSource("/dev/video0", "camera"), 5)
+    assert kwargs["format"] == "v4l2"
+
+
+def test_secret_text_in_redact_of_non_urls_is_left():
+    assert redact("clip.mp4") == "clip.mp4"
