@@ -288,6 +288,9 @@ def bench_config(model_dir: Path, formats=("csv", "json"), max_frames: int | Non
                               "sampling.every_seconds": SAMPLE_EVERY / FPS,
                               "sampling.max_frames": max_frames,
                               "decoder.strategy": strategy,
+                              # the naive loop and earlier rows place edges at samples;
+                              # refinement's cost has its own bench (refine_bench.py)
+                              "segments.refine": False,
                               "output.formats": list(formats)})
 
 
