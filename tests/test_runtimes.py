@@ -183,7 +183,8 @@ def test_a_run_with_openvino_scores_frames_as_torch_does(tmp_path, tiny_model_di
     for runtime in ("torch", "openvino"):
         out = tmp_path / runtime
         result = CliRunner().invoke(app, ["run", str(clip_dir / "ten.mp4"), "-c", str(cfg), "-o", str(out),
-                                          "--runtime", runtime, "--precision", "fp32", "--no-store", "-q"],
+                                          "--runtime", runtime, "--precision", "fp32", "--no-store",
+                                          "--no-refine", "-q"],
                                     catch_exceptions=False)
         assert result.exit_code == 0, result.output
         frames[runtime] = pd.read_csv(out / "ten" / "frames.csv")

@@ -178,6 +178,7 @@ def test_inputs_carry_their_reports(served):
     detail = get_json(running, f"/api/inputs/{inputs['demo_kitchen.mp4']['id']}")
     names = [t["name"] for t in detail["timeline"]["tracks"]]
     assert "coffee cup" in names and len(detail["timeline"]["times"]) == detail["frames"] == 30
+    assert detail["stored_frames"] > 30  # its edge-refinement frames are stored (and searchable) too
     assert any(s["label"] == "coffee cup" for s in detail["segments"])
 
 

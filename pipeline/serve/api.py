@@ -219,7 +219,8 @@ def _input_json(entry: Input) -> dict:
     report = entry.report
     poster = entry.poster
     return {"id": entry.id, "input": entry.path, "name": entry.name, "duration_s": entry.duration_s,
-            "frames": len(entry.times), "step_s": entry.step_s, "has_report": report is not None,
+            "frames": entry.sampled_frames, "stored_frames": len(entry.times),
+            "step_s": entry.step_s, "has_report": report is not None,
             "tags": report.tags if report else [],
             "nsfw_verdict": report.nsfw_verdict if report else "n/a",
             "video": f"/api/video/{entry.id}",

@@ -64,6 +64,7 @@ class Input:
     duration_s: float | None
     step_s: float  # sampling step: stored frames are this far apart
     times: dict[int, float] = field(default_factory=dict)  # stored frame index -> time (s)
+    sampled_frames: int = 0  # stored frames that were sampled (not edge-refinement frames)
     report: Report | None = None
 
     @functools.cached_property
@@ -102,9 +103,13 @@ class Library:
             videos.setdefault(video.input_path, []).append(video)
         rows = store.frames(vectors=False)
         times: dict[str, dict[int, float]] = {}
-        for path, index, t in zip(rows.input_path, rows.frame_index, rows.time_s):
+        sampled: dict[str, list[float]] = {}
+        for path, index, t, edge in zip(rows.input_path, rows.frame_index, rows.time_s, rows.refine_mask()):
             times.setdefault(str(path), {})[int(index)] = float(t)
-        inputs = [_input(path, vs, times.get(path, {})) for path, vs in videos.items()]
+            if not edge:  # an edge-refinement frame says nothing of the sampling step
+                sampled.setdefault(str(path), []).append(float(t))
+        inputs = [_input(path, vs, times.get(path, {}), sampled.get(path, []))
+                  for path, vs in videos.items()]
         if reports is not None:
             _attach_reports(inputs, find_reports(reports))
         return cls(sorted(inputs, key=lambda i: (i.name, i.path)))
@@ -149,15 +154,17 @@ class Library:
         return entry.path
 
 
-def _input(path: str, videos: list[StoredVideo], times: dict[int, float]) -> Input:
+def _input(path: str, videos: list[StoredVideo], times: dict[int, float],
+           sampled_times: list[float]) -> Input:
     durations = [v.info.duration_s for v in videos if v.info and v.info.duration_s]
     steps = [v.sampling_obj.interval_s for v in videos if v.sampling_obj and v.sampling_obj.interval_s]
-    if not steps and len(times) > 1:  # every-N-frames sampling: the stored times tell
-        ordered = sorted(times.values())
+    if not steps and len(sampled_times) > 1:  # every-N-frames sampling: the sampled times tell
+        ordered = sorted(set(sampled_times))
         steps = [statistics.median(b - a for a, b in zip(ordered, ordered[1:]))]
     return Input(id=input_id(path), path=path, hashes=frozenset(v.content_hash for v in videos),
                  duration_s=max(durations) if durations else None,
-                 step_s=min(steps) if steps else 1.0, times=times)
+                 step_s=min(steps) if steps else 1.0, times=times,
+                 sampled_frames=len(set(sampled_times)))
 
 
 # --------------------------------------------------------------------------- reports
