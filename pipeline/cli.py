@@ -700,12 +700,14 @@ def serve(
 
 
 def _store_embedder(db: Any, model: str | None, device: str | None, runtime: str | None = None) -> Any:
-    """The store's model (or ``model``, which must have the same dimension)."""
+    """The store's model (or ``model``, which must have the same dimension),
+    on the runtime the stored frames were embedded with unless ``runtime`` says."""
     from pipeline.embed import load_embedder
 
     revision = None if model or (db.model_revision or "").startswith("sha256:") else db.model_revision
     embedder = load_embedder(model or db.model_id, revision=revision, device=device or "auto",
-                             runtime=runtime or "auto")
+                             runtime=runtime or "auto",
+                             stored=None if model else [v.precision for v in db.videos()])
     db.check_model(embedder.model_id, embedder.revision, embedder.dim, same_model=model is None)
     return embedder
 

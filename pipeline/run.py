@@ -355,10 +355,10 @@ class Provenance:
     @classmethod
     def stored(cls, model_id: str, revision: str | None, label: str, family: str) -> Provenance:
         """From a store's precision label (``bf16``, ``openvino-int8``: see Embedder.precision_label)."""
-        runtime, _, precision = label.rpartition("-")
-        if runtime not in ("openvino", "onnxruntime"):
-            return cls(model_id, revision, label, family, "torch" if label else "")
-        return cls(model_id, revision, precision, family, runtime)
+        from pipeline.embed.runtime import split_label
+
+        runtime, precision = split_label(label)
+        return cls(model_id, revision, precision, family, runtime if label else "")
 
 
 def _handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classifier,
@@ -458,7 +458,9 @@ def _one_line(error: Exception) -> str:
     return text or type(error).__name__
 
 
-def _load_embedder(config: Config, model_id: str | None = None, revision: str | None = None):
+def _load_embedder(config: Config, model_id: str | None = None, revision: str | None = None,
+                   stored: list[str] | None = None):
+    """``config``'s model (or ``model_id``); ``stored``: see ``load_embedder``."""
     from pipeline.embed import load_embedder
 
     m = config.model
@@ -466,7 +468,7 @@ def _load_embedder(config: Config, model_id: str | None = None, revision: str | 
     if revision and revision.startswith("sha256:"):
         revision = None  # a local folder's content hash, not a Hub revision
     return load_embedder(model_id, revision=revision, device=m.device, precision=m.precision,
-                         batch_size=m.batch_size, compile_model=m.compile, runtime=m.runtime)
+                         batch_size=m.batch_size, compile_model=m.compile, runtime=m.runtime, stored=stored)
 
 
 def _text_embedder(store, embedder) -> Callable[[list[str]], np.ndarray]:
@@ -567,7 +569,8 @@ class _StoredProber:
                         "not pin keep their sampled resolution", path)
             return {}  # left out: fetch gives this input's searches up
         if self.embedder is None:
-            self.embedder = _load_embedder(self.config, self.store.model_id, self.store.model_revision)
+            self.embedder = _load_embedder(self.config, self.store.model_id, self.store.model_revision,
+                                           stored=[video.precision])
         return _stored_engine(video, self.config, self.embedder).probe(requests, self.embedder.embed_images)
 
     def _keep(self, embedded: EmbeddedInput, video) -> None:
@@ -636,7 +639,8 @@ def _rescore_classifier(config: Config, store, model: str | None,
         log.info("every prompt is in the store's text cache: the model is not loaded")
     else:
         embedder = embedder or _load_embedder(config, model or store.model_id,
-                                              None if model else store.model_revision)
+                                              None if model else store.model_revision,
+                                              stored=None if model else [v.precision for v in store.videos()])
         store.check_model(embedder.model_id, embedder.revision, embedder.dim, same_model=model is None)
         if missing_texts:
             found.update(embed_and_keep(store, embedder, missing_texts) if model is None

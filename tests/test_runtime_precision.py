@@ -212,3 +212,65 @@ def test_runtime_and_precision_are_kept_in_summary_and_store_and_reach_rescore(t
     assert result.exit_code == 0, result.output
     model = json.loads((tmp_path / "re" / "ten" / "summary.json").read_text())["model"]
     assert (model["runtime"], model["precision"]) == ("onnxruntime", "int8")  # what the stored frames rest on
+
+
+@pytest.mark.parametrize(("labels", "runtime", "precision", "device", "expected"), [
+    (["onnxruntime-int8"], "auto", "auto", "cpu", ("onnxruntime", "int8")),
+    (["onnxruntime-int8", "onnxruntime-int8"], "auto", "fp32", "cpu", ("onnxruntime", "int8")),
+    (["onnxruntime-int8"], "torch", "auto", "cpu", ("torch", "auto")),  # asked for: never overridden
+    (["onnxruntime-int8"], "auto", "auto", "cuda", ("auto", "auto")),  # exported runtimes are CPU only
+    (["onnxruntime-int8", "bf16"], "auto", "auto", "cpu", ("auto", "auto")),  # made by two runtimes
+    (["bf16"], "auto", "auto", "cpu", ("auto", "auto")),
+    ([], "auto", "auto", "cpu", ("auto", "auto")),
+])
+def test_auto_over_stored_embeddings_reuses_the_runtime_they_were_made_with(labels, runtime, precision,
+                                                                             device, expected):
+    pytest.importorskip("onnxruntime")
+    from pipeline.embed.runtime import reuse_stored
+
+    assert reuse_stored(labels, runtime, precision, device) == expected
+
+
+def test_a_stored_runtime_that_is_not_installed_falls_back_to_auto(monkeypatch):
+    from pipeline.embed import runtime as rt
+
+    monkeypatch.setattr(rt, "importable", lambda name: name != "nncf")
+    assert rt.reuse_stored(["openvino-int8"], "auto", "auto", "cpu") == ("auto", "auto")
+    assert rt.reuse_stored(["openvino-bf16"], "auto", "auto", "cpu") == ("openvino", "bf16")
+
+
+def test_search_and_rescore_embed_with_the_store_runtime(tmp_path, tiny_model_dir, clip_dir, monkeypatch):
+    """A query (or a refinement frame) embedded by torch would be compared with
+    int8 vectors: ``search`` and ``rescore`` load the stored frames' runtime."""
+    pytest.importorskip("onnxruntime")
+    from tiny_model import tiny_config
+    from typer.testing import CliRunner
+
+    from pipeline.cli import _store_embedder, app
+    from pipeline.run import _StoredProber
+    from pipeline.store import EmbeddingStore
+
+    cfg = tiny_config(tmp_path, tiny_model_dir, "sampling: {every_seconds: 1}\nlabels: [{name: cat}]\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(clip_dir / "ten.mp4"), "-c", str(cfg), "-o", str(out),
+                                      "--runtime", "onnxruntime", "--precision", "int8", "--no-refine", "-q"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    db = EmbeddingStore.open(out / "store")
+    embedder = _store_embedder(db, None, "cpu")
+    assert (embedder.runtime.name, embedder.precision) == ("onnxruntime", "int8")
+    assert _store_embedder(db, None, "cpu", "torch").runtime.name == "torch"  # --runtime still decides
+
+    from pipeline import run as run_module
+    from pipeline.config import load_config
+
+    class NoDecode:  # the frames do not matter here, only the model they would be embedded with
+        def probe(self, requests, embed):
+            return {}
+
+    given = []
+    monkeypatch.setattr(run_module, "_stored_engine",
+                        lambda video, config, embedder: given.append(embedder) or NoDecode())
+    video = db.videos()[0]
+    _StoredProber(load_config(cfg), db, None, allowed=True)._probe({video.input_path: [1]}, video=video)
+    assert given[0].precision_label == "onnxruntime-int8"  # kept with the int8 label in the store

@@ -30,7 +30,7 @@ import numpy as np
 
 from pipeline.atomic import atomic_write_text
 from pipeline.embed.export import Calibration, export_key
-from pipeline.embed.runtime import EXPORTED_PRECISIONS, cache_root
+from pipeline.embed.runtime import EXPORTED_PRECISIONS, cache_root, importable
 
 log = logging.getLogger(__name__)
 
@@ -122,19 +122,10 @@ def candidates(runtime: str) -> list[str]:
     out = list(EXPORTED_PRECISIONS[runtime])
     if "bf16" in out and not _cpu_has_bf16():
         out.remove("bf16")  # OpenVINO would run a bf16 hint at fp32: a duplicate of fp32
-    if runtime == "openvino" and not _importable("nncf"):
+    if runtime == "openvino" and not importable("nncf"):
         out.remove("int8")
     return out
 
-
-def _importable(name: str) -> bool:
-    """Whether ``name`` would import, without importing it (NNCF takes seconds)."""
-    import importlib.util
-    import sys
-
-    if name in sys.modules:
-        return sys.modules[name] is not None  # None: imports of it are blocked
-    return importlib.util.find_spec(name) is not None
 
 
 def choose_precision(embedder: Any, runtime: str, build: Callable[[str], Any]) -> tuple[Any, str, dict]:

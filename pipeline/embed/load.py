@@ -19,7 +19,7 @@ from pipeline.config import is_local_model
 from pipeline.embed.clip import ClipFamily
 from pipeline.embed.embedder import AUTO_BATCH, Embedder, resolve_device, resolve_precision
 from pipeline.embed.family import Family
-from pipeline.embed.runtime import EXPORTED_PRECISIONS, resolve_runtime
+from pipeline.embed.runtime import EXPORTED_PRECISIONS, resolve_runtime, reuse_stored
 from pipeline.embed.siglip import Siglip2Family, SiglipFamily
 from pipeline.types import ModelLoadError
 
@@ -47,7 +47,8 @@ def family_for(model_type: str) -> Family:
 
 def load_embedder(model_id: str, *, revision: str | None = None, device: str = "auto",
                   precision: str = "auto", batch_size: int | str = "auto",
-                  compile_model: bool = False, runtime: str = "auto") -> Embedder:
+                  compile_model: bool = False, runtime: str = "auto",
+                  stored: list[str] | None = None) -> Embedder:
     """Load a model from a local folder or a Hugging Face Hub id.
 
     Honours the HF cache and ``HF_HUB_OFFLINE``. Failure is a
@@ -55,11 +56,14 @@ def load_embedder(model_id: str, *, revision: str | None = None, device: str = "
     (``auto``, ``torch``, ``openvino``, ``onnxruntime``) says what runs the
     towers (:mod:`pipeline.embed.runtime`); the exported ones run on the CPU at
     fp32, bf16 (OpenVINO) or int8, and ``precision: auto`` there is measured
-    once per model (:mod:`pipeline.embed.choose`).
+    once per model (:mod:`pipeline.embed.choose`). ``stored``: the precision
+    labels of stored embeddings the new vectors must compare with; ``auto``
+    then reuses their runtime (:func:`pipeline.embed.runtime.reuse_stored`).
     """
     import torch
 
     device = resolve_device(device)
+    runtime, precision = reuse_stored(stored or [], runtime, precision, device)
     runtime = resolve_runtime(runtime, device)
     if runtime == "torch" and precision == "int8":
         raise ModelLoadError("precision int8 runs on an exported CPU runtime: use --runtime openvino or "

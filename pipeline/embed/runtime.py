@@ -9,9 +9,11 @@ by model, revision, runtime, the graph's precision (fp32: OpenVINO's bf16 is a
 compile-time hint on the same graph; int8: the image tower quantised, see
 :meth:`ExportedRuntime.quantize_tower`), input size and :data:`EXPORT_VERSION`.
 
-``auto`` is torch for now: on this machine torch bf16 beat OpenVINO fp32 in
-the issue's measurements, so a default change waits for the bench to show a
-gain at agreeing embeddings.
+``auto`` is torch: on the 2-core bench machine (AMD EPYC with AVX-512 bf16)
+OpenVINO bf16 ran 1.12x torch bf16 and OpenVINO fp32 1.40x torch fp32 in an
+idle run (docs/PERFORMANCE.md), short of what would pay for a first-run export
+of 20-45 s. Over stored embeddings ``auto`` reuses the runtime and precision
+they were made with (:func:`reuse_stored`), so new vectors compare with them.
 """
 
 from __future__ import annotations
@@ -58,6 +60,56 @@ def resolve_runtime(runtime: str, device: str) -> str:
         raise ModelLoadError(f"runtime {runtime} needs the {_PACKAGE[runtime]} package, which is not "
                              f"installed: pip install 'scenetag[cpu]' ({ex})") from ex
     return runtime
+
+
+def split_label(label: str) -> tuple[str, str]:
+    """A stored precision label as ``(runtime, precision)``: ``openvino-int8`` →
+    ``("openvino", "int8")``, ``bf16`` → ``("torch", "bf16")`` (see
+    ``Embedder.precision_label``)."""
+    runtime, _, precision = label.rpartition("-")
+    return (runtime, precision) if runtime in _PACKAGE else ("torch", label)
+
+
+def reuse_stored(labels: list[str], runtime: str, precision: str, device: str) -> tuple[str, str]:
+    """``runtime``/``precision`` for a model that must match stored embeddings
+    (search queries, rescore's refinement frames) made at ``labels``.
+
+    ``auto`` becomes the exported runtime and precision every stored input was
+    embedded with, when that runtime runs here (CPU, package installed): an
+    int8 image tower's vectors differ from torch's by up to 1 - 0.9997 in
+    cosine, enough to reorder near-tied search hits. A store made by torch, by
+    several runtimes, or by one not available here keeps ``auto``. An
+    explicit runtime is never overridden; under ``auto`` the stored precision
+    wins over ``precision`` (a config's precision says how to make new
+    embeddings; the stored ones say what the new vectors must compare with).
+    """
+    made = {split_label(label) for label in labels if label}
+    if runtime != "auto" or len(made) != 1:
+        return runtime, precision
+    ((stored_runtime, stored_precision),) = made
+    if stored_runtime == "torch":
+        return runtime, precision
+    needs = [_PACKAGE[stored_runtime]]
+    if (stored_runtime, stored_precision) == ("openvino", "int8"):
+        needs.append("nncf")  # a cached int8 graph loads without it, but an export would not
+    if device != "cpu" or not all(importable(name) for name in needs):
+        log.info("the stored embeddings were made with %s %s, which does not run here (%s): using %s",
+                 stored_runtime, stored_precision, device if device != "cpu" else "not installed", runtime)
+        return runtime, precision
+    log.info("embedding with the stored embeddings' runtime: %s %s", stored_runtime, stored_precision)
+    if precision not in ("auto", stored_precision):
+        log.info("precision %s set aside: the stored embeddings are %s", precision, stored_precision)
+    return stored_runtime, stored_precision
+
+
+def importable(name: str) -> bool:
+    """Whether ``name`` would import, without importing it (NNCF takes seconds)."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name] is not None  # None: imports of it are blocked
+    return importlib.util.find_spec(name) is not None
 
 
 def cache_root() -> Path:
