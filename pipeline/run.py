@@ -446,11 +446,19 @@ def _video_result(embedded: EmbeddedInput, config: Config, classifier: Classifie
 
 
 def _analysis(embedded: EmbeddedInput, classifier: Classifier, config: Config) -> dict:
+    if _is_live(embedded):  # a live stream from the store (rescore): piece by piece between its gaps
+        from pipeline.live.stored import analyse_stream
+
+        return analyse_stream(embedded, classifier, config)
     if config.segments.refine:
         from pipeline.refining import analyse_refined
 
         return analyse_refined(embedded, classifier, config)
     return analyse(embedded.times_s, embedded.embeddings, classifier, config, embedded.info)
+
+
+def _is_live(embedded: EmbeddedInput) -> bool:
+    return embedded.stats is not None and embedded.stats.strategy == "live"
 
 
 def _one_line(error: Exception) -> str:
@@ -527,7 +535,7 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
     prober = _StoredProber(config, store, embedder if model is None else None, allowed=model is None)
     for video, embedded in zip(stored, store.embedded_many(stored)):
         cfg = config.model_copy(update={"sampling": SamplingConfig.of(video.sampling_obj)})
-        if cfg.segments.refine:
+        if cfg.segments.refine and not _is_live(embedded):  # a stream cannot be read again
             embedded = prober.refine(embedded, video, cfg, classifier)
         # the precision is the stored frames': it is what the scores rest on
         provenance = Provenance.stored(model_id, revision, video.precision, family)
