@@ -132,7 +132,7 @@ def test_a_second_ctrl_c_finishes_the_outputs_without_waiting(tmp_path, tiny_mod
         _, stderr = process.communicate(timeout=30)
         took = time.monotonic() - second
     assert process.returncode == 130, stderr.decode()
-    assert took < 4, f"{took:.1f} s after the second Ctrl-C"
+    assert took < 6, f"{took:.1f} s after the second Ctrl-C"  # the first alone waits ~10 s
     _assert_complete(out / name)
     assert pd.read_csv(out / "index.csv")["status"].tolist() == ["ok"]
     assert b"SIGINT again: finishing the outputs without waiting" in stderr
