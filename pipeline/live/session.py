@@ -114,8 +114,10 @@ def run_live(sources: Sequence[LiveSource], config, out_dir: Path, options, embe
             _loop(streams, run)
         except BaseException as ex:  # the model failed (or a bug): what the streams have is kept
             run.stop.set()
+            end = StreamEnd("stopped") if isinstance(ex, KeyboardInterrupt) else \
+                StreamEnd("error", f"{type(ex).__name__}: {ex}")
             for s in streams:
-                s.finish(StreamEnd("error", f"{type(ex).__name__}: {ex}"))
+                s.finish(end)
             raise
         finally:
             run.bus.close(run.hurry)
