@@ -5,7 +5,9 @@
 Frames come from :func:`pipeline.decode.read_frames_at`, so no model and no
 stored pixels are needed: only the input file, still where the run found it.
 When it is gone or unreadable the images are skipped with a warning; the
-reports are written without them.
+reports are written without them. A live stream cannot be read again: it
+hands in the segment pictures it kept while it played
+(:mod:`pipeline.live.peaks`).
 """
 
 from __future__ import annotations
