@@ -527,7 +527,7 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
     model = None if model == store.model_id else model  # naming the store's own model
     classifier, model_id, revision = _rescore_classifier(config, store, model, embedder)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names, run = output_names(list(videos), existing_outputs(out_dir)), RunReport()
+    names, run = _rescore_names(list(videos.values()), existing_outputs(out_dir)), RunReport()
     stored = list(videos.values())
     # the store's model's family (unknown in stores made before it was kept)
     family = (store.model_family if model is None else getattr(embedder, "family", None)) or ""
@@ -543,6 +543,19 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
                       provenance=provenance, names=names, out_dir=out_dir, run=run)
     _write_run_outputs(run, out_dir, config.output.formats)
     return run
+
+
+def _rescore_names(stored: Sequence, existing: dict[str, str | None]) -> dict[str, str]:
+    """Folder names for rescored inputs: a file's as ``run`` names it, a live
+    stream's as its live run did (from its address: ``cam1-554-stream1``)."""
+    from pipeline.live.session import live_names
+    from pipeline.live.sources import LiveSource, live_kind
+
+    streams = [v.input_path for v in stored if v.stats is not None and v.stats.strategy == "live"]
+    names = output_names([v.input_path for v in stored if v.input_path not in streams], existing)
+    sources = {path: LiveSource(path, live_kind(path) or "file") for path in streams}
+    by_source = live_names(list(sources.values()), existing, set(names.values()))
+    return {**names, **{path: by_source[source] for path, source in sources.items()}}
 
 
 class _StoredProber:

@@ -411,7 +411,7 @@ def test_rescore_of_a_live_run_covers_the_whole_stream(tmp_path, tiny_model_dir,
     rescored = rescore_job(_config(tiny_model_dir), tmp_path / "live" / "store", tmp_path / "rescore",
                            embedder=tiny_embedder)
     (again,) = rescored.results
-    assert again.status == "ok" and again.input_path == server.url
+    assert again.status == "ok" and again.input_path == server.url and again.name == live.name
     assert list(again.times_s) == list(live.times_s)  # every frame of the stream, not the last chunk
     assert [(s.label, s.kind) for s in again.segments] == [(s.label, s.kind) for s in live.segments]
     for a, b in zip(again.segments, live.segments):
