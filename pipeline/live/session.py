@@ -5,7 +5,9 @@ and a queue; this module's loop, in the calling thread, takes frames from
 every queue, embeds them in shared batches, and hands each stream its own
 (:class:`~pipeline.live.stream.LiveStream`). A stream that fails ends alone;
 the others go on. SIGINT and SIGTERM end every stream cleanly: open
-segments close at the last frame and the final outputs are written.
+segments close at the last frame and the final outputs are written; a
+second Ctrl-C writes them without waiting for the network or the store
+(see :class:`_signals`).
 """
 
 from __future__ import annotations
