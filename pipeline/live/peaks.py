@@ -14,7 +14,8 @@ pictures that may still become a peak are held, so memory stays bounded:
 * the pictures of closed segments are kept as JPEG, the first
   ``MAX_THUMBS`` by start (the thumbnails a report shows).
 
-The pictures are the model's input (its short side, e.g. 224 pixels).
+The pictures are the model's input (its short side, e.g. 224 pixels),
+kept at most at a thumbnail's size (180).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.live.tracker import Rules
-from pipeline.report.thumbs import MAX_THUMBS
+from pipeline.report.thumbs import MAX_THUMBS, THUMB_SHORT_SIDE
 from pipeline.types import Segment
 
 MAX_STRETCHES = 64  # per label; beyond it the two oldest become one
@@ -129,10 +130,16 @@ class PeakPictures:
 
 
 def _jpeg(picture: np.ndarray | bytes) -> bytes:
+    """A picture as JPEG, its short side at most a thumbnail's."""
     if isinstance(picture, bytes):
         return picture
     from PIL import Image
 
+    image = Image.fromarray(np.ascontiguousarray(picture))
+    scale = THUMB_SHORT_SIDE / min(image.size)
+    if scale < 1:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(picture)).save(buffer, format="JPEG", quality=90)
+    image.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
