@@ -455,3 +455,25 @@ def test_urls_in_a_list_file_are_live(tmp_path, ts_clip, tiny_model_dir, tiny_em
         sorted([(f"{server.base}/clip.ts", "ok"), (str(ts_clip), "ok")])
     assert "live" in _summary(tmp_path / "out" / f"127.0.0.1-{server.port}-clip")
     assert "live" not in _summary(tmp_path / "out" / "alt")
+
+
+def test_ctrl_c_escalates_from_a_clean_end_to_no_waiting_to_quitting(caplog):
+    import os
+    import signal
+
+    from pipeline.live.session import _Run, _signals
+
+    run, caught = _Run(*[None] * 8), []
+    before = signal.getsignal(signal.SIGINT)
+    with _signals(run, caught, True):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert run.stop.is_set() and not run.hurry.is_set()  # the first: end cleanly
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert run.hurry.is_set()  # the second: the same outputs, no more waiting
+        with pytest.raises(KeyboardInterrupt):  # the third: quit
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+    assert signal.getsignal(signal.SIGINT) is before and caught == [signal.SIGINT] * 2
+    assert "again: finishing the outputs without waiting" in caplog.text
