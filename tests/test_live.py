@@ -6,6 +6,8 @@ and comes back, one that stalls, a slow model, several streams at once
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -458,9 +460,6 @@ def test_urls_in_a_list_file_are_live(tmp_path, ts_clip, tiny_model_dir, tiny_em
 
 
 def test_ctrl_c_escalates_from_a_clean_end_to_no_waiting_to_quitting(caplog):
-    import os
-    import signal
-
     from pipeline.live.session import _Run, _signals
 
     run, caught = _Run(*[None] * 8), []
