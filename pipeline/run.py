@@ -446,11 +446,19 @@ def _video_result(embedded: EmbeddedInput, config: Config, classifier: Classifie
 
 
 def _analysis(embedded: EmbeddedInput, classifier: Classifier, config: Config) -> dict:
+    if _is_live(embedded):  # a live stream from the store (rescore): piece by piece between its gaps
+        from pipeline.live.stored import analyse_stream
+
+        return analyse_stream(embedded, classifier, config)
     if config.segments.refine:
         from pipeline.refining import analyse_refined
 
         return analyse_refined(embedded, classifier, config)
     return analyse(embedded.times_s, embedded.embeddings, classifier, config, embedded.info)
+
+
+def _is_live(embedded: EmbeddedInput) -> bool:
+    return embedded.stats is not None and embedded.stats.strategy == "live"
 
 
 def _one_line(error: Exception) -> str:
@@ -521,7 +529,7 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
     model = None if model == store.model_id else model  # naming the store's own model
     classifier, model_id, revision = _rescore_classifier(config, store, model, embedder)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names, run = output_names(list(videos), existing_outputs(out_dir)), RunReport()
+    names, run = _rescore_names(list(videos.values()), existing_outputs(out_dir)), RunReport()
     stored = list(videos.values())
     # the store's model's family (unknown in stores made before it was kept)
     family = (store.model_family if model is None else getattr(embedder, "family", None)) or ""
@@ -529,7 +537,7 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
     prober = _StoredProber(config, store, embedder if model is None else None, allowed=model is None)
     for video, embedded in zip(stored, store.embedded_many(stored)):
         cfg = config.model_copy(update={"sampling": SamplingConfig.of(video.sampling_obj)})
-        if cfg.segments.refine:
+        if cfg.segments.refine and not _is_live(embedded):  # a stream cannot be read again
             embedded = prober.refine(embedded, video, cfg, classifier)
         # the precision is the stored frames': it is what the scores rest on
         provenance = Provenance.stored(model_id, revision, video.precision, family)
@@ -537,6 +545,19 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
                       provenance=provenance, names=names, out_dir=out_dir, run=run)
     _write_run_outputs(run, out_dir, config.output.formats)
     return run
+
+
+def _rescore_names(stored: Sequence, existing: dict[str, str | None]) -> dict[str, str]:
+    """Folder names for rescored inputs: a file's as ``run`` names it, a live
+    stream's as its live run did (from its address: ``cam1-554-stream1``)."""
+    from pipeline.live.session import live_names
+    from pipeline.live.sources import LiveSource, live_kind
+
+    streams = [v.input_path for v in stored if v.stats is not None and v.stats.strategy == "live"]
+    names = output_names([v.input_path for v in stored if v.input_path not in streams], existing)
+    sources = {path: LiveSource(path, live_kind(path) or "file") for path in streams}
+    by_source = live_names(list(sources.values()), existing, set(names.values()))
+    return {**names, **{path: by_source[source] for path, source in sources.items()}}
 
 
 class _StoredProber:

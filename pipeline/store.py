@@ -419,6 +419,57 @@ class EmbeddingStore:
             self._drop(key, keep=generation)
         return key
 
+    def append(self, embedded: EmbeddedInput, *, chash: str, sampling: Sampling, sampling_desc: str,
+               model_id: str, revision: str | None, precision: str, family: str | None = None,
+               wait_s: float | None = None) -> str:
+        """Add frames to the end of a stored input (a live stream, a chunk at
+        a time), making it one input of all its frames; the first chunk is a
+        :meth:`put`. ``embedded`` holds the new frames (later than every
+        stored one) and the input's info and stats as they stand now.
+
+        Atomic for readers: the new rows are added under the input's current
+        generation, then a ``videos`` row counting them (newer than the old
+        one, which readers then pass over, see :func:`_current`), then the old
+        row is deleted. A reader that took the old row sees rows beyond its
+        count and leaves them out (:func:`_counted`).
+
+        Args:
+            wait_s: how long to wait for another writer's lock (default: the store's wait).
+
+        Returns:
+            the input's key.
+        """
+        vectors = np.ascontiguousarray(embedded.embeddings, np.float32)
+        with self.writing("write", wait_s):
+            stored = None
+            if self.meta is not None:
+                self.check_model(model_id, revision, int(vectors.shape[1]))
+                key = input_key(chash, self.model_id, revision, sampling_desc)
+                stored = self.find([key]).get(key)
+            if stored is None:
+                return self.put(embedded, chash=chash, sampling=sampling, sampling_desc=sampling_desc,
+                                model_id=model_id, revision=revision, precision=precision, family=family)
+            self._upgrade()
+            n = len(vectors)
+            ident = {"key": key, "input_path": _input_ref(embedded.path), "content_hash": chash,
+                     "model_id": self.model_id, "model_revision": revision, "sampling": sampling_desc,
+                     "precision": precision, "generation": stored.generation}
+            frames = {**{k: [v] * n for k, v in ident.items()},
+                      "frame_index": np.asarray(embedded.indices, np.int64),
+                      "time_s": np.asarray(embedded.times_s, np.float64),
+                      "vector": _vector_array(vectors), "refine": np.zeros(n, bool)}
+            total = stored.frames + n
+            video = {**{k: [v] for k, v in ident.items()},
+                     "sampling_json": [json.dumps(dataclasses.asdict(sampling))], "frames": [total],
+                     "info_json": [_to_json(embedded.info)], "stats_json": [_to_json(embedded.stats)],
+                     "created_at": [max(time.time(), stored.created_at + 1e-6)]}
+            with _guard(self.root, "write"):
+                pa = _pyarrow()
+                self._table("frames").add(pa.table(frames, schema=_frames_schema(self.dim)))
+                self._table("videos").add(pa.table(video, schema=_videos_schema()))
+                self._table("videos").delete(f"key = {_sql(key)} AND frames < {int(total)}")
+        return key
+
     def delete(self, key: str) -> None:
         """Remove an input's rows (its ``videos`` row first, so it is never
         seen as complete while its frames go)."""
@@ -567,7 +618,8 @@ class EmbeddingStore:
         rows = self._read_rows(current, vectors=vectors, keyed=videos is not None)
         for attempt in range(1, READ_RETRIES):
             have = dict(zip(*np.unique(rows.key.astype(str), return_counts=True))) if len(rows) else {}
-            if all(have.get(v.key, 0) == v.frames for v in current):
+            if all(have.get(v.key, 0) == v.frames or (_growing(v) and have.get(v.key, 0) > v.frames)
+                   for v in current):
                 break
             time.sleep(0.05 * attempt)
             self._tables = {}
@@ -594,7 +646,7 @@ class EmbeddingStore:
         return rows
 
     def _embedded_from(self, rows: FrameRows, video: StoredVideo, path: str) -> EmbeddedInput:
-        mine = rows.key == video.key
+        mine = _counted(rows, video)
         if int(mine.sum()) != video.frames:
             raise StoreError(f"embedding store {self.root} is inconsistent: {video.input_path} has "
                              f"{int(mine.sum())} of its {video.frames} frames; rerun with --no-cache")
@@ -1127,6 +1179,21 @@ def _visible(rows: FrameRows, videos: Sequence[StoredVideo]) -> np.ndarray:
     missing = object()
     return np.array([i for i, (k, g) in enumerate(zip(rows.key, gens))
                      if current.get(k, missing) == g], np.int64)
+
+
+def _growing(video: StoredVideo) -> bool:
+    """A live stream's input, which :meth:`EmbeddingStore.append` grows."""
+    return video.stats is not None and video.stats.strategy == "live"
+
+
+def _counted(rows: FrameRows, video: StoredVideo) -> np.ndarray:
+    """Which of ``rows`` are ``video``'s: its key's rows, but of a growing
+    input only the first ``video.frames`` (by time; later ones are a chunk
+    appended after its ``videos`` row was read)."""
+    mine = rows.key == video.key
+    if _growing(video) and int(mine.sum()) > video.frames:
+        mine[np.flatnonzero(mine)[video.frames:]] = False
+    return mine
 
 
 def _one_per_frame(rows: FrameRows) -> np.ndarray:

@@ -6,6 +6,8 @@ and comes back, one that stalls, a slow model, several streams at once
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -108,6 +110,37 @@ def test_a_served_clip_gives_the_file_runs_segments(tmp_path, ts_clip, tiny_mode
     assert pd.read_csv(tmp_path / "live" / "index.csv")["status"].tolist() == ["ok"]
 
 
+def test_a_live_run_ends_with_the_reports_a_file_run_writes(tmp_path, ts_clip, tiny_model_dir, tiny_embedder):
+    from PIL import Image
+
+    from pipeline.decode import read_frames_at
+    from pipeline.report import exports
+
+    config = _config(tiny_model_dir, formats=("csv", "plot", "json", "html", "vtt", "edl", "thumbs"))
+    _run([str(ts_clip)], config, tmp_path / "file", tiny_embedder)
+    with HttpStream(ts_clip.read_bytes()) as server:
+        (got,) = _run([server.base + "/clip.ts"], config, tmp_path / "live", tiny_embedder).results
+    folder = tmp_path / "live" / got.name
+    assert sorted(p.name for p in folder.iterdir()) == \
+        sorted([p.name for p in (tmp_path / "file" / "alt").iterdir()] + ["events.jsonl"])
+    assert len(got.segments) >= 2
+    # written by the file run's own report functions, from the stream's final result
+    assert (folder / "tags.vtt").read_text("utf-8") == exports.vtt_text(got)
+    assert (folder / "markers.edl").read_text("utf-8") == exports.edl_text(got)
+    assert len(json.loads((folder / "segments.json").read_text("utf-8"))["segments"]) == len(got.segments)
+    page = (folder / "report.html").read_text("utf-8")
+    thumbs = sorted((folder / "thumbs").glob("*.jpg"))
+    assert len(thumbs) == len(got.segments)
+    for thumb in thumbs:  # each shows its segment's peak frame, kept from the stream
+        assert f"thumbs/{thumb.name}" in page
+        minutes, seconds = thumb.stem.rsplit("_", 1)[1].split("-")
+        (frame,) = read_frames_at(str(ts_clip), [int(minutes) * 60 + float(seconds)],
+                                  short_side=tiny_embedder.input_size)
+        shown = np.asarray(Image.open(thumb).convert("RGB"), np.float64)
+        assert shown.shape == frame.image.shape and np.abs(shown - frame.image).mean() < 12
+    assert _summary(folder)["live"]["state"] == "ended"
+
+
 def test_a_file_forced_live_loses_nothing_to_a_slow_model(tmp_path, ts_clip, tiny_model_dir, tiny_embedder):
     config = _config(tiny_model_dir)
     file_run = _run([str(ts_clip)], config, tmp_path / "file", tiny_embedder)
@@ -157,6 +190,29 @@ def test_a_dropped_connection_reconnects_and_the_gap_is_never_tagged(tmp_path, t
             assert seg.end_s <= gap["start_s"] + 1e-3 or seg.start_s >= gap["end_s"] - 1e-3
     kinds = [e["event"] for e in _events(tmp_path / "events.jsonl")]
     assert kinds.count("gap") == len(gaps) and "reconnect" in kinds and kinds[-1] == "end"
+
+
+def test_a_stall_past_the_timeout_reconnects_when_the_server_comes_back(tmp_path, tiny_model_dir,
+                                                                        tiny_embedder):
+    # the first connection stalls after 1.2 s (past --timeout); the next ones play
+    def serve(out, n):
+        write_ts(out, 20, 10, start=20 * n, stall_after=12 if n == 0 else None, stall_s=3.0)
+
+    config = _config(tiny_model_dir, decoder={"timeout_s": 0.5})
+    with TcpStream(serve) as server:
+        run = _run([server.url], config, tmp_path, tiny_embedder, reconnect=True, duration_s=3.5,
+                   backoff=Backoff(initial_s=0.2, max_s=0.2, attempts=3),
+                   events=str(tmp_path / "events.jsonl"))
+    (result,) = run.results
+    live = _summary(tmp_path / result.name)["live"]
+    assert result.status == "ok" and live["ended_by"] == "duration" and live["reconnects"] >= 1
+    first = live["gaps"][0]
+    assert first["reason"] == "no data for 0.5 s (timeout)" and 1.0 - 1e-6 <= first["start_s"] <= 1.1 + 1e-6
+    assert first["end_s"] - first["start_s"] >= 0.5  # the stall's time is a gap: never tagged
+    after = [t for t in result.times_s if t >= first["end_s"] - 1e-3]
+    assert after and not any(first["start_s"] + 1e-3 < t < first["end_s"] - 1e-3 for t in result.times_s)
+    kinds = [e["event"] for e in _events(tmp_path / "events.jsonl")]
+    assert {"gap", "reconnect"} <= set(kinds) and kinds[-1] == "end"
 
 
 def test_an_hls_playlist_over_http(tmp_path, tiny_model_dir, tiny_embedder):
@@ -300,19 +356,72 @@ def test_nsfw_fires_early_with_its_latency(tmp_path, ts_clip, tiny_model_dir, ti
     assert _summary(tmp_path / run.results[0].name)["live"]["nsfw_event_latency_s"]["count"] == 1
 
 
-def test_embeddings_reach_the_store_in_chunks(tmp_path, ts_clip, tiny_model_dir, tiny_embedder):
+def test_embeddings_reach_the_store_in_chunks_as_one_input(tmp_path, ts_clip, tiny_model_dir, tiny_embedder):
     from pipeline.store import EmbeddingStore
 
     with HttpStream(ts_clip.read_bytes()) as server:
         url = server.base + "/clip.ts"
         _run([url], _config(tiny_model_dir), tmp_path, tiny_embedder, store=True, store_chunk=4)
     store = EmbeddingStore.open(tmp_path / "store")
-    videos = store.videos()
-    assert len(videos) == 4 and {v.input_path for v in videos} == {url}  # 16 frames, 4 a chunk
-    assert sorted(t for v in videos for t in store.embedded(v).times_s) == list(np.arange(16) * STEP)
-    newest = store.embedded(videos[-1])
-    rows, _ = store.nearest(newest.embeddings[-1], 1)  # search finds the stream's latest frames
-    assert list(rows.input_path) == [url] and rows.time_s[0] == newest.times_s[-1]
+    (video,) = store.videos()  # 16 frames, 4 a chunk: one input
+    assert video.input_path == url and video.frames == 16
+    stored = store.embedded(video)
+    assert list(stored.times_s) == list(np.arange(16) * STEP)
+    rows, _ = store.nearest(stored.embeddings[-1], 1)  # search finds the stream's latest frames
+    assert list(rows.input_path) == [url] and rows.time_s[0] == stored.times_s[-1]
+
+
+def test_a_running_stream_is_searchable_as_it_grows(tmp_path, tiny_model_dir, tiny_embedder):
+    from pipeline.store import EmbeddingStore
+    from pipeline.types import StoreError
+
+    seen: list[list[float]] = []
+    with HttpStream(live_frames=300, fps=10) as server:
+        url = server.base + "/live.ts"
+        runner = threading.Thread(target=_run, args=([url], _config(tiny_model_dir), tmp_path, tiny_embedder),
+                                  kwargs={"store": True, "store_chunk": 2, "duration_s": 4.0})
+        runner.start()
+        while runner.is_alive():
+            try:
+                store = EmbeddingStore.open(tmp_path / "store")  # a reader beside the writer
+            except StoreError:  # not made yet
+                store = None
+            for video in store.videos() if store else []:
+                stored = store.embedded(video)
+                rows, _ = store.nearest(stored.embeddings[-1], 1)
+                assert rows.time_s[0] == stored.times_s[-1]  # its newest frame is found
+                seen.append(list(stored.times_s))
+            time.sleep(0.2)
+        runner.join()
+    grown = sorted({len(times) for times in seen})
+    assert len(grown) >= 2 and grown[-1] <= 8  # seen growing while it ran (8 frames in all)
+    for times in seen:
+        assert times == list(np.arange(len(times)) * STEP)  # a whole prefix, never half a chunk
+
+
+def test_rescore_of_a_live_run_covers_the_whole_stream(tmp_path, tiny_model_dir, tiny_embedder):
+    from pipeline.run import rescore_job
+
+    # connections of 1.5 s each, with gaps between; the picture changes every 2 s of frames
+    with TcpStream(lambda out, n: write_ts(out, 15, 10, start=15 * n, picture=_picture)) as server:
+        live_run = _run([server.url], _config(tiny_model_dir), tmp_path / "live", tiny_embedder, store=True,
+                        store_chunk=4, reconnect=True, backoff=Backoff(initial_s=0.3, max_s=0.3, attempts=3),
+                        duration_s=6.0)
+    (live,) = live_run.results
+    gaps = _summary(tmp_path / "live" / live.name)["live"]["gaps"]
+    assert len(gaps) >= 2 and len(live.segments) >= 2
+    rescored = rescore_job(_config(tiny_model_dir), tmp_path / "live" / "store", tmp_path / "rescore",
+                           embedder=tiny_embedder)
+    (again,) = rescored.results
+    assert again.status == "ok" and again.input_path == server.url and again.name == live.name
+    assert list(again.times_s) == list(live.times_s)  # every frame of the stream, not the last chunk
+    assert [(s.label, s.kind) for s in again.segments] == [(s.label, s.kind) for s in live.segments]
+    for a, b in zip(again.segments, live.segments):
+        assert abs(a.start_s - b.start_s) < 2e-3 and abs(a.end_s - b.end_s) < 2e-3
+        assert a.peak == pytest.approx(b.peak, abs=1e-5) and a.mean == pytest.approx(b.mean, abs=1e-5)
+        for gap in gaps:  # a gap is never tagged
+            assert a.end_s <= gap["start_s"] + 1e-3 or a.start_s >= gap["end_s"] - 1e-3
+    assert again.tags == live.tags
 
 
 @pytest.mark.expect_errors
@@ -348,3 +457,22 @@ def test_urls_in_a_list_file_are_live(tmp_path, ts_clip, tiny_model_dir, tiny_em
         sorted([(f"{server.base}/clip.ts", "ok"), (str(ts_clip), "ok")])
     assert "live" in _summary(tmp_path / "out" / f"127.0.0.1-{server.port}-clip")
     assert "live" not in _summary(tmp_path / "out" / "alt")
+
+
+def test_ctrl_c_escalates_from_a_clean_end_to_no_waiting_to_quitting(caplog):
+    from pipeline.live.session import _Run, _signals
+
+    run, caught = _Run(*[None] * 8), []
+    before = signal.getsignal(signal.SIGINT)
+    with _signals(run, caught, True):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert run.stop.is_set() and not run.hurry.is_set()  # the first: end cleanly
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert run.hurry.is_set()  # the second: the same outputs, no more waiting
+        with pytest.raises(KeyboardInterrupt):  # the third: quit
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+    assert signal.getsignal(signal.SIGINT) is before and caught == [signal.SIGINT] * 2
+    assert "again: finishing the outputs without waiting" in caplog.text

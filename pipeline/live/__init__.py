@@ -9,9 +9,15 @@ pipe on stdin and v4l2 cameras, tagged while they play.
 * :mod:`~pipeline.live.tracker` - segments opened and closed as samples
   arrive, by the rules of :mod:`pipeline.smooth`.
 * :mod:`~pipeline.live.events` - where segment events go (JSON lines, a URL).
-* :mod:`~pipeline.live.outputs` - a stream's report folder, kept current.
+* :mod:`~pipeline.live.outputs` - a stream's report folder, kept current,
+  and the file run's reports at its end.
+* :mod:`~pipeline.live.peaks` - the pictures of segment peaks, kept for
+  the thumbnails (a stream cannot be read again).
+* :mod:`~pipeline.live.stored` - a stream in the store (one input, gaps
+  noted) and its analysis for ``rescore``.
 * :mod:`~pipeline.live.session` - several streams, one model.
 
 Nothing here is imported by the file pipeline; ``run.run_job`` hands live
-inputs to :func:`pipeline.live.session.run_live`.
+inputs to :func:`pipeline.live.session.run_live`, and ``run.rescore_job``
+a stored stream to :func:`pipeline.live.stored.analyse_stream`.
 """

@@ -62,7 +62,7 @@ class JsonLinesSink:
             except (OSError, ValueError) as ex:  # a closed stdout, a full disk: the run goes on
                 log.warning("--events: cannot write %s: %s", self.target, ex)
 
-    def close(self) -> None:
+    def close(self, hurry: threading.Event | None = None) -> None:
         if self._file is not sys.stdout:
             self._file.close()
 
@@ -93,12 +93,15 @@ class UrlSink:
             self._queue.append(event)
             self._cond.notify()
 
-    def close(self, wait_s: float = 10.0) -> None:
-        """Post what is queued (up to ``wait_s``, without retry pauses), then stop."""
+    def close(self, hurry: threading.Event | None = None, wait_s: float = 10.0) -> None:
+        """Post what is queued (up to ``wait_s``, without retry pauses, and
+        not once ``hurry`` is set: a second Ctrl-C), then stop."""
         with self._cond:
             self._closing = True
             self._cond.notify()
-        self._thread.join(wait_s)
+        deadline = time.monotonic() + wait_s
+        while self._thread.is_alive() and time.monotonic() < deadline and not (hurry and hurry.is_set()):
+            self._thread.join(0.1)
         lost = self.failed + self.dropped + len(self._queue)
         if lost:
             log.warning("--events-url %s: %d of %d events not delivered", self.shown, lost,
@@ -150,9 +153,9 @@ class EventBus:
             sink.send(full)
         return full
 
-    def close(self) -> None:
+    def close(self, hurry: threading.Event | None = None) -> None:
         for sink in self.sinks:
-            sink.close()
+            sink.close(hurry)
 
 
 def open_bus(events: str | None, events_url: str | None) -> EventBus:

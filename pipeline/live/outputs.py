@@ -5,7 +5,9 @@ flushed as each row is known (a reader tailing them sees whole rows only:
 each row is one write). ``summary.json`` and ``timeline.png`` are rewritten
 atomically (see :mod:`pipeline.atomic`) now and then and at the end:
 ``summary.json`` says ``"live": {"state": "running"}`` until the stream has
-ended. Text cells pass the same formula guard as every other CSV
+ended. At the end come the exports a file run writes (``tags.vtt``,
+``markers.edl``, ``segments.json``, ``report.html``, ``thumbs/``), then
+``summary.json`` last. Text cells pass the same formula guard as every other CSV
 (:func:`pipeline.report.text.csv_cell`).
 """
 
@@ -15,6 +17,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +26,8 @@ from pipeline.report.tables import SCORE_DECIMALS, SEGMENT_COLUMNS, TIME_DECIMAL
 from pipeline.report.text import csv_cell
 from pipeline.types import Segment, VideoResult
 
+log = logging.getLogger(__name__)
+
 
 class StreamOutputs:
     """The files of one stream's folder.
@@ -30,7 +35,7 @@ class StreamOutputs:
     Args:
         folder: ``<output>/<name>``; a previous run's folder of that name is replaced.
         labels: the label names, in track order.
-        formats: the run's formats (``csv`` and ``plot`` apply here).
+        formats: the run's formats (every one applies; ``--top-frames`` does not).
     """
 
     def __init__(self, folder: Path, labels: Sequence[str], formats: Sequence[str]):
@@ -73,6 +78,27 @@ class StreamOutputs:
 
         if "plot" in self.formats and result.status == "ok":
             plot.write_timeline_png(result, self.folder)
+        tables.write_summary_json(result, self.folder, extra)
+
+    def finish(self, result: VideoResult, extra: dict, pictures=None) -> None:
+        """The stream has ended: ``timeline.png``, the exports a file run
+        writes (``vtt``, ``edl``, ``html`` with its thumbnails, ``thumbs``,
+        through :func:`pipeline.report.write_exports`; the thumbnails from
+        ``pictures``, as the stream cannot be read again), and
+        ``summary.json`` last, each file atomically. An export that fails
+        is a warning: the stream's tables and summary stand."""
+        from pipeline import report
+        from pipeline.report import plot, tables
+
+        if "plot" in self.formats and result.status == "ok":
+            plot.write_timeline_png(result, self.folder)
+        wanted = [f for f in report.EXPORT_FORMATS if f in self.formats]
+        try:
+            report.write_exports(result, self.folder, wanted, pictures=pictures)
+        except Exception as ex:  # a report bug must not cost the stream its summary
+            log.debug("exports of %s failed", result.input_path, exc_info=True)
+            log.warning("%s: cannot write %s: %s", result.input_path, ", ".join(wanted),
+                        " ".join(str(ex).split()) or type(ex).__name__)
         tables.write_summary_json(result, self.folder, extra)
 
     def discard_tables(self) -> None:

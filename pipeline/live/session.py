@@ -5,7 +5,9 @@ and a queue; this module's loop, in the calling thread, takes frames from
 every queue, embeds them in shared batches, and hands each stream its own
 (:class:`~pipeline.live.stream.LiveStream`). A stream that fails ends alone;
 the others go on. SIGINT and SIGTERM end every stream cleanly: open
-segments close at the last frame and the final outputs are written.
+segments close at the last frame and the final outputs are written; a
+second Ctrl-C writes them without waiting for the network or the store
+(see :class:`_signals`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 2.0  # after a signal, how long readers get to hand in their last frames
 FLUSH_EVERY_S = 10.0
+CHUNK_WAIT_S = 1.0  # a store chunk's wait for another writer while streams play
 
 
 @dataclass
@@ -93,6 +96,9 @@ def run_live(sources: Sequence[LiveSource], config, out_dir: Path, options, embe
     run = _Run(config, out_dir, live, embedder, classifier, provenance,
                open_bus(live.events, live.events_url), cache)
     report = LiveReport()
+    if config.output.top_frames:
+        log.warning("--top-frames: not saved for live inputs (a stream cannot be read again for its "
+                    "full-size frames)")
     names = live_names(sources, existing or {}, taken)
     streams = []
     for source in sources:
@@ -105,18 +111,20 @@ def run_live(sources: Sequence[LiveSource], config, out_dir: Path, options, embe
             continue
         streams.append(_stream(source, names[source], run))
     caught: list[int] = []
-    try:
-        with _signals(run.stop, caught, live.handle_signals):
+    with _signals(run, caught, live.handle_signals):  # until every output is written
+        try:
             _loop(streams, run)
-    except BaseException as ex:  # the model failed (or a bug): what the streams have is kept
-        run.stop.set()
-        for s in streams:
-            s.finish(StreamEnd("error", f"{type(ex).__name__}: {ex}"))
-        raise
-    finally:
-        run.bus.close()
-    if cache is not None:
-        cache.finish()
+        except BaseException as ex:  # the model failed (or a bug): what the streams have is kept
+            run.stop.set()
+            end = StreamEnd("stopped") if isinstance(ex, KeyboardInterrupt) else \
+                StreamEnd("error", f"{type(ex).__name__}: {ex}")
+            for s in streams:
+                s.finish(end)
+            raise
+        finally:
+            run.bus.close(run.hurry)
+        if cache is not None and not run.hurry.is_set():  # index and compaction: the next run does them
+            cache.finish()
     report.signal = caught[0] if caught else None
     report.results += [s.result() for s in streams]
     return report
@@ -135,6 +143,7 @@ class _Run:
     bus: object
     cache: object
     stop: threading.Event = field(default_factory=threading.Event)  # set: every stream ends
+    hurry: threading.Event = field(default_factory=threading.Event)  # set: end without waiting (2nd Ctrl-C)
     wake: threading.Event = field(default_factory=threading.Event)  # set: some queue has an item
 
 
@@ -167,7 +176,8 @@ def _stream(source: LiveSource, name: str, run: _Run) -> LiveStream:
                        precision=p.precision, scoring_mode=classifier.mode, config_hash=config.hash())
     rules = rules_for(config, classifier.names, classifier.kinds)
     stream = LiveStream(source, name, reader, rules, outputs, run.bus, base,
-                        store=_chunk_writer(run.cache) if run.cache else None, store_chunk=live.store_chunk,
+                        store=_chunk_writer(run.cache, run) if run.cache else None,
+                        store_chunk=live.store_chunk,
                         nsfw_enabled=bool(config.nsfw.labels), verdict_min_s=config.nsfw.verdict_min_s)
     reader.start()
     return stream
@@ -188,7 +198,7 @@ def _loop(streams: list[LiveStream], run: _Run) -> None:
                 s.snapshot()
         if run.stop.is_set():
             stopped_at = stopped_at or now
-            if now - stopped_at >= STOP_GRACE_S:  # a reader blocked in a read: end without it
+            if now - stopped_at >= STOP_GRACE_S or run.hurry.is_set():  # a reader blocked in a read
                 for s in streams:
                     s.finish(StreamEnd("stopped"))
 
@@ -223,10 +233,16 @@ def _one_round(streams: list[LiveStream], embedder, classifier) -> bool:
 
 
 class _signals:
-    """SIGINT/SIGTERM set ``stop`` (and are noted) instead of raising, in the main thread."""
+    """SIGINT/SIGTERM, in the main thread, end the streams cleanly instead
+    of raising: the first sets ``run.stop`` (every open segment closes, every
+    output is written); a second SIGINT sets ``run.hurry`` as well: the same
+    outputs, but nothing more is waited for (a reader blocked in a read,
+    events still to be posted to ``--events-url``, chunks for a busy store,
+    the store's index and compaction); a third raises KeyboardInterrupt:
+    the run quits at once, its files as they stand (each one whole)."""
 
-    def __init__(self, stop: threading.Event, caught: list[int], enabled: bool):
-        self.stop, self.caught = stop, caught
+    def __init__(self, run: _Run, caught: list[int], enabled: bool):
+        self.run, self.caught = run, caught
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self.saved: dict[int, object] = {}
 
@@ -237,13 +253,18 @@ class _signals:
         return self
 
     def _handle(self, signum, frame) -> None:
-        if signum == signal.SIGINT and signal.SIGINT in self.caught:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now (the streams' outputs are still closed)
-        if not self.caught:
-            log.warning("%s: ending the live streams (their outputs are being completed)",
-                        signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if self.run.hurry.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a third Ctrl-C: quit now
+        if self.caught and signum == signal.SIGINT:
+            log.warning("%s again: finishing the outputs without waiting (events not yet posted and "
+                        "embeddings not yet stored are dropped); once more quits at once", name)
+            self.run.hurry.set()
+        elif not self.caught:
+            log.warning("%s: ending the live streams (their outputs are being completed; Ctrl-C again "
+                        "to stop waiting for the network and the store)", name)
         self.caught.append(signum)
-        self.stop.set()
+        self.run.stop.set()
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self.saved.items():
@@ -271,29 +292,46 @@ def live_names(sources: Sequence[LiveSource], existing: dict, taken: set[str]) -
     return names
 
 
-def _chunk_writer(cache):
-    """Keeps a stream's embeddings in the store a chunk at a time: each
-    chunk is stored as its own entry (named by the stream and its first
-    frame's wall time), so ``search`` finds a running stream's latest minute."""
-    from pipeline.engine.base import EmbeddedInput
+def _chunk_writer(cache, run: _Run):
+    """Keeps a stream's embeddings in the store a chunk at a time, as one
+    stored input that grows (:meth:`pipeline.store.EmbeddingStore.append`):
+    ``search`` finds a running stream's latest minute, and ``rescore``
+    re-scores the whole stream. The input is named by the stream and its
+    first frame's wall time, so each time a stream is tagged is an input.
+    Returns whether the chunk was kept (a busy store: the stream goes on,
+    and the chunk is offered again with the next).
 
-    def write(stream: LiveStream, chunk: list) -> None:
-        frames = [f for f, _ in chunk]
-        first = frames[0]
-        ident = f"{stream.source.shown}\n{stream.reader.first_wall_s}\n{first.index}"
-        embedded = EmbeddedInput(path=stream.source.shown, info=stream.info,
-                                 indices=np.array([f.index for f in frames], np.int64),
-                                 times_s=np.array([f.time_s for f in frames], np.float64),
-                                 embeddings=np.stack([v for _, v in chunk]).astype(np.float32))
-        chash = hashlib.sha256(ident.encode("utf-8")).hexdigest()[:24]
+    While streams play, or after a signal, a write waits ``CHUNK_WAIT_S``
+    at most for another writer's lock (the model loop serves every stream);
+    a stream's last write at its own end waits as ``--store-wait`` says.
+    After a second Ctrl-C nothing more is written."""
+    from pipeline.engine.base import EmbeddedInput
+    from pipeline.store import COMPACT_MIN_FRAGMENTS
+
+    def write(stream: LiveStream, chunk: list) -> bool:
+        if run.hurry.is_set():
+            return False
+        wait_s = None if stream.ended and not run.stop.is_set() else CHUNK_WAIT_S  # its own end: --store-wait
+        ident = f"{stream.source.shown}\n{stream.reader.first_wall_s}"
+        embedded = EmbeddedInput(path=stream.source.shown, info=stream.stored_info(),
+                                 indices=np.array([i for i, _, _ in chunk], np.int64),
+                                 times_s=np.array([t for _, t, _ in chunk], np.float64),
+                                 embeddings=np.stack([v for _, _, v in chunk]).astype(np.float32),
+                                 stats=stream.stored_stats())
+        chash = "live:" + hashlib.sha256(ident.encode("utf-8")).hexdigest()[:24]
         try:
             e = cache.embedder
-            cache.store.put(embedded, chash=chash, sampling=cache.sampling, sampling_desc=cache.sampling_desc,
-                            model_id=e.model_id, revision=e.revision, precision=e.precision,
-                            family=getattr(e, "family", None))
-            cache.added += 1
-        except PipelineError as ex:  # the store is busy or broken: the stream goes on
-            log.warning("%s: embeddings not stored: %s", stream.source.shown, ex)
+            cache.store.append(embedded, chash=chash, sampling=cache.sampling,
+                               sampling_desc=cache.sampling_desc, model_id=e.model_id, revision=e.revision,
+                               precision=getattr(e, "precision_label", e.precision),
+                               family=getattr(e, "family", None), wait_s=wait_s)
+        except PipelineError as ex:
+            log.warning("%s: embeddings not stored yet: %s", stream.source.shown, ex)
+            return False
+        cache.added += 1
+        if cache.added % COMPACT_MIN_FRAGMENTS == 0:  # every append adds a fragment (DESIGN.md)
+            cache._maintain(cache.store.compact)
+        return True
 
     return write
 

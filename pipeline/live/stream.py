@@ -14,7 +14,9 @@ from pipeline import smooth
 from pipeline.live.events import EventBus, iso
 from pipeline.live.frames import Gap, LiveFrame, Opened, StreamEnd, StreamReader
 from pipeline.live.outputs import StreamOutputs
+from pipeline.live.peaks import PeakPictures
 from pipeline.live.sources import LiveSource
+from pipeline.live.stored import gap_note
 from pipeline.live.tracker import Event, LabelTracker, Rules
 from pipeline.score import Classifier, score
 from pipeline.types import DecodeStats, LabelTrack, Segment, VideoInfo, VideoResult
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 # Samples kept in memory for summary.json's totals and timeline.png (a day at
 # one a second); older ones live on in frames.csv only, so memory stays bounded.
 HISTORY_MAX = 86_400
+STORE_BACKLOG = 16  # chunks held while the store is busy
 
 
 class LiveStream:
@@ -48,6 +51,8 @@ class LiveStream:
         self.outputs, self.bus, self.base, self.store = outputs, bus, base, store
         self.store_chunk, self.nsfw_enabled, self.verdict_min_s = store_chunk, nsfw_enabled, verdict_min_s
         self.trackers = [LabelTracker(r) for r in rules]
+        self.peaks = PeakPictures(rules)  # thumbnails: a stream cannot be read again
+        self._label_index = {(r.label, r.kind): i for i, r in enumerate(rules)}
         self.piece_start = 0  # history position where the current piece (no gap since) began
         self.indices: list[int] = []
         self.times: list[float] = []
@@ -62,7 +67,7 @@ class LiveStream:
         self.started = time.perf_counter()
         self.latencies: list[float] = []  # seconds from a frame's arrival to its nsfw event
         self._arrivals: collections.deque = collections.deque(maxlen=512)  # (time_s, seen_at)
-        self._chunk: list[tuple[LiveFrame, np.ndarray]] = []
+        self._chunk: list[tuple[int, float, np.ndarray]] = []  # (index, time_s, vector) not yet stored
         self.last_flush = time.monotonic()
 
     @property
@@ -95,11 +100,15 @@ class LiveStream:
             self.walls.append(frame.wall_s)
             self.raw.append(np.asarray(row, np.float64))
             self._arrivals.append((frame.time_s, frame.seen_at))
-            for tracker, value in zip(self.trackers, row):
-                self._events(tracker.add(frame.time_s, float(value)))
+            self.peaks.sample(self.scored - 1, frame.time_s, frame.image)
+            added = [tracker.add(frame.time_s, float(value)) for tracker, value in zip(self.trackers, row)]
+            self._final_peaks()  # before the events: a close may need a sample just made final
+            for label, (tracker, events) in enumerate(zip(self.trackers, added)):
+                self._events(events)
+                self.peaks.settled_before(label, tracker.unsettled_from)
             self._rows()
-            self._chunk.append((frame, vector))
-            if len(self._chunk) >= self.store_chunk:
+            self._chunk.append((frame.index, frame.time_s, vector))  # not the picture: a backlog stays small
+            if len(self._chunk) % self.store_chunk == 0:  # after a failed write: a chunk later
                 self.flush_store()
         self._forget()
 
@@ -117,8 +126,9 @@ class LiveStream:
         self._emit({"event": "end", "reason": end.reason, "error": end.error,
                     "frames_scored": self.scored, "dropped_frames": self.reader.queue.dropped})
         self.flush_store()
-        self.snapshot()
         self.outputs.close()
+        self.outputs.finish(self.result(), {"live": self.live_summary()}, pictures=self.peaks.pictures_at)
+        self.last_flush = time.monotonic()
 
     # ------------------------------------------------------------------ output
 
@@ -127,9 +137,25 @@ class LiveStream:
         self.last_flush = time.monotonic()
 
     def flush_store(self) -> None:
-        if self._chunk and self.store is not None:
-            self.store(self, self._chunk)
+        """Hand the store the frames embedded since the last chunk; when it
+        cannot take them (busy), they wait for the next try, up to
+        ``STORE_BACKLOG`` chunks (older ones are then given up)."""
+        if self._chunk and self.store is not None and not self.store(self, self._chunk):
+            limit = STORE_BACKLOG * self.store_chunk
+            if len(self._chunk) > limit:
+                log.warning("%s: %d embeddings never reached the store", self.source.shown,
+                            len(self._chunk) - limit)
+                self._chunk = self._chunk[-limit:]
+            return
         self._chunk = []
+
+    def stored_info(self) -> VideoInfo | None:
+        """The stream's info as the store keeps it (its duration so far)."""
+        times = self.times
+        return self._info(times[-1] + smooth.sample_step(np.asarray(times)) / 2 if times else None)
+
+    def stored_stats(self) -> DecodeStats:
+        return self._stats()
 
     def result(self) -> VideoResult:
         """The stream's result so far (segments: the closed ones)."""
@@ -175,11 +201,14 @@ class LiveStream:
 
     def _close_piece(self, until_s: float | None = None) -> None:
         """Settle every label; before a gap, spans end where the gap starts."""
-        for tracker in self.trackers:
-            self._events([_until(e, until_s) for e in tracker.finish()])
+        finished = [tracker.finish() for tracker in self.trackers]
+        self._final_peaks()
+        for events in finished:
+            self._events([_until(e, until_s) for e in events])
         self._rows()
         self.trackers = [LabelTracker(r) for r in self.rules]
         self.piece_start = self.scored
+        self.peaks.piece_ended()
 
     @property
     def scored(self) -> int:
@@ -194,6 +223,12 @@ class LiveStream:
             self.smoothed.append(values)
             j = i - self.forgotten
             self.outputs.frame_row(self.indices[j], self.times[j], iso(self.walls[j]), self.raw[j], values)
+
+    def _final_peaks(self) -> None:
+        """Hand the peak pictures every label's newly final values."""
+        for label, tracker in enumerate(self.trackers):
+            for position in range(self.peaks.done[label] - self.piece_start, tracker.final_count):
+                self.peaks.final(label, self.piece_start + position, tracker.value(position))
 
     def _forget(self) -> None:
         """Keep the last HISTORY_MAX samples (only rows already written go)."""
@@ -212,6 +247,7 @@ class LiveStream:
             if event.segment is not None:
                 self.segments.append(event.segment)
                 self.outputs.segment_row(event.segment)
+                self.peaks.closed(self._label_index[(event.label, event.kind)], event.segment)
             self._emit(data)
 
     def _after_gap(self, event: Event) -> Event:
@@ -258,7 +294,7 @@ class LiveStream:
         return dataclasses.replace(self.info, duration_s=duration, frame_count=self.reader.frames_seen)
 
     def _stats(self) -> DecodeStats:
-        notes = [f"gap {g.start_s:.3f}-{g.end_s:.3f} s: {g.reason}" for g in self.gaps]
+        notes = [gap_note(g.start_s, g.end_s, g.reason) for g in self.gaps]
         if self.reader.queue.dropped:
             notes.append(f"dropped {self.reader.queue.dropped} sampled frames: the model fell behind")
         return DecodeStats(frames_decoded=self.reader.frames_seen, frames_sampled=self.scored,

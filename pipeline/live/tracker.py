@@ -105,6 +105,12 @@ class LabelTracker:
         """Samples of this piece whose smoothed value is final."""
         return self.trimmed + len(self.smoothed)
 
+    @property
+    def unsettled_from(self) -> float | None:
+        """Stream time of the first sample a run may still start at or grow
+        from; None when every sample so far is final and settled."""
+        return self.times[self.base] if self.base < len(self.times) else None
+
     def value(self, position: int) -> float:
         """The final smoothed value of the piece's sample ``position``."""
         return self.smoothed[position - self.trimmed]

@@ -58,12 +58,14 @@ def write_video_outputs(result: VideoResult, out_dir: str | Path,
 
 
 def write_exports(result: VideoResult, out_dir: str | Path, formats: Sequence[str],
-                  *, top_frames: int = 0) -> list[Path]:
+                  *, top_frames: int = 0, pictures=None) -> list[Path]:
     """Write the exports a finished result alone suffices for (no model):
     ``html`` → ``report.html`` with ``thumbs/``; ``thumbs`` → ``thumbs/``
     only; ``vtt`` → ``tags.vtt``; ``edl`` → ``markers.edl``; any of the
     three → ``segments.json``. Failed inputs get none (``index.html`` shows
-    their error). Returns the paths written."""
+    their error). Thumbnails are re-read from the input, or come from
+    ``pictures`` (see :func:`pipeline.report.thumbs.write_segment_thumbs`).
+    Returns the paths written."""
     from pipeline.report import exports, html, thumbs
 
     out, wanted = Path(out_dir), set(formats)
@@ -77,9 +79,9 @@ def write_exports(result: VideoResult, out_dir: str | Path, formats: Sequence[st
     if wanted & {"html", "vtt", "edl"}:
         written.append(exports.write_segments_json(result, out))
     if "html" in wanted:
-        written.append(html.write_report_html(result, out))
+        written.append(html.write_report_html(result, out, pictures=pictures))
     elif "thumbs" in wanted:
-        written += [out / p for p in thumbs.write_segment_thumbs(result, out).values()]
+        written += [out / p for p in thumbs.write_segment_thumbs(result, out, pictures=pictures).values()]
     return written
 
 

@@ -58,13 +58,16 @@ _TICK_STEPS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 720
 # --------------------------------------------------------------------------- per-input page
 
 
-def write_report_html(result: VideoResult, out_dir: str | Path, *, thumbs: bool = True) -> Path:
+def write_report_html(result: VideoResult, out_dir: str | Path, *, thumbs: bool = True,
+                      pictures=None) -> Path:
     """Write ``report.html`` for one input (and its ``thumbs/`` when asked).
 
     Args:
         result: the input's result (a failed one gets a page with its error).
         out_dir: the input's report folder.
         thumbs: re-read a frame per segment at its peak for the table.
+        pictures: where those frames come from instead of the input (see
+            :func:`pipeline.report.thumbs.write_segment_thumbs`).
 
     Returns:
         the path written.
@@ -73,7 +76,8 @@ def write_report_html(result: VideoResult, out_dir: str | Path, *, thumbs: bool 
 
     out = Path(out_dir)
     segments = sorted(result.segments, key=lambda s: (s.start_s, s.end_s, s.label))
-    thumb_paths = write_segment_thumbs(result, out, segments) if thumbs and result.status == "ok" else {}
+    thumb_paths = write_segment_thumbs(result, out, segments, pictures=pictures) \
+        if thumbs and result.status == "ok" else {}
     body = [_header(result, back=True), _meta_table(result)]
     if result.status == "ok":
         video = _video_src(result, out)

@@ -5,14 +5,16 @@
 Frames come from :func:`pipeline.decode.read_frames_at`, so no model and no
 stored pixels are needed: only the input file, still where the run found it.
 When it is gone or unreadable the images are skipped with a warning; the
-reports are written without them.
+reports are written without them. A live stream cannot be read again: it
+hands in the segment pictures it kept while it played
+(:mod:`pipeline.live.peaks`).
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +50,18 @@ def thumb_name(n: int, seg: Segment, t_s: float) -> str:
 
 
 def write_segment_thumbs(result: VideoResult, out_dir: str | Path,
-                         segments: Sequence[Segment] | None = None) -> dict[int, str]:
+                         segments: Sequence[Segment] | None = None, *,
+                         pictures: Callable[[list[float]], list[np.ndarray | None]] | None = None
+                         ) -> dict[int, str]:
     """Write a JPEG per segment, at its peak time, under ``out_dir/thumbs/``.
 
     Args:
         result: the video's result (input path, times and tracks).
         out_dir: the video's report folder.
         segments: which segments, in report order (default: ``result.segments``).
+        pictures: peak times → the pictures there (None: none kept), for an
+            input that cannot be read again (a live stream keeps them);
+            default: re-read from the input.
 
     Returns:
         segment position → path relative to ``out_dir``. A thumbnail already
@@ -66,11 +73,19 @@ def write_segment_thumbs(result: VideoResult, out_dir: str | Path,
     names = {n: thumb_name(n, seg, peak_time(result, seg)) for n, seg in enumerate(segments)}
     if not names:
         return {}
-    frames = _read(result.input_path, [peak_time(result, seg) for seg in segments], THUMB_SHORT_SIDE)
-    if frames is None:
+    times = [peak_time(result, seg) for seg in segments]
+    if pictures is not None:
+        images = pictures(times)
+    else:
+        frames = _read(result.input_path, times, THUMB_SHORT_SIDE)
+        images = None if frames is None else [frame.image for frame in frames]
+    if images is None:
         return {n: name for n, name in names.items() if (out / name).is_file()}
-    for name, frame in zip(names.values(), frames, strict=True):
-        _write_jpeg(frame.image, out / name, quality=82)
+    for (n, name), image in zip(list(names.items()), images, strict=True):
+        if image is None:
+            del names[n]
+        else:
+            _write_jpeg(image, out / name, quality=82)
     return names
 
 
