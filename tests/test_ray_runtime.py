@@ -73,4 +73,5 @@ def test_ray_actors_run_the_configured_exported_runtime(tmp_path, local_ray, xdg
         RunOptions(progress=False, use_store=False))
     torch_frames = pd.read_csv(tmp_path / "torch" / "ten" / "frames.csv")
     assert torch_run.exit_code == 0
-    assert np.abs(torch_frames[scores].to_numpy() - frames["ray"][scores].to_numpy()).max() > 1e-5
+    sampled = [f[f["refine"] == 0] for f in (torch_frames, frames["ray"])]  # edges may be refined apart
+    assert np.abs(sampled[0][scores].to_numpy() - sampled[1][scores].to_numpy()).max() > 1e-5

@@ -40,7 +40,7 @@ PROMPTS = ["a photo of a cat.", "a cup of coffee", "an astronaut in a white suit
            "a beach", "text on a screen"]
 _SKIMAGE = ("coffee", "chelsea", "astronaut", "rocket")
 FLAT_SCENES = 6  # synthetic frames among the checked images, see flat_scenes
-DECISION_VERSION = 2
+DECISION_VERSION = 3  # 3: int8 calibrates on a wider set
 
 
 def sample_photos() -> dict[str, np.ndarray]:
@@ -80,28 +80,37 @@ def check_images(photos: dict[str, np.ndarray], size: int, synthetic: int = 0) -
     return np.stack(squares + [s[:, ::-1] for s in squares] + flat_scenes(size, synthetic))
 
 
-def flat_scenes(size: int, count: int) -> list[np.ndarray]:
-    """Seeded frames unlike photographs: a flat background, a flat box, faint noise (as
-    screen captures, cartoons and the demo clips are). Statically quantised activations
-    are calibrated on photos; on the demo clips' frames OpenVINO int8 fell to cosine 0.97
-    while the photos stayed at 0.999, so ``auto`` checks frames like these too."""
-    rng = np.random.default_rng(1)
+def flat_scenes(size: int, count: int, *, seed: int = 1, boxes: int = 1, noise: int = 6) -> list[np.ndarray]:
+    """Seeded frames unlike photographs: a flat background, 1 to ``boxes`` flat boxes,
+    faint noise (as screen captures, cartoons and the demo clips are). Statically
+    quantised activations calibrated on photos alone fell to cosine 0.97 on the demo
+    clips' frames while the photos stayed at 0.999, so ``auto`` checks frames like
+    these too (seed 1), and int8 calibrates on others like them (another seed)."""
+    rng = np.random.default_rng(seed)
     out = []
     for _ in range(count):
         frame = np.empty((size, size, 3), np.int16)
         frame[:] = rng.integers(0, 256, 3)
-        x0, y0 = rng.integers(0, size // 2, 2)
-        side = int(rng.integers(size // 4, size // 2))
-        frame[y0:y0 + side, x0:x0 + side] = rng.integers(0, 256, 3)
-        frame += rng.integers(-6, 7, frame.shape, dtype=np.int16)
+        for _ in range(1 if boxes == 1 else int(rng.integers(1, boxes + 1))):
+            x0, y0 = rng.integers(0, size // 2, 2)
+            smallest = size // 4 if boxes == 1 else size // 8
+            side = int(rng.integers(smallest, size // 2))
+            frame[y0:y0 + side, x0:x0 + side] = rng.integers(0, 256, 3)
+        frame += rng.integers(-noise, noise + 1, frame.shape, dtype=np.int16)
         out.append(np.clip(frame, 0, 255).astype(np.uint8))
     return out
 
 
 def calibration(embedder: Any, photos: dict[str, np.ndarray] | None = None,
-                per_photo: int = 4) -> Calibration:
-    """int8 calibration pixels: ``per_photo`` seeded random crops of each photo,
-    preprocessed as the model is fed."""
+                per_photo: int = 4, wide_per_photo: int = 8, flat: int = 24) -> Calibration:
+    """int8 calibration pixels, preprocessed as the model is fed: ``per_photo``
+    seeded crops of each photo, ``wide_per_photo`` mirrored crops of any size,
+    and ``flat`` flat scenes of another seed than the agreement check's.
+
+    Photo crops alone leave activation ranges too narrow for frames unlike
+    photos: on the random ViT-B/32, OpenVINO int8 calibrated on 20 crops agreed
+    with fp32 at 0.989 on the bench clip's frames and 0.992 on the demo frames;
+    with this set at 0.9993 and 0.9997 (docs/PERFORMANCE.md)."""
     import torch
 
     photos = sample_photos() if photos is None else photos
@@ -109,9 +118,13 @@ def calibration(embedder: Any, photos: dict[str, np.ndarray] | None = None,
     size = embedder.input_size
     crops = [square(p, size, (rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0.4, 0.9)))
              for p in photos.values() for _ in range(per_photo)]
+    crops += [square(p, size, (rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.2, 1.0)))[:, ::-1]
+              for p in photos.values() for _ in range(wide_per_photo)]
+    crops += flat_scenes(size, flat, seed=12345, boxes=3, noise=8)
     with torch.inference_mode():
         pixels = [embedder.preprocess(torch.from_numpy(np.array(c[None]))) for c in crops]  # a writable copy
-    return Calibration(f"sample-photos:{','.join(photos)}:{per_photo}-crops:seed0", pixels)
+    return Calibration(f"sample-photos:{','.join(photos)}:{per_photo}-crops:{wide_per_photo}-wide:"
+                       f"{flat}-flat:seed0", pixels)
 
 
 def candidates(runtime: str) -> list[str]:
