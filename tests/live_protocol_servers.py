@@ -1,0 +1,385 @@
+"""Loopback servers for the live protocols FFmpeg cannot serve itself.
+
+:class:`RtspServer` is a small RTSP/1.0 server (RFC 2326): OPTIONS,
+DESCRIBE (an SDP with one ``m=video`` of static payload type 33, MPEG-TS),
+SETUP (``RTP/AVP/TCP`` interleaved on the RTSP connection, or ``RTP/AVP``
+over UDP), PLAY, GET_PARAMETER and TEARDOWN, with optional Basic
+authentication. PLAY starts a session: :func:`live_servers.write_ts` muxes
+the clip into MPEG-TS as it is sent, 7 TS packets of 188 bytes to an RTP
+packet (RFC 2250), with 90 kHz timestamps of the sending clock. When the
+session's stream ends the server sends RTCP BYE and closes the connection:
+a drop, as far as a reader can tell.
+
+:class:`NginxRtmp` runs nginx with the RTMP module (Debian's
+``libnginx-mod-rtmp``) as this user, on 127.0.0.1, and
+:func:`publish_rtmp` publishes a clip to it with PyAV's FLV muxer.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import random
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+from live_servers import SIZE, write_ts
+from media import index_image
+
+TS_PACKET = 188
+TS_PER_RTP = 7  # 1316 bytes: fits any Ethernet MTU with the IP, UDP and RTP headers
+PT_MP2T = 33
+RTCP_BYE = 203
+
+
+class RtpMp2t:
+    """A binary file (for :func:`write_ts`) that sends what is written as
+    RTP packets of payload type 33, each whole TS packets (7, or fewer at a
+    flush), through ``send(channel, packet)`` (channel 0: RTP, 1: RTCP).
+    Raises BrokenPipeError once ``stop`` is set, which ends the writer."""
+
+    def __init__(self, send: Callable[[int, bytes], None], stop: threading.Event):
+        self.send, self.stop = send, stop
+        self.ssrc = random.getrandbits(32)
+        self.seq = random.getrandbits(16)
+        self.t0 = time.monotonic()
+        self.buffer = bytearray()
+        self.packets = 0
+
+    def write(self, data) -> int:
+        self.buffer += bytes(data)
+        while len(self.buffer) >= TS_PACKET * TS_PER_RTP:
+            self._packet(TS_PACKET * TS_PER_RTP)
+        return len(data)
+
+    def flush(self) -> None:
+        whole = len(self.buffer) // TS_PACKET * TS_PACKET
+        if whole:
+            self._packet(whole)
+
+    def bye(self) -> None:
+        """RTCP BYE: this source has ended (FFmpeg ends the stream on it)."""
+        with contextlib.suppress(OSError):
+            self.send(1, struct.pack("!BBHI", 0x81, RTCP_BYE, 1, self.ssrc))
+
+    def _packet(self, size: int) -> None:
+        if self.stop.is_set():
+            raise BrokenPipeError("session ended")
+        stamp = int((time.monotonic() - self.t0) * 90_000) & 0xFFFFFFFF
+        header = struct.pack("!BBHII", 0x80, PT_MP2T, self.seq, stamp, self.ssrc)
+        self.send(0, header + bytes(self.buffer[:size]))
+        del self.buffer[:size]
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.packets += 1
+
+
+class RtspServer:
+    """``rtsp://127.0.0.1:PORT/<any path>`` serving one MPEG-TS stream per session.
+
+    Args:
+        serve: ``serve(out, n)`` writes session ``n``'s stream into the
+            binary file ``out`` (default: :func:`write_ts` of ``frames`` at
+            ``fps``); when it returns the session ends and the connection is closed.
+        credentials: ``(user, password)``: every request but OPTIONS needs
+            Basic authentication (401 with a challenge otherwise).
+        transports: what SETUP accepts: ``"TCP"`` (interleaved) and/or
+            ``"UDP"``; any other gets 461 Unsupported Transport.
+
+    Attributes:
+        requests: ``(method, headers)`` of every request received, in order.
+        sessions: how many PLAYs started a stream.
+        transports_used: the lower transport of each SETUP accepted.
+    """
+
+    def __init__(self, serve: Callable | None = None, *, frames: int = 40, fps: int = 10,
+                 credentials: tuple[str, str] | None = None, transports: tuple[str, ...] = ("TCP", "UDP")):
+        self.serve = serve or (lambda out, n: write_ts(out, frames, fps))
+        self.credentials, self.transports = credentials, transports
+        self.requests: list[tuple[str, dict]] = []
+        self.sessions = 0
+        self.transports_used: list[str] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"rtsp://127.0.0.1:{self.port}/live"
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=_Connection(self, conn).run, daemon=True).start()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _Connection:
+    """One RTSP connection: requests are read here; PLAY starts the stream
+    in a thread of its own (interleaved data and replies share the socket)."""
+
+    def __init__(self, server: RtspServer, conn: socket.socket):
+        self.server, self.conn = server, conn
+        self.reader = conn.makefile("rb")
+        self.write_lock = threading.Lock()
+        self.stop = threading.Event()
+        self.session = f"{random.getrandbits(32):08X}"
+        self.transport: dict | None = None
+        self.udp: socket.socket | None = None
+        self.streamer: threading.Thread | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                first = self.reader.read(1)
+                if not first:
+                    break
+                if first == b"$":  # the client's RTCP receiver reports, interleaved
+                    _, length = struct.unpack("!BH", self.reader.read(3))
+                    self.reader.read(length)
+                    continue
+                request = self._request(first)
+                if request is None:
+                    break
+                self._answer(*request)
+        except (OSError, ValueError, struct.error):
+            pass
+        finally:
+            self.stop.set()
+            self._close()
+
+    def _request(self, first: bytes) -> tuple[str, str, dict] | None:
+        line = (first + self.reader.readline()).decode("latin-1").strip()
+        headers: dict[str, str] = {}
+        while True:
+            raw = self.reader.readline()
+            if not raw:
+                return None
+            text = raw.decode("latin-1").strip()
+            if not text:
+                break
+            key, _, value = text.partition(":")
+            headers[key.strip().lower()] = value.strip()
+        if int(headers.get("content-length", 0)):
+            self.reader.read(int(headers["content-length"]))
+        method, url, _ = (line.split(" ") + ["", ""])[:3]
+        self.server.requests.append((method, headers))
+        return method, url, headers
+
+    def _reply(self, headers: dict, status: str = "200 OK", extra: dict | None = None,
+               body: bytes = b"") -> None:
+        lines = [f"RTSP/1.0 {status}", f"CSeq: {headers.get('cseq', '0')}", "Server: scenetag-test"]
+        lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
+        if body:
+            lines.append(f"Content-Length: {len(body)}")
+        with self.write_lock:
+            self.conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+    def _authorized(self, headers: dict) -> bool:
+        if self.server.credentials is None:
+            return True
+        want = base64.b64encode(":".join(self.server.credentials).encode()).decode()
+        return headers.get("authorization", "") == f"Basic {want}"
+
+    def _answer(self, method: str, url: str, headers: dict) -> None:
+        if method != "OPTIONS" and not self._authorized(headers):
+            self._reply(headers, "401 Unauthorized", {"WWW-Authenticate": 'Basic realm="scenetag-test"'})
+            return
+        session = {"Session": f"{self.session};timeout=60"}
+        if method == "OPTIONS":
+            self._reply(headers, extra={"Public": "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER"})
+        elif method == "DESCRIBE":
+            sdp = ("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=scenetag test\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n"
+                   f"a=range:npt=0-\r\nm=video 0 RTP/AVP {PT_MP2T}\r\na=rtpmap:{PT_MP2T} MP2T/90000\r\n")
+            self._reply(headers, extra={"Content-Base": url.rstrip("/") + "/",
+                                        "Content-Type": "application/sdp"}, body=sdp.encode())
+        elif method == "SETUP":
+            self._setup(headers, session)
+        elif method == "PLAY":
+            if self.transport is None:
+                self._reply(headers, "455 Method Not Valid in This State")
+                return
+            self._reply(headers, extra={**session, "Range": "npt=0.000-"})
+            if self.streamer is None:
+                n, self.server.sessions = self.server.sessions, self.server.sessions + 1
+                self.streamer = threading.Thread(target=self._stream, args=(n,), daemon=True)
+                self.streamer.start()
+        elif method == "GET_PARAMETER":
+            self._reply(headers, extra=session)
+        elif method == "TEARDOWN":
+            self._reply(headers, extra=session)
+            self.stop.set()
+        else:
+            self._reply(headers, "501 Not Implemented")
+
+    def _setup(self, headers: dict, session: dict) -> None:
+        spec = headers.get("transport", "").split(",")[0]
+        lower = "TCP" if spec.startswith("RTP/AVP/TCP") else "UDP" if spec.startswith("RTP/AVP") else ""
+        if lower not in self.server.transports:
+            self._reply(headers, "461 Unsupported Transport")
+            return
+        if lower == "TCP":
+            found = re.search(r"interleaved=(\d+)(?:-(\d+))?", spec)
+            rtp = int(found.group(1)) if found else 0
+            self.transport = {"lower": "TCP", "channels": (rtp, rtp + 1)}
+            reply = f"RTP/AVP/TCP;unicast;interleaved={rtp}-{rtp + 1}"
+        else:
+            found = re.search(r"client_port=(\d+)(?:-(\d+))?", spec)
+            if not found:
+                self._reply(headers, "461 Unsupported Transport")
+                return
+            client = int(found.group(1))
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.udp.bind(("127.0.0.1", 0))
+            mine = self.udp.getsockname()[1]
+            self.transport = {"lower": "UDP", "ports": (client, int(found.group(2) or client + 1))}
+            reply = f"RTP/AVP;unicast;client_port={client}-{self.transport['ports'][1]};" \
+                    f"server_port={mine}-{mine + 1}"
+        self.server.transports_used.append(lower)
+        self._reply(headers, extra={**session, "Transport": reply})
+
+    def _send(self, channel: int, packet: bytes) -> None:
+        if self.transport["lower"] == "TCP":
+            frame = b"$" + bytes([self.transport["channels"][channel]]) + struct.pack("!H", len(packet))
+            with self.write_lock:
+                self.conn.sendall(frame + packet)
+        else:
+            self.udp.sendto(packet, ("127.0.0.1", self.transport["ports"][channel]))
+
+    def _stream(self, n: int) -> None:
+        out = RtpMp2t(self._send, self.stop)
+        try:
+            self.server.serve(out, n)
+            out.flush()
+        except OSError:
+            pass
+        out.bye()
+        self.stop.set()  # the session is over: drop the connection
+        with contextlib.suppress(OSError):
+            self.conn.shutdown(socket.SHUT_RDWR)
+
+    def _close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.shutdown(socket.SHUT_RDWR)
+        self.conn.close()
+        if self.udp is not None:
+            self.udp.close()
+
+
+# ---------------------------------------------------------------------- RTMP
+
+RTMP_MODULES = ("/usr/lib/nginx/modules/ngx_rtmp_module.so", "/usr/share/nginx/modules/ngx_rtmp_module.so")
+
+
+def rtmp_module() -> str | None:
+    """Where nginx's RTMP module is, None if nginx or the module is absent."""
+    if shutil.which("nginx") is None and not os.path.exists("/usr/sbin/nginx"):
+        return None
+    return next((m for m in RTMP_MODULES if os.path.exists(m)), None)
+
+
+class NginxRtmp:
+    """nginx with ``rtmp { ... application live { live on; } }`` on
+    ``rtmp://127.0.0.1:PORT/live/<name>``, run as this user from ``folder``.
+    ``played(name)`` says whether a player has asked for ``name`` (from nginx's log)."""
+
+    def __init__(self, folder: Path):
+        module = rtmp_module()
+        assert module, "nginx or its RTMP module is missing"
+        self.folder = Path(folder)
+        (self.folder / "logs").mkdir(parents=True, exist_ok=True)
+        with socket.socket() as probe:  # a free port (nginx needs it named)
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.log = self.folder / "error.log"
+        (self.folder / "nginx.conf").write_text(
+            f"load_module {module};\nworker_processes 1;\nevents {{ worker_connections 64; }}\n"
+            f"rtmp {{ server {{ listen 127.0.0.1:{self.port}; chunk_size 4096;\n"
+            "  application live { live on; record off; } } }\n", encoding="utf-8")
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.process = subprocess.Popen(
+            [nginx, "-p", str(self.folder), "-c", str(self.folder / "nginx.conf"), "-g",
+             f"daemon off; master_process off; pid {self.folder}/nginx.pid; error_log {self.log} info;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nginx did not start: {self.process.stderr.read().decode()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                break
+            time.sleep(0.05)
+        self.base = f"rtmp://127.0.0.1:{self.port}/live"
+
+    def played(self, name: str) -> bool:
+        return self.log.is_file() and f"play: name='{name}'" in self.log.read_text("utf-8", "replace")
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stderr.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def publish_rtmp(url: str, frames: int, fps: int = 10, *, picture: Callable | None = None,
+                 start_when: Callable[[], bool] | None = None, wait_s: float = 10.0) -> threading.Thread:
+    """Publish ``frames`` frames of H.264 in FLV to ``url`` in real time, in
+    a thread (returned, started). ``start_when()`` true (polled up to
+    ``wait_s``) starts it: a player that is already waiting gets the stream
+    from its first frame."""
+    picture = picture or (lambda i: index_image(i, SIZE))
+
+    def run() -> None:
+        deadline = time.monotonic() + wait_s
+        while start_when is not None and not start_when() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        height, width = picture(0).shape[:2]
+        container = av.open(url, "w", format="flv")
+        stream = container.add_stream("libx264", rate=fps, options={
+            "preset": "ultrafast", "tune": "zerolatency", "x264-params": f"bframes=0:threads=1:keyint={fps}"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        t0 = time.monotonic()
+        try:
+            for i in range(frames):
+                vf = av.VideoFrame.from_ndarray(picture(i), format="rgb24")
+                vf.pts = i
+                for packet in stream.encode(vf):
+                    container.mux(packet)
+                wait = t0 + (i + 1) / fps - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+            for packet in stream.encode():
+                container.mux(packet)
+            container.close()
+        except (OSError, av.FFmpegError):  # the server went away first
+            with contextlib.suppress(OSError, av.FFmpegError):
+                container.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
