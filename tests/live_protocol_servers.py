@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import os
 import random
 import re
@@ -39,6 +40,11 @@ TS_PACKET = 188
 TS_PER_RTP = 7  # 1316 bytes: fits any Ethernet MTU with the IP, UDP and RTP headers
 PT_MP2T = 33
 RTCP_BYE = 203
+REALM = "scenetag-test"
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
 
 
 class RtpMp2t:
@@ -90,7 +96,8 @@ class RtspServer:
             binary file ``out`` (default: :func:`write_ts` of ``frames`` at
             ``fps``); when it returns the session ends and the connection is closed.
         credentials: ``(user, password)``: every request but OPTIONS needs
-            Basic authentication (401 with a challenge otherwise).
+            authentication (401 with a challenge otherwise), ``auth``
+            ``"basic"`` or ``"digest"`` (RFC 2617, MD5, no qop).
         transports: what SETUP accepts: ``"TCP"`` (interleaved) and/or
             ``"UDP"``; any other gets 461 Unsupported Transport.
 
@@ -101,9 +108,11 @@ class RtspServer:
     """
 
     def __init__(self, serve: Callable | None = None, *, frames: int = 40, fps: int = 10,
-                 credentials: tuple[str, str] | None = None, transports: tuple[str, ...] = ("TCP", "UDP")):
+                 credentials: tuple[str, str] | None = None, auth: str = "basic",
+                 transports: tuple[str, ...] = ("TCP", "UDP")):
         self.serve = serve or (lambda out, n: write_ts(out, frames, fps))
-        self.credentials, self.transports = credentials, transports
+        self.credentials, self.auth, self.transports = credentials, auth, transports
+        self.nonce = f"{random.getrandbits(64):016x}"
         self.requests: list[tuple[str, dict]] = []
         self.sessions = 0
         self.transports_used: list[str] = []
@@ -192,15 +201,27 @@ class _Connection:
         with self.write_lock:
             self.conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
-    def _authorized(self, headers: dict) -> bool:
-        if self.server.credentials is None:
+    def _authorized(self, method: str, headers: dict) -> bool:
+        server = self.server
+        if server.credentials is None:
             return True
-        want = base64.b64encode(":".join(self.server.credentials).encode()).decode()
-        return headers.get("authorization", "") == f"Basic {want}"
+        given = headers.get("authorization", "")
+        if server.auth == "basic":
+            return given == "Basic " + base64.b64encode(":".join(server.credentials).encode()).decode()
+        fields = dict(re.findall(r'(\w+)="?([^",]*)"?', given.removeprefix("Digest ")))
+        user, password = server.credentials
+        ha1, ha2 = _md5(f"{user}:{REALM}:{password}"), _md5(f"{method}:{fields.get('uri', '')}")
+        return (given.startswith("Digest ") and fields.get("username") == user
+                and fields.get("response") == _md5(f"{ha1}:{server.nonce}:{ha2}"))
+
+    def _challenge(self) -> str:
+        if self.server.auth == "basic":
+            return f'Basic realm="{REALM}"'
+        return f'Digest realm="{REALM}", nonce="{self.server.nonce}", algorithm=MD5'
 
     def _answer(self, method: str, url: str, headers: dict) -> None:
-        if method != "OPTIONS" and not self._authorized(headers):
-            self._reply(headers, "401 Unauthorized", {"WWW-Authenticate": 'Basic realm="scenetag-test"'})
+        if method != "OPTIONS" and not self._authorized(method, headers):
+            self._reply(headers, "401 Unauthorized", {"WWW-Authenticate": self._challenge()})
             return
         session = {"Session": f"{self.session};timeout=60"}
         if method == "OPTIONS":
@@ -309,9 +330,10 @@ class NginxRtmp:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.log = self.folder / "error.log"
+        # access_log off: its compiled-in /var/log/nginx path is not writable by a plain user
         (self.folder / "nginx.conf").write_text(
             f"load_module {module};\nworker_processes 1;\nevents {{ worker_connections 64; }}\n"
-            f"rtmp {{ server {{ listen 127.0.0.1:{self.port}; chunk_size 4096;\n"
+            f"rtmp {{ access_log off; server {{ listen 127.0.0.1:{self.port}; chunk_size 4096;\n"
             "  application live { live on; record off; } } }\n", encoding="utf-8")
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         self.process = subprocess.Popen(

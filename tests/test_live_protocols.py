@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from live_protocol_servers import NginxRtmp, RtspServer, publish_rtmp, rtmp_module
-from live_servers import write_ts
+from live_protocol_servers import NginxRtmp, RtpMp2t, RtspServer, publish_rtmp, rtmp_module
+from live_servers import free_udp_port, write_ts
 from test_live import STEP, _config, _events, _picture, _run, _summary
 
 from pipeline.live.frames import Backoff
@@ -123,6 +125,25 @@ def test_rtsp_credentials_are_used_and_never_shown(tmp_path, tiny_model_dir):
     assert failed["status"] == "error" and "401" in failed["error"]
 
 
+@pytest.mark.expect_errors
+def test_rtsp_digest_authentication(tmp_path, tiny_model_dir, tiny_embedder, caplog):
+    with RtspServer(frames=15, credentials=("viewer", "hunter22secret"), auth="digest") as server:
+        good = f"rtsp://viewer:hunter22secret@127.0.0.1:{server.port}/cam"
+        wrong = f"rtsp://viewer:wrongpass77@127.0.0.1:{server.port}/other"
+        run = _run([good, wrong], _config(tiny_model_dir), tmp_path, tiny_embedder)
+    by_input = {r.input_path: r for r in run.results}
+    assert by_input[f"rtsp://***@127.0.0.1:{server.port}/cam"].status == "ok"
+    failed = by_input[f"rtsp://***@127.0.0.1:{server.port}/other"]
+    assert failed.status == "error" and "401" in failed.error
+    digests = [h["authorization"] for m, h in server.requests if m == "PLAY"]
+    assert len(digests) == 1 and digests[0].startswith("Digest ") and "hunter22secret" not in digests[0]
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    for path in [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".csv", ".json", ".jsonl")]:
+        text = path.read_text("utf-8")
+        assert "hunter22secret" not in text and "wrongpass77" not in text, path
+    assert "wrongpass77" not in logged and "401" in logged
+
+
 def test_rtsp_session_dropped_mid_stream_reconnects_with_the_gap_recorded(tmp_path, tiny_model_dir,
                                                                           tiny_embedder):
     # every session serves 1.5 s, then the server ends it (RTCP BYE, connection closed)
@@ -142,15 +163,17 @@ def test_rtsp_session_dropped_mid_stream_reconnects_with_the_gap_recorded(tmp_pa
 
 
 @pytest.mark.expect_errors
-def test_an_rtsp_stall_past_the_timeout_is_a_drop(tmp_path, tiny_model_dir, tiny_embedder):
+@pytest.mark.parametrize("transport", ["TCP", "UDP"])
+def test_an_rtsp_stall_past_the_timeout_is_a_drop(tmp_path, tiny_model_dir, tiny_embedder, transport):
     config = _config(tiny_model_dir, decoder={"timeout_s": 0.5})
-    with RtspServer(lambda out, n: write_ts(out, 30, 10, stall_after=12, stall_s=4.0)) as server:
+    with RtspServer(lambda out, n: write_ts(out, 30, 10, stall_after=12, stall_s=4.0),
+                    transports=(transport,)) as server:
         started = time.monotonic()
         run = _run([server.url], config, tmp_path, tiny_embedder)
     (result,) = run.results
     live = _summary(tmp_path / result.name)["live"]
     assert live["ended_by"] == "error" and "timeout" in live["error"]
-    assert list(result.times_s) == [0.0, 0.5, 1.0]
+    assert list(result.times_s) == [0.0, 0.5, 1.0] and server.transports_used == [transport]
     assert time.monotonic() - started < 3.5  # it did not wait for the server to wake up
 
 
@@ -172,6 +195,31 @@ def test_an_rtsp_stall_with_reconnect_resumes_after_a_gap(tmp_path, tiny_model_d
     assert "timeout" in gap["reason"] and 1.0 - 1e-6 <= gap["start_s"] <= 1.1 + 1e-6
     _no_frames_in_gaps(result, live["gaps"])
     assert max(result.times_s) > gap["end_s"]  # frames of the second session were tagged
+
+
+def test_plain_rtp_of_mpeg_ts_over_udp(tmp_path, tiny_model_dir, tiny_embedder):
+    """``rtp://`` with no RTSP: the static payload type says MPEG-TS."""
+    port = free_udp_port()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stop = threading.Event()
+
+    def send():  # datagrams sent before the reader listens are lost: the reader joins mid-stream
+        time.sleep(0.3)
+        write_ts(RtpMp2t(lambda channel, packet: sock.sendto(packet, ("127.0.0.1", port + channel)), stop),
+                 80, 10)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        config = _config(tiny_model_dir, decoder={"timeout_s": 3.0})
+        run = _run([f"rtp://127.0.0.1:{port}"], config, tmp_path, tiny_embedder, duration_s=1.5)
+    finally:
+        stop.set()
+        sender.join(5)
+        sock.close()
+    (result,) = run.results
+    assert result.status == "ok" and list(result.times_s) == [0.0, 0.5, 1.0]
+    assert _summary(tmp_path / result.name)["live"]["ended_by"] == "duration"
 
 
 # ---------------------------------------------------------------------- RTMP
@@ -198,17 +246,42 @@ def test_rtmp_from_nginx_gives_the_file_runs_segments(tmp_path, alt_clip, tiny_m
     _same_segments(got, want)
 
 
+@needs_rtmp
+@pytest.mark.expect_errors
+def test_an_rtmp_stream_whose_publisher_stops_ends_after_the_timeout(tmp_path, tiny_model_dir, tiny_embedder):
+    # nginx keeps a player waiting for the next publisher: only --timeout ends the stream
+    config = _config(tiny_model_dir, decoder={"timeout_s": 1.0})
+    with NginxRtmp(tmp_path / "nginx") as server:
+        url = f"{server.base}/cam"
+        publisher = publish_rtmp(url, 20, 10, start_when=lambda: server.played("cam"))
+        run = _run([url], config, tmp_path / "out", tiny_embedder, events=str(tmp_path / "events.jsonl"))
+        publisher.join(5)
+    (result,) = run.results
+    live = _summary(tmp_path / "out" / result.name)["live"]
+    assert live["ended_by"] == "error" and "timeout" in live["error"]
+    assert list(result.times_s) == [0.0, 0.5, 1.0, 1.5]
+    frames = pd.read_csv(tmp_path / "out" / result.name / "frames.csv")
+    last_frame = pd.to_datetime(frames["wall_time"].iloc[-1])
+    ended = pd.to_datetime(_events(tmp_path / "events.jsonl")[-1]["emitted_at"])
+    assert (ended - last_frame).total_seconds() < 4.0
+
+
 # ---------------------------------------------------------------------- not here
 
 @pytest.mark.expect_errors
 def test_srt_and_a_missing_camera_fail_in_one_line_each(tmp_path, tiny_model_dir):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "srt://127.0.0.1:9000", "/dev/video9", "-m",
-         str(tiny_model_dir), "--labels", "red,blue", "--device", "cpu", "--no-store", "-o", str(tmp_path)],
-        capture_output=True, env=env, timeout=120)
-    stderr = done.stderr.decode()
-    assert done.returncode == 1 and "Traceback" not in stderr
-    srt = [line for line in stderr.splitlines() if "srt" in line.lower()]
-    camera = [line for line in stderr.splitlines() if "/dev/video9" in line]
-    assert srt and "no srt protocol" in srt[0] and camera and "no such camera" in camera[0], stderr
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    result = CliRunner().invoke(app, ["run", "srt://127.0.0.1:9000", "/dev/video9", "-m", str(tiny_model_dir),
+                                      "--labels", "red,blue", "--device", "cpu", "--no-store",
+                                      "-o", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.splitlines()
+    assert "Traceback" not in result.stderr
+    srt = [line for line in lines if "srt://" in line]
+    camera = [line for line in lines if "/dev/video9" in line]
+    assert srt and camera, result.stderr
+    assert all(line.startswith("scenetag: error: ") for line in srt + camera)
+    assert "no srt protocol" in srt[0] and "no such camera: /dev/video9" in camera[0]
