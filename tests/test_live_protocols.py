@@ -233,7 +233,7 @@ def test_rtmp_from_nginx_gives_the_file_runs_segments(tmp_path, alt_clip, tiny_m
     config = _config(tiny_model_dir)
     file_run = _run([str(alt_clip)], config, tmp_path / "file", tiny_embedder)
     with NginxRtmp(tmp_path / "nginx") as server:
-        url = f"{server.base}/test"
+        url = f"{server.base}/test?token=tok987654"  # nginx-rtmp hands play arguments to its on_play hook
         # published once the reader waits for it, so it gets the first frame on; 1 s more than
         # the file, and --duration stops at the file's length (a play never ends by itself)
         publish_rtmp(url, FRAMES + 10, 10, picture=_picture, start_when=lambda: server.played("test"))
@@ -244,6 +244,10 @@ def test_rtmp_from_nginx_gives_the_file_runs_segments(tmp_path, alt_clip, tiny_m
     assert live["ended_by"] == "duration" and live["dropped_frames"] == 0
     assert list(got.times_s) == list(want.times_s)
     _same_segments(got, want)
+    assert got.input_path == f"{server.base}/test?token=***"
+    for path in (tmp_path / "live").rglob("*"):
+        if path.suffix in (".csv", ".json", ".jsonl"):
+            assert "tok987654" not in path.read_text("utf-8"), path
 
 
 @needs_rtmp
