@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/live_protocols_bench.py --runs 3 --out benchmarks/live_protocols_results.json
 
 Each protocol serves the same generated stream on 127.0.0.1 (H.264,
-x264 ``ultrafast``/``zerolatency``, no B-frames, a keyframe a second,
-320x240 at 25 fps, paced in real time; each frame shows its index), with
+x264 ``ultrafast``/``zerolatency``, no B-frames, a keyframe every 10
+frames, 320x240 at 25 fps, paced in real time; each frame shows its index), with
 the loopback servers of the tests: raw TCP and UDP (MPEG-TS), RTSP over
 TCP (interleaved) and over UDP, plain RTP (both MPEG-TS in RTP, payload
 type 33) and RTMP through nginx's RTMP module (FLV; skipped without it).
@@ -15,8 +15,8 @@ Rows, per protocol and run:
 
 * ``open_s``: ``av.open`` (connect + the 1 s probe);
 * ``first_frame_s``: from the start of the open to the first decoded frame;
-* ``first_index``: that frame's index (frames a late joiner missed: UDP and
-  RTP start at the next keyframe after the reader listens);
+* ``first_index``: that frame's index (the frames a late joiner missed;
+  a datagram input starts at the first keyframe it reads);
 * ``transit_ms_median`` / ``_p95``: from the moment frame i was handed to
   the encoder to the moment it came out of the decoder, over the frames
   after the first second (encode + mux + transport + demux + decode);
