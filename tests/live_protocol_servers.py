@@ -100,6 +100,9 @@ class RtspServer:
             ``"basic"`` or ``"digest"`` (RFC 2617, MD5, no qop).
         transports: what SETUP accepts: ``"TCP"`` (interleaved) and/or
             ``"UDP"``; any other gets 461 Unsupported Transport.
+        session_timeout: seconds, announced in ``Session:``; a session
+            with no request for longer ends, as a camera ends one (a
+            client keeps it alive with GET_PARAMETER or OPTIONS).
 
     Attributes:
         requests: ``(method, headers)`` of every request received, in order.
@@ -109,9 +112,11 @@ class RtspServer:
 
     def __init__(self, serve: Callable | None = None, *, frames: int = 40, fps: int = 10,
                  credentials: tuple[str, str] | None = None, auth: str = "basic",
-                 transports: tuple[str, ...] = ("TCP", "UDP")):
+                 transports: tuple[str, ...] = ("TCP", "UDP"), session_timeout: int = 60):
         self.serve = serve or (lambda out, n: write_ts(out, frames, fps))
         self.credentials, self.auth, self.transports = credentials, auth, transports
+        self.session_timeout = session_timeout
+        self.expired = 0  # sessions ended for want of a keep-alive
         self.nonce = f"{random.getrandbits(64):016x}"
         self.requests: list[tuple[str, dict]] = []
         self.sessions = 0
@@ -153,6 +158,7 @@ class _Connection:
         self.transport: dict | None = None
         self.udp: socket.socket | None = None
         self.streamer: threading.Thread | None = None
+        self.last_request = time.monotonic()
 
     def run(self) -> None:
         try:
@@ -190,6 +196,7 @@ class _Connection:
             self.reader.read(int(headers["content-length"]))
         method, url, _ = (line.split(" ") + ["", ""])[:3]
         self.server.requests.append((method, headers))
+        self.last_request = time.monotonic()
         return method, url, headers
 
     def _reply(self, headers: dict, status: str = "200 OK", extra: dict | None = None,
@@ -223,7 +230,7 @@ class _Connection:
         if method != "OPTIONS" and not self._authorized(method, headers):
             self._reply(headers, "401 Unauthorized", {"WWW-Authenticate": self._challenge()})
             return
-        session = {"Session": f"{self.session};timeout=60"}
+        session = {"Session": f"{self.session};timeout={self.server.session_timeout}"}
         if method == "OPTIONS":
             self._reply(headers, extra={"Public": "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER"})
         elif method == "DESCRIBE":
@@ -277,6 +284,10 @@ class _Connection:
         self._reply(headers, extra={**session, "Transport": reply})
 
     def _send(self, channel: int, packet: bytes) -> None:
+        if channel == 0 and time.monotonic() - self.last_request > self.server.session_timeout:
+            self.server.expired += 1
+            self.stop.set()
+            raise BrokenPipeError("session expired: no keep-alive")
         if self.transport["lower"] == "TCP":
             frame = b"$" + bytes([self.transport["channels"][channel]]) + struct.pack("!H", len(packet))
             with self.write_lock:

@@ -84,13 +84,15 @@ def test_rtsp_interleaved_gives_the_file_runs_segments(tmp_path, alt_clip, tiny_
 
 
 def test_rtsp_falls_back_to_udp_when_the_server_refuses_tcp(tmp_path, tiny_model_dir, tiny_embedder):
-    # a camera that only does RTP over UDP answers SETUP over TCP with 461 Unsupported Transport
-    with RtspServer(frames=25, fps=10, transports=("UDP",)) as server:
+    # a camera that only does RTP over UDP answers SETUP over TCP with 461 Unsupported Transport,
+    # and ends a session that hears nothing for its timeout (the RTSP connection is idle with UDP)
+    with RtspServer(frames=25, fps=10, transports=("UDP",), session_timeout=2) as server:
         run = _run([server.url], _config(tiny_model_dir), tmp_path, tiny_embedder)
     (result,) = run.results
     assert result.status == "ok", result.error
     assert server.transports_used == ["UDP"]
     assert list(result.times_s) == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert server.expired == 0 and "GET_PARAMETER" in [m for m, _ in server.requests]  # kept alive
 
 
 def test_rtsp_credentials_are_used_and_never_shown(tmp_path, tiny_model_dir):
