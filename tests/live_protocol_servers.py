@@ -25,8 +25,10 @@ import random
 import re
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +43,25 @@ TS_PER_RTP = 7  # 1316 bytes: fits any Ethernet MTU with the IP, UDP and RTP hea
 PT_MP2T = 33
 RTCP_BYE = 203
 REALM = "scenetag-test"
+# A self-signed certificate for 127.0.0.1 (valid to 2126), for ``rtsps://``: test use only.
+TEST_CERT = """-----BEGIN CERTIFICATE-----
+MIIBjzCCATagAwIBAgIUOxvvL/CZkj+zBz7ddeazAdrR1yQwCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJMTI3LjAuMC4xMCAXDTI2MTIwMjE0MzMzN1oYDzIxMjYxMTA4
+MTQzMzM3WjAUMRIwEAYDVQQDDAkxMjcuMC4wLjEwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAARbITTxvIQ3aTzIPPyKG2Vy5SPSTe14Uq4Y0ANDVKo1gORr+eCfAtUA
+gzGdi70zcQwG9XE5oEDtPWzdNTenildHo2QwYjAdBgNVHQ4EFgQUOorts4AIfORs
+amUVHfigGJdwm+wwHwYDVR0jBBgwFoAUOorts4AIfORsamUVHfigGJdwm+wwDwYD
+VR0TAQH/BAUwAwEB/zAPBgNVHREECDAGhwR/AAABMAoGCCqGSM49BAMCA0cAMEQC
+ICULu0gBr+hahSfP7hYxioFdPusFfovjvlPUQxkTOCXbAiAqVyNlN9cFeRzsU4pm
+oyn1dfvYwTVsUNOkiauMJlCpzw==
+-----END CERTIFICATE-----
+"""
+TEST_KEY = """-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgh0IJR1sDRQSmaUNr
+1d6htC+5cFF/ZbdJAowGdr2OPVqhRANCAARbITTxvIQ3aTzIPPyKG2Vy5SPSTe14
+Uq4Y0ANDVKo1gORr+eCfAtUAgzGdi70zcQwG9XE5oEDtPWzdNTenildH
+-----END PRIVATE KEY-----
+"""
 
 
 def _md5(text: str) -> str:
@@ -88,6 +109,16 @@ class RtpMp2t:
         self.packets += 1
 
 
+def _tls_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as folder:  # the ssl module loads a chain from files only
+        cert, key = Path(folder, "cert.pem"), Path(folder, "key.pem")
+        cert.write_text(TEST_CERT, encoding="ascii")
+        key.write_text(TEST_KEY, encoding="ascii")
+        context.load_cert_chain(cert, key)
+    return context
+
+
 class RtspServer:
     """``rtsp://127.0.0.1:PORT/<any path>`` serving one MPEG-TS stream per session.
 
@@ -100,6 +131,10 @@ class RtspServer:
             ``"basic"`` or ``"digest"`` (RFC 2617, MD5, no qop).
         transports: what SETUP accepts: ``"TCP"`` (interleaved) and/or
             ``"UDP"``; any other gets 461 Unsupported Transport.
+        tls: ``rtsps://``: the RTSP connection, and the RTP interleaved in
+            it, run over TLS with :data:`TEST_CERT`. An SSL connection is
+            not safe to read and write at once, so requests are not read
+            while a TLS session streams (no keep-alives, no TEARDOWN).
         session_timeout: seconds, announced in ``Session:``; a session
             with no request for longer ends, as a camera ends one (a
             client keeps it alive with GET_PARAMETER or OPTIONS).
@@ -112,7 +147,8 @@ class RtspServer:
 
     def __init__(self, serve: Callable | None = None, *, frames: int = 40, fps: int = 10,
                  credentials: tuple[str, str] | None = None, auth: str = "basic",
-                 transports: tuple[str, ...] = ("TCP", "UDP"), session_timeout: int = 60):
+                 transports: tuple[str, ...] = ("TCP", "UDP"), session_timeout: int = 60,
+                 tls: bool = False):
         self.serve = serve or (lambda out, n: write_ts(out, frames, fps))
         self.credentials, self.auth, self.transports = credentials, auth, transports
         self.session_timeout = session_timeout
@@ -123,7 +159,8 @@ class RtspServer:
         self.transports_used: list[str] = []
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.url = f"rtsp://127.0.0.1:{self.port}/live"
+        self.url = f"{'rtsps' if tls else 'rtsp'}://127.0.0.1:{self.port}/live"
+        self.tls = _tls_context() if tls else None
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -133,7 +170,18 @@ class RtspServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=_Connection(self, conn).run, daemon=True).start()
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                conn.settimeout(5)
+                conn = self.tls.wrap_socket(conn, server_side=True)
+                conn.settimeout(None)
+            except OSError:  # ssl.SSLError is one
+                conn.close()
+                return
+        _Connection(self, conn).run()
 
     def close(self) -> None:
         self.sock.close()
@@ -249,6 +297,8 @@ class _Connection:
                 n, self.server.sessions = self.server.sessions, self.server.sessions + 1
                 self.streamer = threading.Thread(target=self._stream, args=(n,), daemon=True)
                 self.streamer.start()
+                if self.server.tls is not None:  # see ``tls``
+                    self.streamer.join()
         elif method == "GET_PARAMETER":
             self._reply(headers, extra=session)
         elif method == "TEARDOWN":
@@ -304,6 +354,9 @@ class _Connection:
             pass
         out.bye()
         self.stop.set()  # the session is over: drop the connection
+        if isinstance(self.conn, ssl.SSLSocket):
+            with contextlib.suppress(OSError, ValueError):  # TLS close_notify: a clean end, not a cut
+                self.conn.unwrap()
         with contextlib.suppress(OSError):
             self.conn.shutdown(socket.SHUT_RDWR)
 

@@ -147,6 +147,18 @@ def test_rtsp_digest_authentication(tmp_path, tiny_model_dir, tiny_embedder, cap
     assert "hunter22" not in logged and "wrongpass77" not in logged and "401" in logged
 
 
+def test_rtsps_runs_rtsp_and_its_rtp_over_tls(tmp_path, tiny_model_dir, tiny_embedder):
+    # a self-signed certificate is accepted: FFmpeg verifies none unless told to (tls_verify)
+    with RtspServer(frames=25, credentials=("viewer", "hunter22secret"), tls=True) as server:
+        url = f"rtsps://viewer:hunter22secret@127.0.0.1:{server.port}/live"
+        run = _run([url], _config(tiny_model_dir), tmp_path, tiny_embedder)
+    (result,) = run.results
+    assert result.status == "ok", result.error
+    assert server.transports_used == ["TCP"] and list(result.times_s) == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert _summary(tmp_path / result.name)["live"]["ended_by"] == "eof"  # TLS close_notify, then EOF
+    assert "hunter22secret" not in (tmp_path / result.name / "summary.json").read_text("utf-8")
+
+
 def test_rtsp_session_dropped_mid_stream_reconnects_with_the_gap_recorded(tmp_path, tiny_model_dir,
                                                                           tiny_embedder):
     # every session serves 1.5 s, then the server ends it (RTCP BYE, connection closed)
