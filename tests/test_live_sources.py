@@ -74,7 +74,13 @@ def test_names_are_unique_and_respect_other_folders():
 def test_network_options():
     _, kwargs = open_args(LiveSource("rtsp://cam/s", "url"), 5)
     options = kwargs["container_options"]
-    assert options["rtsp_transport"] == "tcp" and options["rw_timeout"] == "5000000"
+    # TCP first, UDP only for a server that refuses it (tests/test_live_protocols.py serves both)
+    assert options["rtsp_flags"] == "prefer_tcp" and "rtsp_transport" not in options
+    assert options["rw_timeout"] == options["timeout"] == "5000000"
+    _, kwargs = open_args(LiveSource("rtmp://host/live/s", "url"), 5)
+    # FFmpeg's rtmp "timeout" is how long to *listen* for a publisher: a player would stop connecting
+    options = kwargs["container_options"]
+    assert "timeout" not in options and options["rw_timeout"] == "5000000"
     _, kwargs = open_args(LiveSource("/dev/video0", "camera"), 5)
     assert kwargs["format"] == "v4l2"
 

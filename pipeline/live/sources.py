@@ -159,7 +159,9 @@ def open_args(source: LiveSource, read_timeout_s: float) -> tuple[object, dict]:
         # the protocol's own socket timeout: it also bounds connecting, and UDP ignores rw_timeout
         options["timeout"] = options["rw_timeout"]
     if scheme in ("rtsp", "rtsps"):
-        options["rtsp_transport"] = "tcp"  # UDP loses packets behind NAT and firewalls
+        # RTP interleaved on the RTSP connection first (UDP loses packets behind NAT and
+        # firewalls), then RTP over UDP for a server that refuses TCP (461 Unsupported Transport)
+        options["rtsp_flags"] = "prefer_tcp"
     elif scheme == "udp":  # a late reader drops, not dies
         options.update(overrun_nonfatal="1", fifo_size="50000")
     return source.arg, kwargs
