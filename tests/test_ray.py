@@ -63,8 +63,11 @@ def test_ray_matches_local_frames_and_segments(both_runs):
         sa = pd.read_csv(out / "local" / name / "segments.csv")
         sb = pd.read_csv(out / "ray" / name / "segments.csv")
         pd.testing.assert_frame_equal(sa, sb, check_exact=False, atol=1e-4, rtol=0)
-    refined = [pd.read_csv(out / "ray" / n / "frames.csv")["refine"].sum() for n in ("ten", "twentyfive")]
-    assert sum(refined) > 0  # edge refinement ran on Ray too (and found the same frames)
+    # edge refinement ran on Ray too, with the same gap scans, cut evidence and frames
+    blocks = {engine: [json.loads((out / engine / n / "summary.json").read_text())["refine"]
+                       for n in ("ten", "twentyfive")] for engine in ("local", "ray")}
+    assert blocks["ray"] == blocks["local"]
+    assert sum(b["edges_pinned"] for b in blocks["ray"] if b) > 0
 
 
 def test_ray_summary_carries_video_metadata(both_runs):
