@@ -16,6 +16,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from pipeline.decode.base import (
     Decoder,
@@ -160,9 +161,12 @@ def _converter(info: VideoInfo, short_side: int | None):
     shrink = short_side is not None and short_side < min(info.width, info.height)
     # AREA averages when shrinking (less aliasing than plain bilinear).
     interp = "AREA" if shrink else "BILINEAR"
+    # One scaler for the whole pass: VideoFrame.reformat builds a fresh one per
+    # frame, ≈18x the cost of the conversion itself at 320x240 (same pixels).
+    scaler = VideoReformatter()
 
     def to_rgb(vf) -> np.ndarray:
-        rgb = vf.reformat(width=width, height=height, format="rgb24", interpolation=interp)
+        rgb = scaler.reformat(vf, width=width, height=height, format="rgb24", interpolation=interp)
         return upright(rgb.to_ndarray(), info.rotation)
 
     return to_rgb
