@@ -229,6 +229,31 @@ def test_thumbnail_averages_areas_and_takes_any_size():
     assert thumbnail(np.full((5, 7, 3), 9, np.uint8)).shape == SHAPE
 
 
+def test_cut_evidence_survives_the_store_without_any_refinement_frame(tmp_path):
+    """An edge pinned at a cut on a sample embeds nothing: the evidence alone
+    must come back from the store, or rescoring would decode the gap again."""
+    pytest.importorskip("lancedb")
+    from pipeline.engine.base import EmbeddedInput, RefineFrames
+    from pipeline.store import EmbeddingStore, sampling_key
+    from pipeline.types import GapEvidence, Sampling, VideoInfo
+
+    vectors = np.eye(3, 8, dtype=np.float32)
+    gaps = (GapEvidence(0, 30, (30,), True), GapEvidence(60, 90, (71, 64), False), GapEvidence(90, 120))
+    info = VideoInfo(path="a.mp4", container="mp4", codec="h264", width=8, height=8, duration_s=6.0,
+                     avg_fps=15.0, frame_count=90)
+    frames = RefineFrames(embeddings=np.zeros((0, 8), np.float32), gaps=gaps, scanned=3)
+    embedded = EmbeddedInput(path=str(tmp_path / "a.mp4"), indices=np.array([0, 30, 60]),
+                             times_s=np.array([0.0, 2.0, 4.0]), embeddings=vectors, info=info, refine=frames)
+    sampling = Sampling(every_seconds=2.0)
+    store = EmbeddingStore.open(tmp_path / "store", create=True)
+    store.put(embedded, chash="h", sampling=sampling, sampling_desc=sampling_key(sampling), model_id="m",
+              revision=None, precision="fp32")
+    again = EmbeddingStore.open(tmp_path / "store")
+    [video] = again.videos()
+    back = again.embedded(video)
+    assert back.refine is not None and len(back.refine) == 0 and back.refine.gaps == gaps
+
+
 # --------------------------------------------------------------------------- gap scans of a real clip
 
 from demo_assets import ROOT, needs_demo  # noqa: E402
