@@ -19,6 +19,10 @@ the frames next to a probe may be left unscored. The rule (README,
   cut's change. Colours, not pixels, because an object moving inside the
   picture keeps its label; whatever fades, slides in or leaves across the
   gap changes them and the gap is not clear.
+* A side of a clear cut is **still** when none of its frames differs from
+  its sample by more than ``STILL`` grey levels (compression noise). Only a
+  still side's frame next to the cut may go unscored: a moving picture (an
+  object drifting, a slow zoom) keeps its colours, but not always its score.
 
 Pure: numpy only.
 """
@@ -35,6 +39,7 @@ CUT_OVER_NOISE = 6.0  # times the gap's median jump
 NOISE_FLOOR = 0.25  # grey levels: a still picture's median jump is not a noise level to divide by
 CUT_DOMINANCE = 4.0  # a clear cut is this many times every other jump of its gap
 SAME_SHOT = 0.5  # a side's frames keep its sample's colours to within this share of the cut's change
+STILL = 1.5  # grey levels: a side no frame of which differs more from its sample is a still picture
 CUT_MIN_COLOUR = 0.02  # a clear cut changes the colour of at least this share of the picture
 
 
@@ -50,8 +55,12 @@ def evidence(scan: GapScan) -> GapEvidence:
     cuts = tuple(i for i, d in top_jumps(indices, thumbs, KEEP_JUMPS)
                  if d >= CUT_MIN and d >= CUT_OVER_NOISE * noise)
     whole = len(indices) == scan.hi - scan.lo + 1 and indices[0] == scan.lo and indices[-1] == scan.hi
-    clear = whole and len(cuts) == 1 and _steady(indices, thumbs, jumps, cuts[0])
-    return GapEvidence(scan.lo, scan.hi, cuts, clear)
+    if not (whole and len(cuts) == 1 and _steady(indices, thumbs, jumps, cuts[0])):
+        return GapEvidence(scan.lo, scan.hi, cuts)
+    k = int(np.searchsorted(indices, cuts[0]))
+    still = (max(difference(thumbs[0], t) for t in thumbs[:k]) <= STILL,
+             max(difference(thumbs[-1], t) for t in thumbs[k:]) <= STILL)
+    return GapEvidence(scan.lo, scan.hi, cuts, True, still)
 
 
 def _jumps(indices: np.ndarray, thumbs: np.ndarray) -> dict[int, float]:

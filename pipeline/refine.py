@@ -18,11 +18,11 @@ it finds one of them.
 Pixels guide the search (:mod:`pipeline.cuts`): when the caller decoded a
 gap whole, its cut frames are probed first (each only while the probe bound
 still holds from there), and in a *clear* gap (one hard cut between two
-steady pictures) an edge is pinned at the cut as soon as the cut frame's own
-score is on the far side of the threshold, without scoring the frame
-before it, provided both that score and the first sample's are ``MARGIN``
-clear of the threshold. The bound ``ceil(log2(gap)) + 1`` scored frames per
-edge holds either way.
+steady pictures) an edge is pinned at the cut once one of the cut's two
+frames is scored on its side of the threshold and the other lies on a
+*still* side (the same picture as its sample, whose score it takes); every
+score involved must be ``MARGIN`` clear of the threshold. The bound
+``ceil(log2(gap)) + 1`` scored frames per edge holds either way.
 
 Refinement never adds or removes a segment: it only moves the edges the
 coarse pass found, and an edge it cannot pin (no crossing among the raw
@@ -273,36 +273,50 @@ class Refinement:
 
     def _next_probe(self, search: EdgeSearch) -> int:
         """The gap's cut frames (and the frames just before them) first, each
-        while the probe bound still holds from there; else the middle."""
+        while the probe bound still holds from there; else the middle. At a
+        clear cut, the frame on a moving side first: it cannot go unscored."""
         ev = self.evidence.get(search.gap)
         if ev is not None and search.budget is not None:
             room = search.budget - search.probes
             for cut in ev.cuts:
-                for frame in (cut, cut - 1):
+                order = (cut - 1, cut) if ev.clear and ev.still == (False, True) else (cut, cut - 1)
+                for frame in order:
                     if search.lo < frame < search.hi and _fits(search.lo, search.hi, frame, room):
                         return frame
         return (search.lo + search.hi) // 2
 
     def _pin_at_cut(self, search: EdgeSearch) -> bool:
-        """Pin the edge at a clear gap's cut without scoring the frame before it.
+        """Pin the edge at a clear gap's cut with one of its two frames unscored.
 
-        Only when the search has learnt nothing against the cut (``lo`` is
-        still the gap's first sample), the cut frame is scored on the after
-        side (``hi`` is the cut: a sample, or a probe), and both that score
-        and the first sample's are ``margin`` clear of the threshold: the
-        frames before the cut are the first sample's picture (the gap is
-        clear), so they score as it does."""
+        The cut ``c`` is the edge when frame ``c-1`` is on the before side and
+        frame ``c`` on the after side. One of them must be scored (a sample,
+        or a probe), and ``margin`` clear of the threshold; the other may be
+        taken from its side's sample when that side is still (the very same
+        picture) and the sample's score is ``margin`` clear too. Only while
+        the search still holds the cut between its brackets."""
         ev = self.evidence.get(search.gap)
-        if ev is None or not ev.clear or search.lo != ev.lo or search.hi != ev.cuts[0]:
+        if ev is None or not ev.clear:
             return False
-        if ev.lo not in self.known or ev.cuts[0] not in self.known:
+        cut = ev.cuts[0]
+        if not (search.lo <= cut - 1 and cut <= search.hi) or (search.lo, search.hi) == (cut - 1, cut):
             return False
-        col = search.column
-        if not (search.clearly(float(self.known[ev.lo][1][col]), False, self.margin)
-                and search.clearly(float(self.known[ev.cuts[0]][1][col]), True, self.margin)):
+        before = self._at_cut(search, cut - 1, ev.lo, ev.still[0], after=False)
+        after = self._at_cut(search, cut, ev.hi, ev.still[1], after=True)
+        if "scored" not in (before, after) or None in (before, after):
             return False
-        search.lo, search.by_cut = search.hi - 1, True
+        search.lo, search.hi, search.by_cut = cut - 1, cut, "inferred" in (before, after)
         return True
+
+    def _at_cut(self, search: EdgeSearch, frame: int, sample: int, still: bool, *, after: bool) -> str | None:
+        """``"scored"`` when ``frame`` has a score clearly on the wanted side,
+        ``"inferred"`` when it may be taken from its still side's sample,
+        None when neither holds (yet)."""
+        col, known = search.column, self.known
+        if frame in known:
+            return "scored" if search.clearly(float(known[frame][1][col]), after, self.margin) else None
+        if still and sample in known and search.clearly(float(known[sample][1][col]), after, self.margin):
+            return "inferred"
+        return None
 
     def feed(self, frames: Mapping[int, tuple[float, np.ndarray]], asked: Sequence[int]) -> None:
         """Record the scores of the frames asked for; any not in ``frames``

@@ -1198,14 +1198,15 @@ def _stored_video(row: dict) -> StoredVideo:
 def _gaps_json(extra: RefineFrames | None) -> str | None:
     if extra is None or not extra.gaps:
         return None
-    return json.dumps([[g.lo, g.hi, list(g.cuts), g.clear] for g in extra.gaps])
+    return json.dumps([[g.lo, g.hi, list(g.cuts), g.clear, list(g.still)] for g in extra.gaps])
 
 
 def _gaps_of(text: str | None) -> tuple[GapEvidence, ...]:
     if not text:
         return ()
-    return tuple(GapEvidence(int(lo), int(hi), tuple(int(c) for c in cuts), bool(clear))
-                 for lo, hi, cuts, clear in json.loads(text))
+    return tuple(GapEvidence(int(lo), int(hi), tuple(int(c) for c in cuts), bool(clear),
+                             (bool(still[0]), bool(still[1])))
+                 for lo, hi, cuts, clear, still in json.loads(text))
 
 
 def _frame_rows(table, dim: int) -> FrameRows:

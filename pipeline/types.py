@@ -159,14 +159,19 @@ class GapEvidence:
             frame of a new picture), strongest first; empty when none stands
             out of the gap's noise.
         clear: ``cuts`` holds exactly one cut, and every frame before it
-            looks like frame ``lo`` and every frame from it on like frame
-            ``hi`` (a hard cut between two steady pictures).
+            keeps the colours of frame ``lo`` and every frame from it on
+            those of frame ``hi`` (a hard cut between two steady pictures).
+        still: in a clear gap, whether the frames before the cut (and the
+            frames from it on) are the very picture of frame ``lo`` (of
+            ``hi``), up to compression noise: only a still side's frames
+            may be taken to score as its sample does.
     """
 
     lo: int
     hi: int
     cuts: tuple[int, ...] = ()
     clear: bool = False
+    still: tuple[bool, bool] = (False, False)
 
 
 # --------------------------------------------------------------------------- results

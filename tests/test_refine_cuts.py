@@ -82,10 +82,55 @@ def test_a_hard_cut_anywhere_is_the_edge_for_one_embedded_frame(n, data, side):
     scores = step_scores(n + 1, cut, side)
     ev = cuts.evidence(scan_of(pictures))
     assert ev.clear and ev.cuts == (cut,)
+    assert ev.still == (True, True)
     search, embedded = search_gap(pictures, scores, side)
     assert search.pinned and search.hi == cut and search.lo == cut - 1
-    assert embedded == ([] if cut == n else [cut])  # the cut frame confirms; a sample needs nothing
-    assert search.by_cut == (cut - 1 > 0)  # the frame before the cut was left unscored
+    # the cut frame confirms; where a sample is one of the cut's two frames, nothing more is scored
+    assert embedded == ([] if cut in (1, n) else [cut])
+    assert search.by_cut  # the other frame at the cut was taken from its still side's sample
+
+
+def drifting(base: np.ndarray, k: int) -> np.ndarray:
+    """``base`` with a bright square drifting right one column a frame (an
+    object moving inside the picture: same colours, other pixels), resting
+    at the right edge from frame 20 on."""
+    img = base.copy()
+    img[6:16, 2 + min(k, 20):12 + min(k, 20)] = 250
+    return img
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(6, 20), st.data(), sides)
+def test_a_moving_side_of_a_cut_is_scored_never_assumed(n, data, side):
+    cut = data.draw(st.integers(2, n - 1))
+    a, b = picture(1), picture(2)
+    # the side where the label is present moves: before the cut for an end, after it for a start
+    moving_first = side == refine.END
+    pictures = [noisy(drifting(a, k) if moving_first else a, k) if k < cut else
+                noisy(b if moving_first else drifting(b, k - cut), k) for k in range(n + 1)]
+    scores = step_scores(n + 1, cut, side)
+    ev = cuts.evidence(scan_of(pictures))
+    assert ev.clear and ev.still == ((False, True) if moving_first else (True, False))
+    search, embedded = search_gap(pictures, scores, side)
+    assert search.pinned and search.hi == cut and search.by_cut
+    assert embedded == [cut - 1 if moving_first else cut]  # the moving side's frame at the cut
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(8, 20), st.data(), sides)
+def test_a_score_drifting_across_before_a_cut_is_found_where_it_crosses(n, data, side):
+    # a slow zoom into a photo, then a cut: the colours hold, the score does not
+    cut = data.draw(st.integers(4, n))
+    edge = data.draw(st.integers(2, cut - 1))  # the score crosses before the cut
+    a, b = picture(1), picture(2)
+    pictures = [noisy(drifting(a, k) if k < cut else b, k) for k in range(n + 1)]
+    scores = step_scores(n + 1, edge, side)
+    if side == refine.END:  # present (before the cut) up to edge - 1... and after the cut, absent
+        scores = np.where(np.arange(n + 1) < edge, 0.9, 0.05)
+    assert cuts.evidence(scan_of(pictures)).clear
+    search, embedded = search_gap(pictures, scores, side)
+    assert search.pinned and not search.by_cut and search.hi == edge
+    assert len(embedded) <= refine.max_probes(n - 1)
 
 
 @settings(max_examples=60, deadline=None)
@@ -125,12 +170,14 @@ def test_a_fade_falls_back_to_bisection_and_finds_the_threshold_crossing(n, data
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(6, 90), st.data(), sides)
-def test_a_cut_the_score_does_not_cross_at_is_not_taken_for_the_edge(n, data, side):
-    cut = data.draw(st.integers(1, n - 2))
-    edge = data.draw(st.integers(cut + 1, n))  # the score crosses later, where no pixel changes
+@given(st.integers(6, 20), st.data(), sides, st.booleans())
+def test_a_cut_the_score_does_not_cross_at_is_not_taken_for_the_edge(n, data, side, still):
+    # the score crosses after the cut, where the new picture changes on (something
+    # drifting into place); or, on a still picture, where nothing changes at all
+    cut = data.draw(st.integers(1 if not still else 2, n - 2))
+    edge = data.draw(st.integers(cut + 1, n))
     a, b = picture(1), picture(2)
-    pictures = [noisy(a if k < cut else b, k) for k in range(n + 1)]
+    pictures = [noisy(a if k < cut else b if still else drifting(b, k - cut), k) for k in range(n + 1)]
     scores = step_scores(n + 1, edge, side)
     assert cuts.evidence(scan_of(pictures)).clear
     search, embedded = search_gap(pictures, scores, side)
