@@ -218,6 +218,29 @@ def test_noise_only_gaps_hold_no_cut_and_are_bisected(n, data, side):
     assert len(embedded) <= refine.max_probes(n - 1)
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.integers(2, 80), st.data(), sides)
+def test_when_scores_follow_the_pictures_every_edge_is_a_true_crossing(n, data, side):
+    """Any run of pictures (still ones, drifting ones, several cuts) whose
+    model score is a function of the picture shown: whatever the pixels
+    say, the edge found is a real crossing, within the probe bound."""
+    bounds = sorted(set(data.draw(st.lists(st.integers(1, n), max_size=4))))
+    starts = [0, *bounds]
+    scenes = [picture(10 + k) for k in range(len(starts))]
+    moving = [data.draw(st.booleans()) for _ in starts]
+    present = [data.draw(st.booleans()) for _ in starts]
+    scene_of = np.searchsorted(bounds, np.arange(n + 1), side="right")
+    pictures = [noisy(drifting(scenes[s], k - starts[s]) if moving[s] else scenes[s], k)
+                for k, s in enumerate(scene_of)]
+    inside = np.array([present[s] for s in scene_of])
+    if inside[0] != (side == refine.END) or inside[-1] != (side == refine.START):
+        return  # the two samples do not bracket a start (or an end) of the label
+    search, embedded = search_gap(pictures, np.where(inside, 0.9, 0.05), side)
+    assert search.pinned and len(embedded) <= refine.max_probes(n - 1)
+    before, after = (search.lo, search.hi)
+    assert inside[after] == (side == refine.START) and inside[before] == (side == refine.END)
+
+
 def test_an_object_sliding_in_is_not_a_clear_cut():
     a = picture(1)
     pictures = []
