@@ -551,7 +551,7 @@ class _StoredProber:
         probe = partial(self._probe, video=video) if self.allowed else None
         scan = partial(self._scan, video=video) if self.allowed else None
         refined = refining.fetch([embedded], config, classifier, probe, scan)[0]
-        if refined.refine is not None and refined.refine.embedded:
+        if refined.refine is not None and (refined.refine.embedded or refined.refine.scanned):
             self._keep(refined, video)
         return refined
 
