@@ -330,3 +330,30 @@ def test_frames_at_are_the_frames_a_full_decode_gives(backend):
         np.testing.assert_array_equal(frame.image, every[frame.index].image)
     if backend == "pyav":  # one forward walk from the keyframe serves all four, not one each
         assert decoded <= 225 + 16
+
+
+@needs_demo
+def test_a_second_run_pins_every_edge_from_the_store_without_decoding(tmp_path, demo_embedder, monkeypatch):
+    """Cut evidence is stored with the refinement frames: an edge pinned at a
+    cut that fell on a sample (no frame embedded for it) needs no gap scan
+    the second time either."""
+    import pipeline.run as run_module
+    from pipeline.run import RunOptions, run_job
+
+    clips = [str(ROOT / "sample_videos" / c) for c in CLIPS]
+    first = demo_run(tmp_path / "a", demo_embedder)
+    opened: list[str] = []
+    real = run_module.open_decoder
+
+    def counting(path, *args, **kwargs):
+        opened.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "open_decoder", counting)
+    again = run_job(clips, demo_config(), tmp_path / "b",
+                    RunOptions(progress=False, store=tmp_path / "a" / "store"), embedder=demo_embedder)
+    assert again.exit_code == 0 and opened == []
+    for a, b in zip(first.results, again.results):
+        assert [(s.start_frame, s.end_frame, s.refined) for s in a.segments] == \
+            [(s.start_frame, s.end_frame, s.refined) for s in b.segments]
+        assert b.refine.edges_by_cut == a.refine.edges_by_cut > 0
