@@ -1,12 +1,17 @@
-"""Edge refinement for a group of inputs: bisection rounds through an engine.
+"""Edge refinement for a group of inputs: a gap scan, then bisection rounds
+through an engine.
 
-Each round asks every input's :class:`~pipeline.refine.Refinement` which
-frames it needs next, hands all of them to one ``probe`` call (the engine
-decodes and embeds them, batched like any frames), scores them and feeds
-the scores back, until every edge is pinned or given up. The frames found
-travel on with the input (:class:`~pipeline.engine.base.RefineFrames`), so
-the store keeps them and :func:`analyse_refined` redoes the (pure, cheap)
-bisection from them when the input's reports are written, or rescored.
+First one ``scan`` call decodes every frame of each gap an edge lies in,
+once (:meth:`~pipeline.engine.local.LocalEngine.scan`); the thumbnails give
+each gap's cut evidence (:mod:`pipeline.cuts`) and the few full frames kept
+are embedded from memory when probed. Then each round asks every input's
+:class:`~pipeline.refine.Refinement` which frames it needs next, hands all
+of them to one ``probe`` call (the engine decodes and embeds them, batched
+like any frames), scores them and feeds the scores back, until every edge
+is pinned or given up. The frames found travel on with the input
+(:class:`~pipeline.engine.base.RefineFrames`), with the evidence, so the
+store keeps both and :func:`analyse_refined` redoes the (pure, cheap)
+search from them when the input's reports are written, or rescored.
 """
 
 from __future__ import annotations
