@@ -10,6 +10,11 @@ segment agreement with sample_videos/demo_truth.json for
     .venv/bin/python benchmarks/refine_bench.py --engine ray    # rows on Ray too
     .venv/bin/python benchmarks/refine_bench.py --out benchmarks/refine_results.json
 
+Per row: frames embedded (sampled + refinement; and the ratio to row c),
+frames decoded (by sampling, and by refinement: gap scans and probes),
+edges pinned on cut evidence / by bisection / not pinned, mean segment IoU,
+largest edge error in frames, wall time.
+
 Every row runs the same clips through ``run_job`` (no store, so nothing is
 reused between rows) with one model loaded once; wall time is the run's.
 IoU and edge errors come from ``pipeline.evaluate`` (what ``scenetag eval``
@@ -62,12 +67,19 @@ def measure(every_s: float, refine: bool, engine: str, embedder, work: Path) -> 
     if report.exit_code:
         raise SystemExit(f"run failed: {[r.error for r in report.results if r.error]}")
     coarse = sum(len(r.frame_indices) for r in report.results)
-    extra = sum(r.refine.frames_embedded for r in report.results if r.refine is not None)
-    decoded = sum(r.refine.frames_decoded for r in report.results if r.refine is not None)
+    refined = [r.refine for r in report.results if r.refine is not None]
+    extra = sum(r.frames_embedded for r in refined)
+    decoded = sum(r.frames_decoded for r in refined)
+    sampled_decoded = sum(r.decode.frames_decoded for r in report.results if r.decode is not None)
     total = evaluate(load_run(work), load_truth(TRUTH)).overall()
     return {"every_s": every_s, "refine": refine, "engine": engine, "wall_s": round(wall, 3),
             "frames_sampled": coarse, "frames_refine_embedded": extra, "frames_embedded": coarse + extra,
-            "frames_refine_decoded": decoded, "segments_matched": total.matched,
+            "frames_sampling_decoded": sampled_decoded, "frames_refine_decoded": decoded,
+            "frames_decoded": sampled_decoded + decoded,
+            "edges": sum(r.edges for r in refined), "edges_by_cut": sum(r.edges_by_cut for r in refined),
+            "edges_by_bisection": sum(r.edges_pinned - r.edges_by_cut for r in refined),
+            "edges_unpinned": sum(r.edges - r.edges_pinned for r in refined),
+            "segments_matched": total.matched,
             "segments_truth": total.truth, "mean_iou": round(total.mean_iou, 4),
             "edge_max_frames": round(max(total.edges_frames), 2) if total.edges_frames else None,
             "edge_median_frames": round(sorted(total.edges_frames)[len(total.edges_frames) // 2], 2)
@@ -95,10 +107,14 @@ def run_bench(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     result = run_bench(args)
-    print(f"{'row':18} {'frames':>6} {'x 2s':>5} {'wall s':>7} {'IoU':>6} {'edge max fr':>11}")
+    print(f"{'row':18} {'embedded':>8} {'x 2s':>5} {'decoded':>7} {'wall s':>7} {'IoU':>6} "
+          f"{'edge max fr':>11} {'cut/bisect/unpinned':>19}")
     for name, row in result["rows"].items():
-        print(f"{name:18} {row['frames_embedded']:6d} {row['frames_vs_2s_coarse']:5.2f} {row['wall_s']:7.2f} "
-              f"{row['mean_iou']:6.3f} {row['edge_max_frames']!s:>11}")
+        edges = f"{row['edges_by_cut']}/{row['edges_by_bisection']}/{row['edges_unpinned']}" \
+            if row["refine"] else "-"
+        print(f"{name:18} {row['frames_embedded']:8d} {row['frames_vs_2s_coarse']:5.2f} "
+              f"{row['frames_decoded']:7d} {row['wall_s']:7.2f} {row['mean_iou']:6.3f} "
+              f"{row['edge_max_frames']!s:>11} {edges:>19}")
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -15,6 +15,15 @@ bisection then finds *a* frame where the score crosses the threshold, which
 is what the segment rules mean by an edge. With several crossings in one gap
 it finds one of them.
 
+Pixels guide the search (:mod:`pipeline.cuts`): when the caller decoded a
+gap whole, its cut frames are probed first (each only while the probe bound
+still holds from there), and in a *clear* gap (one hard cut between two
+steady pictures) an edge is pinned at the cut once one of the cut's two
+frames is scored on its side of the threshold and the other lies on a
+*still* side (the same picture as its sample, whose score it takes); every
+score involved must be ``MARGIN`` clear of the threshold. The bound
+``ceil(log2(gap)) + 1`` scored frames per edge holds either way.
+
 Refinement never adds or removes a segment: it only moves the edges the
 coarse pass found, and an edge it cannot pin (no crossing among the raw
 scores near it, an undecodable frame) keeps its coarse time.
@@ -32,7 +41,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pipeline.types import Interval, Segment
+from pipeline.types import GapEvidence, Interval, Segment
 
 START, END = "start", "end"
 
@@ -77,6 +86,13 @@ class EdgeSearch:
     failed: bool = False
     probes: int = 0  # bisection steps taken
     frames: int = 0  # of which on a real frame (not past the end of the stream)
+    budget: int | None = None  # the most steps allowed (max_probes); None: plain bisection only
+    gap: tuple[int, int] = (0, 0)  # the brackets the search started from (its cut evidence's key)
+    by_cut: bool = False  # pinned on cut evidence: the frame before the cut was not scored
+
+    def __post_init__(self) -> None:
+        if self.gap == (0, 0):
+            self.gap = (self.lo, self.hi)
 
     @property
     def pinned(self) -> bool:
@@ -96,6 +112,11 @@ class EdgeSearch:
         """Whether a frame with this score lies on the after side."""
         present = score >= self.threshold
         return present if self.side == START else not present
+
+    def clearly(self, score: float, after: bool, margin: float) -> bool:
+        """Whether ``score`` is on the after (or before) side by ``margin`` at least."""
+        present = (self.side == START) == after
+        return (score - self.threshold if present else self.threshold - score) >= margin
 
 
 def max_probes(gap_frames: int) -> int:
@@ -140,8 +161,9 @@ def plan(coarse: Sequence[CoarseSegment], indices: np.ndarray, raw: np.ndarray, 
         col, iv = scores[:, item.column], item.interval
         g = _start_gap(col, iv, item.enter, reach, low)
         if g is not None:
-            searches.append(EdgeSearch(owner, START, item.column, item.enter,
-                                       lo=int(idx[g - 1]) if g > 0 else -1, hi=int(idx[g])))
+            lo, hi = int(idx[g - 1]) if g > 0 else -1, int(idx[g])
+            searches.append(EdgeSearch(owner, START, item.column, item.enter, lo=lo, hi=hi,
+                                       budget=max_probes(hi - lo - 1)))
         g = _end_gap(col, iv, item.exit, reach, high, open_end)
         if g is not None:
             if g < n:
@@ -150,8 +172,9 @@ def plan(coarse: Sequence[CoarseSegment], indices: np.ndarray, raw: np.ndarray, 
                 hi, open_ = max(int(frames_total), int(idx[-1]) + 1), False  # one past the last frame
             else:
                 hi, open_ = int(idx[-1]) + step + 1, True
-            searches.append(EdgeSearch(owner, END, item.column, item.exit,
-                                       lo=int(idx[g - 1]), hi=hi, hi_open=open_))
+            lo = int(idx[g - 1])
+            searches.append(EdgeSearch(owner, END, item.column, item.exit, lo=lo, hi=hi, hi_open=open_,
+                                       budget=None if open_ else max_probes(hi - lo - 1)))
     return searches
 
 
@@ -200,18 +223,35 @@ def _nearest(centre: int, reach: int, low: int, high: int) -> list[int]:
 # --------------------------------------------------------------------------- bisection
 
 
+MARGIN = 0.1  # score units: how far from its threshold a score must be for cut evidence to stand
+MAX_SCAN_FRAMES = 1200  # a longer gap is bisected without decoding it whole
+
+
 @dataclass
 class Refinement:
     """The searches of one input and every frame score known so far.
 
     ``known`` maps a frame index to ``(pts_s, scores)``; it starts with the
     coarse samples (and any refinement frames kept from an earlier run).
+    ``evidence`` maps a gap's brackets ``(lo, hi)`` to what its pixels say
+    (:mod:`pipeline.cuts`): searches in that gap probe at its cuts first
+    and, in a clear gap, pin an edge at its cut once the cut frame's own
+    score confirms it (:meth:`_pin_at_cut`).
     """
 
     searches: list[EdgeSearch]
     known: dict[int, tuple[float, np.ndarray]] = field(default_factory=dict)
     missing: set[int] = field(default_factory=set)
     probed: set[int] = field(default_factory=set)  # frames asked for (decoded) by this refinement
+    evidence: dict[tuple[int, int], GapEvidence] = field(default_factory=dict)
+    margin: float = MARGIN
+
+    def gaps(self) -> list[tuple[int, int]]:
+        """Gaps worth decoding whole: those of searches still open, between
+        two samples, that have no evidence yet."""
+        return sorted({s.gap for s in self.searches
+                       if s.active and s.budget is not None and s.gap[0] >= 0 and s.gap not in self.evidence
+                       and s.gap[1] - s.gap[0] - 1 <= MAX_SCAN_FRAMES})
 
     def wanted(self) -> list[int]:
         """Frames to score next, ascending; empty once every search is over.
@@ -221,13 +261,62 @@ class Refinement:
         out: set[int] = set()
         for search in self.searches:
             while search.active:
-                mid = (search.lo + search.hi) // 2
+                if self._pin_at_cut(search):
+                    continue
+                mid = self._next_probe(search)
                 if mid in self.known or mid in self.missing:
                     self._step(search, mid)
                     continue
                 out.add(mid)
                 break
         return sorted(out)
+
+    def _next_probe(self, search: EdgeSearch) -> int:
+        """The gap's cut frames (and the frames just before them) first, each
+        while the probe bound still holds from there; else the middle. At a
+        clear cut, the frame on a moving side first: it cannot go unscored."""
+        ev = self.evidence.get(search.gap)
+        if ev is not None and search.budget is not None:
+            room = search.budget - search.probes
+            for cut in ev.cuts:
+                order = (cut - 1, cut) if ev.clear and ev.still == (False, True) else (cut, cut - 1)
+                for frame in order:
+                    if search.lo < frame < search.hi and _fits(search.lo, search.hi, frame, room):
+                        return frame
+        return (search.lo + search.hi) // 2
+
+    def _pin_at_cut(self, search: EdgeSearch) -> bool:
+        """Pin the edge at a clear gap's cut with one of its two frames unscored.
+
+        The cut ``c`` is the edge when frame ``c-1`` is on the before side and
+        frame ``c`` on the after side. One of them must be scored (a sample,
+        or a probe), and ``margin`` clear of the threshold; the other may be
+        taken from its side's sample when that side is still (the very same
+        picture) and the sample's score is ``margin`` clear too. Only while
+        the search still holds the cut between its brackets."""
+        ev = self.evidence.get(search.gap)
+        if ev is None or not ev.clear:
+            return False
+        cut = ev.cuts[0]
+        if not (search.lo <= cut - 1 and cut <= search.hi) or (search.lo, search.hi) == (cut - 1, cut):
+            return False
+        before = self._at_cut(search, cut - 1, ev.lo, ev.still[0], after=False)
+        after = self._at_cut(search, cut, ev.hi, ev.still[1], after=True)
+        if "scored" not in (before, after) or None in (before, after):
+            return False
+        search.lo, search.hi, search.by_cut = cut - 1, cut, "inferred" in (before, after)
+        return True
+
+    def _at_cut(self, search: EdgeSearch, frame: int, sample: int, still: bool, *, after: bool) -> str | None:
+        """``"scored"`` when ``frame`` has a score clearly on the wanted side,
+        ``"inferred"`` when it may be taken from its still side's sample,
+        None when neither holds (yet)."""
+        col, known = search.column, self.known
+        if frame in known:
+            return "scored" if search.clearly(float(known[frame][1][col]), after, self.margin) else None
+        if still and sample in known and search.clearly(float(known[sample][1][col]), after, self.margin):
+            return "inferred"
+        return None
 
     def feed(self, frames: Mapping[int, tuple[float, np.ndarray]], asked: Sequence[int]) -> None:
         """Record the scores of the frames asked for; any not in ``frames``
@@ -267,6 +356,12 @@ class Refinement:
         while wanted := self.wanted():
             self.feed(score_frames(wanted), wanted)
         return self
+
+
+def _fits(lo: int, hi: int, frame: int, room: int) -> bool:
+    """Whether probing ``frame`` between ``lo`` and ``hi`` leaves either side
+    bisectable in the ``room - 1`` steps that remain."""
+    return room >= 1 and max(frame - lo - 1, hi - frame - 1) <= 2 ** (room - 1) - 1
 
 
 def seed(indices: np.ndarray, times_s: np.ndarray, raw: np.ndarray,

@@ -1,12 +1,17 @@
-"""Edge refinement for a group of inputs: bisection rounds through an engine.
+"""Edge refinement for a group of inputs: a gap scan, then bisection rounds
+through an engine.
 
-Each round asks every input's :class:`~pipeline.refine.Refinement` which
-frames it needs next, hands all of them to one ``probe`` call (the engine
-decodes and embeds them, batched like any frames), scores them and feeds
-the scores back, until every edge is pinned or given up. The frames found
-travel on with the input (:class:`~pipeline.engine.base.RefineFrames`), so
-the store keeps them and :func:`analyse_refined` redoes the (pure, cheap)
-bisection from them when the input's reports are written, or rescored.
+First one ``scan`` call decodes every frame of each gap an edge lies in,
+once (:meth:`~pipeline.engine.local.LocalEngine.scan`); the thumbnails give
+each gap's cut evidence (:mod:`pipeline.cuts`) and the few full frames kept
+are embedded from memory when probed. Then each round asks every input's
+:class:`~pipeline.refine.Refinement` which frames it needs next, hands all
+of them to one ``probe`` call (the engine decodes and embeds them, batched
+like any frames), scores them and feeds the scores back, until every edge
+is pinned or given up. The frames found travel on with the input
+(:class:`~pipeline.engine.base.RefineFrames`), with the evidence, so the
+store keeps both and :func:`analyse_refined` redoes the (pure, cheap)
+search from them when the input's reports are written, or rescored.
 """
 
 from __future__ import annotations
@@ -17,34 +22,47 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from pipeline import cuts
 from pipeline.analyse import Coarse, coarse_analysis, finish_refined, start_refinement
 from pipeline.config import Config
-from pipeline.engine.base import EmbeddedInput, RefineFrames
+from pipeline.engine.base import EmbeddedInput, RefineFrames, merge_batches, split_wanted
 from pipeline.refine import Refinement
 from pipeline.score import Classifier, score
-from pipeline.types import RefineSummary
+from pipeline.types import FrameBatch, GapScan, RefineSummary
 
 log = logging.getLogger(__name__)
 
-Probe = Callable[[dict[str, list[int]]], dict[str, EmbeddedInput]]
+Probe = Callable[..., dict[str, EmbeddedInput]]
+Scan = Callable[[dict[str, list[tuple[int, int]]]], dict[str, list[GapScan]]]
 
 
 def fetch(inputs: list[EmbeddedInput], config: Config, classifier: Classifier,
-          probe: Probe | None) -> list[EmbeddedInput]:
+          probe: Probe | None, scan: Scan | None = None) -> list[EmbeddedInput]:
     """``inputs``, each with the refinement frames its edges need.
 
     Inputs that failed, images, and inputs with nothing to refine come back
-    as they were. ``probe`` maps ``{path: frame indices}`` to ``{path:
-    embedded frames}``: an index it found no frame for lies past the end of
-    the stream (or cannot be decoded); a path it leaves out could not be
-    read at all. None refines from frames already kept only.
+    as they were. ``scan`` first decodes every frame of each gap an edge
+    lies in, once (``{path: [(lo, hi)]}`` -> ``{path: [GapScan]}``): its
+    thumbnails give the cut evidence (:mod:`pipeline.cuts`), and the few
+    full frames it keeps are embedded from memory when probed. ``probe``
+    maps ``{path: frame indices}`` (and ``frames=``, ``{path: FrameBatch}``
+    already decoded) to ``{path: embedded frames}``: an index it found no
+    frame for lies past the end of the stream (or cannot be decoded); a path
+    it leaves out could not be read at all. None refines from frames (and
+    evidence) already kept only.
     """
     jobs = {e.path: job for e in inputs if (job := _Job.start(e, config, classifier)) is not None}
+    if scan is not None and probe is not None:
+        gaps = {path: found for path, job in jobs.items() if (found := job.refinement.gaps())}
+        scans = scan(gaps) if gaps else {}
+        for path in gaps:
+            jobs[path].take_scans(scans.get(path))
     while probe is not None:
         requests = {path: wanted for path, job in jobs.items() if (wanted := job.refinement.wanted())}
         if not requests:
             break
-        answers = probe(requests)
+        held = {path: jobs[path].held for path in requests if jobs[path].held is not None}
+        answers = probe(requests, frames=held) if held else probe(requests)
         for path, wanted in requests.items():
             if path in answers:
                 jobs[path].feed(answers[path], wanted, classifier)
@@ -59,6 +77,8 @@ class _Job:
     refinement: Refinement
     new: list[EmbeddedInput] = field(default_factory=list)
     decoded: int = 0
+    held: FrameBatch | None = None  # full frames a gap scan kept, not embedded yet
+    scanned: int = 0  # gaps decoded whole this run
 
     @classmethod
     def start(cls, embedded: EmbeddedInput, config: Config, classifier: Classifier) -> _Job | None:
@@ -72,6 +92,14 @@ class _Job:
             return None
         return cls(embedded, refinement) if refinement.searches else None
 
+    def take_scans(self, scans: list[GapScan] | None) -> None:
+        """Take the gap scans' evidence and frames (None: unreadable; bisect)."""
+        for found in scans or []:
+            self.refinement.evidence[(found.lo, found.hi)] = cuts.evidence(found)
+            self.decoded += found.decoded
+            self.scanned += 1
+        self.held = merge_batches([found.frames for found in scans or []])
+
     def feed(self, answer: EmbeddedInput | None, wanted: list[int], classifier: Classifier) -> None:
         frames = {}
         if answer is not None and len(answer.indices):
@@ -82,21 +110,26 @@ class _Job:
         if answer is not None and answer.stats is not None:
             self.decoded += answer.stats.frames_decoded
         self.refinement.feed(frames, wanted)
+        if self.held is not None:  # what is embedded now is held no longer
+            self.held, _ = split_wanted(sorted(set(map(int, self.held.indices)) - set(frames)), self.held)
 
     def embedded_with_frames(self) -> EmbeddedInput:
         old = self.embedded.refine or RefineFrames()
         parts = [old] if len(old) else []
         parts += [RefineFrames(a.indices, a.times_s, a.embeddings) for a in self.new]
+        gaps = tuple(self.refinement.evidence[k] for k in sorted(self.refinement.evidence))
         if not parts:
             return replace(self.embedded, refine=replace(old, missing=frozenset(self.refinement.missing),
-                                                         decoded=self.decoded))
+                                                         decoded=self.decoded, gaps=gaps,
+                                                         scanned=self.scanned))
         indices = np.concatenate([p.indices for p in parts]).astype(np.int64)
         _, first = np.unique(indices, return_index=True)  # one row per frame, the stored one first
         times = np.concatenate([p.times_s for p in parts]).astype(np.float64)
         vectors = np.concatenate([p.embeddings for p in parts]).astype(np.float32)
         frames = RefineFrames(indices=indices[first], times_s=times[first], embeddings=vectors[first],
                               missing=frozenset(self.refinement.missing), decoded=self.decoded,
-                              embedded=sum(len(a.indices) for a in self.new))
+                              embedded=sum(len(a.indices) for a in self.new), gaps=gaps,
+                              scanned=self.scanned)
         return replace(self.embedded, refine=frames)
 
 
@@ -114,6 +147,7 @@ def _refinement(embedded: EmbeddedInput, config: Config,
     refinement = start_refinement(coarse, embedded.indices, config, embedded.info, kept, total)
     if extra is not None:
         refinement.missing |= set(extra.missing)
+        refinement.evidence.update({(g.lo, g.hi): g for g in extra.gaps})
     return coarse, refinement
 
 
@@ -132,5 +166,6 @@ def analyse_refined(embedded: EmbeddedInput, classifier: Classifier, config: Con
         indices=np.asarray(extra.indices, np.int64), times_s=np.asarray(extra.times_s, np.float64),
         scores=np.asarray(scores, np.float64), frames_decoded=extra.decoded,
         frames_embedded=extra.embedded, frames_kept=len(extra) - extra.embedded,
-        edges=2 * len(coarse.segments), edges_pinned=sum(s.pinned for s in refinement.searches))
+        edges=2 * len(coarse.segments), edges_pinned=sum(s.pinned for s in refinement.searches),
+        edges_by_cut=sum(s.pinned and s.by_cut for s in refinement.searches))
     return result

@@ -334,7 +334,7 @@ def _refined(group: list[EmbeddedInput], config: Config, classifier: Classifier,
     from pipeline import refining
 
     probe = partial(engine.probe, embed_images=embedder.embed_images)
-    return refining.fetch(group, config, classifier, probe)
+    return refining.fetch(group, config, classifier, probe, engine.scan)
 
 
 @dataclass(frozen=True)
@@ -572,27 +572,42 @@ class _StoredProber:
         from pipeline import refining
 
         probe = partial(self._probe, video=video) if self.allowed else None
-        refined = refining.fetch([embedded], config, classifier, probe)[0]
-        if refined.refine is not None and refined.refine.embedded:
+        scan = partial(self._scan, video=video) if self.allowed else None
+        refined = refining.fetch([embedded], config, classifier, probe, scan)[0]
+        if refined.refine is not None and (refined.refine.embedded or refined.refine.scanned):
             self._keep(refined, video)
         return refined
 
-    def _probe(self, requests: dict[str, list[int]], *, video) -> dict[str, EmbeddedInput]:
+    def _probe(self, requests: dict[str, list[int]], *, video, frames=None) -> dict[str, EmbeddedInput]:
+        path = next(iter(requests))
+        if not self._unchanged(path, video):
+            return {}  # left out: fetch gives this input's searches up
+        return self._engine(video).probe(requests, self.embedder.embed_images, frames=frames)
+
+    def _scan(self, requests: dict[str, list[tuple[int, int]]], *, video) -> dict:
+        path = next(iter(requests))
+        return self._engine(video).scan(requests) if self._unchanged(path, video) else {}
+
+    def _unchanged(self, path: str, video) -> bool:
         from pipeline.store import content_hash
 
-        path = next(iter(requests))
-        try:
-            same = content_hash(path) == video.content_hash
-        except OSError:
-            same = False
-        if not same:
-            log.warning("%s: missing or changed since it was stored; edges its stored frames do "
-                        "not pin keep their sampled resolution", path)
-            return {}  # left out: fetch gives this input's searches up
+        checked = getattr(self, "_checked", {})
+        if (path, video.content_hash) not in checked:  # once per input: scan and probes ask
+            try:
+                same = content_hash(path) == video.content_hash
+            except OSError:
+                same = False
+            if not same:
+                log.warning("%s: missing or changed since it was stored; edges its stored frames do "
+                            "not pin keep their sampled resolution", path)
+            self._checked = checked | {(path, video.content_hash): same}
+        return self._checked[(path, video.content_hash)]
+
+    def _engine(self, video):
         if self.embedder is None:
             self.embedder = _load_embedder(self.config, self.store.model_id, self.store.model_revision,
                                            stored=[video.precision])
-        return _stored_engine(video, self.config, self.embedder).probe(requests, self.embedder.embed_images)
+        return _stored_engine(video, self.config, self.embedder)
 
     def _keep(self, embedded: EmbeddedInput, video) -> None:
         try:

@@ -16,7 +16,10 @@ Layout of a store folder (a LanceDB database):
 * ``videos`` — one row per stored input: the same identity columns plus
   ``sampling_json``, ``frames`` (row count in ``frames``), ``info_json``
   (:class:`~pipeline.types.VideoInfo`), ``stats_json``
-  (:class:`~pipeline.types.DecodeStats`) and ``created_at``. Written *after*
+  (:class:`~pipeline.types.DecodeStats`), ``created_at`` and ``refine_json``
+  (edge refinement's cut evidence, the
+  :class:`~pipeline.types.GapEvidence` of each gap it decoded whole; null
+  in stores made before it). Written *after*
   the input's frames, so a row here marks a complete input; its
   ``generation`` names which of the input's frame rows are current.
 
@@ -67,12 +70,13 @@ import numpy as np
 
 from pipeline.engine.base import EmbeddedInput, RefineFrames
 from pipeline.storelock import LOCK_FILE, STORE_WAIT_S, WriteLock
-from pipeline.types import DecodeStats, Sampling, StoreError, VideoInfo
+from pipeline.types import DecodeStats, GapEvidence, Sampling, StoreError, VideoInfo
 
 log = logging.getLogger(__name__)
 
-# 2 added `generation`, 3 added `refine`; older stores are read, and upgraded on first write
-FORMAT_VERSION = 3
+# 2 added `generation`, 3 added `refine`, 4 added `refine_json`; older stores are read, and
+# upgraded on first write
+FORMAT_VERSION = 4
 INDEX_MIN_ROWS = 100_000  # below this, exact (brute-force) search is fast enough
 # IVF partitions probed per query, and how many times top_k candidates are
 # re-ranked with exact distances (PQ codes alone lose the fine order).
@@ -157,6 +161,7 @@ class StoredVideo:
     stats: DecodeStats | None
     created_at: float
     generation: str | None = None  # which copy of the input's frames is current (None: format 1)
+    gaps: tuple[GapEvidence, ...] = ()  # edge refinement's cut evidence (none before format 4)
 
 
 @dataclass(frozen=True)
@@ -411,7 +416,7 @@ class EmbeddingStore:
             video = {**{k: [v] for k, v in ident.items()},
                      "sampling_json": [json.dumps(dataclasses.asdict(sampling))], "frames": [n],
                      "info_json": [_to_json(embedded.info)], "stats_json": [_to_json(embedded.stats)],
-                     "created_at": [time.time()]}
+                     "created_at": [time.time()], "refine_json": [_gaps_json(extra)]}
             with _guard(self.root, "write"):
                 pa = _pyarrow()
                 self._table("frames").add(pa.table(frames, schema=_frames_schema(dim)))
@@ -533,10 +538,13 @@ class EmbeddingStore:
     def _has_refine(self) -> bool:
         return "refine" in self._table("frames").schema.names
 
+    def _has_refine_json(self) -> bool:
+        return "refine_json" in self._table("videos").schema.names
+
     def _upgrade(self) -> None:
-        """Format 1 → 2: add the ``generation`` column; 2 → 3: add ``refine``
-        (null for old rows)."""
-        if self._has_generation() and self._has_refine():
+        """Format 1 → 2: add the ``generation`` column; 2 → 3: add ``refine``;
+        3 → 4: add ``refine_json`` (null for old rows)."""
+        if self._has_generation() and self._has_refine() and self._has_refine_json():
             return
         pa = _pyarrow()
         with _guard(self.root, "upgrade"):
@@ -546,6 +554,8 @@ class EmbeddingStore:
                     table.add_columns(pa.field("generation", pa.string()))
             if not self._has_refine():
                 self._table("frames").add_columns(pa.field("refine", pa.bool_()))
+            if not self._has_refine_json():
+                self._table("videos").add_columns(pa.field("refine_json", pa.string()))
             self._table("meta").update(values={"format_version": FORMAT_VERSION})
         self.meta["format_version"] = FORMAT_VERSION
         log.info("embedding store %s upgraded to format version %d", self.root, FORMAT_VERSION)
@@ -655,8 +665,9 @@ class EmbeddingStore:
         mine &= ~extra
         vectors = rows.vectors[mine] if len(rows.vectors) else rows.vectors
         refine = RefineFrames(indices=rows.frame_index[extra], times_s=rows.time_s[extra],
-                              embeddings=rows.vectors[extra] if len(rows.vectors) else rows.vectors) \
-            if extra.any() else None
+                              embeddings=rows.vectors[extra] if len(rows.vectors) else rows.vectors,
+                              gaps=video.gaps) \
+            if extra.any() or video.gaps else None
         return EmbeddedInput(path=path, info=info, indices=rows.frame_index[mine],
                              times_s=rows.time_s[mine], embeddings=vectors, stats=video.stats,
                              refine=refine)
@@ -1001,9 +1012,10 @@ class RunCache:
 
     def save(self, embedded: EmbeddedInput) -> None:
         """Keep a freshly embedded input (failed ones are not stored, nor
-        cached ones unless edge refinement embedded new frames of them)."""
+        cached ones unless edge refinement embedded new frames of them, or
+        decoded new gaps of them for cut evidence)."""
         chash = self.hashes.get(embedded.path)
-        grew = embedded.refine is not None and embedded.refine.embedded > 0
+        grew = embedded.refine is not None and (embedded.refine.embedded > 0 or embedded.refine.scanned > 0)
         if (embedded.path in self.hits and not grew) or embedded.error is not None or chash is None \
                 or not len(embedded.embeddings):
             return
@@ -1246,7 +1258,22 @@ def _stored_video(row: dict) -> StoredVideo:
                        precision=row["precision"] or "", frames=int(row["frames"]),
                        info=VideoInfo(**info) if info else None,
                        stats=DecodeStats(**stats) if stats else None,
-                       created_at=float(row["created_at"]), generation=row.get("generation"))
+                       created_at=float(row["created_at"]), generation=row.get("generation"),
+                       gaps=_gaps_of(row.get("refine_json")))
+
+
+def _gaps_json(extra: RefineFrames | None) -> str | None:
+    if extra is None or not extra.gaps:
+        return None
+    return json.dumps([[g.lo, g.hi, list(g.cuts), g.clear, list(g.still)] for g in extra.gaps])
+
+
+def _gaps_of(text: str | None) -> tuple[GapEvidence, ...]:
+    if not text:
+        return ()
+    return tuple(GapEvidence(int(lo), int(hi), tuple(int(c) for c in cuts), bool(clear),
+                             (bool(still[0]), bool(still[1])))
+                 for lo, hi, cuts, clear, still in json.loads(text))
 
 
 def _frame_rows(table, dim: int) -> FrameRows:
@@ -1311,7 +1338,7 @@ def _videos_schema():
     return pa.schema(_ident_fields(pa) + [
         pa.field("sampling_json", pa.string()), pa.field("frames", pa.int64()),
         pa.field("info_json", pa.string()), pa.field("stats_json", pa.string()),
-        pa.field("created_at", pa.float64())])
+        pa.field("created_at", pa.float64()), pa.field("refine_json", pa.string())])
 
 
 def _texts_schema(dim: int):

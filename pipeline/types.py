@@ -127,6 +127,53 @@ class FrameBatch:
         return len(self.indices)
 
 
+@dataclass(frozen=True)
+class GapScan:
+    """Every frame of one gap between two samples, decoded once (edge refinement).
+
+    Attributes:
+        lo, hi: the gap's bracketing frames (both included in the scan).
+        indices: the frames decoded, ascending (an undecodable one is absent).
+        thumbs: their fingerprints, N x 24 x 32 x 3 uint8
+            (:func:`pipeline.decode.prints.thumbnail`).
+        frames: full frames kept for scoring (the ones around the gap's
+            largest picture changes), at the model's input size.
+        decoded: frames decoded to get here (walking from a keyframe included).
+    """
+
+    lo: int
+    hi: int
+    indices: np.ndarray
+    thumbs: np.ndarray
+    frames: FrameBatch | None = None
+    decoded: int = 0
+
+
+@dataclass(frozen=True)
+class GapEvidence:
+    """What a gap's pixels say, for any label (:mod:`pipeline.cuts`).
+
+    Attributes:
+        lo, hi: the gap's bracketing frames.
+        cuts: frames right after the gap's clear picture jumps (the first
+            frame of a new picture), strongest first; empty when none stands
+            out of the gap's noise.
+        clear: ``cuts`` holds exactly one cut, and every frame before it
+            keeps the colours of frame ``lo`` and every frame from it on
+            those of frame ``hi`` (a hard cut between two steady pictures).
+        still: in a clear gap, whether the frames before the cut (and the
+            frames from it on) are the very picture of frame ``lo`` (of
+            ``hi``), up to compression noise: only a still side's frames
+            may be taken to score as its sample does.
+    """
+
+    lo: int
+    hi: int
+    cuts: tuple[int, ...] = ()
+    clear: bool = False
+    still: tuple[bool, bool] = (False, False)
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -208,7 +255,10 @@ class RefineSummary:
         frames_decoded: frames decoded this run to reach them (walking
             forward from keyframes included); ``frames_embedded``: frames
             embedded this run; ``frames_kept``: ones taken from the store.
-        edges: segment edges; ``edges_pinned``: those pinned to a frame.
+        edges: segment edges; ``edges_pinned``: those pinned to a frame, of
+            which ``edges_by_cut`` on cut evidence (the frame before a clear
+            cut taken from its gap's pixels, not scored; :mod:`pipeline.cuts`),
+            the rest by bisection on scores alone.
     """
 
     indices: np.ndarray
@@ -219,6 +269,7 @@ class RefineSummary:
     frames_kept: int = 0
     edges: int = 0
     edges_pinned: int = 0
+    edges_by_cut: int = 0
 
 
 @dataclass

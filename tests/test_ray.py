@@ -13,6 +13,8 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
+from demo_assets import CONFIG, MODEL, ROOT, needs_demo  # noqa: E402
+
 from pipeline.config import parse_config  # noqa: E402
 from pipeline.run import RunOptions, run_job  # noqa: E402
 
@@ -63,8 +65,11 @@ def test_ray_matches_local_frames_and_segments(both_runs):
         sa = pd.read_csv(out / "local" / name / "segments.csv")
         sb = pd.read_csv(out / "ray" / name / "segments.csv")
         pd.testing.assert_frame_equal(sa, sb, check_exact=False, atol=1e-4, rtol=0)
-    refined = [pd.read_csv(out / "ray" / n / "frames.csv")["refine"].sum() for n in ("ten", "twentyfive")]
-    assert sum(refined) > 0  # edge refinement ran on Ray too (and found the same frames)
+    # edge refinement ran on Ray too, with the same gap scans, cut evidence and frames
+    blocks = {engine: [json.loads((out / engine / n / "summary.json").read_text())["refine"]
+                       for n in ("ten", "twentyfive")] for engine in ("local", "ray")}
+    assert blocks["ray"] == blocks["local"]
+    assert sum(b["edges_pinned"] for b in blocks["ray"] if b) > 0
 
 
 def test_ray_summary_carries_video_metadata(both_runs):
@@ -134,3 +139,23 @@ def test_missing_ray_is_one_line_install_hint(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(PipelineError, match=r'pip install "scenetag\[ray\]"'):
         ray_engine._import_ray()
+
+
+@needs_demo
+def test_ray_pins_the_demo_edges_at_their_cuts_as_local_does(local_ray, tmp_path):
+    """Issue 16 on Ray: the same gap scans, cut evidence, frames and edges."""
+    from pipeline.config import load_config
+    from pipeline.embed import load_embedder
+
+    embedder = load_embedder(str(MODEL), device="cpu", precision="fp32")
+    cfg = load_config(CONFIG, {"sampling.every_seconds": 2.0, "model.id": str(MODEL),
+                               "output.formats": ["csv"]})
+    clip = [str(ROOT / "sample_videos" / "demo_street.mp4")]
+    for engine in ("local", "ray"):
+        assert run_job(clip, cfg, tmp_path / engine, _options(engine), embedder=embedder).exit_code == 0
+    a, b = (json.loads((tmp_path / e / "demo_street" / "summary.json").read_text())["refine"]
+            for e in ("local", "ray"))
+    assert a == b and a["edges_by_cut"] > 0 and a["edges_unpinned"] == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "local" / "demo_street" / "segments.csv"),
+                                  pd.read_csv(tmp_path / "ray" / "demo_street" / "segments.csv"),
+                                  check_exact=False, atol=1e-4, rtol=0)  # the same frames and edges

@@ -71,7 +71,7 @@ def test_round_trip(tmp_path):
 
     again = EmbeddingStore.open(tmp_path / "store")
     assert (again.model_id, again.model_revision, again.dim) == ("m", "r1", 8)
-    assert again.meta["format_version"] == 3
+    assert again.meta["format_version"] == 4
     [video] = again.videos()
     assert video.key == key and video.frames == 5 and video.sampling_obj == SAMPLING
     back = again.embedded(video)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from pipeline.types import DecodeStats, Frame, Sampling, VideoInfo, VideoOpenError
+from pipeline.types import DecodeStats, Frame, GapScan, Sampling, VideoInfo, VideoOpenError
 
 STRATEGIES = ("auto", "exact", "fast", "keyframes")
 
@@ -215,6 +215,12 @@ class Decoder(ABC):
         index past the end, or not decodable, is left out. For edge
         refinement: backends decode only what these frames need."""
         raise NotImplementedError(f"{type(self).__name__} cannot read frames by index")
+
+    def scan_gaps(self, gaps: list[tuple[int, int]]) -> list[GapScan]:
+        """Every frame ``lo..hi`` of each gap, decoded once: a fingerprint of
+        each and the full frames refinement may score (:class:`GapScan`),
+        in ascending order of gaps. For edge refinement's cut evidence."""
+        raise NotImplementedError(f"{type(self).__name__} cannot scan frames")
 
     @abstractmethod
     def _open(self) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from pipeline.decode.base import Decoder, one_line, scaled_size, select_indices
-from pipeline.types import DecodeError, DecodeStats, Frame, Sampling, VideoOpenError
+from pipeline.decode.prints import JumpKeeper, thumbnail
+from pipeline.types import DecodeError, DecodeStats, Frame, GapScan, Sampling, VideoOpenError
 
 BATCH = 16  # frames per get_batch call: bounds memory, amortises seeking
 
@@ -92,6 +93,27 @@ class DecordDecoder(Decoder):
         read = self._read(wanted, stats) if wanted else []
         stats.frames_decoded = stats.frames_sampled = len(read)  # decord does not say what it decoded
         return [Frame(index=i, pts_s=float(self._times[i]), image=image) for i, image in read]
+
+    def scan_gaps(self, gaps: list[tuple[int, int]]) -> list[GapScan]:
+        """Frames ``lo..hi`` of each gap read once, in batches: a thumbnail of
+        every one, the full frame only of those around the gap's largest
+        jumps (see :func:`pipeline.decode.pyav.scan_gaps`)."""
+        if getattr(self, "_vr", None) is None:
+            raise RuntimeError("decoder is not open; use it in a `with` block")
+        self._stats = stats = DecodeStats(strategy="exact")
+        out = []
+        for lo, hi in sorted(set(gaps)):
+            keeper = JumpKeeper(convert=lambda image: image)
+            wanted = list(range(max(lo, 0), min(hi, len(self._times) - 1) + 1))
+            read = 0
+            for start in range(0, len(wanted), BATCH):
+                for index, image in self._read(wanted[start:start + BATCH], stats):
+                    keeper.add(index, thumbnail(image), image)
+                    read += 1
+            out.append(keeper.scan(lo, hi, lambda i: float(self._times[i]), read))
+            stats.frames_decoded += read
+        stats.frames_sampled = stats.frames_decoded
+        return out
 
     def _read(self, chunk: list[int], stats: DecodeStats) -> list[tuple[int, np.ndarray]]:
         """Read a batch; on failure retry frame by frame, skipping bad ones."""

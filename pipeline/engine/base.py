@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
 
-from pipeline.types import DecodeError, DecodeStats, FrameBatch, PipelineError, Sampling, VideoInfo
+from pipeline.types import (
+    DecodeError,
+    DecodeStats,
+    FrameBatch,
+    GapEvidence,
+    GapScan,
+    PipelineError,
+    Sampling,
+    VideoInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +58,12 @@ class RefineFrames:
         missing: indices asked for that no frame answered (past the end of
             the stream, or undecodable).
         decoded: frames this run decoded to reach them (walking forward from
-            keyframes included); ``embedded``: frames this run embedded.
+            keyframes included, gap scans too); ``embedded``: frames this
+            run embedded.
+        gaps: what the pixels of each gap decoded whole said (cut evidence,
+            :mod:`pipeline.cuts`), kept so edges pinned on it are pinned
+            again from the store; ``scanned``: how many of them this run
+            decoded.
     """
 
     indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -58,6 +72,8 @@ class RefineFrames:
     missing: frozenset[int] = frozenset()
     decoded: int = 0
     embedded: int = 0
+    gaps: tuple[GapEvidence, ...] = ()
+    scanned: int = 0  # gaps this run decoded whole
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -123,6 +139,50 @@ def decode_frames_at(path: str, open_decoder: Callable, indices: list[int]) -> t
         log.warning("%s: frames for edge refinement could not be read", path, exc_info=True)
         return None, -1
     return (_stack(frames) if frames else None), decoded
+
+
+def decode_gaps(path: str, open_decoder: Callable, gaps: list[tuple[int, int]]) -> list[GapScan] | None:
+    """Every frame of each gap of ``path``, decoded once (edge refinement's
+    cut evidence, :meth:`~pipeline.decode.base.Decoder.scan_gaps`); None when
+    the input cannot be read. Never raises: refinement then bisects."""
+    try:
+        with open_decoder(path) as decoder:
+            return decoder.scan_gaps(list(gaps))
+    except PipelineError as ex:
+        log.warning("%s: frames for edge refinement could not be read: %s", path, ex)
+    except Exception:  # a library bug costs this input's cut evidence, not the run
+        log.warning("%s: frames for edge refinement could not be read", path, exc_info=True)
+    return None
+
+
+def merge_batches(batches: list[FrameBatch]) -> FrameBatch | None:
+    """One batch of the frames of ``batches``, ascending, each frame once."""
+    batches = [b for b in batches if b is not None and len(b)]
+    if not batches:
+        return None
+    indices = np.concatenate([b.indices for b in batches]).astype(np.int64)
+    _, first = np.unique(indices, return_index=True)
+    images = _same_size([_Still(b.images[k]) for b in batches for k in range(len(b))])
+    return FrameBatch(indices=indices[first], times_s=np.concatenate([b.times_s for b in batches])[first],
+                      images=images[first])
+
+
+def split_wanted(indices: Sequence[int], have: FrameBatch | None) -> tuple[FrameBatch | None, list[int]]:
+    """The frames of ``indices`` already in ``have`` (decoded by a gap scan),
+    and the indices still to decode."""
+    if have is None or not len(have):
+        return None, sorted(set(map(int, indices)))
+    held = {int(i): k for k, i in enumerate(have.indices)}
+    rows = [held[i] for i in sorted(set(map(int, indices))) if i in held]
+    rest = sorted({int(i) for i in indices} - set(held))
+    part = FrameBatch(indices=have.indices[rows], times_s=have.times_s[rows], images=have.images[rows]) \
+        if rows else None
+    return part, rest
+
+
+@dataclass(frozen=True)
+class _Still:
+    image: np.ndarray
 
 
 def embed_in_batches(batches: list[FrameBatch], embed_images: Callable[[np.ndarray], np.ndarray],

@@ -21,7 +21,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -30,10 +30,13 @@ from pipeline.engine.base import (
     ProgressListener,
     collect_chunks,
     decode_frames_at,
+    decode_gaps,
     decode_input,
     embed_in_batches,
+    merge_batches,
+    split_wanted,
 )
-from pipeline.types import DecodeStats, DecodeTimeout, FrameBatch, VideoInfo
+from pipeline.types import DecodeStats, DecodeTimeout, FrameBatch, GapScan, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -110,22 +113,35 @@ class LocalEngine:
     def __exit__(self, *exc) -> None:
         pass
 
-    def probe(self, requests: Mapping[str, Sequence[int]],
-              embed_images: EmbedImages) -> dict[str, EmbeddedInput]:
+    def probe(self, requests: Mapping[str, Sequence[int]], embed_images: EmbedImages,
+              frames: Mapping[str, FrameBatch] | None = None) -> dict[str, EmbeddedInput]:
         """Decode the given frames of each input (edge refinement) and embed
         them all in full batches: ``{path: frames}`` -> ``{path: embedded}``
         (no frames where none of them exists); an input that cannot be read
-        is left out."""
-        decoded = {path: decode_frames_at(path, self.open_decoder, list(indices))
-                   for path, indices in requests.items()}
-        decoded = {path: answer for path, answer in decoded.items() if answer[1] >= 0}
-        found = {path: batch for path, (batch, _) in decoded.items() if batch is not None}
+        is left out. ``frames``: frames already decoded (by a gap scan),
+        embedded as they are."""
+        found: dict[str, FrameBatch] = {}
+        decoded: dict[str, int] = {}
+        for path, indices in requests.items():
+            have, rest = split_wanted(indices, (frames or {}).get(path))
+            batch, n = decode_frames_at(path, self.open_decoder, rest) if rest else (None, 0)
+            if n < 0 and have is None:
+                continue  # unreadable
+            decoded[path] = max(n, 0)
+            if (merged := merge_batches([have, batch])) is not None:
+                found[path] = merged
         vectors = embed_in_batches(list(found.values()), embed_images, self.batch_size)
-        stats = {path: DecodeStats(frames_decoded=n) for path, (_, n) in decoded.items()}
-        return {path: EmbeddedInput(path=path, indices=batch.indices, times_s=batch.times_s,
-                                    embeddings=vec, stats=stats[path])
-                for (path, batch), vec in zip(found.items(), vectors)} | \
-            {path: EmbeddedInput(path=path, stats=stats[path]) for path in decoded if path not in found}
+        out = {path: EmbeddedInput(path=path, stats=DecodeStats(frames_decoded=n))
+               for path, n in decoded.items()}
+        for (path, batch), vec in zip(found.items(), vectors):
+            out[path] = replace(out[path], indices=batch.indices, times_s=batch.times_s, embeddings=vec)
+        return out
+
+    def scan(self, requests: Mapping[str, Sequence[tuple[int, int]]]) -> dict[str, list[GapScan]]:
+        """Every frame of the given gaps of each input, decoded once (edge
+        refinement's cut evidence); an input that cannot be read is left out."""
+        scans = {path: decode_gaps(path, self.open_decoder, list(gaps)) for path, gaps in requests.items()}
+        return {path: found for path, found in scans.items() if found is not None}
 
     def run(self, paths: Sequence[str], embed_images: EmbedImages) -> Iterator[EmbeddedInput]:
         """Yield one :class:`EmbeddedInput` per path, in input order."""

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.engine.base import EmbeddedInput, collect_chunks, decode_input
-from pipeline.types import DecodeStats, DecodeTimeout, FrameBatch, PipelineError, VideoInfo
+from pipeline.types import DecodeStats, DecodeTimeout, FrameBatch, GapScan, PipelineError, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -116,24 +116,33 @@ class RayEngine:
             self._started_here = False
 
     def probe(self, requests: dict[str, list[int]], embed_images: Callable | None = None,
-              ) -> dict[str, EmbeddedInput]:
+              frames: dict[str, FrameBatch] | None = None) -> dict[str, EmbeddedInput]:
         """Edge refinement: decode the given frames of each input in Ray
         tasks and embed them all at once (see :meth:`_embed_refinement`):
         ``{path: frame indices}`` -> ``{path: embedded}`` (no frames where
-        none of them exists; an input that cannot be read is left out)."""
+        none of them exists; an input that cannot be read is left out).
+        ``frames``: frames already decoded (by :meth:`scan`), embedded as they are."""
+        from pipeline.engine.base import merge_batches, split_wanted
+
         ray = _import_ray()
         _quiet_ray_logs()
         started_here = self._connect(ray)
         try:
             spec = _spec(self.config, self.short_side, self.chunk_size)
+            held = frames or {}
+            split = {path: split_wanted(wanted, held.get(path)) for path, wanted in requests.items()}
             decode = ray.remote(num_cpus=1, max_retries=self.max_retries)(_probe_decode)
-            found = ray.get([decode.remote(spec, path, sorted(map(int, frames)))
-                             for path, frames in requests.items()])
-            readable = {path: answer for path, answer in zip(requests, found) if answer[1] >= 0}
-            batches = {path: batch for path, (batch, _) in readable.items() if batch is not None}
+            tasks = {path: decode.remote(spec, path, rest) for path, (_, rest) in split.items() if rest}
+            found = dict(zip(tasks, ray.get(list(tasks.values()))))
+            out, batches = {}, {}
+            for path, (have, _) in split.items():
+                batch, n = found.get(path, (None, 0))
+                if n < 0 and have is None:
+                    continue  # unreadable
+                out[path] = EmbeddedInput(path=path, stats=DecodeStats(frames_decoded=max(n, 0)))
+                if (merged := merge_batches([have, batch])) is not None:
+                    batches[path] = merged
             vectors = self._embed_refinement(ray, spec, list(batches.values()), embed_images)
-            out = {path: EmbeddedInput(path=path, stats=DecodeStats(frames_decoded=n))
-                   for path, (_, n) in readable.items()}
             for (path, batch), vec in zip(batches.items(), vectors):
                 out[path] = dataclasses.replace(out[path], indices=batch.indices, times_s=batch.times_s,
                                                 embeddings=vec)
@@ -144,6 +153,25 @@ class RayEngine:
         finally:
             if started_here:
                 self._probe_actor = None
+                ray.shutdown()
+
+    def scan(self, requests: dict[str, list[tuple[int, int]]]) -> dict[str, list[GapScan]]:
+        """Edge refinement's gap scans (:func:`pipeline.engine.base.decode_gaps`),
+        one Ray task per input; an input that cannot be read is left out."""
+        ray = _import_ray()
+        _quiet_ray_logs()
+        started_here = self._connect(ray)
+        try:
+            spec = _spec(self.config, self.short_side, self.chunk_size)
+            task = ray.remote(num_cpus=1, max_retries=self.max_retries)(_scan_decode)
+            paths = list(requests)
+            found = ray.get([task.remote(spec, path, [tuple(g) for g in requests[path]]) for path in paths])
+            return {path: scans for path, scans in zip(paths, found) if scans is not None}
+        except Exception as ex:  # best effort: refinement then bisects
+            log.warning("ray: edge refinement's gap scans failed: %s", _first_line(ex))
+            return {}
+        finally:
+            if started_here:
                 ray.shutdown()
 
     def _embed_refinement(self, ray, spec: dict[str, Any], batches: list[FrameBatch],
@@ -313,6 +341,19 @@ def _probe_decode(spec: dict[str, Any], path: str, frames: list[int]) -> tuple[F
     opener = partial(open_decoder, backend=cfg.decoder.backend, short_side=spec["short_side"],
                      strategy=cfg.decoder.strategy, threads=cfg.decoder.threads)
     return decode_frames_at(path, opener, frames)
+
+
+def _scan_decode(spec: dict[str, Any], path: str, gaps: list[tuple[int, int]]) -> list[GapScan] | None:
+    """A Ray task: :func:`pipeline.engine.base.decode_gaps` with the decoder
+    the config names."""
+    from pipeline.config import parse_config
+    from pipeline.decode import open_decoder
+    from pipeline.engine.base import decode_gaps
+
+    cfg = parse_config(spec["config"])
+    opener = partial(open_decoder, backend=cfg.decoder.backend, short_side=spec["short_side"],
+                     strategy=cfg.decoder.strategy, threads=cfg.decoder.threads)
+    return decode_gaps(path, opener, gaps)
 
 
 def _decode_with_timeout(path: str, opener: Callable, sampling, chunk_size: int,

@@ -154,7 +154,9 @@ def _refine_dict(result: VideoResult) -> dict[str, Any] | None:
         return None
     return {"frames_decoded": r.frames_decoded, "frames_embedded": r.frames_embedded,
             "frames_kept": r.frames_kept, "frames_scored": len(r.indices),
-            "edges": r.edges, "edges_pinned": r.edges_pinned}
+            "edges": r.edges, "edges_pinned": r.edges_pinned, "edges_by_cut": r.edges_by_cut,
+            "edges_by_bisection": r.edges_pinned - r.edges_by_cut,
+            "edges_unpinned": r.edges - r.edges_pinned}
 
 
 def _sampling_dict(result: VideoResult) -> dict[str, Any] | None:
