@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import av
-from live_servers import SIZE, write_ts
+from live_servers import SIZE, Closing, write_ts
 from media import index_image
 
 TS_PACKET = 188
@@ -119,7 +119,7 @@ def _tls_context() -> ssl.SSLContext:
     return context
 
 
-class RtspServer:
+class RtspServer(Closing):
     """``rtsp://127.0.0.1:PORT/<any path>`` serving one MPEG-TS stream per session.
 
     Args:
@@ -185,12 +185,6 @@ class RtspServer:
 
     def close(self) -> None:
         self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class _Connection:
@@ -380,7 +374,7 @@ def rtmp_module() -> str | None:
     return next((m for m in RTMP_MODULES if os.path.exists(m)), None)
 
 
-class NginxRtmp:
+class NginxRtmp(Closing):
     """nginx with ``rtmp { ... application live { live on; } }`` on
     ``rtmp://127.0.0.1:PORT/live/<name>``, run as this user from ``folder``.
     ``played(name)`` says whether a player has asked for ``name`` (from nginx's log)."""
@@ -424,12 +418,6 @@ class NginxRtmp:
             self.process.kill()
             self.process.wait()
         self.process.stderr.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def publish_rtmp(url: str, frames: int, fps: int = 10, *, picture: Callable | None = None,

@@ -55,7 +55,20 @@ def write_ts(out, frames: int, fps: int = 10, *, realtime: bool = True, picture:
         pass  # the reader went away
 
 
-class TcpStream:
+class Closing:
+    """A test server used as ``with Server(...) as server:``; leaving it calls ``close``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class TcpStream(Closing):
     """Serves one MPEG-TS stream per connection on ``tcp://127.0.0.1:PORT``.
 
     ``serve(conn_file, n)`` writes connection ``n``'s stream (default:
@@ -91,14 +104,8 @@ class TcpStream:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-
-
-class HttpStream:
+class HttpStream(Closing):
     """``http://127.0.0.1:PORT/<path>``: ``/clip.ts`` sends ``data`` with a
     Content-Length; ``/live.ts`` sends an unending chunked MPEG-TS stream,
     muxed as it goes by ``write_ts`` with ``live_frames`` frames."""
@@ -140,12 +147,6 @@ class HttpStream:
         self.server.shutdown()
         self.server.server_close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 class _Chunked:
     """A binary file that writes HTTP/1.1 chunks."""
@@ -180,7 +181,7 @@ def write_hls(folder, frames: int, fps: int = 10) -> str:
     return playlist
 
 
-class StaticFiles:
+class StaticFiles(Closing):
     """``http://127.0.0.1:PORT/`` serving the files of ``folder``."""
 
     def __init__(self, folder):
@@ -192,10 +193,7 @@ class StaticFiles:
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
+    def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
