@@ -467,7 +467,8 @@ class EmbeddingStore:
             video = {**{k: [v] for k, v in ident.items()},
                      "sampling_json": [json.dumps(dataclasses.asdict(sampling))], "frames": [total],
                      "info_json": [_to_json(embedded.info)], "stats_json": [_to_json(embedded.stats)],
-                     "created_at": [max(time.time(), stored.created_at + 1e-6)]}
+                     "created_at": [max(time.time(), stored.created_at + 1e-6)],
+                     "refine_json": [None]}  # a live stream's edges are not refined: no gap evidence
             with _guard(self.root, "write"):
                 pa = _pyarrow()
                 self._table("frames").add(pa.table(frames, schema=_frames_schema(self.dim)))

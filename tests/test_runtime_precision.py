@@ -265,7 +265,7 @@ def test_search_and_rescore_embed_with_the_store_runtime(tmp_path, tiny_model_di
     from pipeline.config import load_config
 
     class NoDecode:  # the frames do not matter here, only the model they would be embedded with
-        def probe(self, requests, embed):
+        def probe(self, requests, embed, frames=None):
             return {}
 
     given = []
