@@ -815,6 +815,7 @@ def machine() -> dict:
                 break
     info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "load_avg_1min_at_end": os.getloadavg()[0]}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -1083,6 +1084,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.cpu_share import sleeping_openmp
+
+    sleeping_openmp()  # as the CLI runs (before torch loads libgomp); children inherit it
     args = parse_args(argv)
     if args.row_child:
         row_child(args.row_child, args.model, args.row_inputs, int(args.batch_size))

@@ -105,6 +105,9 @@ def run_bench(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from pipeline.cpu_share import sleeping_openmp
+
+    sleeping_openmp()  # as the CLI runs
     args = parse_args(argv)
     result = run_bench(args)
     print(f"{'row':18} {'embedded':>8} {'x 2s':>5} {'decoded':>7} {'wall s':>7} {'IoU':>6} "

@@ -961,6 +961,9 @@ def run_summary(result: Any, output: Path) -> dict[str, Any]:
 
 def main() -> None:
     """Console-script entry point."""
+    from pipeline.cpu_share import sleeping_openmp
+
+    sleeping_openmp()  # before anything imports torch: the decoder shares the cores
     app()
 
 

@@ -253,7 +253,12 @@ class OnnxRuntime(ExportedRuntime):
     def load_tower(self, path: Path, tower: str) -> Any:
         import onnxruntime as ort
 
-        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        from pipeline.cpu_share import ONNXRUNTIME_SESSION_CONFIG
+
+        options = ort.SessionOptions()
+        for key, value in ONNXRUNTIME_SESSION_CONFIG.items():  # the decoder shares the cores
+            options.add_session_config_entry(key, value)
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
     def run_tower(self, tower: Any, arrays: list[Any]) -> Any:
         feeds = {node.name: array for node, array in zip(tower.get_inputs(), arrays)}
