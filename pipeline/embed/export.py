@@ -43,7 +43,7 @@ def exported_runtime(name: str, model: Any, *, model_id: str, revision: str | No
         raise ValueError("an int8 export needs calibration pixels")
     key = export_key(name, model_id=model_id, revision=revision, precision=graph,
                      input_size=tuple(image_example.shape[-2:]),
-                     calibration=calibration.name if graph == "int8" else None)
+                     calibration=calibration.key(cls.accuracy_controlled) if graph == "int8" else None)
     folder = cache_root() / "exports" / key
     if (folder / "meta.json").exists():
         problem = _damage(folder)
@@ -60,10 +60,20 @@ def exported_runtime(name: str, model: Any, *, model_id: str, revision: str | No
 
 
 class Calibration(NamedTuple):
-    """Pixel tensors (each 1 x 3 x H x W) an int8 quantiser calibrates on, and their set's name."""
+    """Pixel tensors (each 1 x 3 x H x W) an int8 quantiser calibrates on, and their set's name;
+    for a runtime whose quantiser is accuracy-controlled (OpenVINO), the pixels it
+    validates on, the min cosine it must keep there (``target``) and what ``control``
+    names (method, target, validation set: part of the cache key)."""
 
     name: str
     pixels: list[Any]
+    validation: tuple[Any, ...] = ()
+    target: float | None = None
+    control: str | None = None
+
+    def key(self, accuracy_controlled: bool) -> str:
+        """What names the int8 graph in the cache key: the set, and the control where it is used."""
+        return f"{self.name}|{self.control}" if accuracy_controlled and self.control else self.name
 
 
 def export_key(name: str, *, model_id: str, revision: str | None, precision: str,
@@ -97,28 +107,43 @@ def export(cls: type[ExportedRuntime], model: Any, folder: Path, image_example: 
                          tmp / f"image{cls.suffix}")
         cls.export_tower(text_tower(model).eval(), tuple(text_example[n] for n in text_names),
                          text_names, (0, 1), tmp / f"text{cls.suffix}")
-        if calibration is not None:
-            _quantize_image_tower(cls, tmp, calibration)
+        int8 = None if calibration is None else _quantize_image_tower(cls, tmp, calibration)
         meta = {"model": model_id, "runtime": cls.name, "export_version": EXPORT_VERSION,
                 "precision": "fp32" if calibration is None else "int8",
-                "calibration": None if calibration is None else calibration.name,
+                "calibration": None if calibration is None else calibration.key(cls.accuracy_controlled),
+                "int8": int8,
                 "inputs": {"image": ["pixel_values"], "text": text_names},
                 "files": {p.name: _fingerprint(p) for p in sorted(tmp.iterdir()) if p.is_file()}}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    log.info("exported %s for %s%s in %.1f s (cached in %s)", model_id, cls.name,
-             "" if calibration is None else " (image tower int8)", time.perf_counter() - started, folder)
+    log.info("exported %s for %s%s in %.1f s (cached in %s)", model_id, cls.name, _int8_note(int8),
+             time.perf_counter() - started, folder)
 
 
-def _quantize_image_tower(cls: type[ExportedRuntime], folder: Path, calibration: Calibration) -> None:
-    """Replace ``folder``'s fp32 image graph by its int8 version."""
+def _int8_note(int8: dict | None) -> str:
+    if int8 is None:
+        return ""
+    if "float_ops" not in int8:
+        return " (image tower int8)"
+    kept = f", {len(int8['float_ops'])} of {int8['int8_ops'] + len(int8['float_ops'])} MatMuls kept float"
+    reached = int8.get("validation_min_cosine")
+    reached = "" if reached is None else f", validation min cosine {reached}"
+    return f" (image tower int8{kept}{reached})"
+
+
+def _quantize_image_tower(cls: type[ExportedRuntime], folder: Path, calibration: Calibration) -> dict:
+    """Replace ``folder``'s fp32 image graph by its int8 version; what the quantiser did."""
     # Written beside the fp32 files, which are then removed and the int8 ones take their
     # names: an ONNX graph names its external-data file, an OpenVINO .xml its .bin by stem.
     samples = [[p.detach().cpu().numpy()] for p in calibration.pixels]
-    cls.quantize_tower(folder / f"image{cls.suffix}", folder / f"int8{cls.suffix}", samples)
+    controlled = cls.accuracy_controlled and calibration.target is not None and bool(calibration.validation)
+    checks = [[p.detach().cpu().numpy()] for p in calibration.validation] if controlled else None
+    report = cls.quantize_tower(folder / f"image{cls.suffix}", folder / f"int8{cls.suffix}", samples,
+                                validation=checks, target=calibration.target if controlled else None)
     for path in list(folder.glob("image*")):  # image.onnx(.data), image.xml + image.bin
         path.unlink()
     for path in list(folder.glob("int8*")):
         path.rename(folder / path.name.replace("int8", "image", 1))
+    return report
 
 
 def _damage(folder: Path) -> str | None:

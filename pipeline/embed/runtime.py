@@ -187,10 +187,17 @@ class ExportedRuntime:
         """Raise :class:`ModelLoadError` before any export when ``precision`` needs a missing package."""
 
     @classmethod
-    def quantize_tower(cls, path: Path, out: Path, calibration: list[Any]) -> None:
+    def quantize_tower(cls, path: Path, out: Path, calibration: list[Any], *,
+                       validation: list[Any] | None = None, target: float | None = None) -> dict:
         """Write an int8 version of the tower graph ``path`` to ``out`` (``calibration``:
-        the tower's inputs, one list of arrays per sample, for methods that need them)."""
+        the tower's inputs, one list of arrays per sample, for methods that need them;
+        ``validation`` and ``target``: see :attr:`accuracy_controlled`). Returns what
+        was done, for the entry's meta.json."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    # Whether quantize_tower keeps ops in float until the graph's min cosine to its own
+    # fp32 graph on `validation` reaches `target` (part of the cache key when it does).
+    accuracy_controlled = False
 
 
 class OpenVinoRuntime(ExportedRuntime):
@@ -229,19 +236,120 @@ class OpenVinoRuntime(ExportedRuntime):
         if precision == "int8":
             _import_nncf()
 
+    accuracy_controlled = True
+
     @classmethod
-    def quantize_tower(cls, path: Path, out: Path, calibration: list[Any]) -> None:
+    def quantize_tower(cls, path: Path, out: Path, calibration: list[Any], *,
+                       validation: list[Any] | None = None, target: float | None = None) -> dict:
         """NNCF post-training quantisation (weights and activations int8), its
-        activation ranges calibrated on ``calibration``; weight-only compression
-        (``nncf.compress_weights``) ran slower than bf16 here, so it is not offered."""
+        activation ranges calibrated on ``calibration``; with ``validation`` and
+        ``target``, NNCF's accuracy control then reverts the ops that cost the
+        most agreement to float, one group at a time, until the min cosine to the
+        fp32 graph on ``validation`` reaches ``target`` (:func:`_accuracy_controlled`).
+        Weight-only compression (``nncf.compress_weights``) ran slower than bf16 here,
+        so it is not offered."""
+        import time
+
         import openvino as ov
 
         nncf = _import_nncf()
+        started = time.perf_counter()
         graph = ov.Core().read_model(str(path))
+        controlled = validation is not None and target is not None
         with contextlib.redirect_stdout(io.StringIO()):  # its progress bars (rich) draw on stdout
-            quantised = nncf.quantize(graph, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
-                                      subset_size=len(calibration))
+            if controlled:
+                quantised = _accuracy_controlled(nncf, graph, calibration, validation, target)
+            else:
+                quantised = nncf.quantize(graph, nncf.Dataset(calibration), subset_size=len(calibration),
+                                          model_type=nncf.ModelType.TRANSFORMER)
         ov.save_model(quantised, str(out), compress_to_fp16=False)
+        report = {"method": "nncf-accuracy-control" if controlled else "nncf-ptq",
+                  "seconds": round(time.perf_counter() - started, 1), **int8_census(quantised)}
+        if controlled:
+            report.update(target=target, validation_images=len(validation),
+                          validation_min_cosine=round(_min_cosine_to(graph, quantised, validation), 7))
+        return report
+
+
+# NNCF ranks each group of quantisers by the validation min cosine with that group
+# reverted, on the items that lost the most; fewer items rank faster (one compile
+# and one pass per group; a ViT-B/32 has about 100 groups).
+RANKING_ITEMS = 12
+# Whether the accuracy-controlled int8 starts from SmoothQuant (NNCF's default for
+# transformers; part of the export's cache key through choose.calibration). Off:
+# NNCF 3.4 reverts an op by restoring its original weights but keeps SmoothQuant's
+# activation scaling in front of it, so each "restored" op computed wrong values
+# (tiny CLIP: validation min cosine 0.991 fully int8, 0.787 after 14 reverts;
+# without SmoothQuant 0.9988 after 9).
+SMOOTH_QUANT = False
+
+
+def _accuracy_controlled(nncf: Any, graph: Any, calibration: list[Any], validation: list[Any],
+                         target: float) -> Any:
+    """``nncf.quantize_with_accuracy_control`` with the metric ``auto`` judges by:
+    the min cosine of each validation item's features to those of the fp32 graph
+    (NNCF's drop is from the fp32 graph's own metric, 1 to within 1e-7)."""
+    import numpy as np
+
+    reference = _compile_f32(graph)
+    items = [(arrays, _unit(reference(arrays)[0])) for arrays in validation]
+
+    def validate(compiled: Any, data: Any) -> tuple[float, list[float]]:
+        cosines = [float(np.sum(_unit(compiled(arrays)[0]) * want)) for arrays, want in data]
+        return min(cosines), cosines
+
+    restorer = nncf.AdvancedAccuracyRestorerParameters(ranking_subset_size=min(RANKING_ITEMS, len(items)))
+    advanced = None
+    if not SMOOTH_QUANT:
+        from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters
+
+        advanced = nncf.AdvancedQuantizationParameters(
+            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1))
+    return nncf.quantize_with_accuracy_control(
+        graph, nncf.Dataset(calibration), nncf.Dataset(items, lambda item: item[0]), validate,
+        max_drop=1.0 - target, drop_type=nncf.DropType.ABSOLUTE, model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(calibration), advanced_quantization_parameters=advanced,
+        advanced_accuracy_restorer_parameters=restorer)
+
+
+def _compile_f32(graph: Any) -> Any:
+    import openvino as ov
+
+    return ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+
+def _unit(vectors: Any) -> Any:
+    import numpy as np
+
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+def _min_cosine_to(graph: Any, quantised: Any, validation: list[Any]) -> float:
+    """The min cosine of ``quantised``'s features to ``graph``'s on ``validation``."""
+    import numpy as np
+
+    want, got = _compile_f32(graph), _compile_f32(quantised)
+    return min(float(np.min(np.sum(_unit(got(a)[0]) * _unit(want(a)[0]), axis=-1))) for a in validation)
+
+
+def int8_census(graph: Any) -> dict:
+    """How many of ``graph``'s MatMuls (and convolutions) run int8, and which run in
+    float: one whose inputs no FakeQuantize feeds stays float."""
+    heavy = [op for op in graph.get_ordered_ops() if op.get_type_name() in ("MatMul", "Convolution")]
+    fed = [any(_quantised_input(op.input_value(i).get_node()) for i in range(op.get_input_size()))
+           for op in heavy]
+    return {"int8_ops": sum(fed), "float_ops": [op.get_friendly_name() for op, q in zip(heavy, fed) if not q]}
+
+
+def _quantised_input(node: Any) -> bool:
+    # A weight's FakeQuantize is folded to int8 constants (Constant → Convert → Subtract/Multiply).
+    seen = 0
+    while node.get_type_name() in ("Convert", "Subtract", "Multiply", "Reshape", "Transpose") and seen < 4:
+        if node.get_type_name() == "Convert" and str(node.input_value(0).get_element_type()) in ("i8", "u8"):
+            return True
+        node, seen = node.input_value(0).get_node(), seen + 1
+    return node.get_type_name() == "FakeQuantize"
 
 
 class OnnxRuntime(ExportedRuntime):
@@ -284,12 +392,13 @@ class OnnxRuntime(ExportedRuntime):
 
 
     @classmethod
-    def quantize_tower(cls, path: Path, out: Path, calibration: list[Any]) -> None:
+    def quantize_tower(cls, path: Path, out: Path, calibration: list[Any], *,
+                       validation: list[Any] | None = None, target: float | None = None) -> dict:
         """ONNX Runtime's dynamic quantisation: int8 weights, activations
         quantised per batch at run time (no calibration needed)."""
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        del calibration
+        del calibration, validation, target
         # It warns to run its pre-processing first; the parity tests and the bench check the result.
         root = logging.getLogger()
         level = root.level
@@ -299,6 +408,7 @@ class OnnxRuntime(ExportedRuntime):
                              use_external_data_format=False)  # int8 weights fit the 2 GB protobuf
         finally:
             root.setLevel(level)
+        return {"method": "onnxruntime-dynamic"}
 
 
 def _import_nncf() -> Any:
