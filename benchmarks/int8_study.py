@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-BENCH_CLIP = Path("/work/main/benchmarks/.cache/clip_1280x720_60s.mp4")
+BENCH_CLIP = HERE / ".cache" / "clip_1280x720_60s.mp4"  # built by bench.py
 
 
 def check_sets(size: int) -> dict[str, np.ndarray]:
