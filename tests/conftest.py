@@ -30,6 +30,16 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
 
 
+@pytest.fixture(scope="module")
+def module_export_cache(tmp_path_factory):
+    """One exported-model cache (XDG_CACHE_HOME) for a test module: each model is
+    exported once per runtime there; yields its ``exports`` folder."""
+    folder = tmp_path_factory.mktemp("xdg-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(folder))
+        yield folder / "scenetag" / "exports"
+
+
 @pytest.fixture(scope="session")
 def tiny_embedder(tiny_model_dir):
     from pipeline.embed import load_embedder

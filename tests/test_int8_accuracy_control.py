@@ -19,11 +19,8 @@ pytest.importorskip("nncf")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def export_cache(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("xdg-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CACHE_HOME", str(folder))
-        yield folder / "scenetag" / "exports"
+def export_cache(module_export_cache):
+    return module_export_cache
 
 
 @pytest.fixture(scope="module")

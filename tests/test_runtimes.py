@@ -26,12 +26,8 @@ TEXTS = ["a cat", "A photo of a big dog, on the beach!", "x", "two red cars in t
 
 
 @pytest.fixture(scope="module", autouse=True)
-def export_cache(tmp_path_factory):
-    """One export cache for the module: every model is exported once per runtime."""
-    folder = tmp_path_factory.mktemp("xdg-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CACHE_HOME", str(folder))
-        yield folder / "scenetag" / "exports"
+def export_cache(module_export_cache):
+    return module_export_cache
 
 
 @pytest.fixture(scope="module")
