@@ -271,4 +271,3 @@ def test_search_and_rescore_embed_with_the_store_runtime(tmp_path, tiny_model_di
     video = db.videos()[0]
     _StoredProber(load_config(cfg), db, None, allowed=True)._probe({video.input_path: [1]}, video=video)
     assert given[0].precision_label == "onnxruntime-int8"  # kept with the int8 label in the store
-
