@@ -13,11 +13,15 @@ spin by default:
 * ONNX Runtime's intra-op pool (``session.intra_op.allow_spinning``), turned
   off per session (:data:`ONNXRUNTIME_SESSION_CONFIG`).
 
-OpenVINO's pool does not spin (its run used no more CPU than its parts
-apart). On the 2-core bench machine the local engine with spinning pools used
+OpenVINO's pool sleeps, but it pins its threads to cores, so a decoder
+thread that lands on a pinned core stalls the model's work there; it is
+compiled unpinned (:data:`OPENVINO_COMPILE_CONFIG`).
+
+On the 2-core bench machine the local engine with spinning pools used
 6.2-7.9 s of CPU for 60 frames whose decode and model cost 5.6 s apart, and
 ran at 17-20 frames/s; with sleeping pools 4.8-5.2 s and 21-23 frames/s,
-model-only speed within the machine's noise (docs/PERFORMANCE.md, "Sharing
+model-only speed within the machine's noise; OpenVINO int8 unpinned ran
+25.6-29.2 frames/s against 22.4-25.6 pinned (docs/PERFORMANCE.md, "Sharing
 two cores").
 """
 
@@ -30,6 +34,9 @@ from collections.abc import MutableMapping
 # ONNX Runtime session config entries: its pools sleep instead of spinning when idle.
 ONNXRUNTIME_SESSION_CONFIG = {"session.intra_op.allow_spinning": "0",
                               "session.inter_op.allow_spinning": "0"}
+
+# OpenVINO compile properties: threads not pinned to cores the decoder also runs on.
+OPENVINO_COMPILE_CONFIG = {"ENABLE_CPU_PINNING": False}
 
 
 def sleeping_openmp(environ: MutableMapping[str, str] = os.environ) -> bool:

@@ -1,7 +1,7 @@
 """The model's thread pools sleep while they wait, so the decoder running
 beside them on the same cores is not starved (pipeline.cpu_share): OpenMP's
 wait policy is set before torch loads, a user's own choice is kept, and ONNX
-Runtime sessions do not spin."""
+Runtime sessions do not spin, and OpenVINO's threads are not pinned to cores."""
 
 from __future__ import annotations
 
@@ -69,3 +69,13 @@ def test_onnxruntime_sessions_do_not_spin(tiny_model_dir, tmp_path, monkeypatch)
         options = embedder.runtime._towers[tower].get_session_options()
         for key in ONNXRUNTIME_SESSION_CONFIG:
             assert options.get_session_config_entry(key) == "0", (tower, key)
+
+
+def test_openvino_threads_are_not_pinned_to_cores(tiny_model_dir, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    from pipeline.embed import load_embedder
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    embedder = load_embedder(str(tiny_model_dir), device="cpu", precision="fp32", runtime="openvino")
+    for tower in ("image", "text"):
+        assert embedder.runtime._towers[tower].get_property("ENABLE_CPU_PINNING") is False, tower

@@ -210,8 +210,10 @@ class OpenVinoRuntime(ExportedRuntime):
     def load_tower(self, path: Path, tower: str) -> Any:
         import openvino as ov
 
-        hint = {"INFERENCE_PRECISION_HINT": self._hint(tower)}
-        return ov.Core().compile_model(str(path), "CPU", hint)
+        from pipeline.cpu_share import OPENVINO_COMPILE_CONFIG
+
+        config = {"INFERENCE_PRECISION_HINT": self._hint(tower), **OPENVINO_COMPILE_CONFIG}
+        return ov.Core().compile_model(str(path), "CPU", config)
 
     def _hint(self, tower: str) -> str:
         # int8: the ops NNCF leaves unquantised run in f32. A bf16 hint there ran
