@@ -532,15 +532,21 @@ def read_frames_by_index(path: str, indices: list[int], short_side: int | None =
 
 def _read_by_index(path: str, indices: list[int], short_side: int | None) -> tuple[list[Frame], int]:
     """:func:`read_frames_by_index`, and how many frames it decoded."""
+    info = probe(path)
+    to_rgb = _converter(info, short_side)
     out: list[Frame] = []
-    with _walking(path, short_side) as (walker, to_rgb):
+    with contextlib.ExitStack() as stack:
+        container = stack.enter_context(open_container(path))
+        packets = packet_index(stack, path)
+        stream = container.streams.video[0]
+        walker = _Walker(container, stream, packets)
         for index in sorted(set(indices)):
-            found = walker.frame_at(index)
-            if found is _PAST_END:
-                break  # so is every later index
-            if found is not None:
-                vf, pts_s = found
-                out.append(Frame(index=index, pts_s=pts_s, image=to_rgb(vf)))
+            pts = packets.pts_at(index)
+            if pts is None:
+                break  # past the end: so is every later index
+            vf = walker.first_at_or_after((pts - walker.start) * walker.tb)
+            if vf is not None and vf.pts == pts and not vf.is_corrupt:
+                out.append(Frame(index=index, pts_s=(pts - walker.start) * walker.tb, image=to_rgb(vf)))
     return out, walker.decoded
 
 
@@ -554,36 +560,29 @@ def scan_gaps(path: str, gaps: list[tuple[int, int]], short_side: int | None) ->
     from the frame at the model's size, as the decord backend does, so both
     backends read the same evidence.
     """
+    info = probe(path)
+    to_rgb = _converter(info, short_side)
     out: list[GapScan] = []
-    with _walking(path, short_side) as (walker, to_rgb):
+    with contextlib.ExitStack() as stack:
+        container = stack.enter_context(open_container(path))
+        packets = packet_index(stack, path)
+        walker = _Walker(container, container.streams.video[0], packets)
         for lo, hi in sorted(set(gaps)):
             before = walker.decoded
             keeper = JumpKeeper(convert=lambda image: image)
             times: dict[int, float] = {}
             for index in range(max(lo, 0), hi + 1):
-                found = walker.frame_at(index)
-                if found is _PAST_END:
-                    break
-                if found is None:
+                pts = packets.pts_at(index)
+                if pts is None:
+                    break  # past the end
+                vf = walker.first_at_or_after((pts - walker.start) * walker.tb)
+                if vf is None or vf.pts != pts or vf.is_corrupt:
                     continue
-                vf, times[index] = found
                 image = to_rgb(vf)  # what the model would see: both backends print the same pixels
                 keeper.add(index, thumbnail(image), image)
+                times[index] = (pts - walker.start) * walker.tb
             out.append(keeper.scan(lo, hi, times.__getitem__, walker.decoded - before))
     return out
-
-
-@contextlib.contextmanager
-def _walking(path: str, short_side: int | None):
-    """A :class:`_Walker` over ``path``'s first video stream and the RGB converter
-    for its frames, open for the block."""
-    to_rgb = _converter(probe(path), short_side)
-    with contextlib.ExitStack() as stack:
-        container = stack.enter_context(open_container(path))
-        yield _Walker(container, container.streams.video[0], packet_index(stack, path)), to_rgb
-
-
-_PAST_END = object()  # _Walker.frame_at: the index lies past the stream's end
 
 
 class _Walker:
@@ -596,18 +595,6 @@ class _Walker:
         self.frames: Iterator | None = None  # the decode in progress
         self.last = None  # the last frame it gave
         self.decoded = 0  # frames decoded so far, converted or not
-
-    def frame_at(self, index: int):
-        """``(frame, pts_s)`` of the frame at presentation-order ``index``; None when
-        it cannot be decoded; :data:`_PAST_END` past the stream's end."""
-        pts = self.table.pts_at(index)
-        if pts is None:
-            return _PAST_END
-        pts_s = (pts - self.start) * self.tb
-        vf = self.first_at_or_after(pts_s)
-        if vf is None or vf.pts != pts or vf.is_corrupt:
-            return None
-        return vf, pts_s
 
     def first_at_or_after(self, t: float):
         """The first frame with PTS at or after ``t`` s (the last one past the end)."""
