@@ -686,15 +686,16 @@ def cpu_bound_fps(decode: dict, model: dict) -> float:
 
 def measure_exported_e2e(clip: Path, model_dir: Path, decode: dict, export_cache: Path,
                          runtimes: tuple = ("openvino", "onnxruntime")) -> dict:
-    """End to end with each installed exported runtime at ``precision: auto`` (no store:
-    the rows compare the model's share), with its model CPU and CPU-time bound."""
+    """End to end with each of ``runtimes`` (torch, or an installed exported one) at
+    ``precision: auto`` (no store: the rows compare the model's share), with its
+    model CPU and CPU-time bound."""
     import importlib.util
 
     from pipeline.embed import load_embedder
 
     rows = {}
     for runtime in runtimes:
-        if importlib.util.find_spec(runtime) is None:
+        if runtime != "torch" and importlib.util.find_spec(runtime) is None:
             continue
         with _env("XDG_CACHE_HOME", str(export_cache)):
             embedder = load_embedder(str(model_dir), device="cpu", runtime=runtime)
@@ -863,7 +864,8 @@ def run_bench(args: argparse.Namespace) -> dict:
     gc.collect()
     exported_e2e = {}
     if _device_of(args.device) == "cpu" and not args.skip_study:
-        runtimes = tuple(dict.fromkeys(r for r, _ in args.runtime_rows if r != "torch"))
+        # the other runtimes of the study's rows, torch among them when auto ran an export
+        runtimes = tuple(dict.fromkeys(r for r, _ in args.runtime_rows if r != e2e["runtime"]))
         exported_e2e = measure_exported_e2e(clip, model_dir, decode, cache / "xdg", runtimes)
         for name, row in exported_e2e.items():
             say(f"e2e {name}  {row['fps']:.2f} frames/s (CPU-time bound {row['cpu_bound_fps']:.2f})")
@@ -911,8 +913,6 @@ def _device_of(device: str) -> str:
 
 
 def assemble(args, naive, decode, model, e2e, lowres, study, clip, model_dir, camera) -> dict:
-    from pipeline.embed import resolve_precision
-
     device = _device_of(args.device)
     slower = min(decode["fps"], model["fps"])
     rss1 = lowres.get("1min", {}).get("peak_mb")
@@ -935,7 +935,8 @@ def assemble(args, naive, decode, model, e2e, lowres, study, clip, model_dir, ca
         "rss_1min_mb": None if rss1 is None else round(rss1, 1),
         "rss_40min_mb": None if rss40 is None else round(rss40, 1),
         "device": device,
-        "precision": resolve_precision(args.precision, device),
+        "precision": e2e["precision"],
+        "runtime": e2e["runtime"],
         "batch_size": args.batch_size,
         "machine": {**machine(), "load_avg_1min_at_start": getattr(args, "load_at_start", None)},
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -986,7 +987,8 @@ def print_table(r: dict) -> None:
          f"first {r['naive_seconds_of_video']:g} s of the clip"),
         ("decode only (ours)", f"{r['decode_fps']:.2f} frames/s",
          f"strategy {d['decode']['strategy']}, {d['decode']['threads']} threads"),
-        ("model only (ours)", f"{r['model_fps']:.2f} img/s", f"{r['precision']}, {r['device']}"),
+        ("model only (ours)", f"{r['model_fps']:.2f} img/s",
+         f"{r['runtime']} {r['precision']}, {r['device']}"),
         ("end to end (run_job)", f"{r['e2e_fps']:.2f} frames/s",
          f"model busy {d['e2e']['model_busy_s']:.1f} of {d['e2e']['wall_s']:.1f} s"),
         ("speedup vs naive", f"{r['speedup_vs_naive']:.2f}x", ""),
@@ -1088,6 +1090,9 @@ def main(argv: list[str] | None = None) -> int:
 
     sleeping_openmp()  # as the CLI runs (before torch loads libgomp); children inherit it
     args = parse_args(argv)
+    if not (args.row_child or args.rss_child):
+        # every row, its subprocesses too, exports into (and reuses) the bench's own cache
+        os.environ["XDG_CACHE_HOME"] = str(Path(args.cache) / "xdg")
     if args.row_child:
         row_child(args.row_child, args.model, args.row_inputs, int(args.batch_size))
         return 0

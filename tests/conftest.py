@@ -13,6 +13,12 @@ from hypothesis import settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `runtime: auto` runs torch in tests, as it would on a GPU, so that the tiny models'
+# embeddings are torch's and no test pays an export it did not ask for. Tests of
+# `auto` itself, and the demo run (the main job, run as users run it), take it
+# away with the `cpu_auto_runtime` fixture. Set, not defaulted: a developer's
+# own setting must not change what the suite tests.
+os.environ["SCENETAG_CPU_RUNTIME"] = "torch"
 
 # Property tests draw the same examples on every run: the suite is deterministic.
 settings.register_profile("scenetag", derandomize=True, deadline=None)
@@ -21,6 +27,20 @@ settings.load_profile("scenetag")
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 sys.path.insert(0, str(TESTS))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _export_cache_of_the_session(tmp_path_factory):
+    """Exported models go to a cache of the test session's own, never the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-session")))
+        yield
+
+
+@pytest.fixture
+def cpu_auto_runtime(monkeypatch):
+    """``runtime: auto`` as users get it on a CPU (see SCENETAG_CPU_RUNTIME above)."""
+    monkeypatch.delenv("SCENETAG_CPU_RUNTIME")
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +92,10 @@ def demo_run(tmp_path_factory):
     truth = json.loads(TRUTH.read_text())["clips"]
     out = tmp_path_factory.mktemp("demo")
     clips = [str(ROOT / "sample_videos" / name) for name in truth]
-    result = CliRunner().invoke(app, ["run", *clips, "-c", str(CONFIG), "--model", str(MODEL),
-                                      "-o", str(out), "-q"], catch_exceptions=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("SCENETAG_CPU_RUNTIME")  # the demo's runtime as `make demo` gets it
+        result = CliRunner().invoke(app, ["run", *clips, "-c", str(CONFIG), "--model", str(MODEL),
+                                          "-o", str(out), "-q"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return truth, out
 

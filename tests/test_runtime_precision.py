@@ -217,7 +217,7 @@ def test_runtime_and_precision_are_kept_in_summary_and_store_and_reach_rescore(t
     (["onnxruntime-int8"], "torch", "auto", "cpu", ("torch", "auto")),  # asked for: never overridden
     (["onnxruntime-int8"], "auto", "auto", "cuda", ("auto", "auto")),  # exported runtimes are CPU only
     (["onnxruntime-int8", "bf16"], "auto", "auto", "cpu", ("auto", "auto")),  # made by two runtimes
-    (["bf16"], "auto", "auto", "cpu", ("auto", "auto")),
+    (["bf16"], "auto", "auto", "cpu", ("torch", "auto")),  # made by torch: auto would export
     ([], "auto", "auto", "cpu", ("auto", "auto")),
 ])
 def test_auto_over_stored_embeddings_reuses_the_runtime_they_were_made_with(labels, runtime, precision,

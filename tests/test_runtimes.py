@@ -167,8 +167,59 @@ def test_openvino_bf16_agrees_with_fp32_and_shares_the_fp32_export(tiny_model_di
     assert _min_cosine(embedder.embed_texts(TEXTS), reference.embed_texts(TEXTS)) >= 0.999
 
 
-def test_auto_stays_torch(tiny_model_dir):
+def test_auto_runs_openvino_on_a_cpu_where_it_is_installed(tiny_model_dir, cpu_auto_runtime):
+    pytest.importorskip("openvino")
+    embedder = load_embedder(str(tiny_model_dir), device="cpu", runtime="auto", precision="fp32")
+    assert (embedder.runtime.name, embedder.precision_label) == ("openvino", "openvino-fp32")
+    again = load_embedder(str(tiny_model_dir), device="cpu", runtime="auto", precision="fp32")
+    assert again.runtime.folder == embedder.runtime.folder  # the export is cached, not made again
+
+
+@pytest.mark.parametrize(("env", "device", "precision", "compile_model", "expected"), [
+    ("torch", "cpu", "auto", False, "torch"),  # the user's own choice for auto on CPUs
+    ("onnxruntime", "cpu", "auto", False, "onnxruntime"),
+    (None, "cuda", "auto", False, "torch"),  # GPUs run torch
+    (None, "cpu", "fp16", False, "torch"),  # fp16 on a CPU is torch's alone
+    (None, "cpu", "auto", True, "torch"),  # torch.compile compiles torch
+    (None, "cpu", "bf16", False, "openvino"),
+])
+def test_what_auto_resolves_to(env, device, precision, compile_model, expected, cpu_auto_runtime,
+                               monkeypatch):
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnxruntime")
+    from pipeline.embed.runtime import auto_runtime
+
+    if env:
+        monkeypatch.setenv("SCENETAG_CPU_RUNTIME", env)
+    assert auto_runtime(device, precision=precision, compile_model=compile_model) == expected
+
+
+def test_auto_without_openvino_is_torch_and_int8_says_what_to_install(tiny_model_dir, cpu_auto_runtime,
+                                                                       monkeypatch):
+    from pipeline.embed import runtime as rt
+
+    monkeypatch.setattr(rt, "importable", lambda name: name not in ("openvino", "nncf"))
     assert load_embedder(str(tiny_model_dir), device="cpu", runtime="auto").runtime.name == "torch"
+    with pytest.raises(ModelLoadError, match=r"int8 runs on openvino.*scenetag\[cpu\]"):
+        load_embedder(str(tiny_model_dir), device="cpu", runtime="auto", precision="int8")
+
+
+def test_auto_runs_a_naflex_model_on_torch(tmp_path_factory, cpu_auto_runtime):
+    pytest.importorskip("openvino")
+    model = build_tiny_siglip2(tmp_path_factory.mktemp("models") / "tiny-siglip2")
+    assert load_embedder(str(model), device="cpu", runtime="auto").runtime.name == "torch"
+    with pytest.raises(ModelLoadError, match="variable patch count"):
+        load_embedder(str(model), device="cpu", runtime="auto", precision="int8")
+
+
+def test_a_bad_cpu_runtime_setting_warns_and_keeps_the_default(cpu_auto_runtime, monkeypatch, caplog):
+    pytest.importorskip("openvino")
+    from pipeline.embed.runtime import auto_runtime
+
+    monkeypatch.setenv("SCENETAG_CPU_RUNTIME", "tensorrt")
+    with caplog.at_level(logging.WARNING, logger="pipeline.embed.runtime"):
+        assert auto_runtime("cpu") == "openvino"
+    assert "SCENETAG_CPU_RUNTIME=tensorrt is not a runtime" in caplog.text
 
 
 def test_a_run_with_openvino_scores_frames_as_torch_does(tmp_path, tiny_model_dir, clip_dir):

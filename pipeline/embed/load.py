@@ -19,7 +19,7 @@ from pipeline.config import is_local_model
 from pipeline.embed.clip import ClipFamily
 from pipeline.embed.embedder import AUTO_BATCH, Embedder, resolve_device, resolve_precision
 from pipeline.embed.family import Family
-from pipeline.embed.runtime import EXPORTED_PRECISIONS, resolve_runtime, reuse_stored
+from pipeline.embed.runtime import EXPORTED_PRECISIONS, exportable, resolve_runtime, reuse_stored
 from pipeline.embed.siglip import Siglip2Family, SiglipFamily
 from pipeline.types import ModelLoadError
 
@@ -64,14 +64,19 @@ def load_embedder(model_id: str, *, revision: str | None = None, device: str = "
 
     device = resolve_device(device)
     runtime, precision = reuse_stored(stored or [], runtime, precision, device)
-    runtime = resolve_runtime(runtime, device)
+    auto = runtime == "auto"
+    runtime = resolve_runtime(runtime, device, precision=precision, compile_model=compile_model)
     if runtime == "torch" and precision == "int8":
         raise ModelLoadError("precision int8 runs on an exported CPU runtime: use --runtime openvino or "
                              "--runtime onnxruntime (with --device cpu)")
-    precision = resolve_precision(precision, device) if runtime == "torch" \
-        else _exported_precision(precision, runtime)
     model, tokenizer, image_processor = _load_parts(model_id, revision)
     model.eval()
+    family = family_for(str(model.config.model_type))
+    spec = family.preprocess_spec(image_processor)
+    if auto and runtime != "torch" and not exportable(spec):
+        runtime = _torch_for_unexportable(model_id, family, precision)
+    precision = resolve_precision(precision, device) if runtime == "torch" \
+        else _exported_precision(precision, runtime)
     if precision in ("fp16", "bf16") and runtime == "torch":  # an exported graph stays fp32
         # bf16 on CPU too: whole-model bf16 ran 1.3-2.4x faster than fp32
         # weights under autocast (which re-casts every weight on every call),
@@ -81,8 +86,6 @@ def load_embedder(model_id: str, *, revision: str | None = None, device: str = "
     if compile_model and runtime == "torch":  # an exported graph is compiled by its runtime
         model = torch.compile(model)
     batch = AUTO_BATCH.get(device.split(":")[0], 32) if batch_size == "auto" else int(batch_size)
-    family = family_for(str(model.config.model_type))
-    spec = family.preprocess_spec(image_processor)
     revision = _revision_of(model, model_id, revision)
     # An exported runtime starts from the torch fp32 embedder: its preprocessing
     # feeds int8 calibration, and its embeddings are what `auto` must agree with.
@@ -94,6 +97,17 @@ def load_embedder(model_id: str, *, revision: str | None = None, device: str = "
     log.info("loaded %s (%s) on %s (%s, %s, batch %d)", model_id, family.name, device, runtime,
              embedder.precision, batch)
     return embedder
+
+
+def _torch_for_unexportable(model_id: str, family: Family, precision: str) -> str:
+    """``runtime: auto`` for a model no export can run (its patch count varies per image): torch."""
+    if precision == "int8":
+        raise ModelLoadError(f"precision int8 runs on an exported runtime, and {model_id} ({family.name}) "
+                             "takes a variable patch count per image, which no export can: use --precision "
+                             "fp32 or bf16")
+    log.info("runtime auto: %s (%s) takes a variable patch count per image: torch runs it",
+             model_id, family.name)
+    return "torch"
 
 
 def _exported_precision(precision: str, runtime: str) -> str:
@@ -127,7 +141,7 @@ def _exported_builder(embedder: Embedder, runtime: str, family: Family) -> Any:
 
     spec = embedder.preprocess_spec
     size = spec.crop_hw or spec.resize_hw
-    if spec.naflex or size is None:
+    if not exportable(spec):
         raise ModelLoadError(f"runtime {runtime} needs a fixed input size, and {embedder.model_id} "
                              f"({family.name}) takes a variable patch count per image: use --runtime torch")
     pixels = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))

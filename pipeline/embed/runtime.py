@@ -9,11 +9,17 @@ by model, revision, runtime, the graph's precision (fp32: OpenVINO's bf16 is a
 compile-time hint on the same graph; int8: the image tower quantised, see
 :meth:`ExportedRuntime.quantize_tower`), input size and :data:`EXPORT_VERSION`.
 
-``auto`` is torch: on the 2-core bench machine (AMD EPYC with AVX-512 bf16)
-OpenVINO bf16 ran 1.12x torch bf16 and OpenVINO fp32 1.40x torch fp32 in an
-idle run (docs/PERFORMANCE.md), short of what would pay for a first-run export
-of 20-45 s. Over stored embeddings ``auto`` reuses the runtime and precision
-they were made with (:func:`reuse_stored`), so new vectors compare with them.
+``auto`` is torch on a GPU and OpenVINO on a CPU where it is installed (the
+``cpu`` extra, in ``make install``), else torch; :envvar:`SCENETAG_CPU_RUNTIME`
+names another runtime for ``auto`` on CPUs (``torch`` skips every export).
+On the 2-core bench machine OpenVINO with ``precision: auto`` (accuracy-controlled
+int8 there) ran the ViT-B/32 image tower at 1.8-2.4x torch bf16 and the whole
+pipeline at 1.5-1.6x (docs/PERFORMANCE.md); the price is a one-off export per
+model, minutes for a ViT-B/32 with its int8 quantisation, cached. ``auto``
+stays torch where an export cannot serve: ``compile``, fp16, and families whose
+patch count varies per image (:func:`auto_runtime`, :func:`exportable`). Over
+stored embeddings ``auto`` reuses the runtime and precision they were made
+with (:func:`reuse_stored`), so new vectors compare with them.
 """
 
 from __future__ import annotations
@@ -40,8 +46,14 @@ _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 EXPORTED_PRECISIONS = {"openvino": ("fp32", "bf16", "int8"), "onnxruntime": ("fp32", "int8")}
 
 
-def resolve_runtime(runtime: str, device: str) -> str:
-    """Check ``runtime`` and resolve ``auto`` (torch, see the module docstring).
+# The exported runtime ``auto`` prefers on a CPU; SCENETAG_CPU_RUNTIME overrides it.
+CPU_DEFAULT = "openvino"
+CPU_RUNTIME_ENV = "SCENETAG_CPU_RUNTIME"
+
+
+def resolve_runtime(runtime: str, device: str, *, precision: str = "auto",
+                    compile_model: bool = False) -> str:
+    """Check ``runtime`` and resolve ``auto`` (:func:`auto_runtime`).
 
     Raises:
         ModelLoadError: an unknown runtime, an exported runtime on a non-CPU
@@ -49,7 +61,9 @@ def resolve_runtime(runtime: str, device: str) -> str:
     """
     if runtime not in RUNTIMES:
         raise ModelLoadError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
-    if runtime in ("auto", "torch"):
+    if runtime == "auto":
+        return auto_runtime(device, precision=precision, compile_model=compile_model)
+    if runtime == "torch":
         return "torch"
     if device != "cpu":
         raise ModelLoadError(f"runtime {runtime} runs on the CPU only (device is {device}): "
@@ -60,6 +74,37 @@ def resolve_runtime(runtime: str, device: str) -> str:
         raise ModelLoadError(f"runtime {runtime} needs the {_PACKAGE[runtime]} package, which is not "
                              f"installed: pip install 'scenetag[cpu]' ({ex})") from ex
     return runtime
+
+
+def auto_runtime(device: str, *, precision: str = "auto", compile_model: bool = False) -> str:
+    """What ``runtime: auto`` runs on ``device``: on a CPU the preferred exported
+    runtime (:data:`CPU_DEFAULT`, or ``$SCENETAG_CPU_RUNTIME``) when its package is
+    installed and it runs ``precision``; torch otherwise, and always for
+    ``compile`` (torch.compile compiles torch) and on GPUs."""
+    preferred = os.environ.get(CPU_RUNTIME_ENV, "").strip().lower() or CPU_DEFAULT
+    if preferred not in RUNTIMES or preferred == "auto":
+        log.warning("%s=%s is not a runtime (use %s): using %s", CPU_RUNTIME_ENV, preferred,
+                    ", ".join(RUNTIMES[1:]), CPU_DEFAULT)
+        preferred = CPU_DEFAULT
+    if device != "cpu" or compile_model or preferred == "torch":
+        return "torch"
+    if precision != "auto" and precision not in EXPORTED_PRECISIONS[preferred]:
+        return "torch"  # fp16 on a CPU is torch's alone
+    needs = [_PACKAGE[preferred]] + (["nncf"] if (preferred, precision) == ("openvino", "int8") else [])
+    if not all(importable(name) for name in needs):
+        if precision == "int8":
+            raise ModelLoadError(f"precision int8 runs on {preferred}, which needs {' and '.join(needs)}: "
+                                 "pip install 'scenetag[cpu]'")
+        log.info("runtime auto: %s is not installed, using torch (pip install 'scenetag[cpu]')",
+                 " and ".join(needs))
+        return "torch"
+    return preferred
+
+
+def exportable(spec: Any) -> bool:
+    """Whether a family's preprocessing feeds a fixed input size, which every exported
+    graph needs (SigLIP 2 NaFlex varies its patch count per image)."""
+    return not spec.naflex and (spec.crop_hw or spec.resize_hw) is not None
 
 
 def split_label(label: str) -> tuple[str, str]:
@@ -77,8 +122,9 @@ def reuse_stored(labels: list[str], runtime: str, precision: str, device: str) -
     ``auto`` becomes the exported runtime and precision every stored input was
     embedded with, when that runtime runs here (CPU, package installed): an
     int8 image tower's vectors differ from torch's by up to 1 - 0.9997 in
-    cosine, enough to reorder near-tied search hits. A store made by torch, by
-    several runtimes, or by one not available here keeps ``auto``. An
+    cosine, enough to reorder near-tied search hits. A store made by torch
+    alone keeps torch (``auto`` would pick an exported runtime on a CPU); one
+    made by several runtimes, or by one not available here, keeps ``auto``. An
     explicit runtime is never overridden; under ``auto`` the stored precision
     wins over ``precision`` (a config's precision says how to make new
     embeddings; the stored ones say what the new vectors must compare with).
@@ -88,7 +134,7 @@ def reuse_stored(labels: list[str], runtime: str, precision: str, device: str) -
         return runtime, precision
     ((stored_runtime, stored_precision),) = made
     if stored_runtime == "torch":
-        return runtime, precision
+        return "torch", precision
     needs = [_PACKAGE[stored_runtime]]
     if (stored_runtime, stored_precision) == ("openvino", "int8"):
         needs.append("nncf")  # a cached int8 graph loads without it, but an export would not
