@@ -6,7 +6,7 @@
 ``quantise`` exports the model's fp32 OpenVINO graph (into WORK's own cache),
 then for each variant writes an int8 image graph beside a copy of the text
 graph (``WORK/<variant>/``) and measures, against torch fp32, the min cosine on
-the sample photos with their mirrors, ``auto``'s held-out flat scenes (seed 1),
+the sample photos with their mirrors, ``auto``'s held-out flat and drawn scenes,
 the bench clip's frames and the demo clips' frames; with the quantisation time
 and how many MatMuls stayed float. ``speed`` then times torch bf16, OpenVINO bf16
 and every variant on the bench clip's frames (batch 32), each row in a fresh
@@ -41,9 +41,12 @@ def check_sets(size: int) -> dict[str, np.ndarray]:
     import bench
 
     from pipeline.embed import choose
+    from pipeline.embed.scenes import drawn_scenes
 
     sets = {"photos": choose.check_images(choose.sample_photos(), size),
-            "flat_held_out": np.stack(choose.flat_scenes(size, choose.FLAT_SCENES, seed=1))}
+            "flat_held_out": np.stack(choose.flat_scenes(size, choose.FLAT_SCENES, seed=1)),
+            "drawn_held_out": np.stack(drawn_scenes(size, choose.DRAWN_SCENES,
+                                                    seed=choose.DRAWN_SEEDS["check"]))}
     clip = BENCH_CLIP if BENCH_CLIP.exists() else bench.CACHE / "clip_1280x720_60s.mp4"
     if clip.exists():
         sets["bench_frames"] = bench.sample_frames(clip, size, 64)

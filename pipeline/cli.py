@@ -120,7 +120,8 @@ DeviceOpt = Annotated[str | None, typer.Option("--device", metavar="DEV",
                                                     "Default: the config's; auto.")]
 RuntimeOpt = Annotated[Literal["auto", "torch", "openvino", "onnxruntime"] | None, typer.Option(
     help="What runs the model: torch, or a graph exported for OpenVINO / ONNX Runtime (CPU; fp32, "
-         "int8, OpenVINO also bf16; needs scenetag[cpu]). Default: the config's; auto (torch).")]
+         "int8, OpenVINO also bf16; needs scenetag[cpu]). Default: the config's; auto (OpenVINO on a CPU "
+         "where installed, else torch; SCENETAG_CPU_RUNTIME=torch makes it torch).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout "
                                                       "(nothing else goes to stdout).")]
 LabelsOpt = Annotated[str | None, typer.Option(

@@ -711,6 +711,7 @@ model:
   id: openai/clip-vit-base-patch32  # Hub id, or a local folder (relative paths: to this file)
   device: auto                      # auto | cpu | cuda | cuda:N | mps
   precision: auto                   # auto | fp32 | fp16 | bf16 | int8 (int8: openvino/onnxruntime)
+  runtime: auto                     # auto (CPU: openvino if installed) | torch | openvino | onnxruntime
 
 sampling:
   every_seconds: 1.0                # or every_n_frames: 30, or fps: 2 (one rule only)

@@ -9,14 +9,17 @@ decision and its measurements are cached as JSON beside the exports
 
 The photos are the ones scikit-image and matplotlib ship (coffee, chelsea,
 astronaut, rocket, grace_hopper; matplotlib's alone when scikit-image is not
-installed) with their mirrors, and a few seeded flat synthetic scenes
-(:func:`flat_scenes`). int8 is calibrated on crops of the photos, not on a run's own frames:
-an export is cached per model and reused for every input, and re-quantising
-per input would cost a ViT-B/32 about 10 s per run. On OpenVINO, NNCF's accuracy
-control then keeps in float the ops that cost the most agreement until the min
-cosine to fp32 on other crops and flat scenes (:func:`validation_images`)
-reaches :data:`INT8_TARGET`. Agreement is checked on the whole photos, which the
-quantiser saw only in parts, and on the flat scenes, which it never saw.
+installed) with their mirrors, a few seeded flat synthetic scenes
+(:func:`flat_scenes`) and a few seeded drawn ones (:mod:`pipeline.embed.scenes`:
+cartoon-like frames, where int8 loses agreement that photos do not show). int8
+is calibrated on crops of the photos and on other flat and drawn scenes, not on
+a run's own frames: an export is cached per model and reused for every input,
+and re-quantising per input would cost a ViT-B/32 about 10 s per run. On
+OpenVINO, NNCF's accuracy control then keeps in float the ops that cost the
+most agreement until the min cosine to fp32 on other crops, flat and drawn
+scenes (:func:`validation_images`) reaches :data:`INT8_TARGET`. Agreement is
+checked on the whole photos, which the quantiser saw only in parts, and on
+flat and drawn scenes of a seed it never saw.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pipeline.atomic import atomic_write_text
 from pipeline.embed import runtime as runtime_mod
 from pipeline.embed.export import Calibration, export_key
 from pipeline.embed.runtime import EXPORTED_PRECISIONS, cache_root, importable
+from pipeline.embed.scenes import drawn_scenes
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +47,11 @@ PROMPTS = ["a photo of a cat.", "a cup of coffee", "an astronaut in a white suit
            "a beach", "text on a screen"]
 _SKIMAGE = ("coffee", "chelsea", "astronaut", "rocket")
 FLAT_SCENES = 6  # synthetic frames among the checked images, see flat_scenes
-DECISION_VERSION = 5  # 3: int8 calibrates on a wider set; 4: OpenVINO int8 is accuracy-controlled;
-# 5: timed after a warm-up of the timed shape
+DRAWN_SCENES = 6  # drawn frames among them (pipeline.embed.scenes)
+# Seeds of the drawn scenes: the check's, the accuracy control's, the calibration's (disjoint).
+DRAWN_SEEDS = {"check": 101, "validation": 102, "calibration": 103}
+DECISION_VERSION = 6  # 3: int8 calibrates on a wider set; 4: OpenVINO int8 is accuracy-controlled;
+# 5: timed after a warm-up of the timed shape; 6: drawn scenes in the check, validation and calibration
 TIMED_PASSES = 3
 # The min cosine to fp32 OpenVINO int8 must keep on its validation images
 # (validation_images) before ops stay int8: above AGREEMENT, since auto then
@@ -82,11 +89,13 @@ def square(image: np.ndarray, size: int, box: tuple[float, float, float] = (0.5,
     return np.asarray(crop.resize((size, size), Image.BICUBIC))
 
 
-def check_images(photos: dict[str, np.ndarray], size: int, synthetic: int = 0) -> np.ndarray:
+def check_images(photos: dict[str, np.ndarray], size: int, synthetic: int = 0, drawn: int = 0) -> np.ndarray:
     """Each whole photo (centre square) and its mirror, then ``synthetic`` flat scenes
-    (:func:`flat_scenes`): N x size x size x 3 uint8."""
+    (:func:`flat_scenes`) and ``drawn`` drawn ones (:func:`~pipeline.embed.scenes.drawn_scenes`,
+    the check's seed): N x size x size x 3 uint8."""
     squares = [square(p, size) for p in photos.values()]
-    return np.stack(squares + [s[:, ::-1] for s in squares] + flat_scenes(size, synthetic))
+    return np.stack(squares + [s[:, ::-1] for s in squares] + flat_scenes(size, synthetic)
+                    + drawn_scenes(size, drawn, seed=DRAWN_SEEDS["check"]))
 
 
 def flat_scenes(size: int, count: int, *, seed: int = 1, boxes: int = 1, noise: int = 6) -> list[np.ndarray]:
@@ -111,11 +120,12 @@ def flat_scenes(size: int, count: int, *, seed: int = 1, boxes: int = 1, noise: 
 
 
 def calibration(embedder: Any, photos: dict[str, np.ndarray] | None = None,
-                per_photo: int = 4, wide_per_photo: int = 8, flat: int = 24,
+                per_photo: int = 4, wide_per_photo: int = 8, flat: int = 24, drawn: int = 24,
                 target: float | None = None) -> Calibration:
     """int8 calibration pixels, preprocessed as the model is fed: ``per_photo``
     seeded crops of each photo, ``wide_per_photo`` mirrored crops of any size,
-    and ``flat`` flat scenes of another seed than the agreement check's; and the
+    ``flat`` flat scenes of another seed than the agreement check's and ``drawn``
+    drawn scenes (their calibration seed); and the
     accuracy control's validation pixels (:func:`validation_images`) and its
     ``target`` (default :data:`INT8_TARGET`).
 
@@ -131,9 +141,11 @@ def calibration(embedder: Any, photos: dict[str, np.ndarray] | None = None,
     crops += [square(p, size, (rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.2, 1.0)))[:, ::-1]
               for p in photos.values() for _ in range(wide_per_photo)]
     crops += flat_scenes(size, flat, seed=12345, boxes=3, noise=8)
+    crops += drawn_scenes(size, drawn, seed=DRAWN_SEEDS["calibration"])
     checks, checks_name = validation_images(photos, size)
     target = INT8_TARGET if target is None else target
-    name = f"sample-photos:{','.join(photos)}:{per_photo}-crops:{wide_per_photo}-wide:{flat}-flat:seed0"
+    name = (f"sample-photos:{','.join(photos)}:{per_photo}-crops:{wide_per_photo}-wide:{flat}-flat:seed0:"
+            f"{drawn}-drawn:seed{DRAWN_SEEDS['calibration']}")
     return Calibration(name, _pixels(embedder, crops), validation=tuple(_pixels(embedder, checks)),
                        target=target, control=_control(target, checks_name))
 
@@ -146,17 +158,20 @@ def _control(target: float, checks_name: str) -> str:
 
 
 def validation_images(photos: dict[str, np.ndarray], size: int, per_photo: int = 2,
-                      flat: int = 12, busy: int = 6) -> tuple[list[np.ndarray], str]:
+                      flat: int = 12, busy: int = 6, drawn: int = 12) -> tuple[list[np.ndarray], str]:
     """What int8's accuracy control validates on, and that set's name: ``per_photo``
     crops of each photo (another seed than calibration's), ``flat`` flat scenes
-    drawn as the check's are but of seed 2, and ``busy`` with more boxes (seed 3).
+    drawn as the check's are but of seed 2, ``busy`` with more boxes (seed 3) and
+    ``drawn`` drawn scenes (their validation seed).
     Never the check images themselves: ``auto`` judges on frames the quantiser
     neither calibrated nor validated on."""
     rng = np.random.default_rng(7)
     images = [square(p, size, (rng.uniform(0.25, 0.75), rng.uniform(0.25, 0.75), rng.uniform(0.3, 1.0)))
               for p in photos.values() for _ in range(per_photo)]
     images += flat_scenes(size, flat, seed=2) + flat_scenes(size, busy, seed=3, boxes=3, noise=8)
-    name = f"validation:{','.join(photos)}:{per_photo}-crops:seed7:{flat}-flat:seed2:{busy}-busy:seed3"
+    images += drawn_scenes(size, drawn, seed=DRAWN_SEEDS["validation"])
+    name = (f"validation:{','.join(photos)}:{per_photo}-crops:seed7:{flat}-flat:seed2:{busy}-busy:seed3:"
+            f"{drawn}-drawn:seed{DRAWN_SEEDS['validation']}")
     return images, name
 
 
@@ -204,7 +219,7 @@ def choose_precision(embedder: Any, runtime: str, build: Callable[[str], Any]) -
 def measure(embedder: Any, runtime: str, build: Callable[[str], Any]) -> dict:
     """Speed and agreement with torch fp32 of every candidate precision; the fastest agreeing wins."""
     photos = sample_photos()
-    images = check_images(photos, embedder.input_size, synthetic=FLAT_SCENES)
+    images = check_images(photos, embedder.input_size, synthetic=FLAT_SCENES, drawn=DRAWN_SCENES)
     reference = embedder.embed_images(images), embedder.embed_texts(PROMPTS)
     torch_runtime = embedder.runtime
     measured: dict[str, dict] = {}
@@ -218,7 +233,8 @@ def measure(embedder: Any, runtime: str, build: Callable[[str], Any]) -> dict:
     chosen = max(agreeing, key=lambda p: measured[p]["img_s"])
     return {"version": DECISION_VERSION, "model": embedder.model_id, "revision": embedder.revision,
             "runtime": runtime, "precision": chosen, "agreement": AGREEMENT, "photos": list(photos),
-            "flat_scenes": FLAT_SCENES, "images": len(images), "measured": measured,
+            "flat_scenes": FLAT_SCENES, "drawn_scenes": DRAWN_SCENES, "images": len(images),
+            "measured": measured,
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
