@@ -424,7 +424,9 @@ def precision_study(model_dir: Path, images: np.ndarray, device: str, batch: int
              else ["fp32", "fp16", "bf16"])
     for name in names:
         precision = name if name in ("fp32", "fp16", "bf16") else "fp32"
-        embedder = load_embedder(str(model_dir), device=device, precision=precision, batch_size=batch)
+        # torch's own precisions (auto would run an exported runtime on a CPU: those are the rows below)
+        embedder = load_embedder(str(model_dir), device=device, precision=precision, batch_size=batch,
+                                 runtime="torch")
         if name == "int8-dynamic":
             from pipeline.embed.runtime import TorchRuntime
 

@@ -95,9 +95,10 @@ def export(cls: type[ExportedRuntime], model: Any, folder: Path, image_example: 
 
     started = time.perf_counter()
     # Said before, not only after: a ViT-B/32's int8 export takes minutes on two cores.
-    log.warning("first use of %s on %s%s: exporting it once, cached in %s (--runtime torch skips this)",
-                model_id, cls.name, "" if calibration is None else " int8 (the image tower is quantised: "
-                "minutes for a ViT-B/32)", folder.parent)
+    slow = " (accuracy-controlled quantisation: minutes for a ViT-B/32)" if cls.accuracy_controlled else ""
+    log.warning("first use of %s on %s%s: exporting it once%s, cached in %s (--runtime torch skips this)",
+                model_id, cls.name, "" if calibration is None else " int8", slow if calibration else "",
+                folder.parent)
     text_names = list(text_example)
     if text_names not in (["input_ids"], ["input_ids", "attention_mask"]):
         raise ValueError(f"unexpected text inputs {text_names}")  # the text wrapper takes these two only
