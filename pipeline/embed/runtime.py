@@ -13,8 +13,8 @@ compile-time hint on the same graph; int8: the image tower quantised, see
 ``cpu`` extra, in ``make install``), else torch; :envvar:`SCENETAG_CPU_RUNTIME`
 names another runtime for ``auto`` on CPUs (``torch`` skips every export).
 On the 2-core bench machine OpenVINO with ``precision: auto`` (accuracy-controlled
-int8 there) ran the ViT-B/32 image tower at 1.8-2.4x torch bf16 and the whole
-pipeline at 1.5-1.6x (docs/PERFORMANCE.md); the price is a one-off export per
+int8 there) ran the ViT-B/32 image tower at 1.9x torch bf16 and the whole
+pipeline at 1.4x, 30-32 frames/s against 22 (docs/PERFORMANCE.md); the price is a one-off export per
 model, minutes for a ViT-B/32 with its int8 quantisation, cached. ``auto``
 stays torch where an export cannot serve: ``compile``, fp16, and families whose
 patch count varies per image (:func:`auto_runtime`, :func:`exportable`). Over
