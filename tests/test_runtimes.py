@@ -254,3 +254,44 @@ def test_bench_results_name_each_runtime_and_precision():
              "onnxruntime-fp32": {"img_s": 6.0}, "large_batch": {"batch": 1024}}
     assert bench.model_fps_keys(study) == {"model_fps_torch_fp32": 1.0, "model_fps_torch_bf16": 2.0,
                                            "model_fps_openvino_bf16": 5.0, "model_fps_onnxruntime_fp32": 6.0}
+
+
+def _main_thread_signal_stack_is_usable() -> bool:
+    """The calling thread's sigaltstack is off, or lies in mapped memory."""
+    import ctypes
+
+    class StackT(ctypes.Structure):
+        _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+    stack = StackT()
+    assert ctypes.CDLL(None).sigaltstack(None, ctypes.byref(stack)) == 0
+    if stack.ss_flags & 2:  # SS_DISABLE
+        return True
+    with open("/proc/self/maps") as maps:
+        spans = [line.split()[0].split("-") for line in maps]
+    return any(int(lo, 16) <= stack.ss_sp < int(hi, 16) for lo, hi in spans)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack and /proc/self/maps")
+def test_openvino_models_made_and_dropped_leave_ctrl_c_working(tiny_model_dir):
+    """OpenVINO's CPU plugin sets a signal stack on the thread that compiles and puts
+    back an older one when a model is dropped: compiled on the main thread, two towers
+    and `auto`'s candidates left it pointing at freed memory, and the next Ctrl-C was a
+    SIGSEGV (the full suite died in test_live's signal test after the demo run)."""
+    import gc
+    import signal
+
+    pytest.importorskip("openvino")
+    for precision in ("fp32", "bf16", "fp32"):
+        embedder = load_embedder(str(tiny_model_dir), device="cpu", precision=precision, runtime="openvino")
+        embedder.embed_images(_frames(2, seed=1))
+        del embedder
+        gc.collect()
+    assert _main_thread_signal_stack_is_usable()
+    caught = []
+    previous = signal.signal(signal.SIGUSR1, lambda *_: caught.append(1))
+    try:
+        signal.raise_signal(signal.SIGUSR1)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert caught == [1]

@@ -29,6 +29,7 @@ import io
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -259,7 +260,7 @@ class OpenVinoRuntime(ExportedRuntime):
         from pipeline.cpu_share import OPENVINO_COMPILE_CONFIG
 
         config = {"INFERENCE_PRECISION_HINT": self._hint(tower), **OPENVINO_COMPILE_CONFIG}
-        return ov.Core().compile_model(str(path), "CPU", config)
+        return on_own_thread(lambda: ov.Core().compile_model(str(path), "CPU", config))
 
     def _hint(self, tower: str) -> str:
         # int8: the ops NNCF leaves unquantised run in f32. A bf16 hint there ran
@@ -305,11 +306,14 @@ class OpenVinoRuntime(ExportedRuntime):
         graph = ov.Core().read_model(str(path))
         controlled = validation is not None and target is not None
         with contextlib.redirect_stdout(io.StringIO()):  # its progress bars (rich) draw on stdout
+            # NNCF compiles (and drops) a model per quantiser group: off the main thread (on_own_thread)
             if controlled:
-                quantised = _accuracy_controlled(nncf, graph, calibration, validation, target)
+                quantised = on_own_thread(lambda: _accuracy_controlled(nncf, graph, calibration, validation,
+                                                                       target))
             else:
-                quantised = nncf.quantize(graph, nncf.Dataset(calibration), subset_size=len(calibration),
-                                          model_type=nncf.ModelType.TRANSFORMER)
+                quantised = on_own_thread(lambda: nncf.quantize(
+                    graph, nncf.Dataset(calibration), subset_size=len(calibration),
+                    model_type=nncf.ModelType.TRANSFORMER))
         ov.save_model(quantised, str(out), compress_to_fp16=False)
         report = {"method": "nncf-accuracy-control" if controlled else "nncf-ptq",
                   "seconds": round(time.perf_counter() - started, 1), **int8_census(quantised)}
@@ -363,7 +367,7 @@ def _accuracy_controlled(nncf: Any, graph: Any, calibration: list[Any], validati
 def _compile_f32(graph: Any) -> Any:
     import openvino as ov
 
-    return ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return on_own_thread(lambda: ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}))
 
 
 def _unit(vectors: Any) -> Any:
@@ -457,6 +461,35 @@ class OnnxRuntime(ExportedRuntime):
         finally:
             root.setLevel(level)
         return {"method": "onnxruntime-dynamic"}
+
+
+def on_own_thread(call: Callable[[], Any]) -> Any:
+    """``call()`` on a thread of its own: its result, or its exception re-raised here.
+
+    OpenVINO's CPU plugin (2026.x) sets a signal stack (``sigaltstack``) on the thread
+    that compiles a model and puts back the one it found there when the model is
+    destroyed. Models made and dropped out of order (two towers, ``auto``'s candidates,
+    NNCF's many) left the main thread's signal stack pointing at freed memory, and the
+    next signal there (Ctrl-C; every handler CPython installs asks for that stack)
+    killed the process with SIGSEGV instead of running the handler. A fresh thread has
+    no signal stack, so what the plugin puts back is none.
+    """
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as ex:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = ex
+
+    thread = threading.Thread(target=run, name="scenetag-openvino", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _import_nncf() -> Any:
