@@ -129,7 +129,7 @@ def _check_ok(hostile: HostileRun, case: Case) -> None:
     if case.pts_s is not None:
         expected = [case.pts_s[i] for i in select_indices(Sampling(every_seconds=EVERY_S), case.pts_s)]
         assert list(times) == pytest.approx(expected, abs=1e-3)
-    if case.damaged:
+    if case.damaged and case.kind not in RACY_DAMAGE_FLAG:
         decode = summary["decode"]
         assert decode["corrupt_packets"] > 0 or decode["notes"], decode
     check = EXTRA_CHECKS.get(case.kind)
@@ -157,9 +157,22 @@ def _rotated_frames_upright(hostile, case, summary, times):
     assert frames[0].image.shape[:2] == (48, 64)
 
 
+# Damage only FFmpeg's decoder sees (garbled bytes inside one frame) is known by the frame's
+# corrupt flag, which FFmpeg sets racily under threading: on this corpus file, in 60 bare
+# PyAV decodes each, thread_type NONE flagged it 60 times, AUTO 53, SLICE never. The run
+# above decodes it once, so the report is checked over several decodes instead.
+RACY_DAMAGE_FLAG = {"corrupted"}
+
+
 def _corrupted_keeps_both_sides(hostile, case, summary, times):
     assert times[0] == pytest.approx(0, abs=1e-3)
     assert times[-1] > 2.5, f"nothing decoded after the damage: {times}"
+    reported = []
+    for _ in range(6):  # all six unflagged: about 1 in 10^4 at the measured rate
+        with open_decoder(case.path, short_side=32, strategy="fast") as dec:
+            list(dec.frames(Sampling(every_seconds=EVERY_S)))
+            reported.append(dec.stats.corrupt_packets > 0 and any("corrupt" in n for n in dec.stats.notes))
+    assert any(reported), "the damage was never reported"
 
 
 def _start_offset_relative(hostile, case, summary, times):
