@@ -55,12 +55,23 @@ def evidence(scan: GapScan) -> GapEvidence:
     cuts = tuple(i for i, d in top_jumps(indices, thumbs, KEEP_JUMPS)
                  if d >= CUT_MIN and d >= CUT_OVER_NOISE * noise)
     whole = len(indices) == scan.hi - scan.lo + 1 and indices[0] == scan.lo and indices[-1] == scan.hi
+    times = _cut_times(scan, cuts)
     if not (whole and len(cuts) == 1 and _steady(indices, thumbs, jumps, cuts[0])):
-        return GapEvidence(scan.lo, scan.hi, cuts)
+        return GapEvidence(scan.lo, scan.hi, cuts, times=times)
     k = int(np.searchsorted(indices, cuts[0]))
     still = (max(difference(thumbs[0], t) for t in thumbs[:k]) <= STILL,
              max(difference(thumbs[-1], t) for t in thumbs[k:]) <= STILL)
-    return GapEvidence(scan.lo, scan.hi, cuts, True, still)
+    return GapEvidence(scan.lo, scan.hi, cuts, True, still, times)
+
+
+def _cut_times(scan: GapScan, cut_frames: tuple[int, ...]) -> tuple[tuple[int, float], ...]:
+    """``(frame, pts_s)`` of the frames either side of each cut that the scan
+    kept in full (it keeps those of its largest jumps, so every cut's)."""
+    if scan.frames is None:
+        return ()
+    wanted = {f for c in cut_frames for f in (c - 1, c)}
+    return tuple((int(i), float(t)) for i, t in zip(scan.frames.indices, scan.frames.times_s)
+                 if int(i) in wanted)
 
 
 def _jumps(indices: np.ndarray, thumbs: np.ndarray) -> dict[int, float]:

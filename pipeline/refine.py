@@ -381,9 +381,12 @@ def refined_segments(coarse: Sequence[CoarseSegment], refinement: Refinement, *,
 
     A pinned start becomes the PTS of the segment's first frame; a pinned end
     the end of its last frame: the next frame's PTS when known, else its own
-    PTS plus ``frame_s`` (clipped to ``duration_s``). An edge that could not
-    be pinned keeps its coarse time; a segment whose refined edges would
-    cross keeps both coarse edges.
+    PTS plus ``frame_s`` (clipped to ``duration_s``). A frame left unscored
+    at a cut takes the PTS its gap's scan recorded (a store older than
+    format 5 recorded none: the scored neighbour's PTS plus or minus
+    ``frame_s`` stands in). An edge that could not be pinned, or whose time
+    is unknown, keeps its coarse time; a segment whose edges would cross
+    keeps both coarse edges.
     """
     by_owner: dict[tuple[int, str], EdgeSearch] = {(s.owner, s.side): s for s in refinement.searches}
     out = []
@@ -391,13 +394,16 @@ def refined_segments(coarse: Sequence[CoarseSegment], refinement: Refinement, *,
         seg = item.segment
         start = _pinned(by_owner.get((owner, START)))
         end = _pinned(by_owner.get((owner, END)))
-        start_s = refinement.known[start.hi][0] if start else seg.start_s
-        end_s = _end_time(end, refinement.known, frame_s, duration_s) if end else seg.end_s
-        if start and end and not (start.edge_frame <= end.edge_frame and start_s < end_s):
+        start_s = _start_time(start, refinement, frame_s) if start else None
+        end_s = _end_time(end, refinement, frame_s, duration_s) if end else None
+        start, end = (start if start_s is not None else None), (end if end_s is not None else None)
+        first_s = start_s if start else seg.start_s
+        last_s = end_s if end else seg.end_s
+        crossed = start is not None and end is not None and start.edge_frame > end.edge_frame
+        if crossed or not first_s < last_s:
             start = end = None
-            start_s, end_s = seg.start_s, seg.end_s
-        out.append(replace(seg, start_s=start_s if start else seg.start_s,
-                           end_s=end_s if end else seg.end_s,
+            first_s, last_s = seg.start_s, seg.end_s
+        out.append(replace(seg, start_s=first_s, end_s=last_s,
                            start_frame=start.edge_frame if start else None,
                            end_frame=end.edge_frame if end else None,
                            refined=_refined_label(start is not None, end is not None)))
@@ -408,12 +414,36 @@ def _pinned(search: EdgeSearch | None) -> EdgeSearch | None:
     return search if search is not None and search.pinned else None
 
 
-def _end_time(search: EdgeSearch, known: Mapping[int, tuple[float, np.ndarray]], frame_s: float,
-              duration_s: float | None) -> float:
-    if search.hi in known:
-        return known[search.hi][0]
-    end = known[search.lo][0] + frame_s
-    return min(end, duration_s) if duration_s and duration_s > known[search.lo][0] else end
+def _frame_time(refinement: Refinement, search: EdgeSearch, frame: int) -> float | None:
+    """The PTS of ``frame``: scored, else recorded by the scan of the search's gap."""
+    if frame in refinement.known:
+        return refinement.known[frame][0]
+    evidence = refinement.evidence.get(search.gap)
+    return evidence.time_of(frame) if evidence is not None else None
+
+
+def _start_time(search: EdgeSearch, refinement: Refinement, frame_s: float) -> float | None:
+    """The PTS of a pinned start's first frame (``hi``)."""
+    own = _frame_time(refinement, search, search.hi)
+    if own is not None:
+        return own
+    before = _frame_time(refinement, search, search.lo) if search.lo >= 0 else None
+    return before + frame_s if before is not None else None
+
+
+def _end_time(search: EdgeSearch, refinement: Refinement, frame_s: float,
+              duration_s: float | None) -> float | None:
+    """The end of a pinned end's last frame (``lo``): the next frame's PTS
+    when known, else its own PTS plus ``frame_s`` (clipped to the duration)."""
+    if search.hi not in refinement.missing:
+        after = _frame_time(refinement, search, search.hi)
+        if after is not None:
+            return after
+    own = _frame_time(refinement, search, search.lo)
+    if own is None:
+        return None
+    end = own + frame_s
+    return min(end, duration_s) if duration_s and duration_s > own else end
 
 
 def _refined_label(start: bool, end: bool) -> str:

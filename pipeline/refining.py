@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
+from operator import methodcaller
 
 import numpy as np
 
@@ -28,7 +30,7 @@ from pipeline.config import Config
 from pipeline.engine.base import EmbeddedInput, RefineFrames, merge_batches, split_wanted
 from pipeline.refine import Refinement
 from pipeline.score import Classifier, score
-from pipeline.types import FrameBatch, GapScan, RefineSummary
+from pipeline.types import FrameBatch, GapScan, RefineSummary, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +54,65 @@ def fetch(inputs: list[EmbeddedInput], config: Config, classifier: Classifier,
     evidence) already kept only.
     """
     jobs = {e.path: job for e in inputs if (job := _Job.start(e, config, classifier)) is not None}
+    failed: dict[str, str] = {}
     if scan is not None and probe is not None:
-        gaps = {path: found for path, job in jobs.items() if (found := job.refinement.gaps())}
-        scans = scan(gaps) if gaps else {}
-        for path in gaps:
-            jobs[path].take_scans(scans.get(path))
+        gaps = {path: found for path, found in _each(jobs, lambda job: job.refinement.gaps(), failed).items()
+                if found}
+        scans = _engine_call("scan", partial(scan, gaps), gaps) if gaps else {}
+        _each({path: jobs[path] for path in gaps if path in jobs},
+              lambda job: job.take_scans(scans.get(job.embedded.path)), failed)
     while probe is not None:
-        requests = {path: wanted for path, job in jobs.items() if (wanted := job.refinement.wanted())}
+        asked = _each(jobs, lambda job: job.refinement.wanted(), failed)
+        requests = {path: wanted for path, wanted in asked.items() if wanted}
         if not requests:
             break
         held = {path: jobs[path].held for path in requests if jobs[path].held is not None}
-        answers = probe(requests, frames=held) if held else probe(requests)
+        call = partial(probe, requests, frames=held) if held else partial(probe, requests)
+        answers = _engine_call("probe", call, requests)
         for path, wanted in requests.items():
             if path in answers:
-                jobs[path].feed(answers[path], wanted, classifier)
+                _each({path: jobs[path]}, methodcaller("feed", answers[path], wanted, classifier), failed)
             else:  # unreadable now: its edges keep their coarse times
-                jobs[path].refinement.give_up()
-    return [jobs[e.path].embedded_with_frames() if e.path in jobs else e for e in inputs]
+                _each({path: jobs[path]}, lambda job: job.refinement.give_up(), failed)
+    return [_outcome(e, jobs.get(e.path), failed.get(e.path)) for e in inputs]
+
+
+def _outcome(embedded: EmbeddedInput, job: _Job | None, failed: str | None) -> EmbeddedInput:
+    if failed is not None:
+        return replace(embedded, refine=replace(embedded.refine or RefineFrames(), failed=failed))
+    return job.embedded_with_frames() if job is not None else embedded
+
+
+def _each(jobs: dict[str, _Job], step: Callable[[_Job], object],
+          failed: dict[str, str]) -> dict[str, object]:
+    """``step`` of every job, by path. A job whose step fails (a bug on one
+    input's data) leaves ``jobs`` for ``failed``, with one warning: its
+    input keeps the edges it had. Refinement improves edges; it never
+    costs an input."""
+    out = {}
+    for path, job in list(jobs.items()):
+        try:
+            out[path] = step(job)
+        except Exception as ex:
+            failed[path] = describe_error(ex)
+            log.warning("%s: edge refinement failed (%s); its edges stay at sample resolution",
+                        path, failed[path])
+            log.debug("refining %s failed", path, exc_info=True)
+            del jobs[path]
+    return out
+
+
+def _engine_call(what: str, call: Callable[[], dict], requests: dict) -> dict:
+    """``call()``; when the engine fails, every input asked about is left
+    out of the answer (as if unreadable: its edges keep their coarse times),
+    with one warning."""
+    try:
+        return call()
+    except Exception as ex:
+        log.warning("edge refinement could not %s %s (%s); their edges stay at sample resolution",
+                    what, ", ".join(sorted(requests)), describe_error(ex))
+        log.debug("refinement %s failed", what, exc_info=True)
+        return {}
 
 
 @dataclass

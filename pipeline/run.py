@@ -34,7 +34,7 @@ from pipeline.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image, open_d
 from pipeline.engine.base import EmbeddedInput
 from pipeline.progress import RunProgress
 from pipeline.score import Classifier, build_classifier, prompt_texts
-from pipeline.types import StoreError, VideoInfo, VideoResult
+from pipeline.types import StoreError, VideoInfo, VideoResult, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +392,7 @@ def _write_reports(result: VideoResult, folder: Path, config: Config) -> VideoRe
         return result
     except Exception as ex:  # the batch must go on, whatever broke
         log.debug("writing reports for %s failed", result.input_path, exc_info=True)
-        result = _failed(result, f"cannot write reports: {_describe(ex)}")
+        result = _failed(result, f"cannot write reports: {describe_error(ex)}")
     try:
         _replace_folder(result, folder, config)
     except Exception:
@@ -414,14 +414,6 @@ def _failed(result: VideoResult, reason: str) -> VideoResult:
                                tags=[], nsfw_verdict="n/a")
 
 
-def _describe(error: BaseException) -> str:
-    """One line naming the exception's type unless its message says enough."""
-    text = " ".join(str(error).split())
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror  # the file name is a temporary's: it would only confuse
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 def _video_result(embedded: EmbeddedInput, config: Config, classifier: Classifier,
                   provenance: Provenance, name: str) -> VideoResult:
     result = VideoResult(input_path=embedded.path, name=name, info=embedded.info,
@@ -439,7 +431,7 @@ def _video_result(embedded: EmbeddedInput, config: Config, classifier: Classifie
         analysis = _analysis(embedded, classifier, config)
     except Exception as ex:  # a scoring bug on one input's data must not cost the batch
         log.debug("scoring %s failed", embedded.path, exc_info=True)
-        return _failed(result, f"cannot score: {_describe(ex)}")
+        return _failed(result, f"cannot score: {describe_error(ex)}")
     for key, value in analysis.items():
         setattr(result, key, value)
     return result
@@ -450,10 +442,15 @@ def _analysis(embedded: EmbeddedInput, classifier: Classifier, config: Config) -
         from pipeline.live.stored import analyse_stream
 
         return analyse_stream(embedded, classifier, config)
-    if config.segments.refine:
+    if config.segments.refine and not (embedded.refine is not None and embedded.refine.failed):
         from pipeline.refining import analyse_refined
 
-        return analyse_refined(embedded, classifier, config)
+        try:
+            return analyse_refined(embedded, classifier, config)
+        except Exception as ex:  # refinement improves edges: it is never a reason for "cannot score"
+            log.warning("%s: edge refinement failed (%s); its edges stay at sample resolution",
+                        embedded.path, describe_error(ex))
+            log.debug("refining %s failed", embedded.path, exc_info=True)
     return analyse(embedded.times_s, embedded.embeddings, classifier, config, embedded.info)
 
 

@@ -18,8 +18,10 @@ Layout of a store folder (a LanceDB database):
   (:class:`~pipeline.types.VideoInfo`), ``stats_json``
   (:class:`~pipeline.types.DecodeStats`), ``created_at`` and ``refine_json``
   (edge refinement's cut evidence, the
-  :class:`~pipeline.types.GapEvidence` of each gap it decoded whole; null
-  in stores made before it). Written *after*
+  :class:`~pipeline.types.GapEvidence` of each gap it decoded whole: ``[lo,
+  hi, cuts, clear, still, times]``, ``times`` (the PTS of the frames either
+  side of each cut, ``[[frame, pts_s], ...]``) since format 5; null in
+  stores made before format 4). Written *after*
   the input's frames, so a row here marks a complete input; its
   ``generation`` names which of the input's frame rows are current.
 
@@ -76,7 +78,7 @@ log = logging.getLogger(__name__)
 
 # 2 added `generation`, 3 added `refine`, 4 added `refine_json`; older stores are read, and
 # upgraded on first write
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 INDEX_MIN_ROWS = 100_000  # below this, exact (brute-force) search is fast enough
 # IVF partitions probed per query, and how many times top_k candidates are
 # re-ranked with exact distances (PQ codes alone lose the fine order).
@@ -544,8 +546,10 @@ class EmbeddingStore:
 
     def _upgrade(self) -> None:
         """Format 1 → 2: add the ``generation`` column; 2 → 3: add ``refine``;
-        3 → 4: add ``refine_json`` (null for old rows)."""
-        if self._has_generation() and self._has_refine() and self._has_refine_json():
+        3 → 4: add ``refine_json`` (null for old rows); 4 → 5: cut evidence
+        with frame times (old rows keep theirs without: no column changes)."""
+        if self._has_generation() and self._has_refine() and self._has_refine_json() \
+                and self.meta.get("format_version") == FORMAT_VERSION:
             return
         pa = _pyarrow()
         with _guard(self.root, "upgrade"):
@@ -1266,15 +1270,20 @@ def _stored_video(row: dict) -> StoredVideo:
 def _gaps_json(extra: RefineFrames | None) -> str | None:
     if extra is None or not extra.gaps:
         return None
-    return json.dumps([[g.lo, g.hi, list(g.cuts), g.clear, list(g.still)] for g in extra.gaps])
+    return json.dumps([[g.lo, g.hi, list(g.cuts), g.clear, list(g.still), [list(t) for t in g.times]]
+                       for g in extra.gaps])
 
 
 def _gaps_of(text: str | None) -> tuple[GapEvidence, ...]:
+    """Cut evidence back from ``refine_json`` (format 4 rows have no times)."""
     if not text:
         return ()
-    return tuple(GapEvidence(int(lo), int(hi), tuple(int(c) for c in cuts), bool(clear),
-                             (bool(still[0]), bool(still[1])))
-                 for lo, hi, cuts, clear, still in json.loads(text))
+    out = []
+    for lo, hi, cuts, clear, still, *times in json.loads(text):
+        out.append(GapEvidence(int(lo), int(hi), tuple(int(c) for c in cuts), bool(clear),
+                               (bool(still[0]), bool(still[1])),
+                               tuple((int(i), float(t)) for i, t in (times[0] if times else ()))))
+    return tuple(out)
 
 
 def _frame_rows(table, dim: int) -> FrameRows:

@@ -41,6 +41,14 @@ class StoreError(PipelineError):
     """The embedding store is missing, corrupt or incompatible."""
 
 
+def describe_error(error: BaseException) -> str:
+    """One line naming the exception's type unless its message says enough."""
+    text = " ".join(str(error).split())
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror  # the file name is often a temporary's: it would only confuse
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 # --------------------------------------------------------------------------- media
 
 
@@ -165,6 +173,10 @@ class GapEvidence:
             frames from it on) are the very picture of frame ``lo`` (of
             ``hi``), up to compression noise: only a still side's frames
             may be taken to score as its sample does.
+        times: ``(frame, pts_s)`` of the frames on either side of each cut,
+            as the scan decoded them: an edge pinned at a cut with one of
+            its two frames left unscored takes that frame's time from here
+            (empty in evidence stored before format 5).
     """
 
     lo: int
@@ -172,6 +184,11 @@ class GapEvidence:
     cuts: tuple[int, ...] = ()
     clear: bool = False
     still: tuple[bool, bool] = (False, False)
+    times: tuple[tuple[int, float], ...] = ()
+
+    def time_of(self, frame: int) -> float | None:
+        """The PTS of ``frame`` when the scan recorded it, else None."""
+        return next((t for i, t in self.times if i == frame), None)
 
 
 # --------------------------------------------------------------------------- results

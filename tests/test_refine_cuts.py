@@ -308,7 +308,9 @@ def test_cut_evidence_survives_the_store_without_any_refinement_frame(tmp_path):
     from pipeline.types import GapEvidence, Sampling, VideoInfo
 
     vectors = np.eye(3, 8, dtype=np.float32)
-    gaps = (GapEvidence(0, 30, (30,), True), GapEvidence(60, 90, (71, 64), False), GapEvidence(90, 120))
+    gaps = (GapEvidence(0, 30, (30,), True, times=((29, 1.9333), (30, 2.0))),
+            GapEvidence(60, 90, (71, 64), False, times=((63, 4.2), (64, 4.2667), (70, 4.6667), (71, 4.7333))),
+            GapEvidence(90, 120))
     info = VideoInfo(path="a.mp4", container="mp4", codec="h264", width=8, height=8, duration_s=6.0,
                      avg_fps=15.0, frame_count=90)
     frames = RefineFrames(embeddings=np.zeros((0, 8), np.float32), gaps=gaps, scanned=3)
@@ -322,6 +324,36 @@ def test_cut_evidence_survives_the_store_without_any_refinement_frame(tmp_path):
     [video] = again.videos()
     back = again.embedded(video)
     assert back.refine is not None and len(back.refine) == 0 and back.refine.gaps == gaps
+
+
+def test_cut_evidence_stored_before_frame_times_still_reads(tmp_path):
+    """Format 4 kept evidence as ``[lo, hi, cuts, clear, still]``: such a
+    store reads back without times (an edge then estimates an unscored
+    frame's time), and its next write upgrades it to format 5."""
+    lancedb = pytest.importorskip("lancedb")
+    from pipeline.engine.base import EmbeddedInput, RefineFrames
+    from pipeline.store import EmbeddingStore, sampling_key
+    from pipeline.types import GapEvidence, Sampling
+
+    def embedded(name: str) -> EmbeddedInput:
+        frames = RefineFrames(embeddings=np.zeros((0, 8), np.float32),
+                              gaps=(GapEvidence(0, 30, (30,), True, (False, True), ((29, 1.9), (30, 2.0))),))
+        return EmbeddedInput(path=str(tmp_path / name), indices=np.array([0, 30]),
+                             times_s=np.array([0.0, 2.0]),
+                             embeddings=np.eye(2, 8, dtype=np.float32), refine=frames)
+
+    sampling = Sampling(every_seconds=2.0)
+    put = dict(sampling=sampling, sampling_desc=sampling_key(sampling), model_id="m", revision=None,
+               precision="fp32")
+    EmbeddingStore.open(tmp_path / "store", create=True).put(embedded("a.mp4"), chash="h", **put)
+    db = lancedb.connect(str(tmp_path / "store"))
+    db.open_table("videos").update(values={"refine_json": "[[0, 30, [30], true, [false, true]]]"})
+    db.open_table("meta").update(values={"format_version": 4})
+    old = EmbeddingStore.open(tmp_path / "store")
+    [video] = old.videos()
+    assert old.embedded(video).refine.gaps == (GapEvidence(0, 30, (30,), True, (False, True)),)
+    EmbeddingStore.open(tmp_path / "store", create=True).put(embedded("b.mp4"), chash="h2", **put)
+    assert EmbeddingStore.open(tmp_path / "store").meta["format_version"] == 5
 
 
 # --------------------------------------------------------------------------- gap scans of a real clip

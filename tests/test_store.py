@@ -15,7 +15,7 @@ from pipeline import run as run_mod
 from pipeline.config import parse_config
 from pipeline.engine.base import EmbeddedInput
 from pipeline.run import RunOptions, rescore_job, run_job
-from pipeline.store import EmbeddingStore, content_hash, content_hashes, sampling_key
+from pipeline.store import FORMAT_VERSION, EmbeddingStore, content_hash, content_hashes, sampling_key
 from pipeline.types import DecodeStats, Sampling, StoreError, VideoInfo
 
 pytest.importorskip("lancedb")
@@ -71,7 +71,7 @@ def test_round_trip(tmp_path):
 
     again = EmbeddingStore.open(tmp_path / "store")
     assert (again.model_id, again.model_revision, again.dim) == ("m", "r1", 8)
-    assert again.meta["format_version"] == 4
+    assert again.meta["format_version"] == FORMAT_VERSION == 5
     [video] = again.videos()
     assert video.key == key and video.frames == 5 and video.sampling_obj == SAMPLING
     back = again.embedded(video)

@@ -301,7 +301,7 @@ def test_format_1_store_is_read_and_upgraded(tmp_path):
     _put(EmbeddingStore.open(tmp_path / "s", create=True), 4, 2, path="b.mp4", chash="h2")
     _put(EmbeddingStore.open(tmp_path / "s", create=True), 3, 3)  # replaces the old input
     again = EmbeddingStore.open(tmp_path / "s")
-    assert again.meta["format_version"] == 4 and "refine" in again._table("frames").schema.names
+    assert again.meta["format_version"] == 5 and "refine" in again._table("frames").schema.names
     assert "refine_json" in again._table("videos").schema.names
     _assert_consistent(again)
     assert sorted(v.frames for v in again.videos()) == [3, 4]

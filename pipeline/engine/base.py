@@ -64,6 +64,8 @@ class RefineFrames:
             :mod:`pipeline.cuts`), kept so edges pinned on it are pinned
             again from the store; ``scanned``: how many of them this run
             decoded.
+        failed: why refining the input failed in this run, if it did (its
+            edges stay at sample resolution; the warning has been given).
     """
 
     indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -74,6 +76,7 @@ class RefineFrames:
     embedded: int = 0
     gaps: tuple[GapEvidence, ...] = ()
     scanned: int = 0  # gaps this run decoded whole
+    failed: str | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
