@@ -6,6 +6,13 @@ segment agreement with sample_videos/demo_truth.json for
     b) 2 s sampling with refinement (issue 16)
     c) 2 s sampling, no refinement (what b starts from)
 
+and, on the same scenes rendered at 25 and 30 fps with every interval
+shifted by 0.37 s / 0.53 s (edges between frames, samples off the cuts;
+truth: the first frame showing each object, the first frame without it):
+
+    d) 25 fps, 2 s sampling with refinement (and its no-refinement base)
+    e) 30 fps, 2 s sampling with refinement (and its no-refinement base)
+
     .venv/bin/python benchmarks/refine_bench.py                 # local engine
     .venv/bin/python benchmarks/refine_bench.py --engine ray    # rows on Ray too
     .venv/bin/python benchmarks/refine_bench.py --out benchmarks/refine_results.json
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import tempfile
@@ -43,6 +51,7 @@ CONFIG = ROOT / "configs" / "demo.yaml"
 MODEL = ROOT / "models" / "scenetag-demo-clip"
 TRUTH = ROOT / "sample_videos" / "demo_truth.json"
 ROWS = {"a_0.5s_no_refine": (0.5, False), "b_2s_refine": (2.0, True), "c_2s_no_refine": (2.0, False)}
+FRACTIONAL = {"d_25fps": (25.0, 0.37), "e_30fps": (30.0, 0.53)}  # fps, shift of every interval (s)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,11 +64,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def measure(every_s: float, refine: bool, engine: str, embedder, work: Path) -> dict:
+def fractional_clips(folder: Path, fps: float, shift_s: float) -> tuple[list[str], Path]:
+    """The demo scenes at ``fps`` with every interval ``shift_s`` later, and
+    their truth file (interval edges on the frames that show the change)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import make_demo_videos as demo
+
+    folder.mkdir(parents=True, exist_ok=True)
+    clips, truth = [], {}
+    for k, (name, (bg, duration, intervals)) in enumerate(demo.CLIPS.items()):
+        moved = [(lab, colour, a + shift_s, b + shift_s, x0, x1) for lab, colour, a, b, x0, x1 in intervals]
+        demo.write_clip(folder / name, bg, duration, moved, 0, k, fps=fps)
+        on_frame = lambda t: math.ceil(t * fps - 1e-9) / fps  # noqa: E731 - the first frame at or after t
+        truth[name] = {"duration_s": duration, "fps": fps, "intervals": [
+            {"label": lab, "start_s": on_frame(a), "end_s": on_frame(b)} for lab, _, a, b, _, _ in moved]}
+        clips.append(str(folder / name))
+    (folder / "truth.json").write_text(json.dumps({"clips": truth}))
+    return clips, folder / "truth.json"
+
+
+def measure(every_s: float, refine: bool, engine: str, embedder, work: Path, clips: list[str] | None = None,
+            truth: Path = TRUTH) -> dict:
     cfg = load_config(CONFIG, {"sampling.every_seconds": every_s, "model.id": str(MODEL),
                                "output.formats": ["csv"]})
     cfg = cfg.model_copy(update={"segments": cfg.segments.model_copy(update={"refine": refine})})
-    clips = sorted(str(p) for p in (ROOT / "sample_videos").glob("demo_*.mp4"))
+    clips = clips or sorted(str(p) for p in (ROOT / "sample_videos").glob("demo_*.mp4"))
     started = time.perf_counter()
     report = run_job(clips, cfg, work, RunOptions(engine=engine, progress=False, use_store=False),
                      embedder=embedder)
@@ -71,7 +100,7 @@ def measure(every_s: float, refine: bool, engine: str, embedder, work: Path) -> 
     extra = sum(r.frames_embedded for r in refined)
     decoded = sum(r.frames_decoded for r in refined)
     sampled_decoded = sum(r.decode.frames_decoded for r in report.results if r.decode is not None)
-    total = evaluate(load_run(work), load_truth(TRUTH)).overall()
+    total = evaluate(load_run(work), load_truth(truth)).overall()
     return {"every_s": every_s, "refine": refine, "engine": engine, "wall_s": round(wall, 3),
             "frames_sampled": coarse, "frames_refine_embedded": extra, "frames_embedded": coarse + extra,
             "frames_sampling_decoded": sampled_decoded, "frames_refine_decoded": decoded,
@@ -96,9 +125,16 @@ def run_bench(args: argparse.Namespace) -> dict:
             runs = [measure(every_s, refine, args.engine, embedder, Path(tmp) / f"{name}-{k}")
                     for k in range(max(1, args.repeat))]
             rows[name] = min(runs, key=lambda r: r["wall_s"])
-    base = rows["c_2s_no_refine"]["frames_embedded"]
-    for row in rows.values():
-        row["frames_vs_2s_coarse"] = round(row["frames_embedded"] / base, 3)
+        base = rows["c_2s_no_refine"]["frames_embedded"]
+        for row in rows.values():
+            row["frames_vs_2s_coarse"] = round(row["frames_embedded"] / base, 3)
+        for name, (fps, shift) in FRACTIONAL.items():
+            clips, truth = fractional_clips(Path(tmp) / name, fps, shift)
+            coarse = measure(2.0, False, args.engine, embedder, Path(tmp) / f"{name}-coarse", clips, truth)
+            row = min((measure(2.0, True, args.engine, embedder, Path(tmp) / f"{name}-{k}", clips, truth)
+                       for k in range(max(1, args.repeat))), key=lambda r: r["wall_s"])
+            row["frames_vs_2s_coarse"] = round(row["frames_embedded"] / coarse["frames_embedded"], 3)
+            rows[f"{name}_2s_refine"] = row
     return {"machine": args.label or platform.processor() or platform.machine(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "clips": "sample_videos/demo_*.mp4",
             "config": "configs/demo.yaml", "rows": rows}

@@ -279,8 +279,7 @@ class Refinement:
         if ev is not None and search.budget is not None:
             room = search.budget - search.probes
             for cut in ev.cuts:
-                order = (cut - 1, cut) if ev.clear and ev.still == (False, True) else (cut, cut - 1)
-                for frame in order:
+                for frame in _cut_order(search.lo, search.hi, cut, room, ev):
                     if search.lo < frame < search.hi and _fits(search.lo, search.hi, frame, room):
                         return frame
         return (search.lo + search.hi) // 2
@@ -356,6 +355,22 @@ class Refinement:
         while wanted := self.wanted():
             self.feed(score_frames(wanted), wanted)
         return self
+
+
+def _cut_order(lo: int, hi: int, cut: int, room: int, ev: GapEvidence) -> tuple[int, int]:
+    """Which of a cut's two frames to probe first. At a clear cut with a
+    still side, one scored frame may pin the edge: the moving side's (it
+    cannot go unscored), else the cut frame ``cut``. Where both must be
+    scored, the one that, found on its expected side, leaves the other
+    within the probe bound: probing ``cut`` first leaves ``(lo, cut)`` to
+    hold ``cut - 1``, probing ``cut - 1`` first leaves ``(cut - 1, hi)`` to
+    hold ``cut`` (with the cut far from ``lo``, only that order confirms the
+    edge in two probes)."""
+    if ev.clear and ev.still != (False, False):
+        return (cut - 1, cut) if ev.still == (False, True) else (cut, cut - 1)
+    if _fits(lo, cut, cut - 1, room - 1) or not _fits(cut - 1, hi, cut, room - 1):
+        return cut, cut - 1
+    return cut - 1, cut
 
 
 def _fits(lo: int, hi: int, frame: int, room: int) -> bool:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline import cuts, refine
 from pipeline.decode.prints import THUMB_H, THUMB_W, JumpKeeper, thumbnail, top_jumps
-from pipeline.types import GapScan
+from pipeline.types import GapEvidence, GapScan
 
 ENTER, EXIT = 0.5, 0.4
 SHAPE = (THUMB_H, THUMB_W, 3)
@@ -390,3 +390,22 @@ def test_gap_scans_see_every_frame_once_and_keep_the_cut_frames(backend):
     assert {134, 135} <= set(scans[1].frames.indices) and {194, 195} <= set(scans[2].frames.indices)
     if backend == "pyav":  # one forward walk from the keyframe serves every gap
         assert decoded <= 225 + 16
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(8, 120), st.data(), sides)
+def test_a_cut_that_is_not_clear_confirms_its_edge_in_two_probes_anywhere(n, data, side):
+    """Both frames at a cut must be scored when it is not clear (a moving
+    side changed colours): probed in the order that keeps the second within
+    the bound, two probes pin the edge wherever the cut lies in the gap
+    (probing the cut frame first, a cut late in a 60-frame gap took 6)."""
+    cut = data.draw(st.integers(2, n - 1))
+    scores = step_scores(n + 1, cut, side)
+    search = refine.EdgeSearch(0, side, 0, ENTER if side == refine.START else EXIT, lo=0, hi=n,
+                               budget=refine.max_probes(n - 1))
+    refinement = refine.Refinement([search], {0: (0.0, scores[:1]), n: (float(n), scores[n:n + 1])})
+    refinement.evidence[(0, n)] = GapEvidence(0, n, (cut,))
+    embedded: list[int] = []
+    refinement.run(lambda wanted: embedded.extend(wanted) or {i: (float(i), scores[i:i + 1]) for i in wanted})
+    assert (search.lo, search.hi) == (cut - 1, cut)
+    assert sorted(embedded) == [cut - 1, cut]

@@ -80,18 +80,23 @@ def frame_at(background_img, t: float, intervals, bg: str, seed: int, clip_index
     return img
 
 
-def write_clip(path: Path, bg: str, duration: float, intervals, seed: int, clip_index: int) -> None:
+def write_clip(path: Path, bg: str, duration: float, intervals, seed: int, clip_index: int,
+               fps: float = FPS) -> None:
+    """One clip at ``fps`` frames a second (an interval's object is on the
+    frames whose time ``index / fps`` lies in ``[start_s, end_s)``)."""
+    from fractions import Fraction
+
     import av
 
     background = R.render_background(np.random.default_rng([seed, clip_index]), SIZE, bg)
     R.add_clutter(np.random.default_rng([seed, clip_index, 99]), background, 3)
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = SIZE
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "28", "preset": "medium", "threads": "1"}  # threads=1: byte-identical output
-        for i in range(round(duration * FPS)):
-            img = frame_at(background, i / FPS, intervals, bg, seed, clip_index)
+        for i in range(round(duration * fps)):
+            img = frame_at(background, i / fps, intervals, bg, seed, clip_index)
             frame = av.VideoFrame.from_image(img)
             frame.pts = i
             for packet in stream.encode(frame):
