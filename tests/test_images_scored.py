@@ -1,20 +1,25 @@
 """Still images are scored like video frames: the config's mode, thresholds
 and NSFW labels. Frames of the demo clips (truth in demo_truth.json) saved
-as PNGs and run under configs/demo.yaml with the demo model."""
+as PNGs and run under configs/demo.yaml with the demo model. And the sample
+photos score through ``scenetag run`` as transformers' zero-shot pipeline
+scores them: the picture is resized as the model's own processor resizes it."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from demo_assets import CONFIG, ROOT, TRUTH, needs_demo
+from demo_assets import CONFIG, MODEL, ROOT, TRUTH, needs_demo
+from tiny_families import build_tiny_siglip, build_tiny_siglip2
+from tiny_model import tiny_config
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 
-pytestmark = needs_demo
+PHOTOS = sorted(str(p) for p in (ROOT / "sample_videos").glob("*.jpg"))
 
 
 def _middle_of(clip: str, label: str | None) -> float:
@@ -61,6 +66,7 @@ def image_run(tmp_path_factory):
     return images, table, index, json.loads(result.stdout)
 
 
+@needs_demo
 def test_images_csv_has_nsfw_columns_and_verdicts(image_run):
     images, table, _, _ = image_run
     assert {"skull", "nsfw_verdict", "tags", "coffee cup", "ball", "car"} <= set(table.columns)
@@ -70,6 +76,7 @@ def test_images_csv_has_nsfw_columns_and_verdicts(image_run):
     assert table.loc[images["empty"], "nsfw_verdict"] == "safe"
 
 
+@needs_demo
 def test_image_tags_are_the_labels_over_threshold(image_run):
     images, table, _, _ = image_run
     tags = ["coffee cup", "ball", "tree", "car", "house"]
@@ -81,6 +88,7 @@ def test_image_tags_are_the_labels_over_threshold(image_run):
     assert table.loc[images["skull"], "tags"] == ""  # the skull is an NSFW label, not a tag
 
 
+@needs_demo
 def test_the_run_index_lists_images_with_the_same_tags_and_verdicts(image_run):
     images, table, index, summary = image_run
     for path in images.values():
@@ -89,3 +97,51 @@ def test_the_run_index_lists_images_with_the_same_tags_and_verdicts(image_run):
     by_input = {im["input"]: im for im in summary["images"]}
     assert by_input[images["skull"]]["nsfw_verdict"] == "unsafe"
     assert by_input[images["cup"]]["tags"] == ["coffee cup"]
+
+
+# --------------------------------------------------------------------------- the reference's scores
+
+LABELS = ["cat", "dog", "cup of coffee", "astronaut"]  # canonical already: SigLIP cleans no text away
+DEMO_LABELS = ["a coffee cup", "a ball", "a tree", "a car", "a house"]  # words the demo model knows
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model_dir, tmp_path_factory) -> dict[str, tuple[Path, list[str]]]:
+    folder = tmp_path_factory.mktemp("families")
+    return {"clip": (tiny_model_dir, LABELS), "demo": (MODEL, DEMO_LABELS),
+            "siglip": (build_tiny_siglip(folder / "siglip"), LABELS),
+            "siglip2": (build_tiny_siglip2(folder / "siglip2"), LABELS)}
+
+
+def _zero_shot(model_dir: Path, labels: list[str], template: str) -> dict[str, dict[str, float]]:
+    """Every photo's scores from transformers' pipeline, with the processor
+    and tokenizer of the model's own folder."""
+    from transformers import AutoImageProcessor, AutoTokenizer, pipeline
+
+    classify = pipeline("zero-shot-image-classification", model=str(model_dir), device="cpu",
+                        image_processor=AutoImageProcessor.from_pretrained(model_dir),
+                        tokenizer=AutoTokenizer.from_pretrained(model_dir))
+    return {photo: {r["label"]: r["score"] for r in classify(photo, candidate_labels=labels,
+                                                           hypothesis_template=template)}
+            for photo in PHOTOS}
+
+
+@pytest.mark.parametrize("family", ["clip", pytest.param("demo", marks=needs_demo), "siglip", "siglip2"])
+def test_sample_photos_score_as_the_zero_shot_pipeline_scores_them(models, family, tmp_path):
+    """``scenetag run`` on the sample photos, the model's native rule (a
+    softmax over the labels for CLIP, a sigmoid per label for SigLIP): every
+    label's score within 1e-4 of transformers' zero-shot pipeline."""
+    model_dir, labels = models[family]
+    template = "a photo of {}" if family.startswith("siglip") else "a photo of {}."
+    config = tiny_config(tmp_path, model_dir, f"scoring: {{templates: ['{template}']}}\n"
+                                              f"labels: {json.dumps(labels)}\n")
+    result = CliRunner().invoke(app, ["run", *PHOTOS, "-c", str(config), "-o", str(tmp_path / "out"), "-q",
+                                      "--no-store"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "out" / "images.csv", keep_default_na=False).set_index("input")
+    assert len(PHOTOS) >= 2 and set(table.index) == set(PHOTOS)
+    for photo, reference in _zero_shot(model_dir, labels, template).items():
+        ours = table.loc[photo, labels].astype(float)
+        np.testing.assert_allclose(ours, [reference[label] for label in labels], rtol=0, atol=1e-4,
+                                   err_msg=f"{family}: {photo}")
+
