@@ -145,3 +145,58 @@ def test_sample_photos_score_as_the_zero_shot_pipeline_scores_them(models, famil
         np.testing.assert_allclose(ours, [reference[label] for label in labels], rtol=0, atol=1e-4,
                                    err_msg=f"{family}: {photo}")
 
+
+# Video frames keep the fast path (the decoder shrinks a frame to the model's
+# short side with an area filter, torch finishes the resize): its distance to
+# the processor's path, measured on the sample photos treated as frames, as
+# the README states it (max |score - pipeline score|, min image-vector cosine).
+FAST_PATH = {"clip": (0.004, 0.9999), "demo": (0.02, 0.999), "siglip": (0.001, 0.999),
+             "siglip2": (0.01, 0.98)}
+
+
+def _as_video_frame(picture, short_side: int) -> np.ndarray:
+    """``picture`` as PyAV's decoder hands a frame of that size to the model."""
+    import av
+
+    from pipeline.decode.pyav import frame_converter
+    from pipeline.types import VideoInfo
+
+    info = VideoInfo(path="frame", container="mp4", codec="h264", width=picture.width, height=picture.height,
+                     duration_s=None, avg_fps=None, frame_count=None)
+    return frame_converter(info, short_side)(av.VideoFrame.from_ndarray(np.asarray(picture), format="rgb24"))
+
+
+def _native_scores(embedder, image_vector: np.ndarray, texts: np.ndarray) -> np.ndarray:
+    """The model's own rule over the labels: a softmax (CLIP) or a sigmoid each (SigLIP)."""
+    logits = embedder.logit_scale * image_vector @ texts.T + embedder.logit_bias
+    if embedder.scoring_rule == "sigmoid":
+        return 1 / (1 + np.exp(-logits))
+    odds = np.exp(logits - logits.max())
+    return odds / odds.sum()
+
+
+@pytest.mark.parametrize("family", ["clip", pytest.param("demo", marks=needs_demo), "siglip", "siglip2"])
+def test_video_frames_keep_the_fast_path_within_what_the_readme_says(models, family):
+    import torch
+    from PIL import Image
+    from transformers import AutoImageProcessor
+
+    from pipeline.embed import load_embedder
+
+    model_dir, labels = models[family]
+    template = "a photo of {}" if family.startswith("siglip") else "a photo of {}."
+    embedder = load_embedder(str(model_dir), device="cpu", precision="fp32")
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    texts = embedder.embed_texts([template.format(label) for label in labels])
+    worst_score, worst_cosine = 0.0, 1.0
+    for photo, reference in _zero_shot(model_dir, labels, template).items():
+        picture = Image.open(photo).convert("RGB")
+        fast = embedder.embed_images(_as_video_frame(picture, embedder.input_size)[None])[0]
+        with torch.inference_mode():
+            exact = embedder.model.get_image_features(**processor(images=[picture], return_tensors="pt"))
+        exact = getattr(exact, "pooler_output", exact)[0].numpy()
+        worst_cosine = min(worst_cosine, float(fast @ exact) / float(np.linalg.norm(exact)))
+        scores = _native_scores(embedder, fast, texts)
+        worst_score = max(worst_score, float(np.abs(scores - [reference[label] for label in labels]).max()))
+    most, least = FAST_PATH[family]
+    assert worst_score <= most and worst_cosine >= least, (worst_score, worst_cosine)
