@@ -1,9 +1,12 @@
 """Example pictures of a label (``labels[].images``, ``negative_images``)
 turned into embeddings.
 
-Each picture is decoded by the project's image decoder at the model's input
-size, as a still-image input is (same preprocessing as frames), and embedded
-by the model's image tower. ``run`` and ``rescore`` put this behind the
+Each picture is decoded by the project's image decoder, shrunk to the
+model's input size as video frames are (an area-like filter, then torch), and
+embedded by the model's image tower. Not with the processor's own resize, as
+a still-image input is: the pictures are matched against frames, and the
+demo's skull crops resized the processor's way found their segment at IoU
+0.57 instead of >= 0.8. ``run`` and ``rescore`` put this behind the
 store's picture cache (:func:`pipeline.store.cached_picture_embedder`).
 """
 

@@ -731,12 +731,13 @@ def _may_score_by_sigmoid(config: Config, model_id: str, revision: str | None) -
 def _make_engine(config: Config, options: RunOptions, embedder, progress: RunProgress | None = None):
     d = config.decoder
     opener = partial(open_decoder, backend=d.backend, short_side=embedder.input_size,
-                     strategy=d.strategy, threads=d.threads)
+                     strategy=d.strategy, threads=d.threads, still_resize=embedder.still_resize)
     if options.engine == "ray":
         from pipeline.engine.ray import RayEngine
 
         return RayEngine(config, address=options.ray_address, short_side=embedder.input_size,
-                         num_actors=options.ray_actors, progress=options.progress)
+                         still_resize=embedder.still_resize, num_actors=options.ray_actors,
+                         progress=options.progress)
     from pipeline.engine.local import LocalEngine
 
     return LocalEngine(opener, config.sampling.to_sampling(), batch_size=embedder.batch_size,

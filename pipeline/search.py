@@ -127,7 +127,8 @@ def embed_query(embedder, text: str | None = None, image: str | os.PathLike | No
     from pipeline.decode import open_decoder
     from pipeline.types import Sampling
 
-    with open_decoder(str(image), short_side=embedder.input_size) as decoder:
+    with open_decoder(str(image), short_side=embedder.input_size,
+                      still_resize=embedder.still_resize) as decoder:
         frame = next(iter(decoder.frames(Sampling())))
     return embedder.embed_images(np.array(frame.image[None]))[0]  # a writable copy for torch
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from tiny_families import build_tiny_siglip, build_tiny_siglip2, sample_photos
 
@@ -220,6 +222,104 @@ def test_siglip_scores_equal_the_zero_shot_pipeline(sig_dir, photos):
         logits = embedder.logit_scale * embedder.embed_images(photo[None])[0] @ texts.T + embedder.logit_bias
         ours = 1 / (1 + np.exp(-logits))
         np.testing.assert_allclose(ours, [ref[label] for label in labels], atol=1e-4, err_msg=name)
+
+
+# --------------------------------------------------------------------------- still pictures
+
+
+@pytest.fixture(scope="module")
+def still_files(tmp_path_factory, photos) -> list[str]:
+    """Photo files as a run gets them: the sample photos and the
+    scikit-image/matplotlib ones (saved as PNG: odd sizes, a square one)."""
+    folder = tmp_path_factory.mktemp("stills")
+    for name, photo in photos.items():
+        Image.fromarray(photo).save(folder / f"{name}.png")
+    shipped = Path(__file__).parent.parent / "sample_videos"
+    return sorted(str(p) for p in (*shipped.glob("*.jpg"), *folder.glob("*.png")))
+
+
+class _Recording:
+    """An embedder's runtime that keeps what its image tower was given."""
+
+    def __init__(self, runtime) -> None:
+        self.runtime, self.image_inputs = runtime, []
+
+    def image_features(self, inputs):
+        self.image_inputs.append(inputs)
+        return self.runtime.image_features(inputs)
+
+    def text_features(self, inputs):
+        return self.runtime.text_features(inputs)
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip", "siglip2"])
+def test_a_still_reaches_the_tower_as_the_processor_prepares_it(request, family, still_files):
+    """A still picture decoded as a run decodes it, then the embedder's steps:
+    the image tower gets the processor's inputs (pixels, and NaFlex's mask and
+    patch grid) to float rounding, whichever runtime then runs the tower."""
+    import torch
+    from transformers import AutoImageProcessor
+    from transformers.image_utils import load_image
+
+    from pipeline.decode import open_decoder
+    from pipeline.types import Sampling
+
+    folder = request.getfixturevalue("tiny_model_dir" if family == "clip" else f"{family}_dir")
+    embedder = _load(folder)
+    processor = AutoImageProcessor.from_pretrained(folder)
+    embedder.runtime = recording = _Recording(embedder.runtime)
+    for path in still_files:
+        opened = open_decoder(path, short_side=embedder.input_size, still_resize=embedder.still_resize)
+        with opened as decoder:
+            embedder.embed_images(next(decoder.frames(Sampling())).image[None])
+        ours, ref = recording.image_inputs[-1], processor(images=[load_image(path)], return_tensors="pt")
+        assert set(ours) == set(ref), path
+        for key, expected in ref.items():
+            if expected.is_floating_point():
+                assert ours[key].shape == expected.shape, (path, key)
+                assert float((ours[key] - expected).abs().max()) <= 1e-5, (path, key)
+            else:
+                assert torch.equal(ours[key].long(), expected.long()), (path, key)
+
+
+# family -> (transformers' Pillow processor, its size settings for a target side)
+PROCESSORS = {
+    "clip": ("CLIPImageProcessorPil", lambda side: {"size": {"shortest_edge": side},
+                                                    "crop_size": {"height": side, "width": side}}),
+    "siglip": ("SiglipImageProcessorPil", lambda side: {"size": {"height": side, "width": side + 3}}),
+}
+
+
+@settings(max_examples=60)
+@given(family=st.sampled_from(sorted(PROCESSORS)), side=st.integers(1, 48),
+       resample=st.integers(0, 5),  # every PIL filter: nearest, lanczos, bilinear, bicubic, box, hamming
+       height=st.integers(1, 96), width=st.integers(1, 96), seed=st.integers(0, 2**16))
+def test_resize_still_is_the_processors_resize(family, side, resample, height, width, seed):
+    """Any picture size, target and Pillow filter a processor config can
+    name: :func:`resize_still` gives the processor's resized pixels exactly."""
+    import transformers
+
+    from pipeline.embed.preprocess import resize_still
+
+    name, kwargs = PROCESSORS[family]
+    processor = getattr(transformers, name)(resample=resample, **kwargs(side))
+    picture = Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8))
+    ref = processor(images=[picture], do_center_crop=False, do_rescale=False, do_normalize=False,
+                    return_tensors="np")["pixel_values"][0]
+    ours = np.asarray(resize_still(picture, family_for(family).preprocess_spec(processor)))
+    np.testing.assert_array_equal(ours, ref.transpose(1, 2, 0))
+
+
+@settings(max_examples=300)
+@given(patch=st.sampled_from([8, 14, 16]), max_patches=st.sampled_from([64, 256, 729, 1024]),
+       height=st.integers(16, 4096), width=st.integers(16, 4096))
+def test_a_picture_at_its_naflex_size_is_not_resized_again(patch, max_patches, height, width):
+    """The embedder recomputes a NaFlex frame's target from its size: a
+    still resized to its target must map to itself, or it is resized twice."""
+    from pipeline.embed.preprocess import naflex_size
+
+    target = naflex_size(height, width, patch, max_patches)
+    assert naflex_size(*target, patch, max_patches) == target
 
 
 def test_siglip2_runs_in_bf16(siglip2_dir, photos):

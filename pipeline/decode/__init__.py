@@ -11,6 +11,7 @@ importing this package costs nothing.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from pipeline.decode.base import Decoder, PtsSampler, select_indices
 from pipeline.types import Frame, VideoInfo
@@ -54,7 +55,7 @@ def _decoder_class(backend: str) -> type[Decoder]:
 
 def open_decoder(
     path: str, backend: str = "pyav", short_side: int | None = None, strategy: str = "auto",
-    threads: str = "frame",
+    threads: str = "frame", still_resize: Callable | None = None,
 ) -> Decoder:
     """A decoder for ``path``; use it as a context manager.
 
@@ -67,6 +68,9 @@ def open_decoder(
             (see :class:`~pipeline.decode.pyav.PyAVDecoder`).
         threads: PyAV's codec threading, ``"frame"`` (frame + slice) or
             ``"slice"`` (see ``DecoderConfig.threads`` in :mod:`pipeline.config`).
+        still_resize: for a still image, the model's own resize of the whole
+            picture in place of ``short_side`` (``Embedder.still_resize``);
+            videos ignore it.
 
     Returns:
         An unopened decoder; entering it opens the file and may raise
@@ -75,7 +79,7 @@ def open_decoder(
     if is_image(path):
         from pipeline.decode.images import ImageDecoder
 
-        return ImageDecoder(path, short_side=short_side, strategy=strategy)
+        return ImageDecoder(path, short_side=short_side, strategy=strategy, still_resize=still_resize)
     if backend == "pyav":
         return _decoder_class(backend)(path, short_side=short_side, strategy=strategy, threads=threads)
     return _decoder_class(backend)(path, short_side=short_side, strategy=strategy)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 from pipeline.decode.base import Decoder, one_line, scaled_size
 from pipeline.types import DecodeStats, Frame, Sampling, VideoInfo, VideoOpenError
+
+# upright RGB PIL.Image at full size -> the picture the model's processor would make of it
+StillResize = Callable[[Any], Any]
 
 
 class ImageDecoder(Decoder):
@@ -16,7 +20,19 @@ class ImageDecoder(Decoder):
     The image is one frame with index 0 and PTS 0.0, whatever the sampling.
     EXIF orientation is applied, so ``info.rotation`` is 0 and the frame is
     upright. ``strategy`` is accepted and ignored.
+
+    Args:
+        still_resize: the model's own resize of a whole picture (the embedder's
+            ``still_resize``), applied to the full-size upright picture in
+            place of the ``short_side`` resize, so a scored still reaches the
+            model as its image processor would hand it over. None: resize to
+            ``short_side`` (thumbnails, or no model in view).
     """
+
+    def __init__(self, path: str, *, short_side: int | None = None, strategy: str = "auto",
+                 still_resize: StillResize | None = None):
+        super().__init__(path, short_side=short_side, strategy=strategy)
+        self.still_resize = still_resize
 
     def _open(self) -> None:
         from PIL import Image, UnidentifiedImageError
@@ -46,9 +62,12 @@ class ImageDecoder(Decoder):
         """(native upright width, height, resized RGB array)."""
         from PIL import Image, ImageOps
 
+        # The order transformers' load_image takes: EXIF orientation, then RGB.
         img = ImageOps.exif_transpose(img).convert("RGB")
         w, h = img.size
-        if self.short_side is not None:
+        if self.still_resize is not None:
+            img = self.still_resize(img)
+        elif self.short_side is not None:
             size = scaled_size(img.width, img.height, self.short_side)
             # Pillow's BILINEAR widens its kernel when shrinking: area-like.
             img = img.resize(size, Image.Resampling.BILINEAR)

@@ -8,11 +8,13 @@ the model's own ``logit_scale``, ``logit_bias`` and ``scoring_rule``.
 
 Modules: ``embedder`` (runtime: device, precision, batching), ``family``
 (the per-family interface), ``clip`` and ``siglip`` (the families),
-``preprocess`` (torch image preprocessing, NaFlex included), ``text``
-(SigLIP text canonicalisation), ``load`` (loading, refusals, download).
+``preprocess`` (image preprocessing: torch for frames, Pillow for stills,
+NaFlex included), ``text`` (SigLIP text canonicalisation), ``load``
+(loading, refusals, download).
 
 Preprocessing runs in torch on the inference device: the decoder already
-resized frames so their short side equals ``Embedder.input_size``; here we
+resized frames so their short side equals ``Embedder.input_size`` (a still
+image to the processor's own target, with ``Embedder.still_resize``); here we
 crop/resize, rescale and normalise with the model's own processor constants,
 so transforms never drift from the weights.
 """

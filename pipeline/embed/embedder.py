@@ -8,6 +8,7 @@ inputs, scoring rule) is delegated to its :class:`~pipeline.embed.family.Family`
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from pipeline.embed.clip import ClipFamily
 from pipeline.embed.family import Family
-from pipeline.embed.preprocess import Preprocess, center_crop, resize, resize_target
+from pipeline.embed.preprocess import Preprocess, center_crop, resize, resize_still, resize_target
 from pipeline.embed.runtime import TorchRuntime
 from pipeline.types import ModelLoadError
 
@@ -101,7 +102,16 @@ class Embedder:
 
     @property
     def input_size(self) -> int:
+        """The short side decoders shrink video frames to (the fast path)."""
         return self.preprocess_spec.input_size
+
+    @property
+    def still_resize(self) -> Any:
+        """Upright RGB ``PIL.Image`` at full size → the picture this model's
+        image processor resizes it to (Pillow, its filter and target size), for
+        the still-image decoder; :meth:`embed_images` then only crops and
+        normalises it. Plain data and a module function: it pickles (Ray)."""
+        return partial(resize_still, spec=self.preprocess_spec)
 
     @property
     def precision_label(self) -> str:

@@ -15,6 +15,7 @@ from pipeline.embed.preprocess import Preprocess
 
 # PIL resampling codes (what processor configs store) → torch's interpolate modes.
 _INTERPOLATION = {2: "bilinear", 3: "bicubic"}
+_BICUBIC = 3  # what a processor naming no filter is taken to use
 
 
 class Family:
@@ -37,6 +38,8 @@ class Family:
         crop = _as_dict(getattr(processor, "crop_size", None)) \
             if getattr(processor, "do_center_crop", False) else {}
         resize_short = size.get("shortest_edge")
+        resample = getattr(processor, "resample", None)
+        resample = _BICUBIC if resample is None else int(resample)
         return Preprocess(
             resize_short=int(resize_short) if resize_short else None,
             resize_hw=(size["height"], size["width"]) if "height" in size else None,
@@ -44,7 +47,8 @@ class Family:
             mean=tuple(float(m) for m in processor.image_mean),  # type: ignore[arg-type]
             std=tuple(float(s) for s in processor.image_std),  # type: ignore[arg-type]
             rescale=float(getattr(processor, "rescale_factor", 1 / 255)),
-            interpolation=_interpolation(getattr(processor, "resample", None)),
+            interpolation=_interpolation(resample),
+            resample=resample,
         )
 
     def clean_text(self, text: str) -> str:
@@ -67,9 +71,9 @@ class Family:
         return 0.0 if bias is None else float(bias.detach().float().reshape(-1)[0].item())
 
 
-def _interpolation(resample: Any) -> str:
+def _interpolation(resample: int) -> str:
     # Lanczos, nearest and others have no antialiased torch twin: bicubic is the nearest.
-    return "bicubic" if resample is None else _INTERPOLATION.get(int(resample), "bicubic")
+    return _INTERPOLATION.get(resample, "bicubic")
 
 
 def _as_dict(value: Any) -> dict[str, int]:

@@ -1,10 +1,17 @@
-"""Image preprocessing in torch, on the inference device, from the model's own
-processor constants (so transforms never drift from the weights).
+"""Image preprocessing from the model's own processor constants (so
+transforms never drift from the weights): in torch, on the inference device,
+for frames; with Pillow, as the processor itself resizes, for still pictures.
 
 Two shapes exist: a fixed-size input (CLIP: resize the short side and centre
 crop; SigLIP: resize straight to H x W) and SigLIP 2's NaFlex, which keeps
 the aspect ratio, resizes to at most ``max_num_patches`` patches and feeds the
 model a padded sequence of flattened patches with a mask.
+
+Video frames take a fast path: the decoder shrinks them to the model's short
+side (``Preprocess.input_size``) and torch finishes the resize. A still
+picture is resized once, from its full size, by :func:`resize_still` (what
+transformers' Pillow image processors do), so the torch steps that follow
+find it at its target size and only crop and normalise it.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ class Preprocess:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     rescale: float
-    interpolation: str = "bicubic"
+    interpolation: str = "bicubic"  # torch's mode nearest the processor's filter
+    resample: int = 3  # the processor's own Pillow filter (PIL.Image.Resampling code): 3 is bicubic
     patch_size: int | None = None  # NaFlex (SigLIP 2): patch side in pixels
     max_num_patches: int | None = None  # NaFlex: patches per image, padded to this
 
@@ -56,8 +64,19 @@ def resize_target(hw: Any, spec: Preprocess) -> tuple[int, int]:
     if spec.resize_hw is not None:
         return tuple(spec.resize_hw)  # type: ignore[return-value]
     short = spec.resize_short or min(height, width)
-    scale = short / min(height, width)
-    return max(short, round(height * scale)), max(short, round(width * scale))
+    # transformers' get_resize_output_image_size: the long side truncated, not rounded.
+    long = int(short * max(height, width) / min(height, width))
+    return (long, short) if width <= height else (short, long)
+
+
+def resize_still(picture: Any, spec: Preprocess) -> Any:
+    """A still picture (upright RGB ``PIL.Image``, full size) resized exactly as
+    the model's image processor resizes it: Pillow, the processor's filter,
+    its target size. The embedder then only crops and normalises it."""
+    height, width = resize_target((picture.height, picture.width), spec)
+    if (picture.height, picture.width) == (height, width):
+        return picture
+    return picture.resize((width, height), resample=spec.resample)
 
 
 def resize(torch: Any, x: Any, spec: Preprocess) -> Any:

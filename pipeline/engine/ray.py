@@ -64,6 +64,8 @@ class RayEngine:
             ``"auto"`` joins the cluster this node belongs to;
             ``"ray://host:10001"`` connects through Ray Client.
         short_side: the model's input size; decoders resize frames to it.
+        still_resize: how the model's processor resizes a still picture
+            (``Embedder.still_resize``); still images are resized with it.
         chunk_size: frames per row between the stages.
         num_actors: embedding actors (default: one per GPU in the cluster,
             else one).
@@ -73,11 +75,13 @@ class RayEngine:
     """
 
     def __init__(self, config, *, address: str | None = None, short_side: int | None = None,
-                 chunk_size: int = 32, num_actors: int | None = None, rows_per_call: int = 8,
+                 still_resize: Callable | None = None, chunk_size: int = 32,
+                 num_actors: int | None = None, rows_per_call: int = 8,
                  progress: bool = True, max_retries: int = 3) -> None:
         self.config = config
         self.address = address
         self.short_side = short_side
+        self.still_resize = still_resize
         self.chunk_size = chunk_size
         self.num_actors = num_actors
         self.rows_per_call = rows_per_call
@@ -221,7 +225,7 @@ class RayEngine:
         """Build the dataset and stream its output rows (no images left in them)."""
         from ray.data import ActorPoolStrategy
 
-        spec = _spec(self.config, self.short_side, self.chunk_size)
+        spec = _spec(self.config, self.short_side, self.chunk_size, self.still_resize)
         gpus = int(ray.cluster_resources().get("GPU", 0)) if spec["device"] != "cpu" else 0
         items = [{"position": i, "path": str(p)} for i, p in enumerate(paths)]
         ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
@@ -288,8 +292,10 @@ def _quiet_ray_logs() -> None:
     logging.getLogger("ray").setLevel(logging.ERROR)
 
 
-def _spec(config, short_side: int | None, chunk_size: int) -> dict[str, Any]:
-    """Everything a worker needs to rebuild its decoder and model: plain data.
+def _spec(config, short_side: int | None, chunk_size: int,
+          still_resize: Callable | None = None) -> dict[str, Any]:
+    """Everything a worker needs to rebuild its decoder and model: plain data
+    (``still_resize`` is a module function bound to a frozen dataclass: it pickles).
 
     Workers decode and embed, never score, so labels go without their example
     pictures: those files live on the driver's disk, and validating the
@@ -299,7 +305,7 @@ def _spec(config, short_side: int | None, chunk_size: int) -> dict[str, Any]:
         for key in ("images", "negative_images", "image_weight"):
             label.pop(key, None)
     return {"config": data, "short_side": short_side, "chunk_size": chunk_size,
-            "device": config.model.device}
+            "still_resize": still_resize, "device": config.model.device}
 
 
 def _first_line(ex: BaseException) -> str:
@@ -317,7 +323,8 @@ def _decode_rows(batch: dict[str, np.ndarray], spec: dict[str, Any]) -> Iterator
 
     cfg = parse_config(spec["config"])
     opener = partial(open_decoder, backend=cfg.decoder.backend, short_side=spec["short_side"],
-                     strategy=cfg.decoder.strategy, threads=cfg.decoder.threads)
+                     strategy=cfg.decoder.strategy, threads=cfg.decoder.threads,
+                     still_resize=spec["still_resize"])
     sampling = cfg.sampling.to_sampling()
     for position, path in zip(batch["position"], batch["path"], strict=True):
         chunks = 0
