@@ -143,6 +143,20 @@ def sampling_key(sampling: Sampling, *, strategy: str = "auto", backend: str = "
     return f"{sampling.describe()}{cap}; {strategy}; {backend}"
 
 
+# Stills have been resized exactly as the model's image processor resizes them
+# since this marker: a still stored before it (resized as video frames are)
+# is a different input, embedded again rather than reused with old pixels.
+STILL_PIXELS = "stills as the processor resizes them"
+
+
+def input_sampling(path: str, sampling_desc: str) -> str:
+    """The sampling an input is stored under: a still's also names how its
+    pixels were prepared."""
+    from pipeline.decode import is_image
+
+    return f"{sampling_desc}; {STILL_PIXELS}" if is_image(path) else sampling_desc
+
+
 def input_key(chash: str, model_id: str, revision: str | None, sampling: str) -> str:
     blob = json.dumps([chash, model_id, revision or "", sampling]).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
@@ -975,7 +989,8 @@ def lookup(store: EmbeddingStore, paths: Sequence[str], *, model_id: str, revisi
     if not store.same_model(model_id, revision):
         return {}, hashes  # a different model can only miss; put() will refuse clearly
     ident = store.stored_model_id(model_id, revision)
-    keys = {path: input_key(h, ident, revision, sampling_desc) for path, h in hashes.items()}
+    keys = {path: input_key(h, ident, revision, input_sampling(path, sampling_desc))
+            for path, h in hashes.items()}
     found = store.find(list(set(keys.values())))
     stored = {path: found[key] for path, key in keys.items() if key in found}
     for path, video in stored.items():
@@ -1026,7 +1041,7 @@ class RunCache:
             return
         e = self.embedder
         self.store.put(embedded, chash=chash, sampling=self.sampling,
-                       sampling_desc=self.sampling_desc, model_id=e.model_id,
+                       sampling_desc=input_sampling(embedded.path, self.sampling_desc), model_id=e.model_id,
                        revision=e.revision, precision=_precision_label(e), family=getattr(e, "family", None))
         self.added += 1
         if self.added % COMPACT_MIN_FRAGMENTS == 0:  # else each put slows the next (PERFORMANCE.md)

@@ -417,3 +417,30 @@ def test_damaged_prompt_cache_is_a_miss(tmp_path, tiny_model_dir, tiny_embedder,
     assert (tmp_path / "re" / "clip" / "frames.csv").read_text() == \
         (tmp_path / "out" / "clip" / "frames.csv").read_text()
     assert "prompt cache not used" in caplog.text
+
+
+def test_a_still_stored_before_stills_were_resized_as_the_processor_does_is_embedded_again(
+        tmp_path, tiny_model_dir, tiny_embedder, monkeypatch):
+    """Stills once shared video frames' resize; their stored vectors are
+    another picture's. A store from then must not pass them off as current:
+    such a still is embedded again (and kept), then reused."""
+    from PIL import Image
+
+    from pipeline.store import content_hash as hash_of
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), np.uint8)).save(photo)
+    config = _config(tiny_model_dir)
+    store_dir = tmp_path / "store"
+    old = EmbeddingStore.open(store_dir, create=True)
+    old.put(EmbeddedInput(path=str(photo), indices=np.array([0]), times_s=np.array([0.0]),
+                          embeddings=np.eye(1, tiny_embedder.dim, dtype=np.float32)),
+            chash=hash_of(str(photo)), sampling=config.sampling.to_sampling(),
+            sampling_desc=sampling_key(config.sampling.to_sampling()), model_id=tiny_embedder.model_id,
+            revision=tiny_embedder.revision, precision="fp32")
+    opened = _counting_opener(monkeypatch)
+    opts = RunOptions(progress=False, store=store_dir)
+    assert run_job([str(photo)], config, tmp_path / "a", opts, embedder=tiny_embedder).exit_code == 0
+    assert opened == [str(photo)]  # not taken from the old row
+    assert run_job([str(photo)], config, tmp_path / "b", opts, embedder=tiny_embedder).exit_code == 0
+    assert opened == [str(photo)]  # the new row serves the second run
