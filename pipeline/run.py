@@ -28,7 +28,7 @@ import numpy as np
 
 from pipeline import report
 from pipeline.analyse import ImageResult, analyse, analyse_image
-from pipeline.atomic import atomic_dir, bounded_name, remove_dir
+from pipeline.atomic import atomic_dir, atomic_write_text, bounded_name, remove_dir
 from pipeline.config import Config, SamplingConfig
 from pipeline.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image, open_decoder
 from pipeline.engine.base import EmbeddedInput
@@ -80,6 +80,11 @@ class RunReport:
 RUN_LEVEL_NAMES = frozenset({
     "index", "images", "store", "rescore", "index.csv", "index.html", "images.csv",
     "search.csv", "search.png", "clusters.csv", "clusters.png", "clusters.html", "outliers.csv"})
+# Written into every output folder a run or rescore fills: input folders and
+# globs of later runs skip that folder's reports, store and run-level files
+# (an earlier run's thumbnails and plots are not videos to tag).
+OUTPUT_MARKER = ".scenetag-output"
+_MARKER_TEXT = "This folder holds scenetag reports; scenetag runs do not read them as inputs.\n"
 
 
 def expand_inputs(args: Sequence[str], out_dir: Path | None = None,
@@ -141,6 +146,7 @@ class _Outputs:
     def __init__(self, out_dir: Path | None, store: Path | None) -> None:
         self.out = _resolved(out_dir)
         self.skip = {p for p in (self.out, _resolved(store)) if p is not None}
+        self._marked: dict[Path, bool] = {}
 
     def walk(self, folder: Path) -> list[str]:
         """Media files under ``folder``, sorted, outputs pruned."""
@@ -156,22 +162,54 @@ class _Outputs:
     def covers(self, path: Path) -> bool:
         """Whether ``path`` lies in (or is) an output folder or is a run-level file."""
         full = _resolved(path)
-        if not self.skip or full is None:
+        if full is None:
             return False
         return any(self._is_output(p, None) for p in (full, *full.parents)) or self._is_run_file(full)
 
     def _is_output(self, folder: Path, start: Path | None) -> bool:
+        """A store, this run's output folder, or a report folder (or
+        temporary) inside an output folder, this run's or an earlier one's.
+        An output folder itself is searched (inputs may sit beside reports):
+        an earlier one always, this run's when the search starts there."""
         full = _resolved(folder)
         if full is None or full == start:
             return False  # searching the output folder itself: only its reports are skipped
-        if full in self.skip:
+        if full in self.skip or is_store_folder(full):
             return True
-        return full.parent == self.out and (folder.name.startswith(".") or
-                                            (folder / "summary.json").is_file())
+        return self._holds_reports(full.parent) and (folder.name.startswith(".") or
+                                                      (folder / "summary.json").is_file())
 
     def _is_run_file(self, path: Path) -> bool:
-        return self.out is not None and path.name.lower() in RUN_LEVEL_NAMES and \
-            _resolved(path.parent) == self.out
+        return is_run_level_name(path.name) and self._holds_reports(_resolved(path.parent))
+
+    def _holds_reports(self, folder: Path | None) -> bool:
+        """This run's output folder, or one an earlier run marked."""
+        if folder is None:
+            return False
+        if folder not in self._marked:
+            self._marked[folder] = folder == self.out or (folder / OUTPUT_MARKER).is_file()
+        return self._marked[folder]
+
+
+def is_run_level_name(name: str) -> bool:
+    """A file name a run, rescore, search or cluster writes into an output
+    folder itself (``search-<query>.png`` included)."""
+    lower = name.lower()
+    return lower in RUN_LEVEL_NAMES or (lower.startswith(("search-", "search_", "clusters-", "clusters_"))
+                                        and lower.endswith((".csv", ".png", ".jpg", ".html")))
+
+
+def is_store_folder(folder: Path) -> bool:
+    """Whether ``folder`` is an embedding store (a LanceDB database holding
+    scenetag's ``meta`` table), wherever it lies."""
+    return (folder / "meta.lance").is_dir()
+
+
+def mark_output_folder(out_dir: Path) -> None:
+    """Leave :data:`OUTPUT_MARKER` in ``out_dir`` (once)."""
+    marker = out_dir / OUTPUT_MARKER
+    if not marker.is_file():
+        atomic_write_text(marker, _MARKER_TEXT)
 
 
 def _resolved(path: Path | None) -> Path | None:
@@ -800,6 +838,7 @@ def _result_from_summary(path: str, name: str, summary: dict) -> VideoResult:
 
 
 def _write_run_outputs(run: RunReport, out_dir: Path, formats: Sequence[str] = ()) -> None:
+    mark_output_folder(out_dir)
     run.results.sort(key=_index_order)
     report.write_run_outputs(_index_rows(run, out_dir), out_dir, formats)
     if run.images:

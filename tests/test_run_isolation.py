@@ -15,7 +15,7 @@ from media import make_clip
 
 import pipeline.atomic as atomic
 from pipeline.config import parse_config
-from pipeline.run import RUN_LEVEL_NAMES, RunOptions, expand_inputs, output_names, run_job
+from pipeline.run import OUTPUT_MARKER, RUN_LEVEL_NAMES, RunOptions, expand_inputs, output_names, run_job
 
 NAME_MAX = 255
 
@@ -224,6 +224,26 @@ def test_output_and_store_folders_are_not_inputs(tmp_path, tiny_model_dir, tiny_
     assert not again.images and not (out / "images.csv").exists()
     paths, _ = expand_inputs([str(media / "**" / "*.jpg")], out, store)
     assert paths == []
+
+
+def test_an_earlier_runs_outputs_are_not_inputs_of_the_next(tmp_path, tiny_model_dir, tiny_embedder):
+    """``run sv2 -o sv2/rep``, then ``run sv2 -o sv2/rep2``: the first run's
+    thumbnails, plots, search pictures and store must not become inputs of
+    the second (they once did: "5 ok, 18 images")."""
+    media = tmp_path / "sv2"
+    _clips(media, "a.mp4")
+    config = _config(tiny_model_dir, top_frames=2)
+    config = config.model_copy(update={"output": config.output.model_copy(
+        update={"formats": [*config.output.formats, "thumbs"]})})
+    first = media / "rep"
+    _run([str(media)], config, first, tiny_embedder, store=first / "store")
+    assert (first / OUTPUT_MARKER).is_file() and list(first.rglob("*.jpg")) and list(first.rglob("*.png"))
+    (first / "search-a-cup.png").write_bytes((first / "a" / "timeline.png").read_bytes())
+    (first / "keep.mp4").write_bytes((media / "a.mp4").read_bytes())  # a user's video beside the reports
+    again = _run([str(media)], config, media / "rep2", tiny_embedder, store=media / "rep2" / "store")
+    assert sorted(Path(r.input_path).relative_to(media).as_posix() for r in again.results) == \
+        ["a.mp4", "rep/keep.mp4"]
+    assert not again.images
 
 
 def test_searching_the_output_folder_skips_only_reports(tmp_path):
