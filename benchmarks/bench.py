@@ -807,16 +807,24 @@ def print_runtime_table(r: dict) -> None:
 # --------------------------------------------------------------------------- driver
 
 
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8",
+             "asimd", "sve")
+
+
 def machine() -> dict:
+    """What a result was measured on: CPU model, the instruction-set flags that
+    decide runtime and precision speed (machines of one kind differ), cores."""
     import torch
 
-    cpu = platform.processor()
+    cpu, flags = platform.processor(), set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == platform.processor():
                 cpu = line.split(":", 1)[1].strip()
-                break
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            elif line.startswith(("flags", "Features")) and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    info = {"cpu": cpu, "isa": [f for f in ISA_FLAGS if f in flags], "cores": os.cpu_count(),
+            "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "load_avg_1min_at_end": os.getloadavg()[0]}

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 import tempfile
 import time
@@ -135,7 +134,10 @@ def run_bench(args: argparse.Namespace) -> dict:
                        for k in range(max(1, args.repeat))), key=lambda r: r["wall_s"])
             row["frames_vs_2s_coarse"] = round(row["frames_embedded"] / coarse["frames_embedded"], 3)
             rows[f"{name}_2s_refine"] = row
-    return {"machine": args.label or platform.processor() or platform.machine(),
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench import machine
+
+    return {"machine": {**machine(), "state": args.label},
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "clips": "sample_videos/demo_*.mp4",
             "config": "configs/demo.yaml", "rows": rows}
 
