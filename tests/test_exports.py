@@ -300,3 +300,28 @@ def test_exports_skip_failed_inputs(tmp_path):
     failed = VideoResult(input_path="/x.mp4", name="x", status="error", error="boom")
     written = report.write_video_outputs(failed, tmp_path / "x", formats=("html", "vtt", "edl", "json"))
     assert [p.name for p in written] == ["summary.json"]
+
+
+# --------------------------------------------------------------------------- one end_frame convention
+
+
+def test_end_frame_is_the_frame_at_end_s_in_every_output(tmp_path):
+    """A segment pinned to frames 30..89 at 15 fps: every output says
+    ``end_frame`` 90, the first frame after it (shown at ``end_s``), as
+    ``start_frame`` is the frame shown at ``start_s``; reading the folder
+    back (``scenetag report``) keeps it."""
+    seg = Segment("cup", "tag", 2.0, 6.0, 0.9, 0.8, start_frame=30, end_frame=89, refined="both")
+    result = make_result([seg], fps=15.0)
+    folder = tmp_path / "clip"
+    report.write_video_outputs(result, folder, formats=("csv", "json", "edl"))
+    csv_row = pd.read_csv(folder / "segments.csv").iloc[0]
+    exported = json.loads((folder / "segments.json").read_text())["segments"][0]
+    summary = json.loads((folder / "summary.json").read_text())["segments"][0]
+    assert (csv_row["start_frame"], csv_row["end_frame"]) == (30, 90)
+    assert (exported["start_frame"], exported["end_frame"]) == (30, 90)
+    assert (summary["start_frame"], summary["end_frame"]) == (30, 90)
+    assert frame_number(seg.end_s, Fraction(15)) == 90 and frame_number(seg.start_s, Fraction(15)) == 30
+    reread = html.load_result(folder)
+    assert (reread.segments[0].start_frame, reread.segments[0].end_frame) == (30, 89)
+    assert exports.segments_dict(reread)["segments"][0]["end_frame"] == 90
+

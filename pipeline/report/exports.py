@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import atomic_write_text
+from pipeline.report.tables import frame_after
 from pipeline.report.text import clean_label, hms
 from pipeline.types import LabelTrack, Segment, VideoInfo, VideoResult
 
@@ -249,10 +250,9 @@ def segments_dict(result: VideoResult) -> dict[str, Any]:
     rate = exact_fps(result.info.avg_fps if result.info else None)
     segments = []
     for seg in _ordered(result.segments):
-        start, end = frame_number(seg.start_s, rate), frame_number(seg.end_s, rate)
-        # pinned edges give their true frames (end: exclusive, one past the last)
-        start = seg.start_frame if seg.start_frame is not None else start
-        end = seg.end_frame + 1 if seg.end_frame is not None else end
+        # pinned edges give their true frames; end_frame is exclusive, as in segments.csv
+        start = seg.start_frame if seg.start_frame is not None else frame_number(seg.start_s, rate)
+        end = frame_after(seg.end_frame) if seg.end_frame is not None else frame_number(seg.end_s, rate)
         segments.append({"label": seg.label, "kind": seg.kind, "start_s": round(seg.start_s, 3),
                          "end_s": round(seg.end_s, 3), "duration_s": round(seg.duration_s, 3),
                          "peak": round(seg.peak, 6), "mean": round(seg.mean, 6),

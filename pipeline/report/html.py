@@ -29,6 +29,7 @@ import numpy as np
 
 from pipeline.atomic import atomic_write_text
 from pipeline.report.plot import NSFW_COLOUR, TAG_COLOURS, time_extent
+from pipeline.report.tables import last_frame
 from pipeline.report.text import clean_label, hms, uncsv_cell
 from pipeline.types import (
     DecodeStats,
@@ -616,7 +617,7 @@ def _load_segments(path: Path, summary: dict) -> list[Segment]:
                     start_s=float(r["start_s"]), end_s=float(r["end_s"]),
                     peak=_nan(r.get("peak")), mean=_nan(r.get("mean")),
                     start_frame=_frame_or_none(r.get("start_frame")),
-                    end_frame=_frame_or_none(r.get("end_frame")),
+                    end_frame=last_frame(_frame_or_none(r.get("end_frame"))),  # exclusive there
                     refined=str(r.get("refined") or "none")) for r in rows]
 
 

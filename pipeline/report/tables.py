@@ -62,19 +62,36 @@ def frames_table(result: VideoResult) -> pd.DataFrame:
 def segments_table(segments: Sequence[Segment]) -> pd.DataFrame:
     """One row per segment, columns ``label, kind, start_s, end_s,
     duration_s, peak, mean, start_frame, end_frame, refined`` (the frames
-    are the segment's first and last, blank for an edge refinement did not
-    pin; ``refined``: ``both``, ``start``, ``end`` or ``none``)."""
-    table = pd.DataFrame([_segment_dict(seg) for seg in segments], columns=SEGMENT_COLUMNS)
+    as :func:`segment_dict` gives them, blank for an edge refinement did
+    not pin; ``refined``: ``both``, ``start``, ``end`` or ``none``)."""
+    table = pd.DataFrame([segment_dict(seg) for seg in segments], columns=SEGMENT_COLUMNS)
     # whole frame numbers, blank for an edge left at its coarse time
     return table.astype({"start_frame": "Int64", "end_frame": "Int64"})
 
 
-def _segment_dict(seg: Segment) -> dict[str, Any]:
+def segment_dict(seg: Segment) -> dict[str, Any]:
+    """A segment as every output writes it (``SEGMENT_COLUMNS``). Frames are
+    half-open, ``start_frame <= n < end_frame``: ``start_frame`` is the frame
+    shown at ``start_s``, ``end_frame`` the first frame after the segment,
+    shown at ``end_s`` (as Python ranges, OpenTimelineIO and an EDL's
+    record-out count)."""
     return {"label": seg.label, "kind": seg.kind,
             "start_s": round(seg.start_s, TIME_DECIMALS), "end_s": round(seg.end_s, TIME_DECIMALS),
             "duration_s": round(seg.duration_s, TIME_DECIMALS),
             "peak": round(seg.peak, SCORE_DECIMALS), "mean": round(seg.mean, SCORE_DECIMALS),
-            "start_frame": seg.start_frame, "end_frame": seg.end_frame, "refined": seg.refined}
+            "start_frame": seg.start_frame, "end_frame": frame_after(seg.end_frame),
+            "refined": seg.refined}
+
+
+def frame_after(last_frame: int | None) -> int | None:
+    """The exclusive end the outputs write for a segment whose last frame
+    is ``last_frame`` (:class:`~pipeline.types.Segment` keeps the last one)."""
+    return None if last_frame is None else last_frame + 1
+
+
+def last_frame(end_frame: int | None) -> int | None:
+    """The segment's last frame from an output's exclusive ``end_frame``."""
+    return None if end_frame is None else end_frame - 1
 
 
 def write_frames_csv(result: VideoResult, out_dir: str | Path) -> Path:
@@ -130,7 +147,7 @@ def summary_dict(result: VideoResult, config_summary: dict | None = None) -> dic
                   "precision": result.precision, "runtime": result.runtime or None},
         "scoring": {"mode": result.scoring_mode or None},  # the rule used: auto resolved
         "config_hash": result.config_hash,
-        "segments": [_segment_dict(seg) for seg in result.segments],
+        "segments": [segment_dict(seg) for seg in result.segments],
         "refine": _refine_dict(result),
         "totals": {tot.label: {"kind": tot.kind, "seconds_present": round(tot.seconds_present, 3),
                                "fraction": round(tot.fraction, 6),
