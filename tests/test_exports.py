@@ -325,3 +325,23 @@ def test_end_frame_is_the_frame_at_end_s_in_every_output(tmp_path):
     assert (reread.segments[0].start_frame, reread.segments[0].end_frame) == (30, 89)
     assert exports.segments_dict(reread)["segments"][0]["end_frame"] == 90
 
+
+def test_edl_colour_of_a_label_is_the_same_in_every_file_of_a_run():
+    """Colours follow the label's place in the config (the tracks' order),
+    not which labels a file happens to have segments for."""
+    labels = [("coffee cup", "tag"), ("car", "tag"), ("ball", "tag"), ("gore", "nsfw")]
+
+    def edl_of(segments):
+        result = make_result(segments, fps=25.0)
+        result.tracks = [LabelTrack(label, kind, np.full(20, 0.6), np.full(20, 0.6), 0.5, 0.45)
+                         for label, kind in labels]
+        return edl_text(result)
+
+    only_car = edl_of([Segment("car", "tag", 1.0, 2.0, 0.9, 0.8)])
+    both = edl_of([Segment("coffee cup", "tag", 1.0, 2.0, 0.9, 0.8),
+                   Segment("car", "tag", 3.0, 4.0, 0.9, 0.8), Segment("gore", "nsfw", 5.0, 6.0, 0.9, 0.9)])
+    car = re.compile(r"\* LOC: \S+ (\w+) +car ")
+    assert car.search(only_car).group(1) == car.search(both).group(1) == "CYAN"
+    assert re.search(r"\* LOC: \S+ (\w+) +coffee cup ", both).group(1) == "BLUE"
+    assert "|C:ResolveColorCyan |M:car " in only_car and "|C:ResolveColorCyan |M:car " in both
+    assert "|C:ResolveColorRed |M:NSFW gore " in both

@@ -186,7 +186,7 @@ def edl_text(result: VideoResult, fps: float | Fraction | None = None) -> str:
     clip = _edl_safe(Path(result.input_path).name) or "clip"
     lines = [f"TITLE: {_edl_safe(result.name) or 'scenetag'} {_rate_note(rate, stream)}",
              "FCM: NON-DROP FRAME", ""]
-    colours = _colours(result.segments)
+    colours = _colours(result)
     for n, (start, group) in enumerate(_by_start_frame(result.segments, rate), start=1):
         tc_in, tc_out = timecode(start, rate, drop=False), timecode(start + 1, rate, drop=False)
         lines += [f"{n:03d}  AX       V     C        {tc_in} {tc_out} {tc_in} {tc_out}",
@@ -232,12 +232,16 @@ def _key(seg: Segment) -> tuple[str, str]:
     return seg.label, seg.kind
 
 
-def _colours(segments: Sequence[Segment]) -> dict[tuple[str, str], tuple[str, str]]:
-    """(Resolve colour, locator colour) per label; NSFW is always red."""
+def _colours(result: VideoResult) -> dict[tuple[str, str], tuple[str, str]]:
+    """(Resolve colour, locator colour) per label, from the label's place
+    among the run's tag labels (the tracks, in the config's order), so every
+    file of a run gives a label the same colour; NSFW is always red."""
+    tags = [(t.name, t.kind) for t in result.tracks if t.kind != "nsfw"]
+    tags += [_key(s) for s in _ordered(result.segments) if s.kind != "nsfw"]  # labels without a track
     out = {}
-    for i, key in enumerate(dict.fromkeys(_key(s) for s in segments if s.kind != "nsfw")):
+    for i, key in enumerate(dict.fromkeys(tags)):
         out[key] = (_EDL_COLOURS[i % len(_EDL_COLOURS)], _LOC_COLOURS[i % len(_LOC_COLOURS)])
-    out.update({_key(s): ("Red", "RED") for s in segments if s.kind == "nsfw"})
+    out.update({_key(s): ("Red", "RED") for s in result.segments if s.kind == "nsfw"})
     return out
 
 
