@@ -216,6 +216,24 @@ def test_timeline_nsfw_row_makes_a_taller_image(tmp_path):
     assert png_stats(both)[0][1] > png_stats(plain)[0][1]
 
 
+def line_colours(fig) -> dict[str, str]:
+    """Each labelled line's colour in a timeline figure, by label."""
+    from matplotlib.colors import to_hex
+
+    return {line.get_label(): to_hex(line.get_color()) for ax in fig.axes for line in ax.get_lines()
+            if not line.get_label().startswith("_")}
+
+
+def test_timeline_draws_nsfw_labels_in_their_own_colour_as_the_html_does():
+    result = make_result(nsfw=True)
+    result.tracks.append(LabelTrack("blood", "nsfw", result.tracks[2].raw, result.tracks[2].smoothed, 0.7, 0.6))
+    drawn = line_colours(plot.timeline_figure(result))
+    assert drawn["gore"] == plot.NSFW_COLOUR
+    tag_colours = {drawn[COMMA_LABEL], drawn["beach"]}
+    assert drawn["blood"] not in tag_colours | {plot.NSFW_COLOUR}
+    assert drawn == {name: c for (name, _), c in plot.track_colours(result.tracks).items()}
+
+
 def test_clock_format():
     assert plot.format_clock(75.4) == "01:15"
     assert plot.format_clock(3725.0) == "62:05"

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import numpy as np
 
 from pipeline.atomic import atomic_write_text
-from pipeline.report.plot import NSFW_COLOUR, TAG_COLOURS, time_extent
+from pipeline.report.plot import NSFW_COLOUR, time_extent, track_colours
 from pipeline.report.tables import last_frame
 from pipeline.report.text import clean_label, hms, uncsv_cell
 from pipeline.types import (
@@ -184,7 +184,7 @@ def _timeline(result: VideoResult, segments: Sequence[Segment]) -> str:
              f'data-x1="{_SVG_W - _PAD_R}">',
              f'<rect class="bg" x="{_PAD_L}" y="{_PAD_T}" width="{_SVG_W - _PAD_L - _PAD_R}" '
              f'height="{_ROW_H * len(rows)}"/>']
-    colours = _colours(result.tracks)
+    colours = track_colours(result.tracks)
     for r, (title, tracks, kind) in enumerate(rows):
         top = _PAD_T + r * _ROW_H
         parts.append(f'<text class="row" x="4" y="{top + 14}">{esc(title)}</text>')
@@ -266,19 +266,6 @@ def _end_time(result: VideoResult, times: np.ndarray) -> float:
     return time_extent(result, times)
 
 
-def _colours(tracks: Sequence[LabelTrack]) -> dict[tuple[str, str], str]:
-    colours: dict[tuple[str, str], str] = {}
-    tag_i = nsfw_i = 0
-    for track in tracks:
-        if track.kind == "nsfw":
-            colours[(track.name, track.kind)] = NSFW_COLOUR if nsfw_i == 0 else TAG_COLOURS[-nsfw_i]
-            nsfw_i += 1
-        else:
-            colours[(track.name, track.kind)] = TAG_COLOURS[tag_i % len(TAG_COLOURS)]
-            tag_i += 1
-    return colours
-
-
 # --------------------------------------------------------------------------- segments table
 
 
@@ -313,7 +300,7 @@ def _segment_row(i: int, seg: Segment, thumb: str | None) -> str:
 
 
 def _data_script(result: VideoResult, segments: Sequence[Segment]) -> str:
-    colours = _colours(result.tracks)
+    colours = track_colours(result.tracks)
     data = {
         "times": [round(float(t), 3) for t in result.times_s],
         "tracks": [{"name": clean_label(t.name), "kind": t.kind, "colour": colours[(t.name, t.kind)],

@@ -22,6 +22,8 @@ from pipeline.types import LabelTrack, Segment, VideoResult
 TAG_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b",
                "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 NSFW_COLOUR = "#d62728"
+# NSFW labels: reds and browns none of the tag colours is near
+NSFW_COLOURS = [NSFW_COLOUR, "#8c1c13", "#f4a582", "#67001f", "#e7298a"]
 
 
 def write_timeline_png(result: VideoResult, out_dir: str | Path, *, title: str | None = None) -> Path:
@@ -35,6 +37,15 @@ def write_timeline_png(result: VideoResult, out_dir: str | Path, *, title: str |
     Returns:
         the path written.
     """
+    fig = timeline_figure(result, title=title)
+    path = Path(out_dir) / "timeline.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    return path
+
+
+def timeline_figure(result: VideoResult, *, title: str | None = None):
+    """The figure :func:`write_timeline_png` saves (a bare Agg figure)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -46,9 +57,10 @@ def write_timeline_png(result: VideoResult, out_dir: str | Path, *, title: str |
     axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
     times = np.asarray(result.times_s, dtype=np.float64)
     end = _x_end(result, times)
-    _draw_row(axes[0], tags, result.segments, times, TAG_COLOURS, "tags")
+    colours = track_colours(result.tracks)
+    _draw_row(axes[0], tags, result.segments, times, colours, "tags")
     if nsfw:
-        _draw_row(axes[1], nsfw, result.segments, times, TAG_COLOURS, "NSFW")
+        _draw_row(axes[1], nsfw, result.segments, times, colours, "NSFW")
     _format_time_axis(axes[-1], end)
     axes[-1].set_xlabel("time")
     if len(times) == 0:
@@ -56,17 +68,28 @@ def write_timeline_png(result: VideoResult, out_dir: str | Path, *, title: str |
                      ha="center", va="center", color="0.4")
     fig.suptitle(title if title is not None else _default_title(result), fontsize=11)
     plain_text(fig)  # labels and file names are drawn as typed: "$" is no mathtext
-    path = Path(out_dir) / "timeline.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-    return path
+    return fig
+
+
+def track_colours(tracks: Sequence[LabelTrack]) -> dict[tuple[str, str], str]:
+    """Each track's colour, by ``(name, kind)``, in the image and the HTML
+    alike: tag labels through :data:`TAG_COLOURS` in track order, NSFW
+    labels through :data:`NSFW_COLOURS` (the first one red)."""
+    colours: dict[tuple[str, str], str] = {}
+    count = {"tag": 0, "nsfw": 0}
+    for track in tracks:
+        kind = "nsfw" if track.kind == "nsfw" else "tag"
+        palette = NSFW_COLOURS if kind == "nsfw" else TAG_COLOURS
+        colours[(track.name, track.kind)] = palette[count[kind] % len(palette)]
+        count[kind] += 1
+    return colours
 
 
 def _draw_row(ax, tracks: Sequence[LabelTrack], segments: Sequence[Segment], times: np.ndarray,
-              colours: Sequence[str], name: str) -> None:
+              colours: dict[tuple[str, str], str], name: str) -> None:
     one = len(times) == 1
-    for i, track in enumerate(tracks):
-        colour = colours[i % len(colours)]
+    for track in tracks:
+        colour = colours[(track.name, track.kind)]
         ax.plot(times, track.smoothed, color=colour, lw=1.5, label=track.name,
                 marker="o" if one else None)
         ax.plot(times, track.raw, ".", color=colour, alpha=0.25, ms=3)
