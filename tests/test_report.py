@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline import atomic, report
 from pipeline.report import plot, tables
@@ -226,7 +228,8 @@ def line_colours(fig) -> dict[str, str]:
 
 def test_timeline_draws_nsfw_labels_in_their_own_colour_as_the_html_does():
     result = make_result(nsfw=True)
-    result.tracks.append(LabelTrack("blood", "nsfw", result.tracks[2].raw, result.tracks[2].smoothed, 0.7, 0.6))
+    gore = result.tracks[2]
+    result.tracks.append(LabelTrack("blood", "nsfw", gore.raw, gore.smoothed, 0.7, 0.6))
     drawn = line_colours(plot.timeline_figure(result))
     assert drawn["gore"] == plot.NSFW_COLOUR
     tag_colours = {drawn[COMMA_LABEL], drawn["beach"]}
@@ -443,3 +446,32 @@ def test_report_axis_labels_stay_inside_the_svg(end):
         width = char_w * len(label)
         right = float(x) if "text-anchor:end" in tick else float(x) + width / 2
         assert right <= html._SVG_W, (end, label, x)
+
+
+ROUND_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
+
+
+@pytest.mark.parametrize("end", [0.6, 4.6, 9.0, 9.5, 47.0, 1200.0])
+def test_report_axis_ticks_fall_on_round_steps(end):
+    """Ticks every 1, 2, 5, 10, 15, 30 s, 1, 2, 5 min...: never 00:04.500."""
+    import re
+
+    from pipeline.report import html
+
+    tick = re.compile(r'<text class="tick"[^>]*>([^<]+)</text>')
+    labels = [tick.search(t).group(1) for t in html._axis(end, 100.0)]
+    seconds = [int(m) * 60 + int(s) for m, s in (label.split(":") for label in labels)]
+    assert seconds[0] == 0 and len(seconds) <= 11
+    steps = set(np.diff(seconds)) or {1}
+    assert len(steps) == 1 and steps <= set(ROUND_STEPS), labels
+
+
+@given(st.floats(min_value=0.01, max_value=1e6, allow_nan=False))
+def test_axis_ticks_are_round_evenly_spaced_and_few(end):
+    ticks = plot.axis_ticks(end)
+    times = [t for t, _ in ticks]
+    assert times[0] == 0 and times[-1] <= end and 1 <= len(times) <= 11
+    step = times[1] - times[0] if len(times) > 1 else plot.tick_step(end, 10)
+    assert step in ROUND_STEPS or step % 3600 == 0
+    assert np.allclose(np.diff(times), step)
+    assert [label for _, label in ticks] == [plot.format_clock(t, end >= 3600) for t in times]

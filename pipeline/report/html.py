@@ -28,7 +28,7 @@ from urllib.parse import quote
 import numpy as np
 
 from pipeline.atomic import atomic_write_text
-from pipeline.report.plot import NSFW_COLOUR, time_extent, track_colours
+from pipeline.report.plot import NSFW_COLOUR, axis_ticks, time_extent, track_colours
 from pipeline.report.tables import last_frame
 from pipeline.report.text import clean_label, hms, uncsv_cell
 from pipeline.types import (
@@ -53,7 +53,6 @@ def esc(text: Any) -> str:
 
 
 _SVG_W, _ROW_H, _PAD_L, _PAD_R, _PAD_T, _AXIS_H = 1000, 150, 44, 12, 10, 24
-_TICK_STEPS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 
 
 # --------------------------------------------------------------------------- per-input page
@@ -245,16 +244,9 @@ def _track_lines(tracks: Sequence[LabelTrack], times: np.ndarray, colours: dict,
 
 
 def _axis(end: float, y: float) -> list[str]:
-    # past the largest step, a whole number of them: at most 11 ticks whatever the extent
-    step = next((s for s in _TICK_STEPS if end / s <= 10), None) or \
-        _TICK_STEPS[-1] * math.ceil(end / _TICK_STEPS[-1] / 10)
     out = []
-    for k in range(int(end // step) + 1):
-        t = k * step
+    for t, label in axis_ticks(end):  # round steps, at most 11 ticks whatever the extent
         x = _x(t, end)
-        label = hms(t)[3:8] if end < 3600 else hms(t)[:8]
-        if step < 1:
-            label = hms(t)[3:10]
         # a label centred near the right edge would be cut off: end-align it there
         anchor = ' style="text-anchor:end"' if x + 3.5 * len(label) > _SVG_W else ""
         out.append(f'<line class="tick" x1="{x:.2f}" x2="{x:.2f}" y1="{_PAD_T}" y2="{y + 4}"/>'

@@ -152,12 +152,24 @@ def _format_time_axis(ax, end: float) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_clock(x, end >= 3600)))
 
 
+# Tick spacings a clock reads at a glance; past the last, whole hours.
+TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600)
+
+
 def tick_step(end: float, max_ticks: int = 12) -> float:
-    """A clock-friendly tick spacing in seconds (1 s, 5 s, 1 min, 15 min, ...)."""
-    for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600):
+    """A clock-friendly tick spacing in seconds (:data:`TICK_STEPS`: 1 s,
+    5 s, 1 min, 15 min, ...), at most ``max_ticks`` steps up to ``end``."""
+    for step in TICK_STEPS:
         if end / step <= max_ticks:
             return float(step)
     return float(3600 * np.ceil(end / 3600 / max_ticks))
+
+
+def axis_ticks(end: float, max_ticks: int = 10) -> list[tuple[float, str]]:
+    """``(time, label)`` of each tick from 0 to ``end`` at :func:`tick_step`
+    spacing, labelled by :func:`format_clock` (h:mm:ss from an hour on)."""
+    step = tick_step(end, max_ticks)
+    return [(k * step, format_clock(k * step, end >= 3600)) for k in range(int(end // step) + 1)]
 
 
 def format_clock(seconds: float, hours: bool = False) -> str:
