@@ -475,3 +475,12 @@ def test_axis_ticks_are_round_evenly_spaced_and_few(end):
     assert step in ROUND_STEPS or step % 3600 == 0
     assert np.allclose(np.diff(times), step)
     assert [label for _, label in ticks] == [plot.format_clock(t, end >= 3600) for t in times]
+
+
+@pytest.mark.parametrize("ext,shown", [("mp4", "MP4"), ("mov", "QuickTime (MOV)"), ("mkv", "Matroska (MKV)"),
+                                       ("webm", "WebM")])
+def test_report_names_the_container_format_not_ffmpegs_demuxer_list(tmp_path, ext, shown):
+    codec = "libvpx" if ext == "webm" else "libx264"
+    page = _write_page(tmp_path, codec=codec, ext=ext)
+    assert f"<tr><th>container</th><td>{shown}</td></tr>" in page
+    assert "mov,mp4" not in page and "matroska,webm" not in page

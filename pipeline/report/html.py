@@ -30,7 +30,7 @@ import numpy as np
 from pipeline.atomic import atomic_write_text
 from pipeline.report.plot import NSFW_COLOUR, axis_ticks, time_extent, track_colours
 from pipeline.report.tables import last_frame
-from pipeline.report.text import clean_label, hms, uncsv_cell
+from pipeline.report.text import clean_label, container_name, hms, uncsv_cell
 from pipeline.types import (
     DecodeStats,
     LabelTotals,
@@ -107,7 +107,8 @@ def _meta_rows(result: VideoResult) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [("status", result.status)]
     if info is not None:
         fps = f"{info.avg_fps:.3f}".rstrip("0").rstrip(".") if info.avg_fps else None
-        rows += [("container", info.container), ("codec", info.codec),
+        rows += [("container", container_name(info.container, info.path or result.input_path)),
+                 ("codec", info.codec),
                  ("size", f"{info.width}×{info.height}"),
                  ("duration", hms(info.duration_s) if info.duration_s is not None else None),
                  ("fps", fps), ("rotation", f"{info.rotation}°" if info.rotation else None)]
