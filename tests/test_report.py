@@ -115,12 +115,28 @@ def test_index_csv_has_one_row_per_result_including_errors(tmp_path):
     results = [make_result(name="a"), error_result(), make_result(nsfw=False, name="b")]
     rows = read_csv(tables.write_index_csv(results, tmp_path))
     assert rows[0] == ["name", "input", "status", "error", "duration_s", "frames_scored", "tags",
-                       "nsfw_verdict"]
+                       "nsfw_verdict", "notes"]
     assert len(rows) == 4
-    assert rows[1] == ["a", "/in/a.mp4", "ok", "", "20.0", "40", f"{COMMA_LABEL}; beach", "unsafe"]
+    assert rows[1] == ["a", "/in/a.mp4", "ok", "", "20.0", "40", f"{COMMA_LABEL}; beach", "unsafe", ""]
     assert rows[2] == ["broken", "/in/broken.mp4", "error", "cannot open /in/broken.mp4: invalid data",
-                       "", "0", "", "n/a"]
-    assert rows[3][-1] == "n/a"
+                       "", "0", "", "n/a", ""]
+    assert rows[3][-2:] == ["n/a", ""]
+
+
+@pytest.mark.parametrize("notes, said", [
+    (["stream ended at 23.90 s of 48.00 s (truncated?)"],
+     "partial: decoded 23.90 s of the 48.00 s the container claims (truncated?)"),
+    (["stopped reading early: Invalid data found when processing input"],
+     "partial: reading stopped early (Invalid data found when processing input)"),
+    (["warning: the container claims a duration of 1e+11 s but its video ends at 2.00 s; "
+      "the claimed duration is ignored"], ""),  # a lying header: all of the video was read
+    (["skipped 3 corrupt packets/frames"], ""),
+])
+def test_index_notes_say_when_an_input_was_decoded_only_in_part(tmp_path, notes, said):
+    result = make_result()
+    result.decode = DecodeStats(frames_decoded=200, frames_sampled=40, notes=notes)
+    rows = read_csv(tables.write_index_csv([result], tmp_path))
+    assert rows[1][2] == "ok" and rows[1][-1] == said
 
 
 def image(path, scores, tags=(), verdict="n/a", nsfw=()):

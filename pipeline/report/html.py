@@ -28,11 +28,11 @@ from urllib.parse import quote
 import numpy as np
 
 from pipeline.atomic import atomic_write_text
+from pipeline.report.notes import decode_stats, partial_note
 from pipeline.report.plot import NSFW_COLOUR, axis_ticks, time_extent, track_colours
 from pipeline.report.tables import last_frame
 from pipeline.report.text import clean_label, container_name, hms, uncsv_cell
 from pipeline.types import (
-    DecodeStats,
     LabelTotals,
     LabelTrack,
     PipelineError,
@@ -92,6 +92,9 @@ def _header(result: VideoResult, back: bool) -> str:
     link = '<p class="nav"><a href="../index.html">&larr; all inputs</a></p>' if back else ""
     status = "" if result.status == "ok" else \
         f'<p class="error" role="alert">error: {esc(result.error or "failed")}</p>'
+    partial = partial_note(result) if result.status == "ok" else None
+    if partial:
+        status = f'<p class="warning" role="alert">{esc(partial)}</p>'
     return (f"<header>{link}<h1>{esc(result.name or result.input_path)}</h1>"
             f'<p class="path">{esc(result.input_path)}</p>{status}</header>')
 
@@ -104,7 +107,7 @@ def _meta_table(result: VideoResult) -> str:
 
 def _meta_rows(result: VideoResult) -> list[tuple[str, Any]]:
     info, s, d = result.info, result.sampling, result.decode
-    rows: list[tuple[str, Any]] = [("status", result.status)]
+    rows: list[tuple[str, Any]] = [("status", result.status + (" (partial)" if partial_note(result) else ""))]
     if info is not None:
         fps = f"{info.avg_fps:.3f}".rstrip("0").rstrip(".") if info.avg_fps else None
         rows += [("container", container_name(info.container, info.path or result.input_path)),
@@ -338,6 +341,9 @@ def _index_row(r: VideoResult, out: Path) -> str:
         name = f'<a href="{esc(quote(r.name))}/report.html">{name}</a>'
     duration = hms(r.info.duration_s) if r.info is not None and r.info.duration_s else ""
     detail = esc(r.input_path) + (f'<br><span class="error">{esc(r.error)}</span>' if r.error else "")
+    if (partial := partial_note(r)) is not None:
+        detail += f'<br><span class="warning">{esc(partial)}</span>'
+
     return (f'<tr class="{esc(r.status)}"><td>{name}</td><td>{esc(r.status)}</td><td>{duration}</td>'
             f"<td>{len(r.frame_indices)}</td><td>{', '.join(f'<bdi>{esc(t)}</bdi>' for t in r.tags)}</td>"
             f"<td>{esc(r.nsfw_verdict)}</td><td>{detail}</td></tr>")
@@ -364,7 +370,7 @@ _CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#222;background:#fafafa}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:22px 0 8px}
 .path{color:#666;word-break:break-all;margin:0}.nav{margin:0 0 8px}
-.error{color:#b00020}
+.error{color:#b00020}.warning{color:#8a5a00}
 table{border-collapse:collapse;background:#fff}
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:middle}
 th{background:#f0f0f0}
@@ -511,7 +517,7 @@ def load_result(folder: str | Path) -> VideoResult:
         model_revision=(summary.get("model") or {}).get("revision"),
         precision=(summary.get("model") or {}).get("precision", ""),
         config_hash=summary.get("config_hash", ""), wall_time_s=summary.get("wall_time_s") or 0.0,
-        decode=_decode(summary.get("decode")), totals=_totals(summary.get("totals")))
+        decode=decode_stats(summary.get("decode")), totals=_totals(summary.get("totals")))
     _load_frames(folder / "frames.csv", result, labels)
     result.segments = _load_segments(folder / "segments.csv", summary)
     return result
@@ -544,13 +550,6 @@ def _sampling(s: dict | None) -> Sampling | None:
         return None
     return Sampling(every_n_frames=s.get("every_n_frames"), every_seconds=s.get("every_seconds"),
                     target_fps=s.get("target_fps"), max_frames=s.get("max_frames"))
-
-
-def _decode(d: dict | None) -> DecodeStats | None:
-    if not d:
-        return None
-    known = {f.name for f in dataclasses.fields(DecodeStats)}
-    return DecodeStats(**{k: v for k, v in d.items() if k in known})
 
 
 def _totals(totals: dict | None) -> list[LabelTotals]:

@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 
 from pipeline.atomic import atomic_path, atomic_write_text
+from pipeline.report.notes import partial_note
 from pipeline.report.text import csv_cell
 from pipeline.types import Segment, VideoResult
 
 SEGMENT_COLUMNS = ["label", "kind", "start_s", "end_s", "duration_s", "peak", "mean",
                    "start_frame", "end_frame", "refined"]
-INDEX_COLUMNS = ["name", "input", "status", "error", "duration_s", "frames_scored", "tags", "nsfw_verdict"]
+INDEX_COLUMNS = ["name", "input", "status", "error", "duration_s", "frames_scored", "tags", "nsfw_verdict",
+                 "notes"]
 VIDEO_FIELDS = ["container", "codec", "width", "height", "duration_s", "avg_fps", "nominal_fps",
                 "frame_count", "rotation", "start_time_s", "pix_fmt"]
 TIME_DECIMALS = 3
@@ -225,11 +227,13 @@ def _json_safe(value: Any) -> Any:
 def write_index_csv(results: Sequence[VideoResult], out_dir: str | Path) -> Path:
     """Write ``index.csv``: one row per input, failures included, with columns
     ``name, input, status, error, duration_s, frames_scored, tags,
-    nsfw_verdict`` (tags joined with ``"; "``). Returns its path."""
+    nsfw_verdict, notes`` (tags joined with ``"; "``; ``duration_s`` the
+    container's; ``notes`` says when an ``ok`` input was decoded only in
+    part, see :func:`~pipeline.report.notes.partial_note`). Returns its path."""
     rows = [{"name": r.name, "input": r.input_path, "status": r.status, "error": r.error,
              "duration_s": r.info.duration_s if r.info is not None else None,
              "frames_scored": len(r.frame_indices), "tags": "; ".join(r.tags),
-             "nsfw_verdict": r.nsfw_verdict}
+             "nsfw_verdict": r.nsfw_verdict, "notes": partial_note(r)}
             for r in results]
     return write_csv(pd.DataFrame(rows, columns=INDEX_COLUMNS), Path(out_dir) / "index.csv")
 
