@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -452,8 +453,6 @@ def test_report_has_no_playback_note_for_h264_mp4(tmp_path):
 
 @pytest.mark.parametrize("end", [1.0, 4.0, 10.0, 59.0, 60.0, 600.0, 3600.0, 7300.0])
 def test_report_axis_labels_stay_inside_the_svg(end):
-    import re
-
     from pipeline.report import html
 
     char_w = 7.0  # 11px system-ui digits are ~6-7 px wide
@@ -470,8 +469,6 @@ ROUND_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
 @pytest.mark.parametrize("end", [0.6, 4.6, 9.0, 9.5, 47.0, 1200.0])
 def test_report_axis_ticks_fall_on_round_steps(end):
     """Ticks every 1, 2, 5, 10, 15, 30 s, 1, 2, 5 min...: never 00:04.500."""
-    import re
-
     from pipeline.report import html
 
     tick = re.compile(r'<text class="tick"[^>]*>([^<]+)</text>')
@@ -500,3 +497,49 @@ def test_report_names_the_container_format_not_ffmpegs_demuxer_list(tmp_path, ex
     page = _write_page(tmp_path, codec=codec, ext=ext)
     assert f"<tr><th>container</th><td>{shown}</td></tr>" in page
     assert "mov,mp4" not in page and "matroska,webm" not in page
+
+
+# --------------------------------------------------------------------------- live gaps
+
+
+def live_result_with_a_gap() -> VideoResult:
+    """A live stream that lost its connection from 9.9 s to 13.6 s."""
+    from pipeline.live.stored import gap_note
+
+    result = make_result(nsfw=True)
+    keep = (result.times_s < 9.9) | (result.times_s > 13.6)
+    result.times_s, result.frame_indices = result.times_s[keep], result.frame_indices[keep]
+    result.tracks = [LabelTrack(t.name, t.kind, t.raw[keep], t.smoothed[keep], t.threshold, t.exit_threshold)
+                     for t in result.tracks]
+    result.decode = DecodeStats(frames_decoded=300, frames_sampled=int(keep.sum()), strategy="live",
+                                notes=[gap_note(9.9, 13.6, "connection closed")])
+    return result
+
+
+def test_timeline_png_breaks_each_line_at_a_gap_and_marks_it():
+    fig = plot.timeline_figure(live_result_with_a_gap())
+    lines = [line for ax in fig.axes for line in ax.get_lines() if not line.get_label().startswith("_")]
+    assert len(lines) == 3
+    for line in lines:
+        x = np.asarray(line.get_xdata(), np.float64)
+        drawn = [(a, b) for a, b in zip(x[:-1], x[1:]) if np.isfinite(a) and np.isfinite(b)]
+        assert not [(a, b) for a, b in drawn if a < 9.9 and b > 13.6], line.get_label()
+    marks = [p for ax in fig.axes for p in ax.patches if p.get_gid() == "gap"]
+    assert len(marks) == len(fig.axes)  # every row shows it
+    assert all((m.get_x(), m.get_x() + m.get_width()) == pytest.approx((9.9, 13.6)) for m in marks)
+
+
+def test_report_html_breaks_each_line_at_a_gap_and_marks_it(tmp_path):
+    from pipeline.report import html
+
+    page = html.write_report_html(live_result_with_a_gap(), tmp_path, thumbs=False).read_text("utf-8")
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    x = lambda t: html._x(t, float(re.search(r'data-end="([\d.]+)"', svg).group(1)))  # noqa: E731
+    for points in re.findall(r'<polyline class="score" points="([^"]*)"', svg):
+        xs = [float(p.split(",")[0]) for p in points.split()]
+        assert not [(a, b) for a, b in zip(xs[:-1], xs[1:]) if a < x(9.9) and b > x(13.6)]
+    assert len(re.findall(r'<polyline class="score"', svg)) == 2 * 3  # each track in two pieces
+    (gap,) = re.findall(r'<rect class="gap" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', svg)
+    assert float(gap[0]) == pytest.approx(x(9.9), abs=0.01)
+    assert float(gap[0]) + float(gap[1]) == pytest.approx(x(13.6), abs=0.02)
+    assert "connection closed" in svg

@@ -28,8 +28,8 @@ from urllib.parse import quote
 import numpy as np
 
 from pipeline.atomic import atomic_write_text
-from pipeline.report.notes import decode_stats, partial_note
-from pipeline.report.plot import NSFW_COLOUR, axis_ticks, time_extent, track_colours
+from pipeline.report.notes import Gap, decode_stats, gaps, partial_note
+from pipeline.report.plot import NSFW_COLOUR, axis_ticks, pieces, time_extent, track_colours
 from pipeline.report.tables import last_frame
 from pipeline.report.text import clean_label, container_name, hms, uncsv_cell
 from pipeline.types import (
@@ -188,16 +188,20 @@ def _timeline(result: VideoResult, segments: Sequence[Segment]) -> str:
              f'<rect class="bg" x="{_PAD_L}" y="{_PAD_T}" width="{_SVG_W - _PAD_L - _PAD_R}" '
              f'height="{_ROW_H * len(rows)}"/>']
     colours = track_colours(result.tracks)
+    breaks = gaps(result)
+    parts += _gap_rects(breaks, end, _ROW_H * len(rows))
     for r, (title, tracks, kind) in enumerate(rows):
         top = _PAD_T + r * _ROW_H
         parts.append(f'<text class="row" x="4" y="{top + 14}">{esc(title)}</text>')
         parts += _segment_rects(segments, kind, colours, top, end)
-        parts += _track_lines(tracks, times, colours, top, end)
+        parts += _track_lines(tracks, times, pieces(times, breaks), colours, top, end)
     parts += _axis(end, _PAD_T + _ROW_H * len(rows))
     parts.append(f'<line id="cursor" x1="0" x2="0" y1="{_PAD_T}" y2="{_PAD_T + _ROW_H * len(rows)}"/>')
     parts.append("</svg>")
     legend = "".join(f'<li><span class="swatch" style="background:{c}"></span>{esc(name)}</li>'
                      for (name, _), c in colours.items())
+    if breaks:
+        legend += '<li><span class="swatch gap"></span>no frames (gap)</li>'
     return (f'<section id="timeline"><h2>Timeline</h2><div class="timeline-box">{"".join(parts)}'
             f'<div id="tip" hidden></div></div><ul class="legend">{legend}</ul>'
             '<p class="hint">Hover for scores; click a segment, a row of the table or the '
@@ -227,8 +231,18 @@ def _segment_rects(segments: Sequence[Segment], kind: str, colours: dict, top: f
     return out
 
 
-def _track_lines(tracks: Sequence[LabelTrack], times: np.ndarray, colours: dict, top: float,
-                 end: float) -> list[str]:
+def _gap_rects(breaks: Sequence[Gap], end: float, height: float) -> list[str]:
+    out = []
+    for gap in breaks:
+        x0, x1 = _x(gap.start_s, end), _x(gap.end_s, end)
+        tip = f"no frames {hms(gap.start_s)} – {hms(gap.end_s)}" + (f": {gap.reason}" if gap.reason else "")
+        out.append(f'<rect class="gap" x="{x0:.2f}" y="{_PAD_T}" width="{max(x1 - x0, 1.5):.2f}" '
+                   f'height="{height}"><title>{esc(tip)}</title></rect>')
+    return out
+
+
+def _track_lines(tracks: Sequence[LabelTrack], times: np.ndarray, parts: list[slice], colours: dict,
+                 top: float, end: float) -> list[str]:
     out = []
     for track in tracks:
         colour = colours[(track.name, track.kind)]
@@ -237,13 +251,19 @@ def _track_lines(tracks: Sequence[LabelTrack], times: np.ndarray, colours: dict,
             out.append(f'<line class="thr" x1="{_PAD_L}" x2="{_SVG_W - _PAD_R}" y1="{y:.2f}" '
                        f'y2="{y:.2f}" stroke="{colour}"/>')
         smoothed = np.asarray(track.smoothed, np.float64)
-        xy = [(_x(t, end), _y(v, top)) for t, v in zip(times, smoothed, strict=True) if math.isfinite(v)]
-        pts = " ".join(f"{x:.2f},{y:.2f}" for x, y in xy)
-        out.append(f'<polyline class="score" points="{pts}" stroke="{colour}">'
-                   f"<title>{esc(track.name)}</title></polyline>")
-        if len(xy) == 1:  # a one-point line draws nothing: mark the sample
-            out.append(f'<circle class="score" cx="{xy[0][0]:.2f}" cy="{xy[0][1]:.2f}" r="4" '
-                       f'fill="{colour}"><title>{esc(track.name)}</title></circle>')
+        for part in parts:  # one line per run of samples: none crosses a gap
+            xy = [(_x(t, end), _y(v, top)) for t, v in zip(times[part], smoothed[part], strict=True)
+                  if math.isfinite(v)]
+            out += _score_line(xy, colour, track.name)
+    return out
+
+
+def _score_line(xy: list[tuple[float, float]], colour: str, name: str) -> list[str]:
+    pts = " ".join(f"{x:.2f},{y:.2f}" for x, y in xy)
+    out = [f'<polyline class="score" points="{pts}" stroke="{colour}"><title>{esc(name)}</title></polyline>']
+    if len(xy) == 1:  # a one-point line draws nothing: mark the sample
+        out.append(f'<circle class="score" cx="{xy[0][0]:.2f}" cy="{xy[0][1]:.2f}" r="4" '
+                   f'fill="{colour}"><title>{esc(name)}</title></circle>')
     return out
 
 
@@ -303,6 +323,7 @@ def _data_script(result: VideoResult, segments: Sequence[Segment]) -> str:
                     "smoothed": [_num(v) for v in t.smoothed]} for t in result.tracks],
         "segments": [{"label": clean_label(s.label), "kind": s.kind, "start": round(s.start_s, 3),
                       "end": round(s.end_s, 3)} for s in segments],
+        "gaps": [{"start": g.start_s, "end": g.end_s, "reason": clean_label(g.reason)} for g in gaps(result)],
     }
     return f'<script id="scenetag-data" type="application/json">{script_json(data)}</script>'
 
@@ -383,7 +404,8 @@ table.meta th{width:10em}
 .thumb.nsfw.revealed img{filter:none}
 .timeline-box{position:relative;max-width:1100px}
 #timeline-svg{width:100%;height:auto;background:#fff;border:1px solid #ddd;cursor:crosshair}
-#timeline-svg rect.bg{fill:#fff}
+#timeline-svg rect.bg{fill:#fff}#timeline-svg rect.gap{fill:#bbb;opacity:.35}
+.swatch.gap{background:#bbb}
 #timeline-svg rect.seg{opacity:.22;cursor:pointer}#timeline-svg rect.seg:hover{opacity:.4}
 #timeline-svg polyline.score{fill:none;stroke-width:1.8}
 #timeline-svg line.thr{stroke-dasharray:5 4;stroke-width:1;opacity:.7}

@@ -1,6 +1,7 @@
 """What the decoder's notes (:class:`~pipeline.types.DecodeStats`) mean for
-the reports: whether an input was decoded only in part, and how the
-``decode`` block of a ``summary.json`` reads back.
+the reports: whether an input was decoded only in part, where a live
+stream had no frames (its gaps), and how the ``decode`` block of a
+``summary.json`` reads back.
 
 The notes are the contract: they reach ``summary.json`` and the store, and a
 report rebuilt from either (``--resume``, ``scenetag report``, the run index
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.types import DecodeStats, VideoResult
@@ -52,3 +54,26 @@ def decode_stats(block: dict[str, Any] | None) -> DecodeStats | None:
         return None
     known = {f.name for f in dataclasses.fields(DecodeStats)}
     return DecodeStats(**{k: v for k, v in block.items() if k in known})
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A stretch of a live stream with no frames (a reconnect, a stall)."""
+
+    start_s: float
+    end_s: float
+    reason: str
+
+
+def gaps(result: VideoResult) -> list[Gap]:
+    """The gaps noted in the result's decode stats, in time order (none for
+    a file). The note's format is the live stream's
+    (:func:`pipeline.live.stored.gap_note`), read back as the store does."""
+    from pipeline.live.stored import gap_note, gaps_of
+
+    notes = result.decode.notes if result.decode is not None else []
+    found = []
+    for start, end in gaps_of(result.decode):
+        prefix = gap_note(start, end, "")
+        found.append(Gap(start, end, next((n[len(prefix):] for n in notes if n.startswith(prefix)), "")))
+    return found

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.atomic import atomic_path
+from pipeline.report.notes import Gap, gaps
 from pipeline.report.text import plain_text
-from pipeline.types import LabelTrack, Segment, VideoResult
+from pipeline.types import LabelTrack, VideoResult
 
 # tab10 without its red, which is reserved for NSFW segments
 TAG_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b",
@@ -24,6 +25,7 @@ TAG_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b",
 NSFW_COLOUR = "#d62728"
 # NSFW labels: reds and browns none of the tag colours is near
 NSFW_COLOURS = [NSFW_COLOUR, "#8c1c13", "#f4a582", "#67001f", "#e7298a"]
+_GAP_EPS_S = 1e-3  # gap bounds are noted to the millisecond
 
 
 def write_timeline_png(result: VideoResult, out_dir: str | Path, *, title: str | None = None) -> Path:
@@ -32,7 +34,8 @@ def write_timeline_png(result: VideoResult, out_dir: str | Path, *, title: str |
 
     Each label gets a line (smoothed score), faint dots (raw score), a dashed
     line at its threshold and shaded spans for its segments; NSFW segments
-    are hatched red. The x axis reads mm:ss (h:mm:ss past an hour).
+    are hatched red. A live stream's gaps are hatched grey, and no line
+    crosses one. The x axis reads mm:ss (h:mm:ss past an hour).
 
     Returns:
         the path written.
@@ -58,9 +61,9 @@ def timeline_figure(result: VideoResult, *, title: str | None = None):
     times = np.asarray(result.times_s, dtype=np.float64)
     end = _x_end(result, times)
     colours = track_colours(result.tracks)
-    _draw_row(axes[0], tags, result.segments, times, colours, "tags")
+    _draw_row(axes[0], tags, result, colours, "tags")
     if nsfw:
-        _draw_row(axes[1], nsfw, result.segments, times, colours, "NSFW")
+        _draw_row(axes[1], nsfw, result, colours, "NSFW")
     _format_time_axis(axes[-1], end)
     axes[-1].set_xlabel("time")
     if len(times) == 0:
@@ -85,16 +88,41 @@ def track_colours(tracks: Sequence[LabelTrack]) -> dict[tuple[str, str], str]:
     return colours
 
 
-def _draw_row(ax, tracks: Sequence[LabelTrack], segments: Sequence[Segment], times: np.ndarray,
+def pieces(times: np.ndarray, gaps: Sequence[Gap]) -> list[slice]:
+    """The runs of samples a line may join: ``times`` cut at every gap (a
+    live stream's reconnect), so no line is drawn across one."""
+    times = np.asarray(times, np.float64)
+    cuts = {int(np.searchsorted(times, gap.start_s + _GAP_EPS_S, side="right")) for gap in gaps}
+    bounds = [0, *sorted(c for c in cuts if 0 < c < len(times)), len(times)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def _broken_line(times: np.ndarray, values: np.ndarray, parts: list[slice]) -> tuple[np.ndarray, np.ndarray]:
+    # matplotlib lifts the pen at a NaN: one between pieces breaks the line there
+    xs, ys = [], []
+    for part in parts:
+        xs += [times[part], [np.nan]]
+        ys += [np.asarray(values, np.float64)[part], [np.nan]]
+    return (np.concatenate(xs[:-1]), np.concatenate(ys[:-1])) if parts else (times, values)
+
+
+def _draw_row(ax, tracks: Sequence[LabelTrack], result: VideoResult,
               colours: dict[tuple[str, str], str], name: str) -> None:
-    one = len(times) == 1
+    times = np.asarray(result.times_s, dtype=np.float64)
+    breaks = gaps(result)
+    parts = pieces(times, breaks)
+    lone = [part.start for part in parts if part.stop - part.start == 1]  # a line of one point is not drawn
+    for i, gap in enumerate(breaks):
+        ax.axvspan(gap.start_s, gap.end_s, facecolor="0.9", hatch="xx", edgecolor="0.7", lw=0, gid="gap",
+                   label="no frames (gap)" if i == 0 else "_gap")
     for track in tracks:
         colour = colours[(track.name, track.kind)]
-        ax.plot(times, track.smoothed, color=colour, lw=1.5, label=track.name,
-                marker="o" if one else None)
+        ax.plot(*_broken_line(times, track.smoothed, parts), color=colour, lw=1.5, label=track.name)
+        if lone:
+            ax.plot(times[lone], np.asarray(track.smoothed)[lone], "o", color=colour, label="_lone")
         ax.plot(times, track.raw, ".", color=colour, alpha=0.25, ms=3)
         ax.axhline(track.threshold, color=colour, ls="--", lw=0.8, alpha=0.8)
-        for seg in (s for s in segments if s.label == track.name):
+        for seg in (s for s in result.segments if s.label == track.name):
             if seg.kind == "nsfw":
                 ax.axvspan(seg.start_s, seg.end_s, facecolor=NSFW_COLOUR, alpha=0.15,
                            hatch="//", edgecolor=NSFW_COLOUR, lw=0)
