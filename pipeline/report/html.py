@@ -15,12 +15,14 @@ in a ``<script type="application/json">`` block with every ``<`` written as
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import json
 import logging
 import math
 import os
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,7 +31,7 @@ import numpy as np
 
 from pipeline.atomic import atomic_write_text
 from pipeline.report.notes import Gap, decode_stats, gaps, partial_note
-from pipeline.report.plot import NSFW_COLOUR, axis_ticks, pieces, time_extent, track_colours
+from pipeline.report.plot import NSFW_COLOUR, TICK_STEPS, axis_ticks, pieces, time_extent, track_colours
 from pipeline.report.tables import last_frame
 from pipeline.report.text import clean_label, container_name, hms, uncsv_cell
 from pipeline.types import (
@@ -84,7 +86,7 @@ def write_report_html(result: VideoResult, out_dir: str | Path, *, thumbs: bool 
         body += [_player(video, result.info), _timeline(result, segments),
                  _segments_table(segments, thumb_paths)]
     body.append(_data_script(result, segments))
-    page = _page(f"scenetag: {result.name}", "\n".join(body), script=_SCRIPT)
+    page = _page(f"scenetag: {result.name}", "\n".join(body), script=asset("report.js"))
     return atomic_write_text(out / "report.html", page)
 
 
@@ -176,36 +178,57 @@ def playback_doubt(info: VideoInfo | None) -> str | None:
 
 
 def _timeline(result: VideoResult, segments: Sequence[Segment]) -> str:
+    """The interactive SVG: what the page's script zooms (``#zoom``, scaled
+    along time), what it moves (``#marks``, ``#cursor``) and redraws
+    (``#axis``); without the script, the whole video at a glance."""
     times = np.asarray(result.times_s, dtype=np.float64)
     end = _end_time(result, times)
+    rows = _rows(result, segments)
+    plot_h = _ROW_H * len(rows)
+    colours, breaks = track_colours(result.tracks), gaps(result)
+    zoomed, marks, titles = _gap_rects(breaks, end, plot_h), [], []
+    for r, (title, tracks, kind) in enumerate(rows):
+        top = _PAD_T + r * _ROW_H
+        titles.append(f'<text class="row" x="4" y="{top + 14}">{esc(title)}</text>')
+        zoomed += _segment_rects(segments, kind, colours, top, end)
+        lines, points = _track_lines(tracks, times, pieces(times, breaks), colours, top, end)
+        zoomed, marks = zoomed + lines, marks + points
+    plot_w, axis_y = _SVG_W - _PAD_L - _PAD_R, _PAD_T + plot_h
+    svg = (f'<svg id="timeline-svg" viewBox="0 0 {_SVG_W} {axis_y + _AXIS_H}" role="img" '
+           f'aria-label="scores over time" data-end="{end:.6f}" data-x0="{_PAD_L}" '
+           f'data-x1="{_SVG_W - _PAD_R}" data-steps="{",".join(str(s) for s in TICK_STEPS)}">'
+           f'<defs><clipPath id="plot-clip"><rect x="{_PAD_L}" y="0" width="{plot_w}" '
+           f'height="{axis_y + _AXIS_H}"/></clipPath></defs>'
+           f'<rect class="bg" x="{_PAD_L}" y="{_PAD_T}" width="{plot_w}" height="{plot_h}"/>'
+           f'<g id="axis">{"".join(_axis(end, axis_y))}</g>'
+           f'<g clip-path="url(#plot-clip)"><g id="zoom">{"".join(zoomed)}</g>'
+           f'<g id="marks">{"".join(marks)}</g></g>{"".join(titles)}'
+           f'<line id="cursor" x1="0" x2="0" y1="{_PAD_T}" y2="{axis_y}"/></svg>')
+    return (f'<section id="timeline"><h2>Timeline</h2>{_ZOOM_CONTROLS}<div class="timeline-box">{svg}'
+            f'<div id="tip" hidden></div></div><ul class="legend">{_legend(colours, breaks)}</ul>'
+            '<p class="hint">Hover for scores; click a segment, a row of the table or the timeline to '
+            'jump there. Zoom with the buttons or Ctrl + wheel; when zoomed, drag or Shift + wheel '
+            'pans.</p></section>')
+
+
+_ZOOM_CONTROLS = ('<div class="zoom" role="group" aria-label="timeline zoom">'
+                  '<button type="button" id="zoom-in" title="zoom in">+</button>'
+                  '<button type="button" id="zoom-out" title="zoom out">&minus;</button>'
+                  '<button type="button" id="zoom-reset" title="whole video">whole video</button>'
+                  '<output id="zoom-view"></output></div>')
+
+
+def _rows(result: VideoResult, segments: Sequence[Segment]) -> list[tuple[str, list[LabelTrack], str]]:
     rows = [("tags", [t for t in result.tracks if t.kind != "nsfw"], "tag")]
     if any(t.kind == "nsfw" for t in result.tracks) or any(s.kind == "nsfw" for s in segments):
         rows.append(("NSFW", [t for t in result.tracks if t.kind == "nsfw"], "nsfw"))
-    height = _PAD_T + _ROW_H * len(rows) + _AXIS_H
-    parts = [f'<svg id="timeline-svg" viewBox="0 0 {_SVG_W} {height}" role="img" '
-             f'aria-label="scores over time" data-end="{end:.6f}" data-x0="{_PAD_L}" '
-             f'data-x1="{_SVG_W - _PAD_R}">',
-             f'<rect class="bg" x="{_PAD_L}" y="{_PAD_T}" width="{_SVG_W - _PAD_L - _PAD_R}" '
-             f'height="{_ROW_H * len(rows)}"/>']
-    colours = track_colours(result.tracks)
-    breaks = gaps(result)
-    parts += _gap_rects(breaks, end, _ROW_H * len(rows))
-    for r, (title, tracks, kind) in enumerate(rows):
-        top = _PAD_T + r * _ROW_H
-        parts.append(f'<text class="row" x="4" y="{top + 14}">{esc(title)}</text>')
-        parts += _segment_rects(segments, kind, colours, top, end)
-        parts += _track_lines(tracks, times, pieces(times, breaks), colours, top, end)
-    parts += _axis(end, _PAD_T + _ROW_H * len(rows))
-    parts.append(f'<line id="cursor" x1="0" x2="0" y1="{_PAD_T}" y2="{_PAD_T + _ROW_H * len(rows)}"/>')
-    parts.append("</svg>")
+    return rows
+
+
+def _legend(colours: dict[tuple[str, str], str], breaks: Sequence[Gap]) -> str:
     legend = "".join(f'<li><span class="swatch" style="background:{c}"></span>{esc(name)}</li>'
                      for (name, _), c in colours.items())
-    if breaks:
-        legend += '<li><span class="swatch gap"></span>no frames (gap)</li>'
-    return (f'<section id="timeline"><h2>Timeline</h2><div class="timeline-box">{"".join(parts)}'
-            f'<div id="tip" hidden></div></div><ul class="legend">{legend}</ul>'
-            '<p class="hint">Hover for scores; click a segment, a row of the table or the '
-            'timeline to jump there.</p></section>')
+    return legend + ('<li><span class="swatch gap"></span>no frames (gap)</li>' if breaks else "")
 
 
 def _x(t: float, end: float) -> float:
@@ -242,29 +265,28 @@ def _gap_rects(breaks: Sequence[Gap], end: float, height: float) -> list[str]:
 
 
 def _track_lines(tracks: Sequence[LabelTrack], times: np.ndarray, parts: list[slice], colours: dict,
-                 top: float, end: float) -> list[str]:
-    out = []
+                 top: float, end: float) -> tuple[list[str], list[str]]:
+    """Threshold and score lines (scaled when zoomed), and a dot for each
+    lone sample (moved when zoomed: a scaled circle would be an ellipse)."""
+    lines, dots = [], []
     for track in tracks:
         colour = colours[(track.name, track.kind)]
         if math.isfinite(track.threshold):
             y = _y(track.threshold, top)
-            out.append(f'<line class="thr" x1="{_PAD_L}" x2="{_SVG_W - _PAD_R}" y1="{y:.2f}" '
-                       f'y2="{y:.2f}" stroke="{colour}"/>')
+            lines.append(f'<line class="thr" x1="{_PAD_L}" x2="{_SVG_W - _PAD_R}" y1="{y:.2f}" '
+                         f'y2="{y:.2f}" stroke="{colour}"/>')
         smoothed = np.asarray(track.smoothed, np.float64)
         for part in parts:  # one line per run of samples: none crosses a gap
-            xy = [(_x(t, end), _y(v, top)) for t, v in zip(times[part], smoothed[part], strict=True)
-                  if math.isfinite(v)]
-            out += _score_line(xy, colour, track.name)
-    return out
-
-
-def _score_line(xy: list[tuple[float, float]], colour: str, name: str) -> list[str]:
-    pts = " ".join(f"{x:.2f},{y:.2f}" for x, y in xy)
-    out = [f'<polyline class="score" points="{pts}" stroke="{colour}"><title>{esc(name)}</title></polyline>']
-    if len(xy) == 1:  # a one-point line draws nothing: mark the sample
-        out.append(f'<circle class="score" cx="{xy[0][0]:.2f}" cy="{xy[0][1]:.2f}" r="4" '
-                   f'fill="{colour}"><title>{esc(name)}</title></circle>')
-    return out
+            tv = [(t, v) for t, v in zip(times[part], smoothed[part], strict=True) if math.isfinite(v)]
+            pts = " ".join(f"{_x(t, end):.2f},{_y(v, top):.2f}" for t, v in tv)
+            lines.append(f'<polyline class="score" points="{pts}" stroke="{colour}">'
+                         f"<title>{esc(track.name)}</title></polyline>")
+            if len(tv) == 1:  # a one-point line draws nothing: mark the sample
+                (t, v), = tv
+                dots.append(f'<circle class="score" data-t="{t:.6f}" cx="{_x(t, end):.2f}" '
+                            f'cy="{_y(v, top):.2f}" r="4" fill="{colour}">'
+                            f"<title>{esc(track.name)}</title></circle>")
+    return lines, dots
 
 
 def _axis(end: float, y: float) -> list[str]:
@@ -378,138 +400,23 @@ _CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inlin
         "img-src 'self' data: file:; media-src 'self' file:")
 
 
+@functools.cache
+def asset(name: str) -> str:
+    """A file of the page's CSS or JavaScript, shipped beside this module
+    (every page inlines them: a report opens with no network)."""
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
 def _page(title: str, body: str, script: str) -> str:
     js = f"<script>{script}</script>" if script else ""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
-            f"<title>{esc(title)}</title><style>{_CSS}</style></head>\n"
+            f"<title>{esc(title)}</title><style>{asset('page.css')}</style></head>\n"
             f"<body>\n{body}\n{js}\n</body></html>\n")
 
 
-_CSS = """
-body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#222;background:#fafafa}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:22px 0 8px}
-.path{color:#666;word-break:break-all;margin:0}.nav{margin:0 0 8px}
-.error{color:#b00020}.warning{color:#8a5a00}
-table{border-collapse:collapse;background:#fff}
-th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:middle}
-th{background:#f0f0f0}
-table.meta th{width:10em}
-#segments-table tbody tr.segment{cursor:pointer}
-#segments-table tbody tr.segment:hover,#segments-table tr.selected{background:#eef5ff}
-.thumb{display:inline-block;overflow:hidden;line-height:0}
-.thumb img{height:72px;width:auto;display:block}
-.thumb.nsfw img{filter:blur(14px)}.thumb.nsfw{cursor:zoom-in;outline:2px solid #d62728}
-.thumb.nsfw.revealed img{filter:none}
-.timeline-box{position:relative;max-width:1100px}
-#timeline-svg{width:100%;height:auto;background:#fff;border:1px solid #ddd;cursor:crosshair}
-#timeline-svg rect.bg{fill:#fff}#timeline-svg rect.gap{fill:#bbb;opacity:.35}
-.swatch.gap{background:#bbb}
-#timeline-svg rect.seg{opacity:.22;cursor:pointer}#timeline-svg rect.seg:hover{opacity:.4}
-#timeline-svg polyline.score{fill:none;stroke-width:1.8}
-#timeline-svg line.thr{stroke-dasharray:5 4;stroke-width:1;opacity:.7}
-#timeline-svg line.tick{stroke:#e4e4e4}
-#timeline-svg text{font-size:11px;fill:#555}#timeline-svg text.tick{text-anchor:middle}
-#timeline-svg #cursor{stroke:#000;stroke-width:1;opacity:0}
-#tip{position:absolute;pointer-events:none;background:rgba(30,30,30,.9);color:#fff;
- padding:4px 8px;border-radius:4px;font-size:12px;white-space:pre}
-.legend{list-style:none;padding:0;margin:6px 0;display:flex;flex-wrap:wrap;gap:4px 14px}
-.swatch{display:inline-block;width:12px;height:12px;margin-right:5px;vertical-align:-1px}
-.hint{color:#777;font-size:12px}
-video{display:block;width:100%;max-width:480px;max-height:45vh;background:#000;margin:12px 0}
-.note{color:#8a5a00;background:#fff8e1;border:1px solid #f0d890;padding:4px 8px;max-width:640px}
-output{font-family:ui-monospace,monospace;font-weight:600}
-"""
 
-# Builds DOM with textContent only: labels never pass through innerHTML.
-_SCRIPT = r"""
-(function () {
-  "use strict";
-  var el = document.getElementById("scenetag-data");
-  var data = el ? JSON.parse(el.textContent) : {times: [], tracks: [], segments: []};
-  var video = document.getElementById("player");
-  var note = document.getElementById("player-note");
-  if (video && note) {
-    video.addEventListener("error", function () {
-      var err = video.error ? " (media error " + video.error.code + ")" : "";
-      note.textContent = "The browser could not play this video" + err + ". The timeline, table " +
-        "and thumbnails work without it; to watch it here, convert it to H.264 in MP4.";
-      note.hidden = false;
-    });
-  }
-  var out = document.getElementById("selected-time");
-  var svg = document.getElementById("timeline-svg");
-  var tip = document.getElementById("tip");
-  function pad(n, w) { n = String(n); while (n.length < w) n = "0" + n; return n; }
-  function hms(t) {
-    var ms = Math.max(0, Math.round(t * 1000));
-    var h = Math.floor(ms / 3600000), m = Math.floor(ms / 60000) % 60;
-    var s = Math.floor(ms / 1000) % 60;
-    return pad(h, 2) + ":" + pad(m, 2) + ":" + pad(s, 2) + "." + pad(ms % 1000, 3);
-  }
-  function select(t, i) {
-    if (out) out.textContent = hms(t);
-    document.querySelectorAll("#segments-table tr.selected").forEach(function (r) {
-      r.classList.remove("selected");
-    });
-    if (i !== null && i !== undefined) {
-      var row = document.querySelector('#segments-table tr[data-i="' + i + '"]');
-      if (row) row.classList.add("selected");
-    }
-    if (video) { try { video.currentTime = t; } catch (e) { /* not seekable yet */ } }
-  }
-  document.querySelectorAll("#segments-table tr.segment").forEach(function (row) {
-    var go = function () { select(parseFloat(row.dataset.start), row.dataset.i); };
-    row.addEventListener("click", go);
-    row.addEventListener("keydown", function (e) { if (e.key === "Enter") go(); });
-  });
-  document.querySelectorAll(".thumb.nsfw").forEach(function (t) {
-    t.addEventListener("click", function (e) { e.stopPropagation(); t.classList.toggle("revealed"); });
-  });
-  if (!svg) return;
-  var end = parseFloat(svg.dataset.end), x0 = parseFloat(svg.dataset.x0);
-  var x1 = parseFloat(svg.dataset.x1), cursor = document.getElementById("cursor");
-  var vb = svg.viewBox.baseVal;
-  function timeAt(ev) {
-    var r = svg.getBoundingClientRect();
-    var x = (ev.clientX - r.left) * vb.width / r.width;
-    return Math.min(end, Math.max(0, (x - x0) / (x1 - x0) * end));
-  }
-  function nearest(t) {
-    var a = data.times, lo = 0, hi = a.length - 1;
-    if (hi < 0) return -1;
-    while (lo < hi) { var mid = (lo + hi) >> 1; if (a[mid] < t) lo = mid + 1; else hi = mid; }
-    if (lo > 0 && Math.abs(a[lo - 1] - t) <= Math.abs(a[lo] - t)) lo -= 1;
-    return lo;
-  }
-  svg.addEventListener("mousemove", function (ev) {
-    var t = timeAt(ev), k = nearest(t);
-    var x = x0 + (x1 - x0) * (t / end);
-    cursor.setAttribute("x1", x); cursor.setAttribute("x2", x); cursor.style.opacity = 0.5;
-    var lines = [hms(k >= 0 ? data.times[k] : t)];
-    data.tracks.forEach(function (tr) {
-      var v = k >= 0 ? tr.smoothed[k] : null;
-      lines.push(tr.name + ": " + (v === null || v === undefined ? "–" : v.toFixed(3)));
-    });
-    tip.textContent = lines.join("\n");
-    tip.hidden = false;
-    var box = svg.parentNode.getBoundingClientRect();
-    tip.style.left = Math.min(ev.clientX - box.left + 12, box.width - tip.offsetWidth) + "px";
-    tip.style.top = (ev.clientY - box.top + 12) + "px";
-  });
-  svg.addEventListener("mouseleave", function () { tip.hidden = true; cursor.style.opacity = 0; });
-  svg.addEventListener("click", function (ev) {
-    var target = ev.target.closest ? ev.target.closest("rect.seg") : null;
-    if (target) {
-      var i = parseInt(target.dataset.i, 10);
-      select(data.segments[i].start, i);
-    } else {
-      select(timeAt(ev), null);
-    }
-  });
-})();
-"""
 
 
 # --------------------------------------------------------------------------- rebuilding from files
