@@ -203,3 +203,55 @@ def test_a_long_timeline_zooms_and_pans_with_round_ticks(tmp_path):
     assert window["wheeled"][1] - window["wheeled"][0] > p1 - p0  # Ctrl + wheel down zooms out
     assert window["reset"] == (0, end)
     assert "no frames (gap: connection closed)" in seen["tip"]
+
+
+def index_of_three(folder: Path) -> Path:
+    """index.html over three inputs with posters: 30 s beach, 5 s cat
+    (unsafe), 120 s beach and cat."""
+    from PIL import Image
+
+    from pipeline.types import DecodeStats
+
+    rows = []
+    inputs = (("alpha", 30.0, ["beach"], "safe"), ("bravo", 5.0, ["cat"], "unsafe"),
+              ("charlie", 120.0, ["beach", "cat"], "safe"))
+    for name, seconds, tags, verdict in inputs:
+        (folder / name).mkdir(parents=True)
+        (folder / name / "report.html").write_text("<html></html>")
+        Image.new("RGB", (32, 24), (200, 120, 40)).save(folder / name / "poster.jpg")
+        info = VideoInfo(path=f"/in/{name}.mp4", container="mov,mp4", codec="h264", width=32, height=24,
+                         duration_s=seconds, avg_fps=10.0, frame_count=int(seconds * 10))
+        rows.append(VideoResult(input_path=f"/in/{name}.mp4", name=name, info=info, tags=tags,
+                                nsfw_verdict=verdict, frame_indices=np.arange(int(seconds)),
+                                decode=DecodeStats()))
+    return html.write_index_html(rows, folder)
+
+
+INDEX_PROBE = """
+var b = document.body.dataset, buttons = document.querySelectorAll('#index-table button.sort');
+function names() {
+  return Array.from(document.querySelectorAll('#index-table tbody tr'))
+    .filter(function (r) { return !r.hidden; })
+    .map(function (r) { return r.cells[1].textContent; }).join(',');
+}
+b.first = names();
+buttons[2].click(); b.byDuration = names();
+buttons[2].click(); b.byDurationDown = names();
+var filter = document.getElementById('index-filter');
+filter.value = 'beach'; filter.dispatchEvent(new Event('input'));
+b.beach = names(); b.count = document.getElementById('index-count').textContent;
+b.blurred = getComputedStyle(document.querySelector('.thumb.nsfw img')).filter;
+"""
+
+
+def test_index_page_shows_posters_sorts_and_filters(tmp_path):
+    page = index_of_three(tmp_path / "run")
+    text = page.read_text("utf-8")
+    assert text.count('<img src="') == 3 and 'src="bravo/poster.jpg"' in text
+    dom = dump_dom(with_probe(page, INDEX_PROBE), tmp_path)
+    seen = {k: re.search(f'data-{k}="([^"]*)"', dom).group(1)
+            for k in ("first", "by-duration", "by-duration-down", "beach", "count", "blurred")}
+    assert seen["first"] == "alpha,bravo,charlie"
+    assert seen["by-duration"] == "bravo,alpha,charlie" and seen["by-duration-down"] == "charlie,alpha,bravo"
+    assert seen["beach"] == "charlie,alpha" and seen["count"] == "2 of 3 shown"
+    assert seen["blurred"].startswith("blur(")  # an unsafe video's poster waits for a click

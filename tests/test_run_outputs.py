@@ -54,6 +54,8 @@ def test_rerun_into_the_same_output_keeps_earlier_inputs(tmp_path, tiny_model_di
     assert list(index["input"]) == [a, b] and set(index["status"]) == {"ok"}
     page = (out / "index.html").read_text("utf-8")
     assert "2 inputs" in page and 'href="a/report.html"' in page and 'href="b/report.html"' in page
+    for name in ("a", "b"):  # each row shows the input's poster, earlier runs' included
+        assert (out / name / "poster.jpg").is_file() and f'<img src="{name}/poster.jpg"' in page
 
 
 @pytest.mark.expect_errors

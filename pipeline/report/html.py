@@ -34,6 +34,7 @@ from pipeline.report.notes import Gap, decode_stats, gaps, partial_note
 from pipeline.report.plot import NSFW_COLOUR, TICK_STEPS, axis_ticks, pieces, time_extent, track_colours
 from pipeline.report.tables import last_frame
 from pipeline.report.text import clean_label, container_name, hms, uncsv_cell
+from pipeline.report.thumbs import POSTER, write_segment_thumbs
 from pipeline.types import (
     LabelTotals,
     LabelTrack,
@@ -74,8 +75,6 @@ def write_report_html(result: VideoResult, out_dir: str | Path, *, thumbs: bool 
     Returns:
         the path written.
     """
-    from pipeline.report.thumbs import write_segment_thumbs
-
     out = Path(out_dir)
     segments = sorted(result.segments, key=lambda s: (s.start_s, s.end_s, s.label))
     thumb_paths = write_segment_thumbs(result, out, segments, pictures=pictures) \
@@ -364,32 +363,65 @@ def _num(v: Any) -> float | None:
 # --------------------------------------------------------------------------- index page
 
 
+_INDEX_COLUMNS = ("", "name", "status", "duration", "frames", "tags", "NSFW", "input / error")
+
+
 def write_index_html(results: Sequence[VideoResult], out_dir: str | Path) -> Path:
-    """Write ``index.html``: one row per input, linking to its report."""
+    """Write ``index.html``: one row per input, with its poster, linking to
+    its report; the page's script sorts by a column and filters by text."""
     out = Path(out_dir)
-    head = ("<tr><th>name</th><th>status</th><th>duration</th><th>frames</th><th>tags</th>"
-            "<th>NSFW</th><th>input / error</th></tr>")
+    head = "".join("<th></th>" if not name else
+                   f'<th><button type="button" class="sort" data-col="{i}">{name}</button></th>'
+                   for i, name in enumerate(_INDEX_COLUMNS))
     rows = [_index_row(r, out) for r in results]
     if not rows:
-        rows = ['<tr class="empty"><td colspan="7">no inputs</td></tr>']
-    body = (f"<header><h1>scenetag report</h1><p>{len(results)} inputs</p></header>"
-            f'<section><table id="index-table"><thead>{head}</thead>'
+        rows = [f'<tr class="empty"><td colspan="{len(_INDEX_COLUMNS)}">no inputs</td></tr>']
+    body = (f"<header><h1>scenetag report</h1><p>{len(results)} inputs{_index_counts(results)}</p></header>"
+            '<section><p class="filter"><input id="index-filter" type="search" '
+            'placeholder="filter: name, tag, status, path" aria-label="filter the inputs"> '
+            '<output id="index-count"></output></p>'
+            f'<table id="index-table"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></section>')
-    return atomic_write_text(out / "index.html", _page("scenetag report", body, script=""))
+    page = _page("scenetag report", body, script=asset("index.js"))
+    return atomic_write_text(out / "index.html", page)
+
+
+def _index_counts(results: Sequence[VideoResult]) -> str:
+    failed = sum(r.status != "ok" for r in results)
+    partial = sum(r.status == "ok" and partial_note(r) is not None for r in results)
+    words = [f"{n} {word}" for n, word in ((failed, "failed"), (partial, "partial")) if n]
+    return f" ({', '.join(words)})" if words else ""
 
 
 def _index_row(r: VideoResult, out: Path) -> str:
+    report = f"{quote(r.name)}/report.html" if r.name and (out / r.name / "report.html").is_file() else None
     name = esc(r.name or "—")
-    if r.name and (out / r.name / "report.html").is_file():
-        name = f'<a href="{esc(quote(r.name))}/report.html">{name}</a>'
-    duration = hms(r.info.duration_s) if r.info is not None and r.info.duration_s else ""
+    if report:
+        name = f'<a href="{esc(report)}">{name}</a>'
+    seconds = r.info.duration_s if r.info is not None and r.info.duration_s else None
     detail = esc(r.input_path) + (f'<br><span class="error">{esc(r.error)}</span>' if r.error else "")
-    if (partial := partial_note(r)) is not None:
+    partial = partial_note(r)
+    if partial is not None:
         detail += f'<br><span class="warning">{esc(partial)}</span>'
-
-    return (f'<tr class="{esc(r.status)}"><td>{name}</td><td>{esc(r.status)}</td><td>{duration}</td>'
-            f"<td>{len(r.frame_indices)}</td><td>{', '.join(f'<bdi>{esc(t)}</bdi>' for t in r.tags)}</td>"
+    status = r.status + (" (partial)" if partial else "")
+    return (f'<tr class="{esc(r.status)}"><td class="poster">{_poster(r, out, report)}</td>'
+            f"<td>{name}</td><td>{esc(status)}</td>"
+            f'<td data-sort="{seconds if seconds is not None else ""}">{hms(seconds) if seconds else ""}</td>'
+            f'<td data-sort="{len(r.frame_indices)}">{len(r.frame_indices)}</td>'
+            f"<td>{', '.join(f'<bdi>{esc(t)}</bdi>' for t in r.tags)}</td>"
             f"<td>{esc(r.nsfw_verdict)}</td><td>{detail}</td></tr>")
+
+
+def _poster(r: VideoResult, out: Path, report: str | None) -> str:
+    """The input's ``poster.jpg``: blurred until clicked for an unsafe video,
+    else a link to its report."""
+    if not r.name or not (out / r.name / POSTER).is_file():
+        return ""
+    img = f'<img src="{esc(quote(r.name))}/{POSTER}" alt="" loading="lazy">'
+    if r.nsfw_verdict == "unsafe":
+        return f'<span class="thumb nsfw" title="NSFW: click to reveal">{img}</span>'
+    img = f'<span class="thumb">{img}</span>'
+    return f'<a href="{esc(report)}" tabindex="-1">{img}</a>' if report else img
 
 
 # --------------------------------------------------------------------------- page shell
