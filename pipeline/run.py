@@ -412,6 +412,8 @@ def _handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classi
     result = _write_reports(result, out_dir / result.name, config)
     if result.status != "ok":
         log.error("%s: %s", embedded.path, result.error)
+    elif (note := report.partial_note(result)) is not None:  # ok, but say what was missed
+        log.warning("%s: %s", embedded.path, note)
     run.results.append(result)
 
 
@@ -834,7 +836,8 @@ def _result_from_summary(path: str, name: str, summary: dict) -> VideoResult:
                        error=summary.get("error"), tags=list(summary.get("tags") or []),
                        nsfw_verdict=summary.get("nsfw_verdict", "n/a"),
                        frame_indices=np.zeros(int(summary.get("frames_scored") or 0), np.int64),
-                       config_hash=summary.get("config_hash", ""))
+                       config_hash=summary.get("config_hash", ""),
+                       decode=report.decode_stats(summary.get("decode")))  # a partial input stays one
 
 
 def _write_run_outputs(run: RunReport, out_dir: Path, formats: Sequence[str] = ()) -> None:

@@ -300,3 +300,48 @@ def test_exports_skip_failed_inputs(tmp_path):
     failed = VideoResult(input_path="/x.mp4", name="x", status="error", error="boom")
     written = report.write_video_outputs(failed, tmp_path / "x", formats=("html", "vtt", "edl", "json"))
     assert [p.name for p in written] == ["summary.json"]
+
+
+# --------------------------------------------------------------------------- one end_frame convention
+
+
+def test_end_frame_is_the_frame_at_end_s_in_every_output(tmp_path):
+    """A segment pinned to frames 30..89 at 15 fps: every output says
+    ``end_frame`` 90, the first frame after it (shown at ``end_s``), as
+    ``start_frame`` is the frame shown at ``start_s``; reading the folder
+    back (``scenetag report``) keeps it."""
+    seg = Segment("cup", "tag", 2.0, 6.0, 0.9, 0.8, start_frame=30, end_frame=89, refined="both")
+    result = make_result([seg], fps=15.0)
+    folder = tmp_path / "clip"
+    report.write_video_outputs(result, folder, formats=("csv", "json", "edl"))
+    csv_row = pd.read_csv(folder / "segments.csv").iloc[0]
+    exported = json.loads((folder / "segments.json").read_text())["segments"][0]
+    summary = json.loads((folder / "summary.json").read_text())["segments"][0]
+    assert (csv_row["start_frame"], csv_row["end_frame"]) == (30, 90)
+    assert (exported["start_frame"], exported["end_frame"]) == (30, 90)
+    assert (summary["start_frame"], summary["end_frame"]) == (30, 90)
+    assert frame_number(seg.end_s, Fraction(15)) == 90 and frame_number(seg.start_s, Fraction(15)) == 30
+    reread = html.load_result(folder)
+    assert (reread.segments[0].start_frame, reread.segments[0].end_frame) == (30, 89)
+    assert exports.segments_dict(reread)["segments"][0]["end_frame"] == 90
+
+
+def test_edl_colour_of_a_label_is_the_same_in_every_file_of_a_run():
+    """Colours follow the label's place in the config (the tracks' order),
+    not which labels a file happens to have segments for."""
+    labels = [("coffee cup", "tag"), ("car", "tag"), ("ball", "tag"), ("gore", "nsfw")]
+
+    def edl_of(segments):
+        result = make_result(segments, fps=25.0)
+        result.tracks = [LabelTrack(label, kind, np.full(20, 0.6), np.full(20, 0.6), 0.5, 0.45)
+                         for label, kind in labels]
+        return edl_text(result)
+
+    only_car = edl_of([Segment("car", "tag", 1.0, 2.0, 0.9, 0.8)])
+    both = edl_of([Segment("coffee cup", "tag", 1.0, 2.0, 0.9, 0.8),
+                   Segment("car", "tag", 3.0, 4.0, 0.9, 0.8), Segment("gore", "nsfw", 5.0, 6.0, 0.9, 0.9)])
+    car = re.compile(r"\* LOC: \S+ (\w+) +car ")
+    assert car.search(only_car).group(1) == car.search(both).group(1) == "CYAN"
+    assert re.search(r"\* LOC: \S+ (\w+) +coffee cup ", both).group(1) == "BLUE"
+    assert "|C:ResolveColorCyan |M:car " in only_car and "|C:ResolveColorCyan |M:car " in both
+    assert "|C:ResolveColorRed |M:NSFW gore " in both

@@ -138,3 +138,120 @@ def test_index_page_links_every_input(run_dir, tmp_path):
     dom = dump_dom(run_dir / "index.html", tmp_path)
     assert 'href="ten/report.html"' in dom and 'href="twentyfive/report.html"' in dom
     assert len(re.findall(r'<tr class="ok">', dom)) == 2
+
+
+def twenty_minutes_with_a_gap() -> VideoResult:
+    """A 20-minute live stream, one sample a second, no frames 300-360 s."""
+    from pipeline.live.stored import gap_note
+    from pipeline.types import DecodeStats
+
+    times = np.array([t for t in np.arange(1200.0) if not 300 < t < 360])
+    score = 0.5 + 0.4 * np.sin(times / 30)
+    return VideoResult(input_path="/nowhere/stream", name="stream", sampling=Sampling(every_seconds=1.0),
+                       frame_indices=np.arange(len(times)), times_s=times,
+                       tracks=[LabelTrack("cat", "tag", score, score, 0.5, 0.45)],
+                       segments=[Segment("cat", "tag", 100.0, 200.0, 0.9, 0.8)],
+                       decode=DecodeStats(strategy="live",
+                                          notes=[gap_note(299.0, 360.0, "connection closed")]))
+
+
+ZOOM_PROBE = """
+var svg = document.getElementById('timeline-svg'), b = document.body.dataset;
+var r = svg.getBoundingClientRect(), scale = r.width / svg.viewBox.baseVal.width;
+function at(x) { return {bubbles: true, cancelable: true, clientX: r.left + x * scale, clientY: r.top + 60}; }
+function seen() { return svg.dataset.t0 + '/' + svg.dataset.t1; }
+b.before = seen();
+document.getElementById('zoom-in').click(); document.getElementById('zoom-in').click();
+b.zoomed = seen();
+b.ticks = Array.from(document.querySelectorAll('#axis text'))
+  .map(function (t) { return t.textContent; }).join(',');
+b.transform = document.getElementById('zoom').getAttribute('transform');
+svg.dispatchEvent(new MouseEvent('mousedown', Object.assign(at(500), {button: 0})));
+svg.dispatchEvent(new MouseEvent('mousemove', at(400)));
+svg.dispatchEvent(new MouseEvent('mouseup', at(400)));
+b.panned = seen();
+svg.dispatchEvent(new WheelEvent('wheel', Object.assign(at(500), {ctrlKey: true, deltaY: 300})));
+b.wheeled = seen();
+document.getElementById('zoom-reset').click();
+b.reset = seen();
+var x0 = parseFloat(svg.dataset.x0), w = parseFloat(svg.dataset.x1) - x0;
+svg.dispatchEvent(new MouseEvent('mousemove', at(x0 + w * 330 / parseFloat(svg.dataset.end))));
+b.tip = document.getElementById('tip').textContent.replace(/\\n/g, ' | ');
+"""
+
+
+def test_a_long_timeline_zooms_and_pans_with_round_ticks(tmp_path):
+    page = html.write_report_html(twenty_minutes_with_a_gap(), tmp_path / "stream", thumbs=False)
+    dom = dump_dom(with_probe(page, ZOOM_PROBE), tmp_path)
+    seen = {k: re.search(f'data-{k}="([^"]*)"', dom).group(1) for k in
+            ("before", "zoomed", "ticks", "transform", "panned", "wheeled", "reset", "tip")}
+    window = {k: tuple(map(float, seen[k].split("/")))
+              for k in ("before", "zoomed", "panned", "wheeled", "reset")}
+    end = window["before"][1]
+    assert window["before"][0] == 0 and end == pytest.approx(1199.5, abs=1)
+    a, b = window["zoomed"]  # two clicks of + : a quarter, about the middle
+    assert b - a == pytest.approx(end / 4, abs=0.01) and (a + b) / 2 == pytest.approx(end / 2, abs=0.01)
+    ticks = [int(m) * 60 + int(s) for m, s in (t.split(":") for t in seen["ticks"].split(","))]
+    assert 3 <= len(ticks) <= 11 and a - 1 <= ticks[0] and ticks[-1] <= b + 1
+    assert len(set(np.diff(ticks))) == 1 and np.diff(ticks)[0] in (1, 2, 5, 10, 15, 30, 60, 120, 300)
+    x0, x1 = (float(re.search(f'data-{k}="([\\d.]+)"', dom).group(1)) for k in ("x0", "x1"))
+    k, e = (float(v) for v in re.fullmatch(r"matrix\((\S+) 0 0 1 (\S+) 0\)", seen["transform"]).groups())
+    assert k * (x0 + (x1 - x0) * a / end) + e == pytest.approx(x0, abs=0.01)  # the window starts at the left
+    p0, p1 = window["panned"]  # dragged 100 units to the left: later times come into view
+    assert p1 - p0 == pytest.approx(b - a, abs=0.01)  # clientX is whole pixels: within one pixel's time
+    assert p0 - a == pytest.approx(100 / (x1 - x0) * (b - a), abs=0.01 * (b - a))
+    assert window["wheeled"][1] - window["wheeled"][0] > p1 - p0  # Ctrl + wheel down zooms out
+    assert window["reset"] == (0, end)
+    assert "no frames (gap: connection closed)" in seen["tip"]
+
+
+def index_of_three(folder: Path) -> Path:
+    """index.html over three inputs with posters: 30 s beach, 5 s cat
+    (unsafe), 120 s beach and cat."""
+    from PIL import Image
+
+    from pipeline.types import DecodeStats
+
+    rows = []
+    inputs = (("alpha", 30.0, ["beach"], "safe"), ("bravo", 5.0, ["cat"], "unsafe"),
+              ("charlie", 120.0, ["beach", "cat"], "safe"))
+    for name, seconds, tags, verdict in inputs:
+        (folder / name).mkdir(parents=True)
+        (folder / name / "report.html").write_text("<html></html>")
+        Image.new("RGB", (32, 24), (200, 120, 40)).save(folder / name / "poster.jpg")
+        info = VideoInfo(path=f"/in/{name}.mp4", container="mov,mp4", codec="h264", width=32, height=24,
+                         duration_s=seconds, avg_fps=10.0, frame_count=int(seconds * 10))
+        rows.append(VideoResult(input_path=f"/in/{name}.mp4", name=name, info=info, tags=tags,
+                                nsfw_verdict=verdict, frame_indices=np.arange(int(seconds)),
+                                decode=DecodeStats()))
+    return html.write_index_html(rows, folder)
+
+
+INDEX_PROBE = """
+var b = document.body.dataset, buttons = document.querySelectorAll('#index-table button.sort');
+function names() {
+  return Array.from(document.querySelectorAll('#index-table tbody tr'))
+    .filter(function (r) { return !r.hidden; })
+    .map(function (r) { return r.cells[1].textContent; }).join(',');
+}
+b.first = names();
+buttons[2].click(); b.byDuration = names();
+buttons[2].click(); b.byDurationDown = names();
+var filter = document.getElementById('index-filter');
+filter.value = 'beach'; filter.dispatchEvent(new Event('input'));
+b.beach = names(); b.count = document.getElementById('index-count').textContent;
+b.blurred = getComputedStyle(document.querySelector('.thumb.nsfw img')).filter;
+"""
+
+
+def test_index_page_shows_posters_sorts_and_filters(tmp_path):
+    page = index_of_three(tmp_path / "run")
+    text = page.read_text("utf-8")
+    assert text.count('<img src="') == 3 and 'src="bravo/poster.jpg"' in text
+    dom = dump_dom(with_probe(page, INDEX_PROBE), tmp_path)
+    seen = {k: re.search(f'data-{k}="([^"]*)"', dom).group(1)
+            for k in ("first", "by-duration", "by-duration-down", "beach", "count", "blurred")}
+    assert seen["first"] == "alpha,bravo,charlie"
+    assert seen["by-duration"] == "bravo,alpha,charlie" and seen["by-duration-down"] == "charlie,alpha,bravo"
+    assert seen["beach"] == "charlie,alpha" and seen["count"] == "2 of 3 shown"
+    assert seen["blurred"].startswith("blur(")  # an unsafe video's poster waits for a click

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -175,9 +176,9 @@ def test_max_frames_ends_a_live_stream(tmp_path, tiny_model_dir, tiny_embedder):
 def test_a_dropped_connection_reconnects_and_the_gap_is_never_tagged(tmp_path, tiny_model_dir, tiny_embedder):
     # every connection serves 1.5 s, then hangs up; --duration ends it
     with TcpStream(lambda out, n: write_ts(out, 15, 10, start=15 * n)) as server:
-        run = _run([server.url], _config(tiny_model_dir), tmp_path, tiny_embedder, reconnect=True,
-                   backoff=Backoff(initial_s=0.3, max_s=0.3, attempts=3), duration_s=4.0,
-                   events=str(tmp_path / "events.jsonl"))
+        run = _run([server.url], _config(tiny_model_dir, formats=("csv", "json", "html")), tmp_path,
+                   tiny_embedder, reconnect=True, backoff=Backoff(initial_s=0.3, max_s=0.3, attempts=3),
+                   duration_s=4.0, events=str(tmp_path / "events.jsonl"))
     (result,) = run.results
     live = _summary(tmp_path / result.name)["live"]
     assert result.status == "ok" and live["reconnects"] >= 1 and server.connections >= 2
@@ -188,6 +189,13 @@ def test_a_dropped_connection_reconnects_and_the_gap_is_never_tagged(tmp_path, t
         assert not any(gap["start_s"] + 1e-3 < t < gap["end_s"] - 1e-3 for t in result.times_s)
         for seg in result.segments:  # a segment never reaches into a gap
             assert seg.end_s <= gap["start_s"] + 1e-3 or seg.start_s >= gap["end_s"] - 1e-3
+    page = (tmp_path / result.name / "report.html").read_text("utf-8")
+    marked = re.findall(r'<rect class="gap" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', page)
+    assert len(marked) == len(gaps)  # the timeline marks each gap, and no score line crosses one
+    for points in re.findall(r'<polyline class="score" points="([^"]*)"', page):
+        xs = [float(p.split(",")[0]) for p in points.split()]
+        for x0, x1 in ((float(x), float(x) + float(w)) for x, w in marked):
+            assert not [a for a, b in zip(xs[:-1], xs[1:]) if a <= x0 and b >= x1]
     kinds = [e["event"] for e in _events(tmp_path / "events.jsonl")]
     assert kinds.count("gap") == len(gaps) and "reconnect" in kinds and kinds[-1] == "end"
 

@@ -243,7 +243,7 @@ def test_demo_edges_within_one_frame_at_a_fraction_of_the_cost(refined_run, tmp_
     assert frames["frame_index"].is_monotonic_increasing
     exported = json.loads((out / "demo_street" / "segments.json").read_text())["segments"]
     assert [s["start_frame"] for s in exported] == list(segments["start_frame"])
-    assert [s["end_frame"] for s in exported] == list(segments["end_frame"] + 1)  # exclusive there
+    assert [s["end_frame"] for s in exported] == list(segments["end_frame"])  # one convention
     assert "00:00:07.000 --> 00:00:11.000" in (out / "demo_street" / "tags.vtt").read_text()
     # without refinement the same run is only as good as its 2 s step
     demo_run(tmp_path / "coarse", demo_embedder, refine_on=False, store=False)

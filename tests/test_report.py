@@ -7,12 +7,15 @@ import csv
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline import atomic, report
 from pipeline.report import plot, tables
@@ -113,12 +116,28 @@ def test_index_csv_has_one_row_per_result_including_errors(tmp_path):
     results = [make_result(name="a"), error_result(), make_result(nsfw=False, name="b")]
     rows = read_csv(tables.write_index_csv(results, tmp_path))
     assert rows[0] == ["name", "input", "status", "error", "duration_s", "frames_scored", "tags",
-                       "nsfw_verdict"]
+                       "nsfw_verdict", "notes"]
     assert len(rows) == 4
-    assert rows[1] == ["a", "/in/a.mp4", "ok", "", "20.0", "40", f"{COMMA_LABEL}; beach", "unsafe"]
+    assert rows[1] == ["a", "/in/a.mp4", "ok", "", "20.0", "40", f"{COMMA_LABEL}; beach", "unsafe", ""]
     assert rows[2] == ["broken", "/in/broken.mp4", "error", "cannot open /in/broken.mp4: invalid data",
-                       "", "0", "", "n/a"]
-    assert rows[3][-1] == "n/a"
+                       "", "0", "", "n/a", ""]
+    assert rows[3][-2:] == ["n/a", ""]
+
+
+@pytest.mark.parametrize("notes, said", [
+    (["stream ended at 23.90 s of 48.00 s (truncated?)"],
+     "partial: decoded 23.90 s of the 48.00 s the container claims (truncated?)"),
+    (["stopped reading early: Invalid data found when processing input"],
+     "partial: reading stopped early (Invalid data found when processing input)"),
+    (["warning: the container claims a duration of 1e+11 s but its video ends at 2.00 s; "
+      "the claimed duration is ignored"], ""),  # a lying header: all of the video was read
+    (["skipped 3 corrupt packets/frames"], ""),
+])
+def test_index_notes_say_when_an_input_was_decoded_only_in_part(tmp_path, notes, said):
+    result = make_result()
+    result.decode = DecodeStats(frames_decoded=200, frames_sampled=40, notes=notes)
+    rows = read_csv(tables.write_index_csv([result], tmp_path))
+    assert rows[1][2] == "ok" and rows[1][-1] == said
 
 
 def image(path, scores, tags=(), verdict="n/a", nsfw=()):
@@ -214,6 +233,25 @@ def test_timeline_nsfw_row_makes_a_taller_image(tmp_path):
     plain = plot.write_timeline_png(make_result(nsfw=False), tmp_path / "plain")
     both = plot.write_timeline_png(make_result(nsfw=True), tmp_path / "both")
     assert png_stats(both)[0][1] > png_stats(plain)[0][1]
+
+
+def line_colours(fig) -> dict[str, str]:
+    """Each labelled line's colour in a timeline figure, by label."""
+    from matplotlib.colors import to_hex
+
+    return {line.get_label(): to_hex(line.get_color()) for ax in fig.axes for line in ax.get_lines()
+            if not line.get_label().startswith("_")}
+
+
+def test_timeline_draws_nsfw_labels_in_their_own_colour_as_the_html_does():
+    result = make_result(nsfw=True)
+    gore = result.tracks[2]
+    result.tracks.append(LabelTrack("blood", "nsfw", gore.raw, gore.smoothed, 0.7, 0.6))
+    drawn = line_colours(plot.timeline_figure(result))
+    assert drawn["gore"] == plot.NSFW_COLOUR
+    tag_colours = {drawn[COMMA_LABEL], drawn["beach"]}
+    assert drawn["blood"] not in tag_colours | {plot.NSFW_COLOUR}
+    assert drawn == {name: c for (name, _), c in plot.track_colours(result.tracks).items()}
 
 
 def test_clock_format():
@@ -415,8 +453,6 @@ def test_report_has_no_playback_note_for_h264_mp4(tmp_path):
 
 @pytest.mark.parametrize("end", [1.0, 4.0, 10.0, 59.0, 60.0, 600.0, 3600.0, 7300.0])
 def test_report_axis_labels_stay_inside_the_svg(end):
-    import re
-
     from pipeline.report import html
 
     char_w = 7.0  # 11px system-ui digits are ~6-7 px wide
@@ -425,3 +461,85 @@ def test_report_axis_labels_stay_inside_the_svg(end):
         width = char_w * len(label)
         right = float(x) if "text-anchor:end" in tick else float(x) + width / 2
         assert right <= html._SVG_W, (end, label, x)
+
+
+ROUND_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
+
+
+@pytest.mark.parametrize("end", [0.6, 4.6, 9.0, 9.5, 47.0, 1200.0])
+def test_report_axis_ticks_fall_on_round_steps(end):
+    """Ticks every 1, 2, 5, 10, 15, 30 s, 1, 2, 5 min...: never 00:04.500."""
+    from pipeline.report import html
+
+    tick = re.compile(r'<text class="tick"[^>]*>([^<]+)</text>')
+    labels = [tick.search(t).group(1) for t in html._axis(end, 100.0)]
+    seconds = [int(m) * 60 + int(s) for m, s in (label.split(":") for label in labels)]
+    assert seconds[0] == 0 and len(seconds) <= 11
+    steps = set(np.diff(seconds)) or {1}
+    assert len(steps) == 1 and steps <= set(ROUND_STEPS), labels
+
+
+@given(st.floats(min_value=0.01, max_value=1e6, allow_nan=False))
+def test_axis_ticks_are_round_evenly_spaced_and_few(end):
+    ticks = plot.axis_ticks(end)
+    times = [t for t, _ in ticks]
+    assert times[0] == 0 and times[-1] <= end and 1 <= len(times) <= 11
+    step = times[1] - times[0] if len(times) > 1 else plot.tick_step(end, 10)
+    assert step in ROUND_STEPS or step % 3600 == 0
+    assert np.allclose(np.diff(times), step)
+    assert [label for _, label in ticks] == [plot.format_clock(t, end >= 3600) for t in times]
+
+
+@pytest.mark.parametrize("ext,shown", [("mp4", "MP4"), ("mov", "QuickTime (MOV)"), ("mkv", "Matroska (MKV)"),
+                                       ("webm", "WebM")])
+def test_report_names_the_container_format_not_ffmpegs_demuxer_list(tmp_path, ext, shown):
+    codec = "libvpx" if ext == "webm" else "libx264"
+    page = _write_page(tmp_path, codec=codec, ext=ext)
+    assert f"<tr><th>container</th><td>{shown}</td></tr>" in page
+    assert "mov,mp4" not in page and "matroska,webm" not in page
+
+
+# --------------------------------------------------------------------------- live gaps
+
+
+def live_result_with_a_gap() -> VideoResult:
+    """A live stream that lost its connection from 9.9 s to 13.6 s."""
+    from pipeline.live.stored import gap_note
+
+    result = make_result(nsfw=True)
+    keep = (result.times_s < 9.9) | (result.times_s > 13.6)
+    result.times_s, result.frame_indices = result.times_s[keep], result.frame_indices[keep]
+    result.tracks = [LabelTrack(t.name, t.kind, t.raw[keep], t.smoothed[keep], t.threshold, t.exit_threshold)
+                     for t in result.tracks]
+    result.decode = DecodeStats(frames_decoded=300, frames_sampled=int(keep.sum()), strategy="live",
+                                notes=[gap_note(9.9, 13.6, "connection closed")])
+    return result
+
+
+def test_timeline_png_breaks_each_line_at_a_gap_and_marks_it():
+    fig = plot.timeline_figure(live_result_with_a_gap())
+    lines = [line for ax in fig.axes for line in ax.get_lines() if not line.get_label().startswith("_")]
+    assert len(lines) == 3
+    for line in lines:
+        x = np.asarray(line.get_xdata(), np.float64)
+        drawn = [(a, b) for a, b in zip(x[:-1], x[1:]) if np.isfinite(a) and np.isfinite(b)]
+        assert not [(a, b) for a, b in drawn if a < 9.9 and b > 13.6], line.get_label()
+    marks = [p for ax in fig.axes for p in ax.patches if p.get_gid() == "gap"]
+    assert len(marks) == len(fig.axes)  # every row shows it
+    assert all((m.get_x(), m.get_x() + m.get_width()) == pytest.approx((9.9, 13.6)) for m in marks)
+
+
+def test_report_html_breaks_each_line_at_a_gap_and_marks_it(tmp_path):
+    from pipeline.report import html
+
+    page = html.write_report_html(live_result_with_a_gap(), tmp_path, thumbs=False).read_text("utf-8")
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    x = lambda t: html._x(t, float(re.search(r'data-end="([\d.]+)"', svg).group(1)))  # noqa: E731
+    for points in re.findall(r'<polyline class="score" points="([^"]*)"', svg):
+        xs = [float(p.split(",")[0]) for p in points.split()]
+        assert not [(a, b) for a, b in zip(xs[:-1], xs[1:]) if a < x(9.9) and b > x(13.6)]
+    assert len(re.findall(r'<polyline class="score"', svg)) == 2 * 3  # each track in two pieces
+    (gap,) = re.findall(r'<rect class="gap" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', svg)
+    assert float(gap[0]) == pytest.approx(x(9.9), abs=0.01)
+    assert float(gap[0]) + float(gap[1]) == pytest.approx(x(13.6), abs=0.02)
+    assert "connection closed" in svg

@@ -54,6 +54,8 @@ def test_rerun_into_the_same_output_keeps_earlier_inputs(tmp_path, tiny_model_di
     assert list(index["input"]) == [a, b] and set(index["status"]) == {"ok"}
     page = (out / "index.html").read_text("utf-8")
     assert "2 inputs" in page and 'href="a/report.html"' in page and 'href="b/report.html"' in page
+    for name in ("a", "b"):  # each row shows the input's poster, earlier runs' included
+        assert (out / name / "poster.jpg").is_file() and f'<img src="{name}/poster.jpg"' in page
 
 
 @pytest.mark.expect_errors
@@ -127,6 +129,33 @@ def test_images_only_run_lists_images_in_the_index(tmp_path, tiny_model_dir, tin
     other = _clip(tmp_path / "in", "v.mp4")  # a later video-only run keeps them listed
     _run([other], _config(tiny_model_dir), out, tiny_embedder)
     assert sorted(_index(out)["input"]) == sorted([*paths, other])
+
+
+def test_a_truncated_input_is_ok_but_said_to_be_partial_everywhere(tmp_path, tiny_model_dir, tiny_embedder,
+                                                                   caplog):
+    """``head -c`` of an MKV: its header claims 6 s, 1.8 s decode. The run
+    still succeeds (exit 0, status ok), and stderr, index.csv, the HTML
+    report and the index page say what was decoded of what was claimed,
+    also for a resumed run that rebuilds the row from summary.json."""
+    whole = Path(_clip(tmp_path / "in", "cut.mkv", seconds=6)).read_bytes()
+    cut = tmp_path / "in" / "cut.mkv"
+    cut.write_bytes(whole[:len(whole) // 2])
+    fine = _clip(tmp_path / "in", "fine.mp4")
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        run = _run([str(cut), fine], _config(tiny_model_dir), out, tiny_embedder)
+    assert run.exit_code == 0 and [r.status for r in run.results] == ["ok", "ok"]
+    said = "partial: decoded 1.80 s of the 6.00 s the container claims (truncated?)"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"{cut}: {said}" in warnings
+    assert not [w for w in warnings if fine in w]
+    for run_kind in ("fresh", "resumed"):
+        index = _index(out)
+        assert list(index["status"]) == ["ok", "ok"] and list(index["notes"]) == [said, ""], run_kind
+        assert said in (out / "index.html").read_text("utf-8"), run_kind
+        assert _run([str(cut), fine], _config(tiny_model_dir), out, tiny_embedder, resume=True).skipped == 2
+    page = (out / "cut" / "report.html").read_text("utf-8")
+    assert f'<p class="warning" role="alert">{said}</p>' in page
 
 
 # --------------------------------------------------------------------------- summary.json

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.atomic import remove_dir
-from pipeline.report.tables import SCORE_DECIMALS, SEGMENT_COLUMNS, TIME_DECIMALS, _segment_dict
+from pipeline.report.tables import SCORE_DECIMALS, SEGMENT_COLUMNS, TIME_DECIMALS, segment_dict
 from pipeline.report.text import csv_cell
 from pipeline.types import Segment, VideoResult
 
@@ -66,7 +66,7 @@ class StreamOutputs:
 
     def segment_row(self, segment: Segment) -> None:
         if "csv" in self.formats:
-            row = _segment_dict(segment)
+            row = segment_dict(segment)
             self._row("segments.csv", [row[c] for c in SEGMENT_COLUMNS])
 
     def event(self, event: dict) -> None:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.report.notes import decode_stats, partial_note  # noqa: F401 (for pipeline.run)
 from pipeline.types import VideoResult
 
 log = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import atomic_write_text
+from pipeline.report.tables import frame_after
 from pipeline.report.text import clean_label, hms
 from pipeline.types import LabelTrack, Segment, VideoInfo, VideoResult
 
@@ -185,7 +186,7 @@ def edl_text(result: VideoResult, fps: float | Fraction | None = None) -> str:
     clip = _edl_safe(Path(result.input_path).name) or "clip"
     lines = [f"TITLE: {_edl_safe(result.name) or 'scenetag'} {_rate_note(rate, stream)}",
              "FCM: NON-DROP FRAME", ""]
-    colours = _colours(result.segments)
+    colours = _colours(result)
     for n, (start, group) in enumerate(_by_start_frame(result.segments, rate), start=1):
         tc_in, tc_out = timecode(start, rate, drop=False), timecode(start + 1, rate, drop=False)
         lines += [f"{n:03d}  AX       V     C        {tc_in} {tc_out} {tc_in} {tc_out}",
@@ -231,12 +232,16 @@ def _key(seg: Segment) -> tuple[str, str]:
     return seg.label, seg.kind
 
 
-def _colours(segments: Sequence[Segment]) -> dict[tuple[str, str], tuple[str, str]]:
-    """(Resolve colour, locator colour) per label; NSFW is always red."""
+def _colours(result: VideoResult) -> dict[tuple[str, str], tuple[str, str]]:
+    """(Resolve colour, locator colour) per label, from the label's place
+    among the run's tag labels (the tracks, in the config's order), so every
+    file of a run gives a label the same colour; NSFW is always red."""
+    tags = [(t.name, t.kind) for t in result.tracks if t.kind != "nsfw"]
+    tags += [_key(s) for s in _ordered(result.segments) if s.kind != "nsfw"]  # labels without a track
     out = {}
-    for i, key in enumerate(dict.fromkeys(_key(s) for s in segments if s.kind != "nsfw")):
+    for i, key in enumerate(dict.fromkeys(tags)):
         out[key] = (_EDL_COLOURS[i % len(_EDL_COLOURS)], _LOC_COLOURS[i % len(_LOC_COLOURS)])
-    out.update({_key(s): ("Red", "RED") for s in segments if s.kind == "nsfw"})
+    out.update({_key(s): ("Red", "RED") for s in result.segments if s.kind == "nsfw"})
     return out
 
 
@@ -249,10 +254,9 @@ def segments_dict(result: VideoResult) -> dict[str, Any]:
     rate = exact_fps(result.info.avg_fps if result.info else None)
     segments = []
     for seg in _ordered(result.segments):
-        start, end = frame_number(seg.start_s, rate), frame_number(seg.end_s, rate)
-        # pinned edges give their true frames (end: exclusive, one past the last)
-        start = seg.start_frame if seg.start_frame is not None else start
-        end = seg.end_frame + 1 if seg.end_frame is not None else end
+        # pinned edges give their true frames; end_frame is exclusive, as in segments.csv
+        start = seg.start_frame if seg.start_frame is not None else frame_number(seg.start_s, rate)
+        end = frame_after(seg.end_frame) if seg.end_frame is not None else frame_number(seg.end_s, rate)
         segments.append({"label": seg.label, "kind": seg.kind, "start_s": round(seg.start_s, 3),
                          "end_s": round(seg.end_s, 3), "duration_s": round(seg.duration_s, 3),
                          "peak": round(seg.peak, 6), "mean": round(seg.mean, 6),

@@ -15,12 +15,14 @@ in a ``<script type="application/json">`` block with every ``<`` written as
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import json
 import logging
 import math
 import os
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,10 +30,12 @@ from urllib.parse import quote
 import numpy as np
 
 from pipeline.atomic import atomic_write_text
-from pipeline.report.plot import NSFW_COLOUR, TAG_COLOURS, time_extent
-from pipeline.report.text import clean_label, hms, uncsv_cell
+from pipeline.report.notes import Gap, decode_stats, gaps, partial_note
+from pipeline.report.plot import NSFW_COLOUR, TICK_STEPS, axis_ticks, pieces, time_extent, track_colours
+from pipeline.report.tables import last_frame
+from pipeline.report.text import clean_label, container_name, hms, uncsv_cell
+from pipeline.report.thumbs import POSTER, write_segment_thumbs
 from pipeline.types import (
-    DecodeStats,
     LabelTotals,
     LabelTrack,
     PipelineError,
@@ -52,7 +56,6 @@ def esc(text: Any) -> str:
 
 
 _SVG_W, _ROW_H, _PAD_L, _PAD_R, _PAD_T, _AXIS_H = 1000, 150, 44, 12, 10, 24
-_TICK_STEPS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 
 
 # --------------------------------------------------------------------------- per-input page
@@ -72,8 +75,6 @@ def write_report_html(result: VideoResult, out_dir: str | Path, *, thumbs: bool 
     Returns:
         the path written.
     """
-    from pipeline.report.thumbs import write_segment_thumbs
-
     out = Path(out_dir)
     segments = sorted(result.segments, key=lambda s: (s.start_s, s.end_s, s.label))
     thumb_paths = write_segment_thumbs(result, out, segments, pictures=pictures) \
@@ -84,7 +85,7 @@ def write_report_html(result: VideoResult, out_dir: str | Path, *, thumbs: bool 
         body += [_player(video, result.info), _timeline(result, segments),
                  _segments_table(segments, thumb_paths)]
     body.append(_data_script(result, segments))
-    page = _page(f"scenetag: {result.name}", "\n".join(body), script=_SCRIPT)
+    page = _page(f"scenetag: {result.name}", "\n".join(body), script=asset("report.js"))
     return atomic_write_text(out / "report.html", page)
 
 
@@ -92,6 +93,9 @@ def _header(result: VideoResult, back: bool) -> str:
     link = '<p class="nav"><a href="../index.html">&larr; all inputs</a></p>' if back else ""
     status = "" if result.status == "ok" else \
         f'<p class="error" role="alert">error: {esc(result.error or "failed")}</p>'
+    partial = partial_note(result) if result.status == "ok" else None
+    if partial:
+        status = f'<p class="warning" role="alert">{esc(partial)}</p>'
     return (f"<header>{link}<h1>{esc(result.name or result.input_path)}</h1>"
             f'<p class="path">{esc(result.input_path)}</p>{status}</header>')
 
@@ -104,10 +108,11 @@ def _meta_table(result: VideoResult) -> str:
 
 def _meta_rows(result: VideoResult) -> list[tuple[str, Any]]:
     info, s, d = result.info, result.sampling, result.decode
-    rows: list[tuple[str, Any]] = [("status", result.status)]
+    rows: list[tuple[str, Any]] = [("status", result.status + (" (partial)" if partial_note(result) else ""))]
     if info is not None:
         fps = f"{info.avg_fps:.3f}".rstrip("0").rstrip(".") if info.avg_fps else None
-        rows += [("container", info.container), ("codec", info.codec),
+        rows += [("container", container_name(info.container, info.path or result.input_path)),
+                 ("codec", info.codec),
                  ("size", f"{info.width}×{info.height}"),
                  ("duration", hms(info.duration_s) if info.duration_s is not None else None),
                  ("fps", fps), ("rotation", f"{info.rotation}°" if info.rotation else None)]
@@ -172,32 +177,57 @@ def playback_doubt(info: VideoInfo | None) -> str | None:
 
 
 def _timeline(result: VideoResult, segments: Sequence[Segment]) -> str:
+    """The interactive SVG: what the page's script zooms (``#zoom``, scaled
+    along time), what it moves (``#marks``, ``#cursor``) and redraws
+    (``#axis``); without the script, the whole video at a glance."""
     times = np.asarray(result.times_s, dtype=np.float64)
     end = _end_time(result, times)
+    rows = _rows(result, segments)
+    plot_h = _ROW_H * len(rows)
+    colours, breaks = track_colours(result.tracks), gaps(result)
+    zoomed, marks, titles = _gap_rects(breaks, end, plot_h), [], []
+    for r, (title, tracks, kind) in enumerate(rows):
+        top = _PAD_T + r * _ROW_H
+        titles.append(f'<text class="row" x="4" y="{top + 14}">{esc(title)}</text>')
+        zoomed += _segment_rects(segments, kind, colours, top, end)
+        lines, points = _track_lines(tracks, times, pieces(times, breaks), colours, top, end)
+        zoomed, marks = zoomed + lines, marks + points
+    plot_w, axis_y = _SVG_W - _PAD_L - _PAD_R, _PAD_T + plot_h
+    svg = (f'<svg id="timeline-svg" viewBox="0 0 {_SVG_W} {axis_y + _AXIS_H}" role="img" '
+           f'aria-label="scores over time" data-end="{end:.6f}" data-x0="{_PAD_L}" '
+           f'data-x1="{_SVG_W - _PAD_R}" data-steps="{",".join(str(s) for s in TICK_STEPS)}">'
+           f'<defs><clipPath id="plot-clip"><rect x="{_PAD_L}" y="0" width="{plot_w}" '
+           f'height="{axis_y + _AXIS_H}"/></clipPath></defs>'
+           f'<rect class="bg" x="{_PAD_L}" y="{_PAD_T}" width="{plot_w}" height="{plot_h}"/>'
+           f'<g id="axis">{"".join(_axis(end, axis_y))}</g>'
+           f'<g clip-path="url(#plot-clip)"><g id="zoom">{"".join(zoomed)}</g>'
+           f'<g id="marks">{"".join(marks)}</g></g>{"".join(titles)}'
+           f'<line id="cursor" x1="0" x2="0" y1="{_PAD_T}" y2="{axis_y}"/></svg>')
+    return (f'<section id="timeline"><h2>Timeline</h2>{_ZOOM_CONTROLS}<div class="timeline-box">{svg}'
+            f'<div id="tip" hidden></div></div><ul class="legend">{_legend(colours, breaks)}</ul>'
+            '<p class="hint">Hover for scores; click a segment, a row of the table or the timeline to '
+            'jump there. Zoom with the buttons or Ctrl + wheel; when zoomed, drag or Shift + wheel '
+            'pans.</p></section>')
+
+
+_ZOOM_CONTROLS = ('<div class="zoom" role="group" aria-label="timeline zoom">'
+                  '<button type="button" id="zoom-in" title="zoom in">+</button>'
+                  '<button type="button" id="zoom-out" title="zoom out">&minus;</button>'
+                  '<button type="button" id="zoom-reset" title="whole video">whole video</button>'
+                  '<output id="zoom-view"></output></div>')
+
+
+def _rows(result: VideoResult, segments: Sequence[Segment]) -> list[tuple[str, list[LabelTrack], str]]:
     rows = [("tags", [t for t in result.tracks if t.kind != "nsfw"], "tag")]
     if any(t.kind == "nsfw" for t in result.tracks) or any(s.kind == "nsfw" for s in segments):
         rows.append(("NSFW", [t for t in result.tracks if t.kind == "nsfw"], "nsfw"))
-    height = _PAD_T + _ROW_H * len(rows) + _AXIS_H
-    parts = [f'<svg id="timeline-svg" viewBox="0 0 {_SVG_W} {height}" role="img" '
-             f'aria-label="scores over time" data-end="{end:.6f}" data-x0="{_PAD_L}" '
-             f'data-x1="{_SVG_W - _PAD_R}">',
-             f'<rect class="bg" x="{_PAD_L}" y="{_PAD_T}" width="{_SVG_W - _PAD_L - _PAD_R}" '
-             f'height="{_ROW_H * len(rows)}"/>']
-    colours = _colours(result.tracks)
-    for r, (title, tracks, kind) in enumerate(rows):
-        top = _PAD_T + r * _ROW_H
-        parts.append(f'<text class="row" x="4" y="{top + 14}">{esc(title)}</text>')
-        parts += _segment_rects(segments, kind, colours, top, end)
-        parts += _track_lines(tracks, times, colours, top, end)
-    parts += _axis(end, _PAD_T + _ROW_H * len(rows))
-    parts.append(f'<line id="cursor" x1="0" x2="0" y1="{_PAD_T}" y2="{_PAD_T + _ROW_H * len(rows)}"/>')
-    parts.append("</svg>")
+    return rows
+
+
+def _legend(colours: dict[tuple[str, str], str], breaks: Sequence[Gap]) -> str:
     legend = "".join(f'<li><span class="swatch" style="background:{c}"></span>{esc(name)}</li>'
                      for (name, _), c in colours.items())
-    return (f'<section id="timeline"><h2>Timeline</h2><div class="timeline-box">{"".join(parts)}'
-            f'<div id="tip" hidden></div></div><ul class="legend">{legend}</ul>'
-            '<p class="hint">Hover for scores; click a segment, a row of the table or the '
-            'timeline to jump there.</p></section>')
+    return legend + ('<li><span class="swatch gap"></span>no frames (gap)</li>' if breaks else "")
 
 
 def _x(t: float, end: float) -> float:
@@ -223,37 +253,45 @@ def _segment_rects(segments: Sequence[Segment], kind: str, colours: dict, top: f
     return out
 
 
-def _track_lines(tracks: Sequence[LabelTrack], times: np.ndarray, colours: dict, top: float,
-                 end: float) -> list[str]:
+def _gap_rects(breaks: Sequence[Gap], end: float, height: float) -> list[str]:
     out = []
+    for gap in breaks:
+        x0, x1 = _x(gap.start_s, end), _x(gap.end_s, end)
+        tip = f"no frames {hms(gap.start_s)} – {hms(gap.end_s)}" + (f": {gap.reason}" if gap.reason else "")
+        out.append(f'<rect class="gap" x="{x0:.2f}" y="{_PAD_T}" width="{max(x1 - x0, 1.5):.2f}" '
+                   f'height="{height}"><title>{esc(tip)}</title></rect>')
+    return out
+
+
+def _track_lines(tracks: Sequence[LabelTrack], times: np.ndarray, parts: list[slice], colours: dict,
+                 top: float, end: float) -> tuple[list[str], list[str]]:
+    """Threshold and score lines (scaled when zoomed), and a dot for each
+    lone sample (moved when zoomed: a scaled circle would be an ellipse)."""
+    lines, dots = [], []
     for track in tracks:
         colour = colours[(track.name, track.kind)]
         if math.isfinite(track.threshold):
             y = _y(track.threshold, top)
-            out.append(f'<line class="thr" x1="{_PAD_L}" x2="{_SVG_W - _PAD_R}" y1="{y:.2f}" '
-                       f'y2="{y:.2f}" stroke="{colour}"/>')
+            lines.append(f'<line class="thr" x1="{_PAD_L}" x2="{_SVG_W - _PAD_R}" y1="{y:.2f}" '
+                         f'y2="{y:.2f}" stroke="{colour}"/>')
         smoothed = np.asarray(track.smoothed, np.float64)
-        xy = [(_x(t, end), _y(v, top)) for t, v in zip(times, smoothed, strict=True) if math.isfinite(v)]
-        pts = " ".join(f"{x:.2f},{y:.2f}" for x, y in xy)
-        out.append(f'<polyline class="score" points="{pts}" stroke="{colour}">'
-                   f"<title>{esc(track.name)}</title></polyline>")
-        if len(xy) == 1:  # a one-point line draws nothing: mark the sample
-            out.append(f'<circle class="score" cx="{xy[0][0]:.2f}" cy="{xy[0][1]:.2f}" r="4" '
-                       f'fill="{colour}"><title>{esc(track.name)}</title></circle>')
-    return out
+        for part in parts:  # one line per run of samples: none crosses a gap
+            tv = [(t, v) for t, v in zip(times[part], smoothed[part], strict=True) if math.isfinite(v)]
+            pts = " ".join(f"{_x(t, end):.2f},{_y(v, top):.2f}" for t, v in tv)
+            lines.append(f'<polyline class="score" points="{pts}" stroke="{colour}">'
+                         f"<title>{esc(track.name)}</title></polyline>")
+            if len(tv) == 1:  # a one-point line draws nothing: mark the sample
+                (t, v), = tv
+                dots.append(f'<circle class="score" data-t="{t:.6f}" cx="{_x(t, end):.2f}" '
+                            f'cy="{_y(v, top):.2f}" r="4" fill="{colour}">'
+                            f"<title>{esc(track.name)}</title></circle>")
+    return lines, dots
 
 
 def _axis(end: float, y: float) -> list[str]:
-    # past the largest step, a whole number of them: at most 11 ticks whatever the extent
-    step = next((s for s in _TICK_STEPS if end / s <= 10), None) or \
-        _TICK_STEPS[-1] * math.ceil(end / _TICK_STEPS[-1] / 10)
     out = []
-    for k in range(int(end // step) + 1):
-        t = k * step
+    for t, label in axis_ticks(end):  # round steps, at most 11 ticks whatever the extent
         x = _x(t, end)
-        label = hms(t)[3:8] if end < 3600 else hms(t)[:8]
-        if step < 1:
-            label = hms(t)[3:10]
         # a label centred near the right edge would be cut off: end-align it there
         anchor = ' style="text-anchor:end"' if x + 3.5 * len(label) > _SVG_W else ""
         out.append(f'<line class="tick" x1="{x:.2f}" x2="{x:.2f}" y1="{_PAD_T}" y2="{y + 4}"/>'
@@ -263,19 +301,6 @@ def _axis(end: float, y: float) -> list[str]:
 
 def _end_time(result: VideoResult, times: np.ndarray) -> float:
     return time_extent(result, times)
-
-
-def _colours(tracks: Sequence[LabelTrack]) -> dict[tuple[str, str], str]:
-    colours: dict[tuple[str, str], str] = {}
-    tag_i = nsfw_i = 0
-    for track in tracks:
-        if track.kind == "nsfw":
-            colours[(track.name, track.kind)] = NSFW_COLOUR if nsfw_i == 0 else TAG_COLOURS[-nsfw_i]
-            nsfw_i += 1
-        else:
-            colours[(track.name, track.kind)] = TAG_COLOURS[tag_i % len(TAG_COLOURS)]
-            tag_i += 1
-    return colours
 
 
 # --------------------------------------------------------------------------- segments table
@@ -312,13 +337,14 @@ def _segment_row(i: int, seg: Segment, thumb: str | None) -> str:
 
 
 def _data_script(result: VideoResult, segments: Sequence[Segment]) -> str:
-    colours = _colours(result.tracks)
+    colours = track_colours(result.tracks)
     data = {
         "times": [round(float(t), 3) for t in result.times_s],
         "tracks": [{"name": clean_label(t.name), "kind": t.kind, "colour": colours[(t.name, t.kind)],
                     "smoothed": [_num(v) for v in t.smoothed]} for t in result.tracks],
         "segments": [{"label": clean_label(s.label), "kind": s.kind, "start": round(s.start_s, 3),
                       "end": round(s.end_s, 3)} for s in segments],
+        "gaps": [{"start": g.start_s, "end": g.end_s, "reason": clean_label(g.reason)} for g in gaps(result)],
     }
     return f'<script id="scenetag-data" type="application/json">{script_json(data)}</script>'
 
@@ -337,29 +363,65 @@ def _num(v: Any) -> float | None:
 # --------------------------------------------------------------------------- index page
 
 
+_INDEX_COLUMNS = ("", "name", "status", "duration", "frames", "tags", "NSFW", "input / error")
+
+
 def write_index_html(results: Sequence[VideoResult], out_dir: str | Path) -> Path:
-    """Write ``index.html``: one row per input, linking to its report."""
+    """Write ``index.html``: one row per input, with its poster, linking to
+    its report; the page's script sorts by a column and filters by text."""
     out = Path(out_dir)
-    head = ("<tr><th>name</th><th>status</th><th>duration</th><th>frames</th><th>tags</th>"
-            "<th>NSFW</th><th>input / error</th></tr>")
+    head = "".join("<th></th>" if not name else
+                   f'<th><button type="button" class="sort" data-col="{i}">{name}</button></th>'
+                   for i, name in enumerate(_INDEX_COLUMNS))
     rows = [_index_row(r, out) for r in results]
     if not rows:
-        rows = ['<tr class="empty"><td colspan="7">no inputs</td></tr>']
-    body = (f"<header><h1>scenetag report</h1><p>{len(results)} inputs</p></header>"
-            f'<section><table id="index-table"><thead>{head}</thead>'
+        rows = [f'<tr class="empty"><td colspan="{len(_INDEX_COLUMNS)}">no inputs</td></tr>']
+    body = (f"<header><h1>scenetag report</h1><p>{len(results)} inputs{_index_counts(results)}</p></header>"
+            '<section><p class="filter"><input id="index-filter" type="search" '
+            'placeholder="filter: name, tag, status, path" aria-label="filter the inputs"> '
+            '<output id="index-count"></output></p>'
+            f'<table id="index-table"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></section>')
-    return atomic_write_text(out / "index.html", _page("scenetag report", body, script=""))
+    page = _page("scenetag report", body, script=asset("index.js"))
+    return atomic_write_text(out / "index.html", page)
+
+
+def _index_counts(results: Sequence[VideoResult]) -> str:
+    failed = sum(r.status != "ok" for r in results)
+    partial = sum(r.status == "ok" and partial_note(r) is not None for r in results)
+    words = [f"{n} {word}" for n, word in ((failed, "failed"), (partial, "partial")) if n]
+    return f" ({', '.join(words)})" if words else ""
 
 
 def _index_row(r: VideoResult, out: Path) -> str:
+    report = f"{quote(r.name)}/report.html" if r.name and (out / r.name / "report.html").is_file() else None
     name = esc(r.name or "—")
-    if r.name and (out / r.name / "report.html").is_file():
-        name = f'<a href="{esc(quote(r.name))}/report.html">{name}</a>'
-    duration = hms(r.info.duration_s) if r.info is not None and r.info.duration_s else ""
+    if report:
+        name = f'<a href="{esc(report)}">{name}</a>'
+    seconds = r.info.duration_s if r.info is not None and r.info.duration_s else None
     detail = esc(r.input_path) + (f'<br><span class="error">{esc(r.error)}</span>' if r.error else "")
-    return (f'<tr class="{esc(r.status)}"><td>{name}</td><td>{esc(r.status)}</td><td>{duration}</td>'
-            f"<td>{len(r.frame_indices)}</td><td>{', '.join(f'<bdi>{esc(t)}</bdi>' for t in r.tags)}</td>"
+    partial = partial_note(r)
+    if partial is not None:
+        detail += f'<br><span class="warning">{esc(partial)}</span>'
+    status = r.status + (" (partial)" if partial else "")
+    return (f'<tr class="{esc(r.status)}"><td class="poster">{_poster(r, out, report)}</td>'
+            f"<td>{name}</td><td>{esc(status)}</td>"
+            f'<td data-sort="{seconds if seconds is not None else ""}">{hms(seconds) if seconds else ""}</td>'
+            f'<td data-sort="{len(r.frame_indices)}">{len(r.frame_indices)}</td>'
+            f"<td>{', '.join(f'<bdi>{esc(t)}</bdi>' for t in r.tags)}</td>"
             f"<td>{esc(r.nsfw_verdict)}</td><td>{detail}</td></tr>")
+
+
+def _poster(r: VideoResult, out: Path, report: str | None) -> str:
+    """The input's ``poster.jpg``: blurred until clicked for an unsafe video,
+    else a link to its report."""
+    if not r.name or not (out / r.name / POSTER).is_file():
+        return ""
+    img = f'<img src="{esc(quote(r.name))}/{POSTER}" alt="" loading="lazy">'
+    if r.nsfw_verdict == "unsafe":
+        return f'<span class="thumb nsfw" title="NSFW: click to reveal">{img}</span>'
+    img = f'<span class="thumb">{img}</span>'
+    return f'<a href="{esc(report)}" tabindex="-1">{img}</a>' if report else img
 
 
 # --------------------------------------------------------------------------- page shell
@@ -370,137 +432,23 @@ _CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inlin
         "img-src 'self' data: file:; media-src 'self' file:")
 
 
+@functools.cache
+def asset(name: str) -> str:
+    """A file of the page's CSS or JavaScript, shipped beside this module
+    (every page inlines them: a report opens with no network)."""
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
 def _page(title: str, body: str, script: str) -> str:
     js = f"<script>{script}</script>" if script else ""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
-            f"<title>{esc(title)}</title><style>{_CSS}</style></head>\n"
+            f"<title>{esc(title)}</title><style>{asset('page.css')}</style></head>\n"
             f"<body>\n{body}\n{js}\n</body></html>\n")
 
 
-_CSS = """
-body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#222;background:#fafafa}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:22px 0 8px}
-.path{color:#666;word-break:break-all;margin:0}.nav{margin:0 0 8px}
-.error{color:#b00020}
-table{border-collapse:collapse;background:#fff}
-th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:middle}
-th{background:#f0f0f0}
-table.meta th{width:10em}
-#segments-table tbody tr.segment{cursor:pointer}
-#segments-table tbody tr.segment:hover,#segments-table tr.selected{background:#eef5ff}
-.thumb{display:inline-block;overflow:hidden;line-height:0}
-.thumb img{height:72px;width:auto;display:block}
-.thumb.nsfw img{filter:blur(14px)}.thumb.nsfw{cursor:zoom-in;outline:2px solid #d62728}
-.thumb.nsfw.revealed img{filter:none}
-.timeline-box{position:relative;max-width:1100px}
-#timeline-svg{width:100%;height:auto;background:#fff;border:1px solid #ddd;cursor:crosshair}
-#timeline-svg rect.bg{fill:#fff}
-#timeline-svg rect.seg{opacity:.22;cursor:pointer}#timeline-svg rect.seg:hover{opacity:.4}
-#timeline-svg polyline.score{fill:none;stroke-width:1.8}
-#timeline-svg line.thr{stroke-dasharray:5 4;stroke-width:1;opacity:.7}
-#timeline-svg line.tick{stroke:#e4e4e4}
-#timeline-svg text{font-size:11px;fill:#555}#timeline-svg text.tick{text-anchor:middle}
-#timeline-svg #cursor{stroke:#000;stroke-width:1;opacity:0}
-#tip{position:absolute;pointer-events:none;background:rgba(30,30,30,.9);color:#fff;
- padding:4px 8px;border-radius:4px;font-size:12px;white-space:pre}
-.legend{list-style:none;padding:0;margin:6px 0;display:flex;flex-wrap:wrap;gap:4px 14px}
-.swatch{display:inline-block;width:12px;height:12px;margin-right:5px;vertical-align:-1px}
-.hint{color:#777;font-size:12px}
-video{display:block;width:100%;max-width:480px;max-height:45vh;background:#000;margin:12px 0}
-.note{color:#8a5a00;background:#fff8e1;border:1px solid #f0d890;padding:4px 8px;max-width:640px}
-output{font-family:ui-monospace,monospace;font-weight:600}
-"""
 
-# Builds DOM with textContent only: labels never pass through innerHTML.
-_SCRIPT = r"""
-(function () {
-  "use strict";
-  var el = document.getElementById("scenetag-data");
-  var data = el ? JSON.parse(el.textContent) : {times: [], tracks: [], segments: []};
-  var video = document.getElementById("player");
-  var note = document.getElementById("player-note");
-  if (video && note) {
-    video.addEventListener("error", function () {
-      var err = video.error ? " (media error " + video.error.code + ")" : "";
-      note.textContent = "The browser could not play this video" + err + ". The timeline, table " +
-        "and thumbnails work without it; to watch it here, convert it to H.264 in MP4.";
-      note.hidden = false;
-    });
-  }
-  var out = document.getElementById("selected-time");
-  var svg = document.getElementById("timeline-svg");
-  var tip = document.getElementById("tip");
-  function pad(n, w) { n = String(n); while (n.length < w) n = "0" + n; return n; }
-  function hms(t) {
-    var ms = Math.max(0, Math.round(t * 1000));
-    var h = Math.floor(ms / 3600000), m = Math.floor(ms / 60000) % 60;
-    var s = Math.floor(ms / 1000) % 60;
-    return pad(h, 2) + ":" + pad(m, 2) + ":" + pad(s, 2) + "." + pad(ms % 1000, 3);
-  }
-  function select(t, i) {
-    if (out) out.textContent = hms(t);
-    document.querySelectorAll("#segments-table tr.selected").forEach(function (r) {
-      r.classList.remove("selected");
-    });
-    if (i !== null && i !== undefined) {
-      var row = document.querySelector('#segments-table tr[data-i="' + i + '"]');
-      if (row) row.classList.add("selected");
-    }
-    if (video) { try { video.currentTime = t; } catch (e) { /* not seekable yet */ } }
-  }
-  document.querySelectorAll("#segments-table tr.segment").forEach(function (row) {
-    var go = function () { select(parseFloat(row.dataset.start), row.dataset.i); };
-    row.addEventListener("click", go);
-    row.addEventListener("keydown", function (e) { if (e.key === "Enter") go(); });
-  });
-  document.querySelectorAll(".thumb.nsfw").forEach(function (t) {
-    t.addEventListener("click", function (e) { e.stopPropagation(); t.classList.toggle("revealed"); });
-  });
-  if (!svg) return;
-  var end = parseFloat(svg.dataset.end), x0 = parseFloat(svg.dataset.x0);
-  var x1 = parseFloat(svg.dataset.x1), cursor = document.getElementById("cursor");
-  var vb = svg.viewBox.baseVal;
-  function timeAt(ev) {
-    var r = svg.getBoundingClientRect();
-    var x = (ev.clientX - r.left) * vb.width / r.width;
-    return Math.min(end, Math.max(0, (x - x0) / (x1 - x0) * end));
-  }
-  function nearest(t) {
-    var a = data.times, lo = 0, hi = a.length - 1;
-    if (hi < 0) return -1;
-    while (lo < hi) { var mid = (lo + hi) >> 1; if (a[mid] < t) lo = mid + 1; else hi = mid; }
-    if (lo > 0 && Math.abs(a[lo - 1] - t) <= Math.abs(a[lo] - t)) lo -= 1;
-    return lo;
-  }
-  svg.addEventListener("mousemove", function (ev) {
-    var t = timeAt(ev), k = nearest(t);
-    var x = x0 + (x1 - x0) * (t / end);
-    cursor.setAttribute("x1", x); cursor.setAttribute("x2", x); cursor.style.opacity = 0.5;
-    var lines = [hms(k >= 0 ? data.times[k] : t)];
-    data.tracks.forEach(function (tr) {
-      var v = k >= 0 ? tr.smoothed[k] : null;
-      lines.push(tr.name + ": " + (v === null || v === undefined ? "–" : v.toFixed(3)));
-    });
-    tip.textContent = lines.join("\n");
-    tip.hidden = false;
-    var box = svg.parentNode.getBoundingClientRect();
-    tip.style.left = Math.min(ev.clientX - box.left + 12, box.width - tip.offsetWidth) + "px";
-    tip.style.top = (ev.clientY - box.top + 12) + "px";
-  });
-  svg.addEventListener("mouseleave", function () { tip.hidden = true; cursor.style.opacity = 0; });
-  svg.addEventListener("click", function (ev) {
-    var target = ev.target.closest ? ev.target.closest("rect.seg") : null;
-    if (target) {
-      var i = parseInt(target.dataset.i, 10);
-      select(data.segments[i].start, i);
-    } else {
-      select(timeAt(ev), null);
-    }
-  });
-})();
-"""
 
 
 # --------------------------------------------------------------------------- rebuilding from files
@@ -530,7 +478,7 @@ def load_result(folder: str | Path) -> VideoResult:
         model_revision=(summary.get("model") or {}).get("revision"),
         precision=(summary.get("model") or {}).get("precision", ""),
         config_hash=summary.get("config_hash", ""), wall_time_s=summary.get("wall_time_s") or 0.0,
-        decode=_decode(summary.get("decode")), totals=_totals(summary.get("totals")))
+        decode=decode_stats(summary.get("decode")), totals=_totals(summary.get("totals")))
     _load_frames(folder / "frames.csv", result, labels)
     result.segments = _load_segments(folder / "segments.csv", summary)
     return result
@@ -563,13 +511,6 @@ def _sampling(s: dict | None) -> Sampling | None:
         return None
     return Sampling(every_n_frames=s.get("every_n_frames"), every_seconds=s.get("every_seconds"),
                     target_fps=s.get("target_fps"), max_frames=s.get("max_frames"))
-
-
-def _decode(d: dict | None) -> DecodeStats | None:
-    if not d:
-        return None
-    known = {f.name for f in dataclasses.fields(DecodeStats)}
-    return DecodeStats(**{k: v for k, v in d.items() if k in known})
 
 
 def _totals(totals: dict | None) -> list[LabelTotals]:
@@ -616,7 +557,7 @@ def _load_segments(path: Path, summary: dict) -> list[Segment]:
                     start_s=float(r["start_s"]), end_s=float(r["end_s"]),
                     peak=_nan(r.get("peak")), mean=_nan(r.get("mean")),
                     start_frame=_frame_or_none(r.get("start_frame")),
-                    end_frame=_frame_or_none(r.get("end_frame")),
+                    end_frame=last_frame(_frame_or_none(r.get("end_frame"))),  # exclusive there
                     refined=str(r.get("refined") or "none")) for r in rows]
 
 

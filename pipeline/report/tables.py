@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 
 from pipeline.atomic import atomic_path, atomic_write_text
+from pipeline.report.notes import partial_note
 from pipeline.report.text import csv_cell
 from pipeline.types import Segment, VideoResult
 
 SEGMENT_COLUMNS = ["label", "kind", "start_s", "end_s", "duration_s", "peak", "mean",
                    "start_frame", "end_frame", "refined"]
-INDEX_COLUMNS = ["name", "input", "status", "error", "duration_s", "frames_scored", "tags", "nsfw_verdict"]
+INDEX_COLUMNS = ["name", "input", "status", "error", "duration_s", "frames_scored", "tags", "nsfw_verdict",
+                 "notes"]
 VIDEO_FIELDS = ["container", "codec", "width", "height", "duration_s", "avg_fps", "nominal_fps",
                 "frame_count", "rotation", "start_time_s", "pix_fmt"]
 TIME_DECIMALS = 3
@@ -62,19 +64,36 @@ def frames_table(result: VideoResult) -> pd.DataFrame:
 def segments_table(segments: Sequence[Segment]) -> pd.DataFrame:
     """One row per segment, columns ``label, kind, start_s, end_s,
     duration_s, peak, mean, start_frame, end_frame, refined`` (the frames
-    are the segment's first and last, blank for an edge refinement did not
-    pin; ``refined``: ``both``, ``start``, ``end`` or ``none``)."""
-    table = pd.DataFrame([_segment_dict(seg) for seg in segments], columns=SEGMENT_COLUMNS)
+    as :func:`segment_dict` gives them, blank for an edge refinement did
+    not pin; ``refined``: ``both``, ``start``, ``end`` or ``none``)."""
+    table = pd.DataFrame([segment_dict(seg) for seg in segments], columns=SEGMENT_COLUMNS)
     # whole frame numbers, blank for an edge left at its coarse time
     return table.astype({"start_frame": "Int64", "end_frame": "Int64"})
 
 
-def _segment_dict(seg: Segment) -> dict[str, Any]:
+def segment_dict(seg: Segment) -> dict[str, Any]:
+    """A segment as every output writes it (``SEGMENT_COLUMNS``). Frames are
+    half-open, ``start_frame <= n < end_frame``: ``start_frame`` is the frame
+    shown at ``start_s``, ``end_frame`` the first frame after the segment,
+    shown at ``end_s`` (as Python ranges, OpenTimelineIO and an EDL's
+    record-out count)."""
     return {"label": seg.label, "kind": seg.kind,
             "start_s": round(seg.start_s, TIME_DECIMALS), "end_s": round(seg.end_s, TIME_DECIMALS),
             "duration_s": round(seg.duration_s, TIME_DECIMALS),
             "peak": round(seg.peak, SCORE_DECIMALS), "mean": round(seg.mean, SCORE_DECIMALS),
-            "start_frame": seg.start_frame, "end_frame": seg.end_frame, "refined": seg.refined}
+            "start_frame": seg.start_frame, "end_frame": frame_after(seg.end_frame),
+            "refined": seg.refined}
+
+
+def frame_after(last_frame: int | None) -> int | None:
+    """The exclusive end the outputs write for a segment whose last frame
+    is ``last_frame`` (:class:`~pipeline.types.Segment` keeps the last one)."""
+    return None if last_frame is None else last_frame + 1
+
+
+def last_frame(end_frame: int | None) -> int | None:
+    """The segment's last frame from an output's exclusive ``end_frame``."""
+    return None if end_frame is None else end_frame - 1
 
 
 def write_frames_csv(result: VideoResult, out_dir: str | Path) -> Path:
@@ -130,7 +149,7 @@ def summary_dict(result: VideoResult, config_summary: dict | None = None) -> dic
                   "precision": result.precision, "runtime": result.runtime or None},
         "scoring": {"mode": result.scoring_mode or None},  # the rule used: auto resolved
         "config_hash": result.config_hash,
-        "segments": [_segment_dict(seg) for seg in result.segments],
+        "segments": [segment_dict(seg) for seg in result.segments],
         "refine": _refine_dict(result),
         "totals": {tot.label: {"kind": tot.kind, "seconds_present": round(tot.seconds_present, 3),
                                "fraction": round(tot.fraction, 6),
@@ -208,11 +227,13 @@ def _json_safe(value: Any) -> Any:
 def write_index_csv(results: Sequence[VideoResult], out_dir: str | Path) -> Path:
     """Write ``index.csv``: one row per input, failures included, with columns
     ``name, input, status, error, duration_s, frames_scored, tags,
-    nsfw_verdict`` (tags joined with ``"; "``). Returns its path."""
+    nsfw_verdict, notes`` (tags joined with ``"; "``; ``duration_s`` the
+    container's; ``notes`` says when an ``ok`` input was decoded only in
+    part, see :func:`~pipeline.report.notes.partial_note`). Returns its path."""
     rows = [{"name": r.name, "input": r.input_path, "status": r.status, "error": r.error,
              "duration_s": r.info.duration_s if r.info is not None else None,
              "frames_scored": len(r.frame_indices), "tags": "; ".join(r.tags),
-             "nsfw_verdict": r.nsfw_verdict}
+             "nsfw_verdict": r.nsfw_verdict, "notes": partial_note(r)}
             for r in results]
     return write_csv(pd.DataFrame(rows, columns=INDEX_COLUMNS), Path(out_dir) / "index.csv")
 

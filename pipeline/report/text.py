@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import PurePath
 
 # Bidirectional embedding/override/isolate marks (Unicode category Cf): one
 # U+202E in a label reverses the rest of a report row or a cue.
@@ -64,6 +65,30 @@ def uncsv_cell(value: object) -> object:
     if isinstance(value, str) and value.startswith("'") and value.lstrip("'")[:1] in _FORMULA_START:
         return value[1:]
     return value
+
+
+# FFmpeg names a demuxer by every format it reads ("mov,mp4,m4a,3gp,3g2,mj2");
+# which one a file is, its extension tells (as a person would name it).
+_BY_EXTENSION = {
+    "mov": {".mp4": "MP4", ".m4v": "MP4", ".mov": "QuickTime (MOV)", ".qt": "QuickTime (MOV)",
+            ".m4a": "M4A", ".3gp": "3GP", ".3g2": "3G2", ".mj2": "Motion JPEG 2000"},
+    "matroska": {".mkv": "Matroska (MKV)", ".mk3d": "Matroska (MKV)", ".webm": "WebM"},
+}
+_FORMAT_NAMES = {"mov": "MP4 / QuickTime", "matroska": "Matroska / WebM", "avi": "AVI",
+                 "mpegts": "MPEG-TS", "mpeg": "MPEG-PS", "flv": "FLV", "ogg": "Ogg", "asf": "ASF (WMV)",
+                 "mxf": "MXF", "gif": "GIF", "h264": "raw H.264", "hevc": "raw HEVC", "rawvideo": "raw video",
+                 "image2": "image", "yuv4mpegpipe": "Y4M", "dv": "DV", "nut": "NUT", "hls": "HLS",
+                 "rtsp": "RTSP", "v4l2": "V4L2 camera"}
+
+
+def container_name(demuxer: str, path: str = "") -> str:
+    """The file format a person calls it, from FFmpeg's demuxer name and the
+    file's extension: ``("mov,mp4,m4a,3gp,3g2,mj2", "a.mp4")`` → ``"MP4"``,
+    ``("matroska,webm", "a.webm")`` → ``"WebM"``; a demuxer it does not know
+    is shown by its own name."""
+    first = (demuxer or "").split(",")[0].strip().lower()
+    named = _BY_EXTENSION.get(first, {}).get(PurePath(path).suffix.lower()) or _FORMAT_NAMES.get(first)
+    return named or demuxer or "unknown"
 
 
 def hms(t_s: float) -> str:

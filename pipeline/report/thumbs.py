@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 THUMB_SHORT_SIDE = 180
 MAX_THUMBS = 300  # a JPEG each: cap the files on videos with very many segments
 THUMBS_DIR = "thumbs"
+POSTER = "poster.jpg"  # beside report.html: thumbs/ holds one picture per segment
 TOP_FRAMES_DIR = "top_frames"
 
 
@@ -44,6 +45,17 @@ def peak_time(result: VideoResult, seg: Segment) -> float:
     return float(times[inside[int(np.argmax(scores))]])
 
 
+def poster_time(result: VideoResult) -> float | None:
+    """Where an input's poster (``poster.jpg``, shown in
+    ``index.html``) is taken: the peak of its best tag segment, else its
+    middle sample; None with no samples."""
+    tags = [seg for seg in result.segments if seg.kind != "nsfw"]
+    if tags:
+        return peak_time(result, max(tags, key=lambda seg: seg.peak))
+    times = np.asarray(result.times_s, dtype=np.float64)
+    return float(times[len(times) // 2]) if len(times) else None
+
+
 def thumb_name(n: int, seg: Segment, t_s: float) -> str:
     """``thumbs/<nnn>_<label>_<mm-ss.mmm>.jpg`` for the n-th segment (0-based)."""
     return f"{THUMBS_DIR}/{n:03d}_{safe_label(seg.label)}_{clock(t_s)}.jpg"
@@ -53,7 +65,9 @@ def write_segment_thumbs(result: VideoResult, out_dir: str | Path,
                          segments: Sequence[Segment] | None = None, *,
                          pictures: Callable[[list[float]], list[np.ndarray | None]] | None = None
                          ) -> dict[int, str]:
-    """Write a JPEG per segment, at its peak time, under ``out_dir/thumbs/``.
+    """Write a JPEG per segment, at its peak time, under ``out_dir/thumbs/``,
+    and the input's poster (``out_dir/poster.jpg``, at :func:`poster_time`),
+    all from one read of the input.
 
     Args:
         result: the video's result (input path, times and tracks).
@@ -70,23 +84,23 @@ def write_segment_thumbs(result: VideoResult, out_dir: str | Path,
     """
     out = Path(out_dir)
     segments = list(result.segments if segments is None else segments)[:MAX_THUMBS]
-    names = {n: thumb_name(n, seg, peak_time(result, seg)) for n, seg in enumerate(segments)}
-    if not names:
-        return {}
     times = [peak_time(result, seg) for seg in segments]
+    files = [thumb_name(n, seg, t) for n, (seg, t) in enumerate(zip(segments, times, strict=True))]
+    if (poster := poster_time(result)) is not None:  # read with the others: one pass over the input
+        files, times = [*files, POSTER], [*times, poster]
+    if not files:
+        return {}
     if pictures is not None:
         images = pictures(times)
     else:
         frames = _read(result.input_path, times, THUMB_SHORT_SIDE)
         images = None if frames is None else [frame.image for frame in frames]
-    if images is None:
-        return {n: name for n, name in names.items() if (out / name).is_file()}
-    for (n, name), image in zip(list(names.items()), images, strict=True):
-        if image is None:
-            del names[n]
-        else:
-            _write_jpeg(image, out / name, quality=82)
-    return names
+    if images is None:  # unreadable now: keep what an earlier run wrote
+        return {n: f for n, f in enumerate(files[:len(segments)]) if (out / f).is_file()}
+    for file, image in zip(files, images, strict=True):
+        if image is not None:
+            _write_jpeg(image, out / file, quality=82)
+    return {n: f for n, (f, image) in enumerate(zip(files[:len(segments)], images)) if image is not None}
 
 
 def write_top_frames(result: VideoResult, out_dir: str | Path, n: int) -> list[Path]:
