@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -80,6 +81,8 @@ class RunReport:
 RUN_LEVEL_NAMES = frozenset({
     "index", "images", "store", "rescore", "index.csv", "index.html", "images.csv",
     "search.csv", "search.png", "clusters.csv", "clusters.png", "clusters.html", "outliers.csv"})
+# `scenetag search` names its files by query (pipeline.search.output_stem): never inputs
+SEARCH_OUTPUT = re.compile(r"search-[^.]+\.(?:png|csv|moments\.csv)", re.IGNORECASE)
 
 
 def expand_inputs(args: Sequence[str], out_dir: Path | None = None,
@@ -170,8 +173,8 @@ class _Outputs:
                                             (folder / "summary.json").is_file())
 
     def _is_run_file(self, path: Path) -> bool:
-        return self.out is not None and path.name.lower() in RUN_LEVEL_NAMES and \
-            _resolved(path.parent) == self.out
+        return self.out is not None and (path.name.lower() in RUN_LEVEL_NAMES or bool(
+            SEARCH_OUTPUT.fullmatch(path.name))) and _resolved(path.parent) == self.out
 
 
 def _resolved(path: Path | None) -> Path | None:
