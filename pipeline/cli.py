@@ -448,10 +448,26 @@ def calibrate(
     raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
 
 
+def _query_text(value: str | None) -> str | None:
+    """QUERY, refused when empty or blank (it would match nothing in particular)."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("give words to search for (the query is empty or blank)")
+    return value
+
+
+def _output_folder(out: Path) -> None:
+    """Make ``out`` and mark it as scenetag's, so later runs never take its
+    search sheets or cluster plots for inputs."""
+    from pipeline.run import mark_output_folder
+
+    out.mkdir(parents=True, exist_ok=True)
+    mark_output_folder(out)
+
+
 @app.command(cls=_Command)
 def search(
-    query: Annotated[str | None, typer.Argument(metavar="QUERY", help='Text query, e.g. "a coffee cup".')]
-    = None,
+    query: Annotated[str | None, typer.Argument(metavar="QUERY", help='Text query, e.g. "a coffee cup".',
+                                                callback=_query_text)] = None,
     store: StoreOpt = Path("reports/store"),
     image: Annotated[Path | None, typer.Option("--image", metavar="FILE",
                                                help="Query with an image file instead.",
@@ -462,33 +478,48 @@ def search(
     sampling: SamplingOpt = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="DIR",
-        help="Folder for search.csv/png. Default: the store's parent.")] = None,
+        help="Folder for search-QUERY.csv, .moments.csv and .png. Default: the store's parent.")] = None,
+    reports: Annotated[Path | None, typer.Option(
+        "--reports", metavar="DIR", file_okay=False,
+        help="Report folders whose NSFW segments blur frames in the contact sheet. "
+             "Default: the store's parent.")] = None,
     model: StoreModelOpt = None,
     device: DeviceOpt = None,
     runtime: RuntimeOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Find the stored frames closest to a text or image query."""
+    """Find the stored frames closest to a text or image query, and the moments they lie in."""
 
     def job() -> int:
         from pipeline import search as s
+        from pipeline.moments import find_moments
+        from pipeline.serve.library import find_reports, match_reports
         from pipeline.store import EmbeddingStore
 
         if (query is None) == (image is None):
             raise PipelineError("give a text QUERY or --image FILE (one of them)")
+        if reports is not None and not reports.is_dir():
+            raise PipelineError(f"--reports: no folder {reports}")
         db = EmbeddingStore.open(store)
         vector = s.query_vector(db, lambda: _store_embedder(db, model, device, runtime), query, image,
                                 cached=model in (None, db.model_id))
+        videos = s.select_videos(db, video=video, sampling=sampling)
         hits = s.search(db, vector, top_k=top, video=video, sampling=sampling)
-        out = output or store.parent
-        out.mkdir(parents=True, exist_ok=True)
-        s.write_csv(hits, out)
-        s.write_contact_sheet(hits, out, title=f"search: {query or image.name}")
+        moments = find_moments(db, vector, hits, videos)
+        known = match_reports([v.input_path for v in db.videos()], find_reports(reports or store.parent))
+        nsfw = [h.input_path in known and known[h.input_path].nsfw_at(h.time_s) for h in hits]
+        out, stem = output or store.parent, s.output_stem(query, image)
+        _output_folder(out)
+        written = [s.write_csv(hits, out, stem=stem), s.write_moments_csv(moments, out, stem=stem),
+                   s.write_contact_sheet(hits, out, title=f"search: {query or image.name}", stem=stem,
+                                         nsfw=nsfw)]
         if not quiet:
             typer.echo(s.format_table(hits))
-            typer.echo(f"scenetag: {_plural(len(hits), 'result')}; {out}/search.csv, {out}/search.png",
-                       err=True)
+            typer.echo("")
+            typer.echo(s.format_moments(moments))
+            typer.echo(f"scenetag: {_plural(len(hits), 'result')} in {_plural(len(moments), 'moment')}; "
+                       f"{', '.join(str(p) for p in written)}", err=True)
         return EXIT_OK
 
     raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
@@ -535,7 +566,7 @@ def cluster(
         result = c.cluster(rows.vectors, k=k, dbscan_eps=(0.1 if eps is None else eps) if dbscan else None,
                            min_samples=3 if min_samples is None else min_samples, outliers=outliers)
         out = output or store.parent
-        out.mkdir(parents=True, exist_ok=True)
+        _output_folder(out)
         c.write_outputs(rows, result, out)
         if not quiet:
             typer.echo(f"scenetag: {_plural(len(rows), 'frame')}, {result.method}: "

@@ -1,6 +1,7 @@
 """Semantic search over stored frame embeddings: a text or image query →
-the closest frames, as a table, ``search.csv`` and a contact sheet
-``search.png``.
+the closest frames, as a table, a CSV of hits and one of moments
+(:mod:`pipeline.moments`), and a contact sheet, each named by the query
+(:func:`output_stem`).
 
 The query is embedded with the model the store was built with (or a model
 of the same dimension given explicitly). Nothing is decoded except the few
@@ -9,21 +10,25 @@ thumbnails of the results.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import atomic_path, bounded_name, fit_bytes
+from pipeline.moments import Moment
 from pipeline.store import EmbeddingStore, StoredVideo, embed_and_keep
 from pipeline.truth import matches as names_input
 from pipeline.types import PipelineError, StoreError
 
 log = logging.getLogger(__name__)
+
+SLUG_BYTES = 60  # the query's part of an output name
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,21 @@ def embed_query(embedder, text: str | None = None, image: str | os.PathLike | No
 # --------------------------------------------------------------------------- outputs
 
 
+def output_stem(text: str | None = None, image: str | os.PathLike | None = None) -> str:
+    """The name a search's files share: ``search-`` and the query made safe
+    for file names (``a photo of a cup.`` → ``search-a_photo_of_a_cup``; a
+    picture query ``search-image-<file stem>``), so searches into one folder
+    keep each other's files. A query cut to ``SLUG_BYTES``, or with nothing
+    printable, ends in a hash of the whole query instead, so two long queries
+    sharing a beginning do not share a name."""
+    query = text if text is not None else f"image {Path(image).stem}" if image is not None else ""
+    slug = bounded_name(query, SLUG_BYTES)
+    if not slug or bounded_name(query, len(query.encode()) + 1) != slug:
+        digest = hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        slug = "-".join(p for p in (fit_bytes(slug, SLUG_BYTES - 9).rstrip("_"), digest) if p)
+    return f"search-{slug}"
+
+
 def format_table(hits: list[Hit]) -> str:
     """The results as an aligned text table, times as ``mm:ss.mmm``
     (``h:mm:ss.mmm`` from an hour on)."""
@@ -145,13 +165,30 @@ def format_table(hits: list[Hit]) -> str:
 
     rows = [("rank", "input", "time", "score")] + [
         (str(h.rank), h.input_path, clock(h.time_s), f"{h.score:.4f}") for h in hits]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return _aligned(rows)
+
+
+def format_moments(moments: list[Moment]) -> str:
+    """The moments as an aligned text table: ``start–end`` as ``mm:ss.mmm``."""
+    if not moments:
+        return "no moments"
+    from pipeline.report.text import clock
+
+    rows = [("moment", "input", "from–to", "best")] + [
+        (str(i + 1), m.input_path, f"{clock(m.start_s)}–{clock(m.end_s)}", f"{m.best_score:.4f}")
+        for i, m in enumerate(moments)]
+    return _aligned(rows)
+
+
+def _aligned(rows: list[tuple[str, ...]]) -> str:
+    """Columns padded to width, the second (a path) left-aligned, the rest right."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) if i == 1 else c.rjust(w)
                                for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows)
 
 
-def write_csv(hits: list[Hit], out_dir: str | Path) -> Path:
-    """Write ``search.csv``: rank, input, time_s, frame_index, score (text
+def write_csv(hits: list[Hit], out_dir: str | Path, *, stem: str = "search") -> Path:
+    """Write ``<stem>.csv``: rank, input, time_s, frame_index, score (text
     cells made formula-safe, see :func:`pipeline.report.tables.write_csv`)."""
     import pandas as pd
 
@@ -159,14 +196,39 @@ def write_csv(hits: list[Hit], out_dir: str | Path) -> Path:
 
     table = pd.DataFrame([(h.rank, h.input_path, f"{h.time_s:.3f}", h.frame_index, f"{h.score:.6f}")
                           for h in hits], columns=["rank", "input", "time_s", "frame_index", "score"])
-    return write_table(table, Path(out_dir) / "search.csv")
+    return write_table(table, Path(out_dir) / f"{stem}.csv")
+
+
+MOMENT_COLUMNS = ["rank", "input", "start_s", "end_s", "best_time_s", "best_frame_index", "best_score",
+                  "hits"]
+
+
+def write_moments_csv(moments: list[Moment], out_dir: str | Path, *, stem: str = "search") -> Path:
+    """Write ``<stem>.moments.csv``: one row per moment, best first
+    (``hits``: how many of the hits lie in it)."""
+    import pandas as pd
+
+    from pipeline.report.tables import write_csv as write_table
+
+    table = pd.DataFrame([(i + 1, m.input_path, f"{m.start_s:.3f}", f"{m.end_s:.3f}",
+                           f"{m.best_time_s:.3f}", m.best_frame_index, f"{m.best_score:.6f}", m.hits)
+                          for i, m in enumerate(moments)], columns=MOMENT_COLUMNS)
+    return write_table(table, Path(out_dir) / f"{stem}.moments.csv")
 
 
 def write_contact_sheet(hits: list[Hit], out_dir: str | Path, *, title: str = "",
-                        columns: int = 5, thumb: int = 224) -> Path:
-    """Write ``search.png``: a grid of result thumbnails re-read from the
+                        columns: int = 5, thumb: int = 224, stem: str = "search",
+                        nsfw: Sequence[bool] = ()) -> Path:
+    """Write ``<stem>.png``: a grid of result thumbnails re-read from the
     inputs at their timestamps, each captioned by :func:`caption`. An
-    input that can no longer be read gets a grey tile saying so."""
+    input that can no longer be read gets a grey tile saying so.
+
+    Args:
+        nsfw: per hit, whether its frame lies in one of its input's NSFW
+            segments (:meth:`pipeline.serve.library.Report.nsfw_at`, the rule
+            the HTML report and ``serve`` blur by): such a tile is blurred
+            past recognition, framed red and captioned ``NSFW``.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -184,20 +246,43 @@ def write_contact_sheet(hits: list[Hit], out_dir: str | Path, *, title: str = ""
         ax.set_axis_off()
         if i >= len(hits):
             continue
-        hit = hits[i]
-        image = images[i]
-        if image is None:
-            ax.imshow(np.full((9, 16, 3), 200, np.uint8))
-            ax.text(0.5, 0.5, "unreadable", ha="center", va="center", transform=ax.transAxes)
-        else:
-            ax.imshow(image)
-        ax.set_title(caption(hit), fontsize=8)
+        hidden = i < len(nsfw) and bool(nsfw[i])
+        _draw_tile(ax, images[i], hidden)
+        ax.set_title(("NSFW  " if hidden else "") + caption(hits[i]), fontsize=8,
+                     color=NSFW_RED if hidden else "black")
     plain_text(fig)  # titles and file names may hold "$"
     fig.tight_layout()
-    path = Path(out_dir) / "search.png"
+    path = Path(out_dir) / f"{stem}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return path
+
+
+NSFW_RED = "#d62728"  # the HTML report's and serve's NSFW outline
+
+
+def _draw_tile(ax, image: np.ndarray | None, hidden: bool) -> None:
+    if image is None:
+        ax.imshow(np.full((9, 16, 3), 200, np.uint8))
+        ax.text(0.5, 0.5, "unreadable", ha="center", va="center", transform=ax.transAxes)
+        return
+    if hidden:
+        image = _blurred(image)
+    ax.imshow(image)
+    if hidden:  # axis off hides the spines: draw the frame as a rectangle
+        from matplotlib.patches import Rectangle
+
+        ax.add_patch(Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, lw=3,
+                               edgecolor=NSFW_RED))
+
+
+def _blurred(image: np.ndarray) -> np.ndarray:
+    """A frame blurred past recognition (as the pages' CSS ``blur(14px)`` on a
+    224-pixel thumbnail): a Gaussian of 1/16 of the short side."""
+    from PIL import Image, ImageFilter
+
+    radius = max(2.0, min(image.shape[:2]) / 16)
+    return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius)))
 
 
 def caption(hit: Hit) -> str:

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import load_config
+from pipeline.search import output_stem
 
 pytestmark = needs_demo
 
@@ -99,7 +100,7 @@ def test_search_ranks_frames_of_the_object_first(demo_run, tmp_path, label):
     result = CliRunner().invoke(app, ["search", query, "--store", str(out / "store"), "--top", "3",
                                       "-o", str(tmp_path), "-q"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    hits = pd.read_csv(tmp_path / "search.csv")
+    hits = pd.read_csv(tmp_path / f"{output_stem(query)}.csv")
     assert len(hits) == 3
     for hit in hits.itertuples():
         intervals = [iv for iv in truth[Path(hit.input).name]["intervals"] if iv["label"] == label]

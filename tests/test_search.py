@@ -1,5 +1,7 @@
-"""Semantic search over the store: the queried frame ranks first; CLI writes
-search.csv and the contact sheet; clear errors."""
+"""Semantic search over the store: the queried frame ranks first; moments are
+the whole stretch the query shows in; the CLI writes the hits, the moments and
+the contact sheet (NSFW frames blurred) under names of their own per query;
+clear errors."""
 
 from __future__ import annotations
 
@@ -8,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from demo_assets import needs_demo
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import parse_config
+from pipeline.config import load_config, parse_config
 from pipeline.run import RunOptions, run_job
-from pipeline.search import format_table, search
+from pipeline.search import format_table, output_stem, search
 from pipeline.store import EmbeddingStore
 
 pytest.importorskip("lancedb")
@@ -78,11 +81,13 @@ def test_cli_image_search_writes_csv_and_sheet(indexed, tiny_model_dir):
     result = runner.invoke(app, ["search", "--image", str(query), "--store", str(store_dir),
                                  "--top", "5", "-o", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    table = pd.read_csv(out / "search.csv")
+    stem = output_stem(image=query)
+    assert stem == "search-image_query-2_5"
+    table = pd.read_csv(out / f"{stem}.csv")
     assert list(table.columns) == ["rank", "input", "time_s", "frame_index", "score"]
     assert len(table) == 5 and table["time_s"][0] == pytest.approx(2.5)
     assert table["input"][0] == clips[0] and table["frame_index"][0] == 25
-    assert (out / "search.png").stat().st_size > 1000
+    assert (out / f"{stem}.png").stat().st_size > 1000
     assert "00:02" in result.stdout or "00:03" in result.stdout
 
 
@@ -92,7 +97,7 @@ def test_cli_text_search(indexed):
                                  "--video", "alpha.mp4", "-o", str(folder / "text")],
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert len(pd.read_csv(folder / "text" / "search.csv")) == 3
+    assert len(pd.read_csv(folder / "text" / "search-a_coffee_cup.csv")) == 3
 
 
 def test_repeated_text_query_needs_no_model(indexed, monkeypatch):
@@ -107,7 +112,8 @@ def test_repeated_text_query_needs_no_model(indexed, monkeypatch):
     monkeypatch.setattr("pipeline.embed.load_embedder", no_model)
     result = runner.invoke(app, args + ["-o", str(folder / "q2")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert (folder / "q1" / "search.csv").read_text() == (folder / "q2" / "search.csv").read_text()
+    name = "search-a_striped_kitten.csv"
+    assert (folder / "q1" / name).read_text() == (folder / "q2" / name).read_text()
     other = runner.invoke(app, ["search", "a new query", "--store", str(store_dir), "--debug"])
     assert other.exit_code != 0 and "the model was loaded" in str(other.exception or other.output)
 
@@ -218,7 +224,7 @@ def test_cli_cluster_counts_each_frame_once(two_samplings):
     result = runner.invoke(app, ["search", "a cat", "--store", str(store_dir), "--top", "50",
                                  "--sampling", "every 0.5 s; exact; pyav", "-o", str(folder / "s")],
                            catch_exceptions=False)
-    assert result.exit_code == 0 and len(pd.read_csv(folder / "s" / "search.csv")) == 8
+    assert result.exit_code == 0 and len(pd.read_csv(folder / "s" / "search-a_cat.csv")) == 8
 
 
 # --------------------------------------------------------------------------- any working directory
@@ -252,10 +258,144 @@ def test_store_keeps_absolute_paths_and_works_from_anywhere(tmp_path, tiny_model
                                  "--top", "3", "-o", str(elsewhere)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "cannot read thumbnails" not in result.output + caplog.text
-    assert pd.read_csv(elsewhere / "search.csv")["input"][0] == str(work / "media" / "clip.mp4")
+    assert pd.read_csv(elsewhere / "search-a_red_square.csv")["input"][0] == str(work / "media" / "clip.mp4")
     caplog.set_level("INFO", logger="pipeline.store")
     run_job([str(work / "media" / "clip.mp4")], config.model_copy(
         update={"model": config.model.model_copy(update={"id": str(work / "model")})}),
         elsewhere / "out", RunOptions(progress=False, store=work / "out" / "store"))
     assert store.count() == 4 and len(EmbeddingStore.open(work / "out" / "store").videos()) == 1
     assert "taken from the embedding store" in caplog.text  # same model and input, named another way
+
+
+# --------------------------------------------------------------------------- outputs named by query
+
+
+def test_searches_into_one_folder_keep_each_others_files(indexed):
+    folder, store_dir, clips = indexed
+    out = folder / "two"
+    for query in ("a coffee cup", "a red car"):
+        result = runner.invoke(app, ["search", query, "--store", str(store_dir), "--top", "3",
+                                     "-o", str(out)], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".scenetag-output",  # later runs over this folder skip what search wrote
+        "search-a_coffee_cup.csv", "search-a_coffee_cup.moments.csv", "search-a_coffee_cup.png",
+        "search-a_red_car.csv", "search-a_red_car.moments.csv", "search-a_red_car.png"]
+    hits = pd.read_csv(out / "search-a_red_car.csv")
+    moments = pd.read_csv(out / "search-a_red_car.moments.csv")
+    assert list(moments.columns) == ["rank", "input", "start_s", "end_s", "best_time_s", "best_frame_index",
+                                     "best_score", "hits"]
+    assert moments["best_score"].iloc[0] == pytest.approx(hits["score"].max(), abs=1e-6)
+    for hit in hits.itertuples():  # a hit lies in at most one moment; the best one in one
+        owners = moments[(moments.input == hit.input) & (moments.start_s <= hit.time_s)
+                         & (hit.time_s < moments.end_s)]
+        assert len(owners) <= 1 and (hit.rank > 1 or len(owners) == 1)
+
+
+def test_output_names_are_safe_and_distinct():
+    assert output_stem("a photo of a coffee cup.") == "search-a_photo_of_a_coffee_cup"
+    assert output_stem(image="/photos/my cup.JPG") == "search-image_my_cup"
+    long = "a photo of " + "a very " * 20
+    a, b = output_stem(long + "red cup"), output_stem(long + "blue cup")
+    assert a != b and len(a.encode()) <= 7 + 60 and a.startswith("search-a_photo_of_a_very_")
+    odd = output_stem("???")
+    assert odd.startswith("search-") and odd != output_stem("!!!") and "?" not in odd
+    assert output_stem("../../etc/passwd") == "search-etc_passwd"
+
+
+def test_search_outputs_are_never_taken_for_inputs(indexed, tmp_path):
+    """`scenetag run OUT -o OUT` finds the videos beside the reports, not the contact sheets."""
+    from pipeline.run import expand_inputs
+
+    folder, store_dir, _ = indexed
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["search", "a cat", "--store", str(store_dir), "-o", str(out)])
+    assert result.exit_code == 0 and (out / "search-a_cat.png").is_file()
+    (out / "mine.png").write_bytes((out / "search-a_cat.png").read_bytes())
+    paths, errors = expand_inputs([str(out)], out, store_dir)
+    assert paths == [str(out / "mine.png")] and not errors
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\t\n"])
+def test_blank_query_is_a_usage_error(indexed, query):
+    """Issue 26 §6.4: "" was `internal error: AttributeError` (exit 3); "   " returned 10 hits."""
+    _, store_dir, _ = indexed
+    result = runner.invoke(app, ["search", query, "--store", str(store_dir)], catch_exceptions=False)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scenetag: error: QUERY: "), result.stderr
+    assert "blank" in lines[0] and "scenetag search --help" in lines[0]
+
+
+# --------------------------------------------------------------------------- the demo store
+
+
+def _demo_query(label: str) -> str:
+    from demo_assets import CONFIG
+
+    return load_config(CONFIG).scoring.templates[0].format(f"a {label}")
+
+
+def _assert_one_moment_per_true_interval(truth: dict, label: str, moments: list[tuple[str, float, float]]):
+    """Each true interval of ``label`` meets exactly one moment, which covers at
+    least 90% of it and whose edges lie within one frame of it (§6.2)."""
+    for clip, meta in truth.items():
+        for iv in (iv for iv in meta["intervals"] if iv["label"] == label):
+            start, end = iv["start_s"], iv["end_s"]
+            meeting = [(a, b) for path, a, b in moments if Path(path).name == clip and a < end and b > start]
+            assert len(meeting) == 1, (label, clip, start, end, moments)
+            a, b = meeting[0]
+            assert (min(b, end) - max(a, start)) / (end - start) >= 0.9, (label, a, b)
+            frame = 1 / meta["fps"] + 1e-3
+            assert abs(a - start) <= frame and abs(b - end) <= frame, (label, a, b, start, end)
+
+
+@needs_demo
+@pytest.mark.parametrize("top", [1, 5, 50])
+@pytest.mark.parametrize("label", ["coffee cup", "car", "skull"])
+def test_demo_moments_are_the_true_intervals_for_any_top(demo_run, label, top):
+    """Issue 26 §2: top 5 for the cup (on screen 2-6 s) gave 2.0-4.5 and 5.53-6.03 s."""
+    from pipeline.moments import find_moments
+    from pipeline.search import query_vector
+
+    truth, out = demo_run
+    store = EmbeddingStore.open(out / "store")
+    vector = query_vector(store, lambda: pytest.fail("the demo run cached its prompts"), _demo_query(label))
+    hits = search(store, vector, top_k=top)
+    moments = find_moments(store, vector, hits)
+    _assert_one_moment_per_true_interval(truth, label, [(m.input_path, m.start_s, m.end_s) for m in moments])
+    assert moments[0].best_score == pytest.approx(hits[0].score) and moments[0].hits == min(top, 10)
+
+
+@needs_demo
+def test_cli_writes_the_moments_and_blurs_nsfw_frames(demo_run, tmp_path):
+    """moments.csv beside the hits; the contact sheet blurs a frame in one of
+    its report's NSFW segments (issue 26 §6.9), as the HTML report and serve do."""
+    from PIL import Image
+
+    truth, out = demo_run
+    query = _demo_query("skull")
+    sheets = {}
+    for name, reports in (("blurred", []), ("sharp", ["--reports", str(tmp_path / "no-reports")])):
+        (tmp_path / "no-reports").mkdir(exist_ok=True)
+        result = runner.invoke(app, ["search", query, "--store", str(out / "store"), "--top", "5",
+                                     "-o", str(tmp_path / name), *reports], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        moments = pd.read_csv(tmp_path / name / f"{output_stem(query)}.moments.csv")
+        _assert_one_moment_per_true_interval(truth, "skull", list(zip(moments.input, moments.start_s,
+                                                                      moments.end_s)))
+        assert "00:07.000–00:11.000" in result.stdout
+        with Image.open(tmp_path / name / f"{output_stem(query)}.png") as im:
+            sheets[name] = _tile_detail(im.convert("L"), tiles=5)
+    assert all(b < 0.5 * s for b, s in zip(sheets["blurred"], sheets["sharp"], strict=True)), sheets
+
+
+def _tile_detail(sheet, tiles: int) -> list[float]:
+    """Edge strength in the middle of each tile of a one-row contact sheet
+    (the caption, the tile's border and the red frame left out)."""
+    from PIL import ImageFilter, ImageStat
+
+    w, h = sheet.size
+    middles = [sheet.crop((int((i + 0.3) * w / tiles), int(0.4 * h), int((i + 0.7) * w / tiles),
+                           int(0.85 * h))) for i in range(tiles)]
+    return [ImageStat.Stat(m.filter(ImageFilter.FIND_EDGES)).mean[0] for m in middles]

@@ -1,63 +1,113 @@
-"""Moments: search hits of one input close in time, grouped into ranges."""
+"""Moments (pipeline.moments, what `search` and `serve` show): the whole
+stretch of the query's similarity curve around each hit, whatever the top K."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.moments import Timeline, find_spans, frame_ends, level, moments_of, noise
 from pipeline.search import Hit
-from pipeline.serve.moments import GAP_STEPS, group_moments
+
+# demo_kitchen.mp4 for "a photo of a coffee cup." (the demo store: sampled every 0.5 s at
+# 15 fps, edge-refinement frames at 2.000 and 5.933): the cup is on screen from 2.0 to 6.0 s
+KITCHEN_FRAMES = [0, 8, 16, 24, 30, 31, 38, 45, 53, 60, 68, 75, 83, 89, 90, 98, 106, 114, 120, 128, 135,
+                  136, 143, 150]
+KITCHEN_S = [-0.05, -0.05, -0.05, -0.05, 0.65, 0.66, 0.65, 0.62, 0.65, 0.65, 0.63, 0.63, 0.65, 0.64,
+             -0.05, -0.05, -0.05, -0.05, -0.05, -0.05, -0.23, -0.23, -0.19, -0.21]
+KITCHEN_REFINE = [i in (30, 89, 135) for i in KITCHEN_FRAMES]
 
 
-def hits_of(rows: list[tuple[str, float, float]]) -> list[Hit]:
-    return [Hit(i + 1, path, t, round(t * 10), score) for i, (path, t, score) in enumerate(rows)]
+def kitchen(top: int) -> tuple[Timeline, np.ndarray, list[Hit]]:
+    times = np.array(KITCHEN_FRAMES) / 15
+    line = Timeline("k.mp4", np.array(KITCHEN_FRAMES), times,
+                    frame_ends(times, np.array(KITCHEN_REFINE), end_s=10.5, fps=15.0),
+                    np.zeros((len(times), 2), np.float32))
+    scores = np.array(KITCHEN_S)
+    order = np.argsort(-scores, kind="stable")[:top]
+    hits = [Hit(r + 1, "k.mp4", float(times[i]), int(line.frame_index[i]), float(scores[i]))
+            for r, i in enumerate(order)]
+    return line, scores, hits
 
 
-def test_hits_a_few_steps_apart_are_one_moment():
-    hits = hits_of([("a.mp4", 2.0, 0.9), ("a.mp4", 2.5, 0.8), ("a.mp4", 3.5, 0.7),
-                    ("a.mp4", 5.5, 0.6), ("b.mp4", 2.5, 0.95), ("a.mp4", 30.0, 0.5)])
-    moments = group_moments(hits, lambda _: 0.5, duration_s=lambda p: 30.2 if p == "a.mp4" else None)
-    got = [(m.input_path, m.start_s, m.end_s, m.hits, m.best_score) for m in moments]
-    # 3.5 -> 5.5 is 4 steps: a new moment; a frame stands for the step after it (end = last + step),
-    # but never past the input's end
-    assert got == [("b.mp4", 2.5, 3.0, 1, 0.95), ("a.mp4", 2.0, 4.0, 3, 0.9),
-                   ("a.mp4", 5.5, 6.0, 1, 0.6), ("a.mp4", 30.0, 30.2, 1, 0.5)]
+@pytest.mark.parametrize("top", [1, 3, 5, 10])
+def test_a_moment_is_the_whole_stretch_whatever_the_top_k(top):
+    """Issue 26: top 5 gave 2.0-4.5 and 5.53-6.03 for a cup on screen 2-6 s."""
+    line, scores, hits = kitchen(top)
+    [moment] = moments_of(line, scores, hits)
+    assert (moment.start_s, moment.end_s) == pytest.approx((2.0, 6.0), abs=1e-6)
+    assert moment.hits == top and moment.best_score == pytest.approx(0.66)
 
 
-def test_the_step_is_per_input():
-    hits = hits_of([("slow.mp4", 0.0, 0.5), ("slow.mp4", 5.0, 0.5), ("fast.mp4", 0.0, 0.4),
-                    ("fast.mp4", 5.0, 0.4)])
-    steps = {"slow.mp4": 2.0, "fast.mp4": 0.5}
-    moments = group_moments(hits, steps.__getitem__)
-    assert sorted((m.input_path, m.hits) for m in moments) == [("fast.mp4", 1), ("fast.mp4", 1),
-                                                                ("slow.mp4", 2)]
+def test_a_refinement_frame_lasts_one_frame_a_sampled_frame_until_the_next():
+    """Issue 26 §6.2: a refinement frame as the last hit ended a whole step late (6.433)."""
+    times = np.array([4.6, 4.933, 5.067, 5.6])
+    ends = frame_ends(times, np.array([False, True, False, False]), end_s=6.0, fps=15.0)
+    assert ends == pytest.approx([4.933, 4.933 + 1 / 15, 5.6, 6.0])
+    # the input's last frame lasts until its end; without fps, refinement frames last until the next
+    assert frame_ends(times, np.array([False, True, False, True]), end_s=6.0, fps=None)[1:] == \
+        pytest.approx([5.067, 5.6, 6.0])
 
 
-rows = st.lists(st.tuples(st.sampled_from(["a.mp4", "b.mp4", "c.mp4"]),
-                          st.floats(0, 600, allow_nan=False), st.floats(-1, 1, allow_nan=False)),
-                max_size=60)
+def test_a_second_weaker_appearance_is_its_own_moment():
+    # real CLIP: ~0.22 background, cup at ~0.30, a smaller cup later at ~0.27, noise ~0.004
+    rng = np.random.default_rng(3)
+    scores = np.r_[np.full(10, 0.22), np.full(8, 0.30), np.full(10, 0.22), np.full(6, 0.27),
+                   np.full(10, 0.22)] + rng.normal(0, 0.004, 44)
+    spans = find_spans(scores, np.argsort(-scores)[:14])  # the 14 frames of the two cups
+    assert [(s.first, s.last) for s in spans] == [(10, 17), (28, 33)]
 
 
-@given(rows, st.sampled_from([0.1, 0.5, 1.0, 2.0]))
-def test_every_hit_is_in_exactly_one_moment(rows, step):
-    hits = hits_of(rows)
-    moments = group_moments(hits, lambda _: step)
-    assert sum(m.hits for m in moments) == len(hits)
-    for hit in hits:
-        owners = [m for m in moments if m.input_path == hit.input_path
-                  and m.start_s <= hit.time_s < m.end_s + 1e-9]
-        assert len(owners) >= 1
-    by_input: dict[str, list] = {}
-    for m in moments:
-        assert m.end_s > m.start_s and m.start_s <= m.best_time_s <= m.end_s
-        by_input.setdefault(m.input_path, []).append(m)
-    for mine in by_input.values():  # one input's moments are apart by more than the gap
-        mine.sort(key=lambda m: m.start_s)
-        for a, b in zip(mine, mine[1:]):
-            assert b.start_s - (a.end_s - step) > GAP_STEPS * step - 1e-6
-    scores = [m.best_score for m in moments]
-    assert scores == sorted(scores, reverse=True)
-    for path, mine in by_input.items():
-        assert max(m.best_score for m in mine) == pytest.approx(
-            max(h.score for h in hits if h.input_path == path))
+def test_an_input_the_query_cannot_tell_apart_is_one_moment():
+    scores = np.random.default_rng(4).normal(0.25, 0.005, 40)
+    [span] = find_spans(scores, np.argsort(-scores)[:5])
+    assert (span.first, span.last) == (0, 39)
+
+
+curves = st.lists(st.floats(-1, 1, allow_nan=False, width=32), min_size=1, max_size=60)
+
+
+@given(curves, st.data())
+def test_spans_are_disjoint_hold_their_hit_and_do_not_depend_on_k(values, data):
+    scores = np.array(values, np.float64)
+    ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))  # the order search returns
+    top = data.draw(st.integers(1, len(scores)))
+    spans = find_spans(scores, ranked[:top])
+    median, sd = float(np.median(scores)), noise(scores)
+    owned = np.zeros(len(scores), int)
+    for span in spans:
+        assert span.first <= span.seed <= span.last and span.seed in ranked[:top]
+        assert np.all(scores[span.first:span.last + 1] >= level(scores[span.seed], median, sd))
+        owned[span.first:span.last + 1] += 1
+    assert owned.max() <= 1  # never overlap
+    assert ranked[0] in [s.seed for s in spans]  # the best hit always has its moment
+    # the same moments for any larger K, plus (maybe) new ones of weaker hits
+    every = find_spans(scores, ranked)
+    assert spans == [s for s in every if s.seed in ranked[:top]]
+    assert find_spans(scores, ranked[:top][::-1]) == spans  # the order hits come in is no input
+
+
+@given(curves)
+def test_a_span_grows_until_the_curve_falls_below_its_level(values):
+    scores = np.array(values, np.float64)
+    median, sd = float(np.median(scores)), noise(scores)
+    spans = find_spans(scores, range(len(scores)))
+    owned = {i for s in spans for i in range(s.first, s.last + 1)}
+    for span in spans:
+        floor = level(scores[span.seed], median, sd)
+        for edge in (span.first - 1, span.last + 1):  # stopped by the curve or another moment
+            assert not 0 <= edge < len(scores) or scores[edge] < floor or edge in owned
+
+
+@given(st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=40, unique=True),
+       st.data())
+def test_frame_ends_follow_their_frames(values, data):
+    times = np.sort(np.array(values))
+    refine = np.array(data.draw(st.lists(st.booleans(), min_size=len(times), max_size=len(times))))
+    fps = data.draw(st.sampled_from([None, 15.0, 29.97]))
+    ends = frame_ends(times, refine, end_s=float(times[-1]) + 0.5, fps=fps)
+    assert np.all(ends >= times) and np.all(ends[:-1] <= times[1:])  # no frame reaches the next
+    if fps:
+        assert np.all(ends[refine] <= times[refine] + 1 / fps + 1e-12)

@@ -6,8 +6,6 @@ folders of the runs that filled it):
 * :mod:`~pipeline.serve.library` - the allow-list: which input files and
   reports may be served, each known by an opaque id; no request path ever
   reaches the file system.
-* :mod:`~pipeline.serve.moments` - consecutive hits of one input grouped
-  into time ranges.
 * :mod:`~pipeline.serve.thumbs` - thumbnails made once, off the request
   threads, and cached on disk beside the store.
 * :mod:`~pipeline.serve.app` - the FastAPI app: the page and its API.

@@ -23,10 +23,10 @@ import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 
+from pipeline.moments import Moment, find_moments
 from pipeline.report.text import clock
-from pipeline.search import Hit, embed_query, search
+from pipeline.search import Hit, embed_query, search, select_videos
 from pipeline.serve.library import Input, Library
-from pipeline.serve.moments import Moment, group_moments
 from pipeline.serve.thumbs import ThumbCache
 from pipeline.store import EmbeddingStore
 from pipeline.types import PipelineError
@@ -91,7 +91,7 @@ def build_router(state: State) -> APIRouter:
     router = APIRouter(prefix="/api")
 
     @router.get("/search", summary="Search stored frames by text")
-    def search_text(q: Annotated[str, Query(min_length=1, max_length=1000, description="Text query")],
+    def search_text(q: Annotated[str, Query(max_length=1000, description="Text query")],
                     top: Annotated[int, Query(ge=1, le=MAX_TOP, description="Number of hits")] = 20,
                     video: Annotated[str | None, Query(description="Only this input (path, name or stem)")]
                     = None,
@@ -100,7 +100,9 @@ def build_router(state: State) -> APIRouter:
                     sampling: Annotated[str | None, Query(description="Only inputs stored with this "
                                                           "sampling, e.g. 'every 0.5 s'")] = None
                     ) -> dict:
-        """The ``top`` frames most similar to ``q``, and the same hits grouped into moments."""
+        """The ``top`` frames most similar to ``q``, and the moments they lie in."""
+        if not q.strip():
+            raise HTTPException(400, "q: give words to search for (the query is empty or blank)")
         vector = _answer(lambda: state.queries.text(q))
         return _results(state, vector, top, video, min_score, sampling)
 
@@ -166,21 +168,16 @@ def _answer(compute):
 
 def _results(state: State, vector: np.ndarray, top: int, video: str | None,
              min_score: float | None, sampling: str | None) -> dict:
+    videos = _answer(lambda: select_videos(state.store, video=video, sampling=sampling))
     hits = _answer(lambda: search(state.store, vector, top_k=top, video=video, sampling=sampling,
                                   index=False))
     if min_score is not None:
         hits = [h for h in hits if h.score >= min_score]
-    library = state.library
-    moments = group_moments(hits, lambda p: _of(library, p, "step_s", 1.0),
-                            duration_s=lambda p: _of(library, p, "duration_s", None))
+    moments = _answer(lambda: find_moments(state.store, vector, hits, videos))
     _prefetch(state, hits[:PREFETCH_HITS])
+    library = state.library
     return {"hits": [_hit_json(h, library.by_path(h.input_path)) for h in hits],
             "moments": [_moment_json(m, library.by_path(m.input_path)) for m in moments]}
-
-
-def _of(library: Library, path: str, attr: str, default):
-    entry = library.by_path(path)
-    return default if entry is None else getattr(entry, attr)
 
 
 def _prefetch(state: State, hits: list[Hit]) -> None:

@@ -207,32 +207,41 @@ def _read_report(summary: Path) -> Report | None:
     return Report(folder=summary.parent, summary=data)
 
 
-def _attach_reports(inputs: list[Input], reports: list[Report]) -> None:
-    """Give each input its newest report. A summary names its input as the
-    run was given it (often relative to where the run started): an absolute
-    path must match exactly; a relative one must end the stored path and
-    name a single input."""
-    by_name: dict[str, list[Input]] = {}
-    for entry in inputs:
-        by_name.setdefault(entry.name, []).append(entry)
+def match_reports(paths: list[str], reports: list[Report]) -> dict[str, Report]:
+    """Each stored path's newest report among ``reports``. A summary names
+    its input as the run was given it (often relative to where the run
+    started): an absolute path must match exactly; a relative one must end
+    the stored path and name a single one of ``paths``."""
+    by_name: dict[str, list[str]] = {}
+    for path in paths:
+        by_name.setdefault(os.path.basename(path), []).append(path)
+    found: dict[str, Report] = {}
     newest: dict[str, float] = {}
     for report in reports:
-        entry = _owner(report.summary["input"], by_name)
-        if entry is None:
+        path = _owner(report.summary["input"], by_name)
+        if path is None:
             continue
         try:
             mtime = (report.folder / "summary.json").stat().st_mtime
         except OSError:  # removed since it was read
             mtime = 0.0
-        if mtime >= newest.get(entry.id, float("-inf")):
-            entry.report, newest[entry.id] = report, mtime
+        if mtime >= newest.get(path, float("-inf")):
+            found[path], newest[path] = report, mtime
+    return found
 
 
-def _owner(named: str, by_name: dict[str, list[Input]]) -> Input | None:
+def _attach_reports(inputs: list[Input], reports: list[Report]) -> None:
+    """Give each input its newest report (:func:`match_reports`)."""
+    found = match_reports([entry.path for entry in inputs], reports)
+    for entry in inputs:
+        entry.report = found.get(entry.path, entry.report)
+
+
+def _owner(named: str, by_name: dict[str, list[str]]) -> str | None:
     candidates = by_name.get(os.path.basename(named), [])
     if os.path.isabs(named):
         wanted = os.path.normpath(named)
-        return next((c for c in candidates if os.path.normpath(c.path) == wanted), None)
+        return next((c for c in candidates if os.path.normpath(c) == wanted), None)
     tail = os.sep + os.path.normpath(named).lstrip(os.sep)
-    matching = [c for c in candidates if (os.sep + c.path.lstrip(os.sep)).endswith(tail)]
+    matching = [c for c in candidates if (os.sep + c.lstrip(os.sep)).endswith(tail)]
     return matching[0] if len(matching) == 1 else None

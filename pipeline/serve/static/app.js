@@ -32,6 +32,18 @@
     s.textContent = text;
     s.className = isError ? "error" : "";
   }
+  function setAddress(changes) {  // the view lives in the address, so it can be bookmarked
+    var p = new URLSearchParams(location.search);
+    Object.keys(changes).forEach(function (k) {
+      if (changes[k] === null || changes[k] === undefined || changes[k] === "") p.delete(k);
+      else p.set(k, changes[k]);
+    });
+    var text = p.toString();
+    history.replaceState(null, "", text ? "?" + text : location.pathname);
+  }
+  function showPlace(t) {  // the open input and time, as &open=ID&t=SECONDS
+    if (current) setAddress({open: current.info.id, t: Math.max(0, t).toFixed(3)});
+  }
   function getJSON(url, options) {
     return fetch(url, options).then(function (r) {
       return r.json().catch(function () { return {}; }).then(function (body) {
@@ -110,10 +122,9 @@
   }
 
   function searchText(q) {
-    var params = new URLSearchParams(options());
+    var o = options(), params = new URLSearchParams(o);
     params.set("q", q);
-    var page = new URLSearchParams(params);
-    history.replaceState(null, "", "?" + page.toString());
+    setAddress({q: q, top: o.top, min_score: o.min_score, video: o.video});
     status("searching…");
     return getJSON("/api/search?" + params.toString())
       .then(function (r) { showResults(r, "“" + q + "”"); })
@@ -200,18 +211,28 @@
 
   var video = $("player");
   video.addEventListener("timeupdate", function () { $("player-time").textContent = clock(video.currentTime); moveCursor(); });
+  ["seeked", "pause"].forEach(function (t) {
+    video.addEventListener(t, function () {  // not while a new file loads (its time reads 0)
+      if (video.readyState > 0) showPlace(video.currentTime);
+    });
+  });
   video.addEventListener("error", function () {
     var note = $("player-note");
     note.textContent = "The browser could not play this file" + (video.error ? " (media error " + video.error.code + ")" : "") +
       ". The timeline and segments work without it; to watch it here, convert it to H.264 in MP4.";
     note.hidden = false;
   });
-  $("player-close").addEventListener("click", function () { $("player-box").hidden = true; video.pause(); current = null; });
+  $("player-close").addEventListener("click", function () {
+    $("player-box").hidden = true; current = null; video.pause();
+    setAddress({open: null, t: null});
+  });
 
   function seek(t) {
     $("player-time").textContent = clock(t);
+    if (current) current.t = t;
     try { video.currentTime = t; } catch (e) { /* not seekable yet: loadedmetadata seeks */ }
     moveCursor(t);
+    showPlace(t);
   }
 
   function openPlayer(id, t) {
