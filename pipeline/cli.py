@@ -281,8 +281,14 @@ def download_model(
 
     def job() -> int:
         from pipeline.embed import download
+        from pipeline.types import ModelLoadError
 
-        folder = download(model, revision=revision)
+        try:
+            folder = download(model, revision=revision)
+        except ModelLoadError as ex:  # the network or the Hub said no: the job failed, not the command line
+            log.debug("download failed", exc_info=True)
+            _error(str(ex))
+            return EXIT_INPUT_FAILED
         typer.echo(f"{model} is cached at {folder}; set HF_HUB_OFFLINE=1 to run without network.")
         return EXIT_OK
 
