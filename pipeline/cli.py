@@ -8,6 +8,7 @@ Tracebacks appear only with ``--debug``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-from typer.core import TyperArgument, TyperCommand, TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from pipeline.config import DEFAULT_MODEL
 from pipeline.types import PipelineError
@@ -38,12 +39,31 @@ class _Argument(TyperArgument):
         return name if self.required else f"[{name}]"
 
 
+class _AboveZero(TyperOption):
+    """A number option that must be above 0, and whose help says so
+    (``[x>0]``): typer's ``min`` is inclusive, so ``min=0`` would promise
+    that 0 works. Checked by :func:`_above_zero`."""
+
+    def _get_number_range_help_str(self) -> str | None:
+        return "x>0" if self.max is None else f"0<x<={self.max:g}"
+
+
+def _above_zero(value: float | None) -> float | None:
+    """The callback of an option that must be above 0 (see :class:`_AboveZero`)."""
+    if value is not None and not value > 0:  # NaN too
+        raise typer.BadParameter(f"must be greater than 0; got {value:g}")
+    return value
+
+
 class _Command(TyperCommand):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for param in self.params:
             if type(param) is TyperArgument and param.metavar:
                 param.__class__ = _Argument
+            elif type(param) is TyperOption and param.callback is not None \
+                    and inspect.unwrap(param.callback) is _above_zero:
+                param.__class__ = _AboveZero
 
 
 class _Group(TyperGroup):
@@ -132,9 +152,9 @@ ModeOpt = Annotated[Literal["auto", "softmax", "binary", "sigmoid", "independent
          "independent: sigmoid for SigLIP, else binary. Default: the config's; auto "
          "(--labels without --config: independent).")]
 EverySecondsOpt = Annotated[float | None, typer.Option(
-    metavar="S", min=0.0, help="Sample one frame every S seconds. Default: the config's; 1.0.")]
+    metavar="S", callback=_above_zero, help="Sample one frame every S seconds. Default: the config's; 1.0.")]
 EveryNOpt = Annotated[int | None, typer.Option(metavar="N", min=1, help="Sample every N-th frame.")]
-FpsOpt = Annotated[float | None, typer.Option(metavar="FPS", min=0.0,
+FpsOpt = Annotated[float | None, typer.Option(metavar="FPS", callback=_above_zero,
                                               help="Sample this many frames per second.")]
 FormatsOpt = Annotated[str | None, typer.Option(
     metavar="F,F,...", help=f"Comma-separated, of: {','.join(FORMATS)}. "
@@ -189,7 +209,7 @@ def run(
     decode_strategy: Annotated[Literal["auto", "exact", "fast", "keyframes"] | None, typer.Option(
         help="How frames are reached (README: decode strategies). Default: auto.")] = None,
     timeout: Annotated[float | None, typer.Option(
-        metavar="S", help="Per-input decode stall timeout. Default: 600.")] = None,
+        metavar="S", callback=_above_zero, help="Per-input decode stall timeout. Default: 600.")] = None,
     device: DeviceOpt = None,
     precision: Annotated[Literal["auto", "fp32", "fp16", "bf16", "int8"] | None, typer.Option(
         help="Model precision (int8: exported runtimes only, image tower quantised). Default: auto "
@@ -378,7 +398,7 @@ def eval_cmd(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", exists=True, file_okay=False,
                                             help="A `scenetag run` output folder, or one input's folder.")],
     truth: TruthOpt,
-    iou: Annotated[float, typer.Option("--iou", metavar="X", min=0.0, max=1.0,
+    iou: Annotated[float, typer.Option("--iou", metavar="X", max=1.0, callback=_above_zero,
                                        help="IoU a segment needs to match a true one.")] = 0.5,
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="DIR",
                                                 help="Where eval.csv/.json/.png go. Default: RUN_DIR.")]
@@ -412,7 +432,7 @@ def calibrate(
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE",
                                          help="The tuned config to write.", dir_okay=False)]
     = Path("tuned.yaml"),
-    iou: Annotated[float, typer.Option("--iou", metavar="X", min=0.0, max=1.0,
+    iou: Annotated[float, typer.Option("--iou", metavar="X", max=1.0, callback=_above_zero,
                                        help="IoU a segment needs to match a true one.")] = 0.5,
     shared_unseen: Annotated[bool, typer.Option(
         "--shared-unseen", help="Give labels without positive truth the values tuned on the others "
@@ -431,8 +451,6 @@ def calibrate(
         from pipeline.config import load_config
         from pipeline.truth import load_truth
 
-        if not 0 < iou <= 1:
-            raise PipelineError(f"--iou must be in (0, 1]; got {iou:g}")
         path = _config_path(config, None)
         if path is None:
             raise PipelineError("--config: calibrate needs the config file to tune")
@@ -506,7 +524,7 @@ def cluster(
     k: Annotated[int | None, typer.Option(
         "--k", metavar="K", min=1, help="KMeans clusters. Default: auto by silhouette.")] = None,
     dbscan: Annotated[bool, typer.Option("--dbscan", help="Use DBSCAN (cosine) instead of KMeans.")] = False,
-    eps: Annotated[float | None, typer.Option("--eps", metavar="D", min=0.0,
+    eps: Annotated[float | None, typer.Option("--eps", metavar="D", callback=_above_zero,
                                               help="With --dbscan: radius in cosine distance. "
                                                    "Default: 0.1.")] = None,
     min_samples: Annotated[int | None, typer.Option("--min-samples", metavar="N", min=1,
