@@ -82,8 +82,7 @@ class _Group(TyperGroup):
             ex.show()
             code = ex.exit_code
         except UsageError as ex:
-            command = ex.ctx.command_path if ex.ctx is not None else "scenetag"
-            _error(f"{_usage_message(ex)} (see `{command} --help`)")
+            _error(_usage_line(ex))
             code = EXIT_USAGE
         except ClickException as ex:
             _error(ex.format_message())
@@ -94,13 +93,63 @@ class _Group(TyperGroup):
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
-def _usage_message(ex: Any) -> str:
-    message = str(ex.message).removeprefix("Value error, ")
+def _usage_line(ex: Any) -> str:
+    """A usage mistake as ``--flag: what is wrong``, pointing to the
+    command's help; a path that is missing or of the wrong kind is the
+    file's problem, not the command line's, so it gets no pointer."""
+    from typer._click.exceptions import NoSuchOption
+
+    if isinstance(ex, NoSuchOption):
+        return _unknown_option(ex.option_name, ex.possibilities or [], _help_pointer(ex))
+    path = _path_problem(str(ex.message))
+    if path:
+        return _with_hint(ex, path)
+    return f"{_with_hint(ex, _usage_message(str(ex.message)))} {_help_pointer(ex)}"
+
+
+def _help_pointer(ex: Any) -> str:
+    return f"(see `{ex.ctx.command_path if ex.ctx is not None else 'scenetag'} --help`)"
+
+
+def _unknown_option(name: str, close: list[str], pointer: str) -> str:
+    """click finds the close matches (difflib, best first) but its message
+    leaves them out; the best one is the suggestion."""
+    guess = f"; did you mean {close[0]}?" if close else ""
+    return f"{name}: no such option{guess} {pointer}"
+
+
+def _usage_message(message: str) -> str:
+    message = message.removeprefix("Value error, ")
     choice = re.fullmatch(r"(.+) is not one of (.+)\.", message)
     if choice:
         message = f"must be one of {choice.group(2).replace(chr(39), '')}; got {choice.group(1)}"
     message = re.sub(r"^Input should be greater than or equal to", "must be at least", message)
-    message = re.sub(r"^Input should be", "must be", message)
+    return re.sub(r"^Input should be", "must be", message)
+
+
+# typer's path checks ("dir 'x' does not exist.") in the words of the rest of
+# the CLI ("folder not found: x", as for a missing input).
+_PATH_PROBLEMS = (
+    (r"file (['\"])(?P<p>.*)\1 does not exist\.", "file not found: {p}"),
+    (r"dir (['\"])(?P<p>.*)\1 does not exist\.", "folder not found: {p}"),
+    (r"path (['\"])(?P<p>.*)\1 does not exist\.", "not found: {p}"),
+    (r"\w+ (['\"])(?P<p>.*)\1 is a file\.", "{p} is a file, not a folder"),
+    (r"\w+ (['\"])(?P<p>.*)\1 is a directory\.", "{p} is a folder, not a file"),
+    (r"\w+ (['\"])(?P<p>.*)\1 is not readable\.", "cannot read {p} (permission denied)"),
+    (r"\w+ (['\"])(?P<p>.*)\1 is not writable\.", "cannot write to {p} (permission denied)"),
+)
+
+
+def _path_problem(message: str) -> str | None:
+    for pattern, words in _PATH_PROBLEMS:
+        found = re.fullmatch(pattern, message)
+        if found:
+            return words.format(p=found.group("p"))
+    return None
+
+
+def _with_hint(ex: Any, message: str) -> str:
+    """``message`` after the flag (or argument) it is about."""
     param = getattr(ex, "param", None)
     hint = getattr(ex, "param_hint", None) or (param.get_error_hint() if param is not None else None)
     if isinstance(hint, (list, tuple)):
