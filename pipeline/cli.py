@@ -831,16 +831,31 @@ class _OneLine(logging.Formatter):
         return text
 
 
+OWN_LOGGERS = ("scenetag", "pipeline")
+# Libraries that log at INFO/DEBUG on every run (matplotlib alone: hundreds of
+# findfont lines; PIL each PNG chunk): kept at WARNING under --debug, ERROR otherwise.
+NOISY_LOGGERS = ("matplotlib", "PIL", "pydot", "urllib3", "httpx", "httpx2", "httpcore", "httpcore2",
+                 "filelock", "fsspec", "huggingface_hub", "transformers", "libav", "asyncio", "numba")
+
+
+class _OursOnlyBelowWarning(logging.Filter):
+    """--debug is our own debug log: a library's records pass from WARNING up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".")[0] in OWN_LOGGERS
+
+
 def _setup_logging(*, quiet: bool, debug: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLine(debug))
+    handler.addFilter(_OursOnlyBelowWarning())
     handler.set_name("scenetag-cli")
     root = logging.getLogger()
     # Replace only our own handler: tests and embedding apps keep theirs.
     root.handlers[:] = [h for h in root.handlers if h.get_name() != "scenetag-cli"] + [handler]
     root.setLevel(logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING)
-    for noisy in ("urllib3", "filelock", "huggingface_hub", "transformers", "libav", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
+    for noisy in NOISY_LOGGERS:  # levels too, so they do not even format what nobody sees
+        logging.getLogger(noisy).setLevel(logging.WARNING if debug else logging.ERROR)
     if not debug:
         _silence_libraries()
 
