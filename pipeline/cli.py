@@ -1019,12 +1019,10 @@ def _print_run_summary(result: Any, output: Path, quiet: bool, as_json: bool = F
         typer.echo(json.dumps(run_summary(result, output), ensure_ascii=False))
     if quiet:
         return
-    ok = sum(r.status == "ok" for r in result.results)
-    failed = len(result.results) - ok
-    parts = [f"{ok} ok"] + ([f"{failed} failed"] if failed else []) + \
-        ([f"{result.skipped} resumed"] if result.skipped else []) + \
-        ([_plural(len(result.images), "image")] if result.images else [])
-    typer.echo(f"scenetag: {', '.join(parts)}; reports in {output}/ (index.csv)", err=True)
+    totals = run_summary(result, output)["totals"]
+    parts = [f"{totals[key]} {key}" for key in ("ok", "failed", "resumed") if totals[key]] + \
+        ([_plural(totals["images"], "image")] if totals["images"] else [])
+    typer.echo(f"scenetag: {', '.join(parts) or '0 ok'}; reports in {output}/ (index.csv)", err=True)
 
 
 def run_summary(result: Any, output: Path) -> dict[str, Any]:
@@ -1041,9 +1039,11 @@ def run_summary(result: Any, output: Path) -> dict[str, Any]:
     } for r in result.results]
     images = [{"input": im.input_path, "scores": {k: round(float(v), 4) for k, v in im.scores.items()},
                "tags": list(im.tags), "nsfw_verdict": im.nsfw_verdict} for im in result.images]
+    # Resumed inputs are in the results (rebuilt from their summary.json, all
+    # ok): each is counted once, as resumed.
     ok = sum(r["status"] == "ok" for r in inputs)
     return {"output": str(output), "inputs": inputs, "images": images,
-            "totals": {"inputs": len(inputs), "ok": ok, "failed": len(inputs) - ok,
+            "totals": {"inputs": len(inputs), "ok": ok - result.skipped, "failed": len(inputs) - ok,
                        "resumed": result.skipped, "images": len(images)},
             "exit_code": result.exit_code}
 

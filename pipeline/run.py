@@ -283,7 +283,7 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
         cached, to_decode = cache.split(todo) if cache else ([], todo)
         handle = partial(_handle_input, config=config, classifier=classifier,
                          provenance=Provenance.of(embedder), names=names, out_dir=out_dir, run=run)
-        with _progress(todo, config, options) as progress, \
+        with _progress(todo, config, options, resumed=run.skipped) as progress, \
                 _make_engine(config, options, embedder, progress) as engine:
             fresh = engine.run(to_decode, embedder.embed_images) if to_decode else []
             for group in _refine_groups(itertools.chain(cached, fresh), config, options):
@@ -746,12 +746,12 @@ def _make_engine(config: Config, options: RunOptions, embedder, progress: RunPro
                        timeout_s=d.timeout_s, progress=progress if progress and progress.enabled else None)
 
 
-def _progress(paths: Sequence[str], config: Config, options: RunOptions) -> RunProgress:
+def _progress(paths: Sequence[str], config: Config, options: RunOptions, resumed: int = 0) -> RunProgress:
     """Frames done / expected, with ETAs, for the run and the current input;
     off under ``progress=False`` and for Ray (Ray Data draws its own bars)."""
     enabled = options.progress and options.engine != "ray"
     # disable=None: no bars when stderr is not a terminal
-    return RunProgress(paths, config.sampling.to_sampling(), enabled=enabled, disable=None)
+    return RunProgress(paths, config.sampling.to_sampling(), enabled=enabled, disable=None, resumed=resumed)
 
 
 def _run_live(live, config: Config, out_dir: Path, options: RunOptions, embedder, run: RunReport,
