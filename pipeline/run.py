@@ -270,7 +270,7 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
     names = output_names(paths, existing_outputs(out_dir))
     run = RunReport(results=list(failures))
     for failure in failures:
-        log.error("%s: %s", failure.input_path, failure.error)
+        log.error("%s", _failure_line(failure.input_path, failure.error))
     todo = [p for p in paths if not (options.resume and _is_complete(out_dir / names[p], p, config))]
     run.skipped = len(paths) - len(todo)
     if todo:
@@ -373,8 +373,14 @@ def _handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classi
     result.wall_time_s = round(embedded.decode_s + time.perf_counter() - started, 3)
     result = _write_reports(result, out_dir / result.name, config)
     if result.status != "ok":
-        log.error("%s: %s", embedded.path, result.error)
+        log.error("%s", _failure_line(embedded.path, result.error))
     run.results.append(result)
+
+
+def _failure_line(path: str, error: str | None) -> str:
+    """``path: error`` with the path said once: most messages name the file
+    already (``file not found: x.mp4``, ``no files match x*``)."""
+    return error if error and path in error else f"{path}: {error}"
 
 
 def _write_reports(result: VideoResult, folder: Path, config: Config) -> VideoResult:
