@@ -515,7 +515,8 @@ def calibrate(
             cv = f"; cross-validated {np.mean([f[2] for f in result.folds]):.3f}" if result.folds else ""
             typer.echo(f"scenetag: mean segment F1 {before:.3f} -> {after:.3f}{cv} "
                        f"({_plural(len(result.problem.clips), 'input')}, {result.seconds:.1f} s); "
-                       f"wrote {output}", err=True)
+                       f"wrote {output}{' (unchanged: nothing beat the config)' if result.unchanged else ''}",
+                       err=True)
         return EXIT_OK
 
     raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
