@@ -589,6 +589,12 @@ def cluster(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="DIR",
         help="Folder for clusters.csv/png. Default: the store's parent.")] = None,
+    config: Annotated[str | None, typer.Option(
+        "--config", "-c", metavar="FILE|NAME",
+        help="Name each cluster by its nearest label or background prompt of this config (in the "
+             "legends, with the cosine similarity). Default: clusters are numbered only.")] = None,
+    device: DeviceOpt = None,
+    runtime: RuntimeOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -608,6 +614,14 @@ def cluster(
         rows = db.frames(select_videos(db, video=video, sampling=sampling), unique=True)
         result = c.cluster(rows.vectors, k=k, dbscan_eps=(0.1 if eps is None else eps) if dbscan else None,
                            min_samples=3 if min_samples is None else min_samples, outliers=outliers)
+        if config is not None:
+            from dataclasses import replace
+
+            from pipeline.config import load_config
+
+            names, vectors = c.config_names(load_config(_find_config(config)),
+                                            _store_texts(db, device, runtime))
+            result = replace(result, holds=c.nearest_names(rows.vectors, result.labels, names, vectors))
         out = output or store.parent
         out.mkdir(parents=True, exist_ok=True)
         c.write_outputs(rows, result, out)
@@ -786,6 +800,26 @@ def _store_embedder(db: Any, model: str | None, device: str | None, runtime: str
     db.check_model(embedder.model_id, embedder.revision, embedder.dim, same_model=model is None)
     return embedder
 
+
+
+def _store_texts(db: Any, device: str | None, runtime: str | None) -> Callable[[list[str]], Any]:
+    """Texts -> vectors from the store's prompt cache; the store's model is
+    loaded (once) only for texts the cache lacks, which it then keeps."""
+    import numpy as np
+
+    from pipeline.store import embed_and_keep
+
+    embedder: list[Any] = []
+
+    def embed_texts(texts: list[str]) -> Any:
+        found, _ = db.text_vectors(db.model_id, db.model_revision, texts)
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            embedder[:] = embedder or [_store_embedder(db, None, device, runtime)]
+            found.update(embed_and_keep(db, embedder[0], missing))
+        return np.stack([found[t] for t in texts])
+
+    return embed_texts
 
 
 def _guarded(job: Callable[[], int], *, quiet: bool, debug: bool) -> int:
