@@ -11,8 +11,14 @@ duration and gap merge (in sampling steps), (3) a local refinement of the
 threshold and exit ratio, (4) each label's own threshold and exit ratio
 (coarse grid, then refinement) with the rules of (2) fixed. A setting is
 better when its segment F1 is higher, ties going to the higher mean IoU.
-Labels without positive truth in the clips a fit sees keep the shared
-values of (1)-(3): tuned on negatives alone a label would learn never to fire.
+A full tie goes, on the coarse grids, to the middle of the tied points (a
+margin both ways on clips not seen; a bad config's value can tie at F1 0
+with every point), and in the refinements and (4) to the value the step
+started from (in (4) the label's own, from the config). A search that ends
+no better than the config returns the config: nothing moves without a
+gain. Labels without positive truth in the clips a fit sees keep the
+shared values of (1)-(3): tuned on negatives alone a label would learn
+never to fire.
 
 Cross-validation by input (leave-one-input-out up to ``LOO_MAX`` inputs,
 else ``FOLDS`` folds): every fold is fitted on the other inputs and scored
@@ -122,8 +128,11 @@ def _key(c: Counts) -> tuple[float, float]:
     return (round(c.f1, 9), round(c.mean_iou, 9))
 
 
-def fit(problem: Problem, clips: Sequence[Clip], start: Rules) -> Setting:
-    """The best setting for ``clips`` (the search of the module docstring)."""
+def fit(problem: Problem, clips: Sequence[Clip], incumbent: Setting) -> Setting:
+    """The best setting for ``clips`` (the search of the module docstring),
+    starting from ``incumbent`` (the config's): ``incumbent`` itself unless
+    the search found one strictly better on ``clips``."""
+    start = incumbent.shared
     shared = _best(problem, clips, problem.names, [
         replace(start, enter=t, exit_ratio=r) for t in THRESHOLDS for r in EXIT_RATIOS])
     step = float(np.median([smooth.sample_step(c.times_s) for c in clips]))
@@ -131,34 +140,47 @@ def fit(problem: Problem, clips: Sequence[Clip], start: Rules) -> Setting:
         replace(shared, window_s=w * step, min_duration_s=d * step, merge_gap_s=g * step)
         for w in STEPS for d in STEPS for g in STEPS])
     shared = _refine(problem, clips, problem.names, shared)
-    rules = {}
-    for name in problem.names:
-        if not any(c.truth.get(name) for c in clips):
-            rules[name] = shared
-            continue
-        own = _best(problem, clips, [name], [shared] + [
-            replace(shared, enter=t, exit_ratio=r) for t in THRESHOLDS for r in EXIT_RATIOS])
-        rules[name] = _refine(problem, clips, [name], own)
-    return Setting(rules, shared)
+    rules = {name: _own(problem, clips, name, shared, incumbent.rules[name]) for name in problem.names}
+    tuned = Setting(rules, shared)
+    gain = _key(problem.overall(tuned, clips)) > _key(problem.overall(incumbent, clips))
+    return tuned if gain else incumbent
 
 
-def _best(problem: Problem, clips: Sequence[Clip], names: Sequence[str], candidates: list[Rules]) -> Rules:
-    """The best of ``candidates``; of equally good ones the middle one (in
-    grid order), which leaves a margin both ways on clips not seen."""
-    keys = []
-    for rules in candidates:
+def _own(problem: Problem, clips: Sequence[Clip], name: str, shared: Rules, mine: Rules) -> Rules:
+    """Step (4) for one label: its own threshold and exit ratio under the
+    ``shared`` rules, starting from its config's (``mine``); ``shared``
+    itself for a label without positive truth in ``clips``."""
+    if not any(c.truth.get(name) for c in clips):
+        return shared
+    grid = [replace(shared, enter=t, exit_ratio=r) for t in THRESHOLDS for r in EXIT_RATIOS]
+    own = _best(problem, clips, [name], [shared] + grid,
+                incumbent=replace(shared, enter=mine.enter, exit_ratio=mine.exit_ratio))
+    return _refine(problem, clips, [name], own)
+
+
+def _best(problem: Problem, clips: Sequence[Clip], names: Sequence[str], candidates: list[Rules],
+          incumbent: Rules | None = None) -> Rules:
+    """The best of ``candidates``: ``incumbent`` when given and none beats
+    it (a move must gain something), else of the equally good ones the
+    middle one (in grid order), which leaves a margin both ways on clips
+    not seen."""
+    def key(rules: Rules) -> tuple[float, float]:
         total = Counts()
         for name in names:
             total.add(problem.counts(name, rules, clips))
-        keys.append(_key(total))
-    tied = [rules for rules, key in zip(candidates, keys) if key == max(keys)]
+        return _key(total)
+
+    keys = [key(rules) for rules in candidates]
+    if incumbent is not None and key(incumbent) >= max(keys):
+        return incumbent
+    tied = [rules for rules, k in zip(candidates, keys) if k == max(keys)]
     return tied[(len(tied) - 1) // 2]
 
 
 def _refine(problem: Problem, clips: Sequence[Clip], names: Sequence[str], rules: Rules) -> Rules:
-    near = [replace(rules, enter=float(np.clip(rules.enter + d, 0.001, 0.999))) for d in (0.0, *REFINE)]
-    rules = _best(problem, clips, names, near)
-    return _best(problem, clips, names, [rules] + [replace(rules, exit_ratio=r) for r in FINE_EXIT])
+    near = [replace(rules, enter=float(np.clip(rules.enter + d, 0.001, 0.999))) for d in REFINE]
+    rules = _best(problem, clips, names, near, incumbent=rules)
+    return _best(problem, clips, names, [replace(rules, exit_ratio=r) for r in FINE_EXIT], incumbent=rules)
 
 
 # --------------------------------------------------------------------------- the whole job
@@ -174,6 +196,11 @@ class Calibration:
     folds: list[tuple[str, float, float]]  # (held-out inputs, F1 before, F1 after)
     skipped: list[str]
     seconds: float
+
+    @property
+    def unchanged(self) -> bool:
+        """Nothing beat the input config on the calibration clips: it is kept as it is."""
+        return self.after is self.before
 
     def per_label(self) -> dict[str, tuple[float, float]]:
         """Per label, F1 on every calibration clip before and after tuning."""
@@ -201,14 +228,13 @@ def calibrate(config: Config, store_dir: Path, truth: Truth, *, min_iou: float =
             f"for the stored inputs; add truth, remove the label, or pass --shared-unseen to give "
             f"{'it' if len(unseen) == 1 else 'them'} the values tuned on the other labels")
     before = _setting_of(config, problem)
-    start = before.rules[problem.names[0]]
     folds = []
     for held in _folds(problem.clips):
         train = [c for c in problem.clips if c not in held]
-        tuned = fit(problem, train, start)
+        tuned = fit(problem, train, before)
         folds.append((", ".join(Path(c.path).name for c in held),
                       problem.overall(before, held).f1, problem.overall(tuned, held).f1))
-    after = fit(problem, problem.clips, start)
+    after = fit(problem, problem.clips, before)
     return Calibration(problem, before, after, folds, skipped, time.perf_counter() - began)
 
 
@@ -285,6 +311,9 @@ def tuned_yaml(config_path: Path, config: Config, result: Calibration, out_path:
 
     data = _read_yaml(config_path)
     _rebase_paths(data, config, config_path.parent, out_path.parent)
+    if result.unchanged:  # the config's own values, as it wrote them
+        return _header(result, config_path, truth_path, store_dir) + \
+            yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
     after = result.after.rules
     for section, kind in (("labels", "tag"), ("nsfw", "nsfw")):
         entries = data.get(section, []) if kind == "tag" else (data.get("nsfw") or {}).get("labels", [])
@@ -337,7 +366,8 @@ def _header(result: Calibration, config_path: Path, truth_path: Path, store_dir:
     lines = [f"scenetag calibrate: {config_path} tuned on {truth_path} (store {store_dir}),",
              f"{len(problem.clips)} input(s): {', '.join(Path(c.path).name for c in problem.clips)}.",
              f"Segment F1 at IoU >= {problem.min_iou:g}, one-to-one matching; ties go to the higher",
-             "mean IoU, then to the middle of the tied grid points.",
+             "mean IoU, then to the middle of the tied grid points (a refinement: to where it started);",
+             "a result no better than the input config keeps the config.",
              f"Search: {GRID}.",
              "The input config's comments are not kept.", "",
              "Segment F1 per label on those inputs, before -> after:"]
@@ -354,5 +384,7 @@ def _header(result: Calibration, config_path: Path, truth_path: Path, store_dir:
                      f"{np.mean([f[2] for f in result.folds]):.3f}")
     else:
         lines.append("One input: no cross-validation (nothing to hold out); expect it to flatter.")
+    if result.unchanged:
+        lines.append("No setting beat the input config on these inputs: its values are kept.")
     lines.append(f"Calibrated in {result.seconds:.1f} s.")
     return "".join(f"# {line}\n" if line else "#\n" for line in lines) + "\n"

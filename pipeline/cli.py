@@ -8,6 +8,7 @@ Tracebacks appear only with ``--debug``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-from typer.core import TyperArgument, TyperCommand, TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from pipeline.config import DEFAULT_MODEL
 from pipeline.types import PipelineError
@@ -38,12 +39,31 @@ class _Argument(TyperArgument):
         return name if self.required else f"[{name}]"
 
 
+class _AboveZero(TyperOption):
+    """A number option that must be above 0, and whose help says so
+    (``[x>0]``): typer's ``min`` is inclusive, so ``min=0`` would promise
+    that 0 works. Checked by :func:`_above_zero`."""
+
+    def _get_number_range_help_str(self) -> str | None:
+        return "x>0" if self.max is None else f"0<x<={self.max:g}"
+
+
+def _above_zero(value: float | None) -> float | None:
+    """The callback of an option that must be above 0 (see :class:`_AboveZero`)."""
+    if value is not None and not value > 0:  # NaN too
+        raise typer.BadParameter(f"must be greater than 0; got {value:g}")
+    return value
+
+
 class _Command(TyperCommand):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for param in self.params:
             if type(param) is TyperArgument and param.metavar:
                 param.__class__ = _Argument
+            elif type(param) is TyperOption and param.callback is not None \
+                    and inspect.unwrap(param.callback) is _above_zero:
+                param.__class__ = _AboveZero
 
 
 class _Group(TyperGroup):
@@ -62,8 +82,7 @@ class _Group(TyperGroup):
             ex.show()
             code = ex.exit_code
         except UsageError as ex:
-            command = ex.ctx.command_path if ex.ctx is not None else "scenetag"
-            _error(f"{_usage_message(ex)} (see `{command} --help`)")
+            _error(_usage_line(ex))
             code = EXIT_USAGE
         except ClickException as ex:
             _error(ex.format_message())
@@ -74,13 +93,63 @@ class _Group(TyperGroup):
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
-def _usage_message(ex: Any) -> str:
-    message = str(ex.message).removeprefix("Value error, ")
+def _usage_line(ex: Any) -> str:
+    """A usage mistake as ``--flag: what is wrong``, pointing to the
+    command's help; a path that is missing or of the wrong kind is the
+    file's problem, not the command line's, so it gets no pointer."""
+    from typer._click.exceptions import NoSuchOption
+
+    if isinstance(ex, NoSuchOption):
+        return _unknown_option(ex.option_name, ex.possibilities or [], _help_pointer(ex))
+    path = _path_problem(str(ex.message))
+    if path:
+        return _with_hint(ex, path)
+    return f"{_with_hint(ex, _usage_message(str(ex.message)))} {_help_pointer(ex)}"
+
+
+def _help_pointer(ex: Any) -> str:
+    return f"(see `{ex.ctx.command_path if ex.ctx is not None else 'scenetag'} --help`)"
+
+
+def _unknown_option(name: str, close: list[str], pointer: str) -> str:
+    """click finds the close matches (difflib, best first) but its message
+    leaves them out; the best one is the suggestion."""
+    guess = f"; did you mean {close[0]}?" if close else ""
+    return f"{name}: no such option{guess} {pointer}"
+
+
+def _usage_message(message: str) -> str:
+    message = message.removeprefix("Value error, ")
     choice = re.fullmatch(r"(.+) is not one of (.+)\.", message)
     if choice:
         message = f"must be one of {choice.group(2).replace(chr(39), '')}; got {choice.group(1)}"
     message = re.sub(r"^Input should be greater than or equal to", "must be at least", message)
-    message = re.sub(r"^Input should be", "must be", message)
+    return re.sub(r"^Input should be", "must be", message)
+
+
+# typer's path checks ("dir 'x' does not exist.") in the words of the rest of
+# the CLI ("folder not found: x", as for a missing input).
+_PATH_PROBLEMS = (
+    (r"file (['\"])(?P<p>.*)\1 does not exist\.", "file not found: {p}"),
+    (r"dir (['\"])(?P<p>.*)\1 does not exist\.", "folder not found: {p}"),
+    (r"path (['\"])(?P<p>.*)\1 does not exist\.", "not found: {p}"),
+    (r"\w+ (['\"])(?P<p>.*)\1 is a file\.", "{p} is a file, not a folder"),
+    (r"\w+ (['\"])(?P<p>.*)\1 is a directory\.", "{p} is a folder, not a file"),
+    (r"\w+ (['\"])(?P<p>.*)\1 is not readable\.", "cannot read {p} (permission denied)"),
+    (r"\w+ (['\"])(?P<p>.*)\1 is not writable\.", "cannot write to {p} (permission denied)"),
+)
+
+
+def _path_problem(message: str) -> str | None:
+    for pattern, words in _PATH_PROBLEMS:
+        found = re.fullmatch(pattern, message)
+        if found:
+            return words.format(p=found.group("p"))
+    return None
+
+
+def _with_hint(ex: Any, message: str) -> str:
+    """``message`` after the flag (or argument) it is about."""
     param = getattr(ex, "param", None)
     hint = getattr(ex, "param_hint", None) or (param.get_error_hint() if param is not None else None)
     if isinstance(hint, (list, tuple)):
@@ -132,9 +201,9 @@ ModeOpt = Annotated[Literal["auto", "softmax", "binary", "sigmoid", "independent
          "independent: sigmoid for SigLIP, else binary. Default: the config's; auto "
          "(--labels without --config: independent).")]
 EverySecondsOpt = Annotated[float | None, typer.Option(
-    metavar="S", min=0.0, help="Sample one frame every S seconds. Default: the config's; 1.0.")]
+    metavar="S", callback=_above_zero, help="Sample one frame every S seconds. Default: the config's; 1.0.")]
 EveryNOpt = Annotated[int | None, typer.Option(metavar="N", min=1, help="Sample every N-th frame.")]
-FpsOpt = Annotated[float | None, typer.Option(metavar="FPS", min=0.0,
+FpsOpt = Annotated[float | None, typer.Option(metavar="FPS", callback=_above_zero,
                                               help="Sample this many frames per second.")]
 FormatsOpt = Annotated[str | None, typer.Option(
     metavar="F,F,...", help=f"Comma-separated, of: {','.join(FORMATS)}. "
@@ -189,7 +258,7 @@ def run(
     decode_strategy: Annotated[Literal["auto", "exact", "fast", "keyframes"] | None, typer.Option(
         help="How frames are reached (README: decode strategies). Default: auto.")] = None,
     timeout: Annotated[float | None, typer.Option(
-        metavar="S", help="Per-input decode stall timeout. Default: 600.")] = None,
+        metavar="S", callback=_above_zero, help="Per-input decode stall timeout. Default: 600.")] = None,
     device: DeviceOpt = None,
     precision: Annotated[Literal["auto", "fp32", "fp16", "bf16", "int8"] | None, typer.Option(
         help="Model precision (int8: exported runtimes only, image tower quantised). Default: auto "
@@ -281,8 +350,14 @@ def download_model(
 
     def job() -> int:
         from pipeline.embed import download
+        from pipeline.types import ModelLoadError
 
-        folder = download(model, revision=revision)
+        try:
+            folder = download(model, revision=revision)
+        except ModelLoadError as ex:  # the network or the Hub said no: the job failed, not the command line
+            log.debug("download failed", exc_info=True)
+            _error(str(ex))
+            return EXIT_INPUT_FAILED
         typer.echo(f"{model} is cached at {folder}; set HF_HUB_OFFLINE=1 to run without network.")
         return EXIT_OK
 
@@ -372,7 +447,7 @@ def eval_cmd(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", exists=True, file_okay=False,
                                             help="A `scenetag run` output folder, or one input's folder.")],
     truth: TruthOpt,
-    iou: Annotated[float, typer.Option("--iou", metavar="X", min=0.0, max=1.0,
+    iou: Annotated[float, typer.Option("--iou", metavar="X", max=1.0, callback=_above_zero,
                                        help="IoU a segment needs to match a true one.")] = 0.5,
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="DIR",
                                                 help="Where eval.csv/.json/.png go. Default: RUN_DIR.")]
@@ -406,7 +481,7 @@ def calibrate(
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE",
                                          help="The tuned config to write.", dir_okay=False)]
     = Path("tuned.yaml"),
-    iou: Annotated[float, typer.Option("--iou", metavar="X", min=0.0, max=1.0,
+    iou: Annotated[float, typer.Option("--iou", metavar="X", max=1.0, callback=_above_zero,
                                        help="IoU a segment needs to match a true one.")] = 0.5,
     shared_unseen: Annotated[bool, typer.Option(
         "--shared-unseen", help="Give labels without positive truth the values tuned on the others "
@@ -425,8 +500,6 @@ def calibrate(
         from pipeline.config import load_config
         from pipeline.truth import load_truth
 
-        if not 0 < iou <= 1:
-            raise PipelineError(f"--iou must be in (0, 1]; got {iou:g}")
         path = _config_path(config, None)
         if path is None:
             raise PipelineError("--config: calibrate needs the config file to tune")
@@ -442,7 +515,8 @@ def calibrate(
             cv = f"; cross-validated {np.mean([f[2] for f in result.folds]):.3f}" if result.folds else ""
             typer.echo(f"scenetag: mean segment F1 {before:.3f} -> {after:.3f}{cv} "
                        f"({_plural(len(result.problem.clips), 'input')}, {result.seconds:.1f} s); "
-                       f"wrote {output}", err=True)
+                       f"wrote {output}{' (unchanged: nothing beat the config)' if result.unchanged else ''}",
+                       err=True)
         return EXIT_OK
 
     raise typer.Exit(_guarded(job, quiet=quiet, debug=debug))
@@ -531,7 +605,7 @@ def cluster(
     k: Annotated[int | None, typer.Option(
         "--k", metavar="K", min=1, help="KMeans clusters. Default: auto by silhouette.")] = None,
     dbscan: Annotated[bool, typer.Option("--dbscan", help="Use DBSCAN (cosine) instead of KMeans.")] = False,
-    eps: Annotated[float | None, typer.Option("--eps", metavar="D", min=0.0,
+    eps: Annotated[float | None, typer.Option("--eps", metavar="D", callback=_above_zero,
                                               help="With --dbscan: radius in cosine distance. "
                                                    "Default: 0.1.")] = None,
     min_samples: Annotated[int | None, typer.Option("--min-samples", metavar="N", min=1,
@@ -546,6 +620,12 @@ def cluster(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="DIR",
         help="Folder for clusters.csv/png. Default: the store's parent.")] = None,
+    config: Annotated[str | None, typer.Option(
+        "--config", "-c", metavar="FILE|NAME",
+        help="Name each cluster by its nearest label or background prompt of this config (in the "
+             "legends, with the cosine similarity). Default: clusters are numbered only.")] = None,
+    device: DeviceOpt = None,
+    runtime: RuntimeOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -565,6 +645,14 @@ def cluster(
         rows = db.frames(select_videos(db, video=video, sampling=sampling), unique=True)
         result = c.cluster(rows.vectors, k=k, dbscan_eps=(0.1 if eps is None else eps) if dbscan else None,
                            min_samples=3 if min_samples is None else min_samples, outliers=outliers)
+        if config is not None:
+            from dataclasses import replace
+
+            from pipeline.config import load_config
+
+            names, vectors = c.config_names(load_config(_find_config(config)),
+                                            _store_texts(db, device, runtime))
+            result = replace(result, holds=c.nearest_names(rows.vectors, result.labels, names, vectors))
         out = output or store.parent
         _output_folder(out)
         c.write_outputs(rows, result, out)
@@ -745,6 +833,26 @@ def _store_embedder(db: Any, model: str | None, device: str | None, runtime: str
 
 
 
+def _store_texts(db: Any, device: str | None, runtime: str | None) -> Callable[[list[str]], Any]:
+    """Texts -> vectors from the store's prompt cache; the store's model is
+    loaded (once) only for texts the cache lacks, which it then keeps."""
+    import numpy as np
+
+    from pipeline.store import embed_and_keep
+
+    embedder: list[Any] = []
+
+    def embed_texts(texts: list[str]) -> Any:
+        found, _ = db.text_vectors(db.model_id, db.model_revision, texts)
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            embedder[:] = embedder or [_store_embedder(db, None, device, runtime)]
+            found.update(embed_and_keep(db, embedder[0], missing))
+        return np.stack([found[t] for t in texts])
+
+    return embed_texts
+
+
 def _guarded(job: Callable[[], int], *, quiet: bool, debug: bool) -> int:
     """Run a command body: set up logging, map errors to one line + exit code."""
     _setup_logging(quiet=quiet, debug=debug)
@@ -789,16 +897,31 @@ class _OneLine(logging.Formatter):
         return text
 
 
+OWN_LOGGERS = ("scenetag", "pipeline")
+# Libraries that log at INFO/DEBUG on every run (matplotlib alone: hundreds of
+# findfont lines; PIL each PNG chunk): kept at WARNING under --debug, ERROR otherwise.
+NOISY_LOGGERS = ("matplotlib", "PIL", "pydot", "urllib3", "httpx", "httpx2", "httpcore", "httpcore2",
+                 "filelock", "fsspec", "huggingface_hub", "transformers", "libav", "asyncio", "numba")
+
+
+class _OursOnlyBelowWarning(logging.Filter):
+    """--debug is our own debug log: a library's records pass from WARNING up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".")[0] in OWN_LOGGERS
+
+
 def _setup_logging(*, quiet: bool, debug: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLine(debug))
+    handler.addFilter(_OursOnlyBelowWarning())
     handler.set_name("scenetag-cli")
     root = logging.getLogger()
     # Replace only our own handler: tests and embedding apps keep theirs.
     root.handlers[:] = [h for h in root.handlers if h.get_name() != "scenetag-cli"] + [handler]
     root.setLevel(logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING)
-    for noisy in ("urllib3", "filelock", "huggingface_hub", "transformers", "libav", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
+    for noisy in NOISY_LOGGERS:  # levels too, so they do not even format what nobody sees
+        logging.getLogger(noisy).setLevel(logging.WARNING if debug else logging.ERROR)
     if not debug:
         _silence_libraries()
 
@@ -962,12 +1085,10 @@ def _print_run_summary(result: Any, output: Path, quiet: bool, as_json: bool = F
         typer.echo(json.dumps(run_summary(result, output), ensure_ascii=False))
     if quiet:
         return
-    ok = sum(r.status == "ok" for r in result.results)
-    failed = len(result.results) - ok
-    parts = [f"{ok} ok"] + ([f"{failed} failed"] if failed else []) + \
-        ([f"{result.skipped} resumed"] if result.skipped else []) + \
-        ([_plural(len(result.images), "image")] if result.images else [])
-    typer.echo(f"scenetag: {', '.join(parts)}; reports in {output}/ (index.csv)", err=True)
+    totals = run_summary(result, output)["totals"]
+    parts = [f"{totals[key]} {key}" for key in ("ok", "failed", "resumed") if totals[key]] + \
+        ([_plural(totals["images"], "image")] if totals["images"] else [])
+    typer.echo(f"scenetag: {', '.join(parts) or '0 ok'}; reports in {output}/ (index.csv)", err=True)
 
 
 def run_summary(result: Any, output: Path) -> dict[str, Any]:
@@ -984,9 +1105,11 @@ def run_summary(result: Any, output: Path) -> dict[str, Any]:
     } for r in result.results]
     images = [{"input": im.input_path, "scores": {k: round(float(v), 4) for k, v in im.scores.items()},
                "tags": list(im.tags), "nsfw_verdict": im.nsfw_verdict} for im in result.images]
+    # Resumed inputs are in the results (rebuilt from their summary.json, all
+    # ok): each is counted once, as resumed.
     ok = sum(r["status"] == "ok" for r in inputs)
     return {"output": str(output), "inputs": inputs, "images": images,
-            "totals": {"inputs": len(inputs), "ok": ok, "failed": len(inputs) - ok,
+            "totals": {"inputs": len(inputs), "ok": ok - result.skipped, "failed": len(inputs) - ok,
                        "resumed": result.skipped, "images": len(images)},
             "exit_code": result.exit_code}
 

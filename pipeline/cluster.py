@@ -1,9 +1,10 @@
 """Cluster stored frame embeddings: KMeans (fixed seed, k given or chosen by
 silhouette over a range set by the frame count) or DBSCAN (cosine metric),
 then flag the frames far from their cluster (a robust distance rule, see
-:func:`far_from_cluster`). Writes ``clusters.csv``, ``outliers.csv``,
-``clusters.png`` and an interactive ``clusters.html`` (see
-:mod:`pipeline.cluster_html`).
+:func:`far_from_cluster`) and, given a config, name each cluster by its
+nearest label or background prompt (:func:`nearest_names`). Writes
+``clusters.csv``, ``outliers.csv``, ``clusters.png`` and an interactive
+``clusters.html`` (see :mod:`pipeline.cluster_html`).
 
 Vectors are L2-normalised, so distances here are cosine distances
 (``1 - cos``) to the L2-normalised cluster mean.
@@ -12,7 +13,8 @@ Vectors are L2-normalised, so distances here are cosine distances
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,15 @@ class Clustering:
     is_outlier: np.ndarray
     k: int
     method: str
+    # cluster -> (its nearest label or prompt, cosine similarity); see nearest_names
+    holds: dict[int, tuple[str, float]] = field(default_factory=dict)
+
+    def caption(self, label: int) -> str:
+        """What cluster ``label`` holds, as ``name (cos 0.66)``; empty when unnamed."""
+        if label not in self.holds:
+            return ""
+        name, cos = self.holds[label]
+        return f"{name} (cos {cos:.2f})"
 
 
 def cluster(vectors: np.ndarray, *, k: int | None = None, dbscan_eps: float | None = None,
@@ -115,28 +126,37 @@ def auto_k_range(n: int) -> range:
 
 def auto_k(x: np.ndarray) -> tuple[int, range]:
     """The k with the best silhouette score (cosine) over
-    :func:`auto_k_range`, and the range searched. Warns when the best is the
-    largest k tried (the data may hold more clusters: pass ``--k``)."""
-    from sklearn.metrics import silhouette_score
-
+    :func:`auto_k_range`, and the range searched. A best at the largest k
+    tried is checked against one more: only when that scores higher (the
+    data may hold more clusters) does it warn to pass ``--k``; a peak at
+    the top is a peak (the demo's ten scenes are k=10 of 2..10)."""
     rng = np.random.default_rng(RANDOM_STATE)
     sample = x if len(x) <= AUTO_K_SAMPLE else x[rng.choice(len(x), AUTO_K_SAMPLE, replace=False)]
     searched = auto_k_range(len(sample))
     best, best_score = AUTO_K_MIN, -np.inf
     for k in searched:
-        if k >= len(sample):
-            break
-        labels = _kmeans(sample, k).labels_
-        if len(set(labels.tolist())) < 2:
-            continue
-        score = silhouette_score(sample, labels, metric="cosine")
+        score = _silhouette(sample, k)
         if score > best_score + 1e-9:
             best, best_score = k, score
     log.info("auto k: %d (silhouette %.3f over k=%d..%d)", best, best_score, searched.start,
              searched.stop - 1)
-    if best == searched.stop - 1 and best > AUTO_K_MIN:
-        log.warning("auto k chose the largest k searched (%d); there may be more clusters: pass --k", best)
+    if best == searched.stop - 1 and best > AUTO_K_MIN and _silhouette(sample, best + 1) > best_score + 1e-9:
+        log.warning("auto k chose the largest k searched (%d), and k=%d scores higher; there may be "
+                    "more clusters: pass --k", best, best + 1)
     return best, searched
+
+
+def _silhouette(x: np.ndarray, k: int) -> float:
+    """The cosine silhouette of KMeans with ``k`` clusters; -inf where it is
+    undefined (k not below the frame count, or one cluster found)."""
+    from sklearn.metrics import silhouette_score
+
+    if k >= len(x):
+        return -np.inf
+    labels = _kmeans(x, k).labels_
+    if len(set(labels.tolist())) < 2:
+        return -np.inf
+    return float(silhouette_score(x, labels, metric="cosine"))
 
 
 def _kmeans(x: np.ndarray, k: int):
@@ -145,15 +165,61 @@ def _kmeans(x: np.ndarray, k: int):
     return KMeans(n_clusters=k, random_state=RANDOM_STATE, n_init=10).fit(x)
 
 
+def _centres(x: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
+    """Each cluster's normalised mean (DBSCAN noise has none)."""
+    out = {}
+    for label in sorted(set(labels.tolist()) - {-1}):
+        centre = np.asarray(x, np.float64)[labels == label].mean(axis=0)
+        out[label] = centre / (np.linalg.norm(centre) or 1.0)
+    return out
+
+
 def _distances(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Cosine distance of each row to its cluster's normalised mean."""
     out = np.full(len(x), np.nan)
-    for label in set(labels.tolist()) - {-1}:
+    for label, centre in _centres(x, labels).items():
         members = labels == label
-        centre = x[members].mean(axis=0)
-        centre /= np.linalg.norm(centre) or 1.0
         out[members] = 1.0 - x[members] @ centre
     return out
+
+
+# --------------------------------------------------------------------------- what a cluster holds
+
+
+def nearest_names(vectors: np.ndarray, labels: np.ndarray, names: list[str],
+                  name_vectors: np.ndarray) -> dict[int, tuple[str, float]]:
+    """Each cluster's nearest of ``names`` (one unit vector each, in
+    ``name_vectors``): the highest cosine similarity to the cluster's
+    normalised mean, and that similarity."""
+    if not names:
+        return {}
+    table = np.asarray(name_vectors, np.float64)
+    out = {}
+    for label, centre in _centres(vectors, labels).items():
+        sims = table @ centre
+        best = int(np.argmax(sims))
+        out[label] = (names[best], float(sims[best]))
+    return out
+
+
+def config_names(config, embed_texts: Callable[[list[str]], np.ndarray]) -> tuple[list[str], np.ndarray]:
+    """What a cluster may be named after: each label of ``config`` (its
+    prompt ensemble, as scoring builds it; labels with pictures only are
+    left out) and each background and NSFW-safe sentence, quoted (an empty
+    scene is nearest to those)."""
+    from pipeline.score import ensemble
+
+    names, rows = [], []
+    for label in config.labels + config.nsfw.labels:
+        if label.prompt_list:
+            names.append(label.name)
+            rows.append(ensemble(embed_texts, label.prompt_list, config.scoring.templates))
+    sentences = list(dict.fromkeys([*config.scoring.background, *config.nsfw.safe]))
+    if sentences:
+        names += [f'"{s}"' for s in sentences]
+        vectors = np.asarray(embed_texts(sentences), np.float64)
+        rows += list(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    return names, np.stack(rows) if rows else np.zeros((0, 0))
 
 
 # --------------------------------------------------------------------------- outputs
@@ -191,8 +257,9 @@ def write_plot(xy: np.ndarray, result: Clustering, path: Path) -> Path:
     ax = fig.add_subplot(1, 1, 1)
     for label in sorted(set(result.labels.tolist())):
         members = (result.labels == label) & ~result.is_outlier
+        caption = result.caption(label)
         ax.scatter(xy[members, 0], xy[members, 1], s=14, color=colour(label),
-                   label="noise" if label == -1 else f"cluster {label}")
+                   label="noise" if label == -1 else f"cluster {label}" + (f": {caption}" if caption else ""))
     flagged = result.is_outlier
     if flagged.any():
         ax.scatter(xy[flagged, 0], xy[flagged, 1], s=40, marker="x", color="black", label="outlier")

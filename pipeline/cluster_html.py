@@ -1,6 +1,7 @@
 """``clusters.html``: the 2-D projection of a clustering as one self-contained
-page (inline SVG, no network): axes, a legend with each cluster's size, and
-on hover the frame's input, time, cluster, distance and a thumbnail.
+page (inline SVG, no network): axes, a legend with each cluster's size (and,
+named from a config, what it holds), and on hover the frame's input, time,
+cluster, distance and a thumbnail.
 
 Thumbnails are small JPEG data URIs re-read from the inputs at the frames'
 times; at most ``THUMB_MAX`` of them (outliers first, then frames spread
@@ -117,8 +118,9 @@ def _mark(pos: tuple[float, float], rows: FrameRows, result, i: int, where: dict
     x, y = pos
     label = int(result.labels[i])
     path = str(rows.input_path[i])
-    text = (f"{clock(float(rows.time_s[i]))} · {'noise' if label == -1 else f'cluster {label}'} · "
-            f"distance {result.distances[i]:.3f}")
+    caption = result.caption(label)
+    text = (f"{clock(float(rows.time_s[i]))} · {'noise' if label == -1 else f'cluster {label}'}"
+            f"{f' ({caption})' if caption else ''} · distance {result.distances[i]:.3f}")
     attrs = f"data-i='{i}' data-in='{where[path]}' data-t='{html.escape(text)}'"
     tip = html.escape(clean_label(f"{path} · {text}"))
     if result.is_outlier[i]:
@@ -135,8 +137,10 @@ def _legend(result) -> str:
     for label in sorted(set(result.labels.tolist())):
         n = int((result.labels == label).sum())
         name = "noise (DBSCAN)" if label == -1 else f"cluster {label}"
+        caption = result.caption(label)
+        holds = f" · {html.escape(clean_label(caption), quote=False)}" if caption else ""
         items.append(f"<li><span class=sw style='background:{colour(label)}'></span>{name}: "
-                     f"{n:,} frame{'s' if n != 1 else ''}</li>")
+                     f"{n:,} frame{'s' if n != 1 else ''}{holds}</li>")
     n_out = int(result.is_outlier.sum())
     rule = ("noise frames" if result.method.startswith("dbscan") else
             f"farther from their cluster's centre than its median distance + {OUTLIER_MADS:g} robust SD")

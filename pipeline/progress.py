@@ -90,12 +90,15 @@ class RunProgress:
         file: where tqdm draws (default stderr; tests pass a buffer).
         disable: tqdm's flag; ``None`` hides the bars when the stream is not
             a terminal.
+        resumed: inputs of the run ``--resume`` skips (not in ``paths``):
+            counted as done in the run bar's ``inputs done/all``.
     """
 
     def __init__(self, paths: Sequence[str], sampling: Sampling, *, enabled: bool = True,
-                 file=None, disable: bool | None = None) -> None:
+                 file=None, disable: bool | None = None, resumed: int = 0) -> None:
         self.sampling = sampling
         self.inputs = {path: _Input() for path in paths}
+        self.resumed = resumed
         self.enabled = enabled and bool(paths)
         self.current: str | None = None
         self.run_bar = self.input_bar = None
@@ -179,8 +182,10 @@ class RunProgress:
             self.run_bar.refresh()
 
     def _show_inputs(self) -> None:
-        done = sum(s.finished for s in self.inputs.values())
-        self.run_bar.set_postfix_str(f"inputs {done}/{len(self.inputs)}", refresh=False)
+        # drawn now: the last input's count must not wait for a frame that never comes
+        done = sum(s.finished for s in self.inputs.values()) + self.resumed
+        resumed = f" ({self.resumed} resumed)" if self.resumed else ""
+        self.run_bar.set_postfix_str(f"inputs {done}/{len(self.inputs) + self.resumed}{resumed}")
 
     def _show_input(self, path: str) -> None:
         slot = self.inputs[path]

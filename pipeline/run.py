@@ -308,7 +308,7 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
     names = output_names(paths, existing_outputs(out_dir))
     run = RunReport(results=list(failures))
     for failure in failures:
-        log.error("%s: %s", failure.input_path, failure.error)
+        log.error("%s", _failure_line(failure.input_path, failure.error))
     todo = [p for p in paths if not (options.resume and _is_complete(out_dir / names[p], p, config))]
     run.skipped = len(paths) - len(todo)
     if todo:
@@ -321,7 +321,7 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
         cached, to_decode = cache.split(todo) if cache else ([], todo)
         handle = partial(_handle_input, config=config, classifier=classifier,
                          provenance=Provenance.of(embedder), names=names, out_dir=out_dir, run=run)
-        with _progress(todo, config, options) as progress, \
+        with _progress(todo, config, options, resumed=run.skipped) as progress, \
                 _make_engine(config, options, embedder, progress) as engine:
             fresh = engine.run(to_decode, embedder.embed_images) if to_decode else []
             for group in _refine_groups(itertools.chain(cached, fresh), config, options):
@@ -411,10 +411,16 @@ def _handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classi
     result.wall_time_s = round(embedded.decode_s + time.perf_counter() - started, 3)
     result = _write_reports(result, out_dir / result.name, config)
     if result.status != "ok":
-        log.error("%s: %s", embedded.path, result.error)
+        log.error("%s", _failure_line(embedded.path, result.error))
     elif (note := report.partial_note(result)) is not None:  # ok, but say what was missed
         log.warning("%s: %s", embedded.path, note)
     run.results.append(result)
+
+
+def _failure_line(path: str, error: str | None) -> str:
+    """``path: error`` with the path said once: most messages name the file
+    already (``file not found: x.mp4``, ``no files match x*``)."""
+    return error if error and path in error else f"{path}: {error}"
 
 
 def _write_reports(result: VideoResult, folder: Path, config: Config) -> VideoResult:
@@ -784,12 +790,12 @@ def _make_engine(config: Config, options: RunOptions, embedder, progress: RunPro
                        timeout_s=d.timeout_s, progress=progress if progress and progress.enabled else None)
 
 
-def _progress(paths: Sequence[str], config: Config, options: RunOptions) -> RunProgress:
+def _progress(paths: Sequence[str], config: Config, options: RunOptions, resumed: int = 0) -> RunProgress:
     """Frames done / expected, with ETAs, for the run and the current input;
     off under ``progress=False`` and for Ray (Ray Data draws its own bars)."""
     enabled = options.progress and options.engine != "ray"
     # disable=None: no bars when stderr is not a terminal
-    return RunProgress(paths, config.sampling.to_sampling(), enabled=enabled, disable=None)
+    return RunProgress(paths, config.sampling.to_sampling(), enabled=enabled, disable=None, resumed=resumed)
 
 
 def _run_live(live, config: Config, out_dir: Path, options: RunOptions, embedder, run: RunReport,

@@ -8,10 +8,13 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from demo_assets import CONFIG, MODEL, ROOT, TRUTH, needs_demo
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -75,11 +78,14 @@ def test_calibrated_on_two_clips_finds_the_third(bad_run):
 
     cfg = load_config(tuned)
     assert cfg.model.id == str(MODEL.resolve())  # rebased for the new folder
-    assert cfg.segments.min_duration_s < 5.0 and all(lab.threshold < 0.995 for lab in cfg.labels)
+    assert cfg.segments.min_duration_s < 5.0
     header = [line for line in tuned.read_text().splitlines() if line.startswith("#")]
     assert any("held out demo_kitchen.mp4" in line for line in header)
     assert any("held out demo_street.mp4" in line for line in header)
-    assert any(line.startswith("#   coffee cup: 0.000 -> ") for line in header)
+    # every label the two clips show is found; a threshold that ties the best (car's 0.995
+    # under the tuned minimum duration) is kept, as the config had it
+    for name in ("coffee cup", "ball", "car", "house", "skull"):
+        assert f"#   {name}: 0.000 -> 1.000" in header, header
 
     result = invoke("rescore", "-c", str(tuned), "--store", str(root / "run" / "store"),
                     "-o", str(root / "tuned_run"), "-q")
@@ -108,3 +114,81 @@ def test_a_truth_label_the_config_lacks_names_its_line(bad_run, tmp_path):
                     "--truth", str(truth), "-o", str(tmp_path / "x.yaml"))
     assert result.exit_code == 2
     assert f"{truth}:3: label 'cat' is not in the config" in result.output
+
+
+def effective_rules(cfg) -> dict:
+    """Every label's enter and exit threshold as a run applies them (a label's
+    own, else its section's; exit defaults to 0.9 x enter), and the sections'
+    window, minimum duration and gap merge."""
+    out = {}
+    for kind, section, smoothing, labels in (("tag", cfg.segments, cfg.smoothing, cfg.labels),
+                                              ("nsfw", cfg.nsfw, cfg.nsfw.smoothing, cfg.nsfw.labels)):
+        for label in labels:
+            enter = label.threshold if label.threshold is not None else section.threshold
+            exit_ = label.exit_threshold if label.exit_threshold is not None else section.exit_threshold
+            out[label.name] = (enter, 0.9 * enter if exit_ is None or exit_ > enter else exit_)
+        out[kind] = (smoothing.window_s, section.min_duration_s, section.merge_gap_s)
+    return out
+
+
+def test_a_config_already_at_f1_1_comes_back_unchanged(bad_run, tmp_path):
+    """The demo config finds every object of the three clips; calibrating it
+    on them must not move a value for no gain (ties keep the incumbent)."""
+    root, _, _, _ = bad_run
+    tuned = tmp_path / "tuned.yaml"
+    result = invoke("calibrate", "-c", str(CONFIG), "--store", str(root / "run" / "store"),
+                    "--truth", str(TRUTH), "-o", str(tuned))
+    assert result.exit_code == 0, result.output
+    header = [line for line in tuned.read_text().splitlines() if line.startswith("#   ")]
+    per_label = [line for line in header if "->" in line and "held out" not in line and "mean" not in line]
+    assert per_label and all(line.endswith(": 1.000 -> 1.000") for line in per_label), header
+    before, after = effective_rules(load_config(CONFIG)), effective_rules(load_config(tuned))
+    assert after.keys() == before.keys()
+    for key, values in before.items():
+        assert after[key] == pytest.approx(values, abs=1e-4), key
+
+
+STEP = 0.5
+
+
+@st.composite
+def labelled_clips(draw):
+    """One label on one to three clips: runs of samples with and without the
+    object (true where it is), its scores high inside and low outside plus
+    noise, and a setting to start from (thresholds off the grid too)."""
+    from pipeline.calibrate import Clip, Problem, Rules, Setting
+
+    clips = []
+    for c in range(draw(st.integers(1, 3))):
+        runs = draw(st.lists(st.integers(2, 12), min_size=2, max_size=7))
+        on = np.concatenate([np.full(n, i % 2 == 1) for i, n in enumerate(runs)])
+        times = np.arange(len(on)) * STEP
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(int), [0]])))
+        truth = [(float(a * STEP), float(b * STEP)) for a, b in zip(edges[::2], edges[1::2])]
+        noise = np.random.default_rng(draw(st.integers(0, 2**16))).normal(0, draw(st.floats(0, 0.3)),
+                                                                           len(on))
+        scores = np.clip(np.where(on, draw(st.floats(0.4, 1.0)), draw(st.floats(0.0, 0.6))) + noise, 0, 1)
+        clips.append(Clip(f"clip{c}.mp4", times, len(on) * STEP, scores[:, None], {"a": truth}, 1 / STEP))
+    start = Rules(enter=draw(st.floats(0.02, 0.98)), exit_ratio=draw(st.floats(0.5, 1.0)),
+                  window_s=STEP * draw(st.sampled_from([0, 1, 3])),
+                  min_duration_s=STEP * draw(st.sampled_from([0, 1, 2])),
+                  merge_gap_s=STEP * draw(st.sampled_from([0, 1, 2])))
+    return Problem(["a"], ["tag"], ["median"], clips, 0.5), Setting({"a": start}, start)
+
+
+@settings(max_examples=25)
+@given(labelled_clips())
+def test_fit_moves_a_setting_only_for_a_gain(case):
+    """Fitted on some clips, the result is never worse there than the setting
+    it started from, and differs from it only when it is strictly better
+    (F1, then mean IoU): a tie keeps the incumbent."""
+    from pipeline.calibrate import fit
+
+    problem, incumbent = case
+    fitted = fit(problem, problem.clips, incumbent)
+    before = problem.overall(incumbent, problem.clips)
+    after = problem.overall(fitted, problem.clips)
+    key = (round(after.f1, 9), round(after.mean_iou, 9))
+    assert key >= (round(before.f1, 9), round(before.mean_iou, 9))
+    if key == (round(before.f1, 9), round(before.mean_iou, 9)):
+        assert fitted.rules == incumbent.rules and fitted.shared == incumbent.shared

@@ -218,3 +218,191 @@ def test_shipped_configs_are_package_data():
     for name in ("coffee", "nsfw"):
         packaged = ROOT / "pipeline" / "configs" / f"{name}.yaml"
         assert packaged.is_file() and (ROOT / "configs" / f"{name}.yaml").resolve() == packaged.resolve()
+
+
+# --------------------------------------------------------------------------- issue 26 §6.5, §6.11
+
+
+def option_help(text: str, flag: str) -> str:
+    """The help entry of ``flag`` (its line and the wrapped lines after it)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(flag))
+    entry = [lines[start]]
+    for line in lines[start + 1:]:
+        if line.strip().startswith("-") or not line.strip():
+            break
+        entry.append(line)
+    return " ".join(" ".join(entry).split())
+
+
+@pytest.mark.parametrize("command, flag, bound", [
+    ("run", "--every-seconds", "x>0"), ("run", "--fps", "x>0"), ("run", "--timeout", "x>0"),
+    ("config show", "--every-seconds", "x>0"), ("cluster", "--eps", "x>0"),
+    ("eval", "--iou", "0<x<=1"), ("calibrate", "--iou", "0<x<=1"),
+])
+def test_help_states_the_bound_a_flag_enforces(tmp_path, command, flag, bound):
+    entry = option_help(invoke(*command.split(), "--help").output, flag)
+    assert f"[{bound}]" in entry or f"; {bound}]" in entry, entry
+    assert "x>=0" not in entry, entry
+    args = {"run": ["run", "x.mp4", "-o", str(tmp_path / "o")], "config show": ["config", "show"],
+            "cluster": ["cluster", "--dbscan", "--store", str(tmp_path)],
+            "eval": ["eval", str(tmp_path), "--truth", __file__],
+            "calibrate": ["calibrate", "--truth", __file__, "--store", str(tmp_path)]}[command]
+    result = invoke(*args, flag, "0")
+    assert result.exit_code == 2
+    assert error_line(result).startswith(f"scenetag: error: {flag}: must be greater than 0"), result.output
+
+
+def test_a_small_positive_value_passes_the_bound():
+    result = invoke("config", "show", "--every-seconds", "0.001")
+    assert result.exit_code == 0, result.output
+    assert "every_seconds: 0.001" in result.output
+
+
+@pytest.mark.parametrize("typo, meant", [("--every-second", "--every-seconds"),
+                                         ("--evry-seconds", "--every-seconds"),
+                                         ("--formast", "--formats")])
+def test_an_unknown_flag_gets_the_closest_one(typo, meant):
+    result = invoke("run", "x.mp4", typo, "1")
+    assert result.exit_code == 2
+    assert error_line(result) == (f"scenetag: error: {typo}: no such option; did you mean {meant}? "
+                                  "(see `scenetag run --help`)")
+
+
+def test_an_unknown_flag_like_no_other_says_so():
+    result = invoke("run", "x.mp4", "--frobnicate")
+    assert result.exit_code == 2
+    assert error_line(result) == "scenetag: error: --frobnicate: no such option (see `scenetag run --help`)"
+
+
+def test_missing_or_wrong_paths_are_one_line_in_the_tools_words(tmp_path):
+    missing = tmp_path / "nothere"
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    cases = [(["report", str(missing)], f"DIR: folder not found: {missing}"),
+             (["eval", str(tmp_path), "--truth", str(missing)], f"--truth: file not found: {missing}"),
+             (["cluster", "--store", str(afile)], f"--store: {afile} is a file, not a folder"),
+             (["eval", str(tmp_path), "--truth", str(tmp_path)],
+              f"--truth: {tmp_path} is a folder, not a file")]
+    for args, expected in cases:
+        result = invoke(*args)
+        assert result.exit_code == 2, args
+        assert error_line(result) == f"scenetag: error: {expected}", args
+
+
+@pytest.mark.expect_errors
+def test_a_missing_input_is_named_once(tmp_path, tiny_model_dir):
+    cfg = config_file(tmp_path, tiny_model_dir)
+    missing = str(tmp_path / "nothere.mp4")
+    result = invoke("run", missing, "-c", str(cfg), "-o", str(tmp_path / "o"), "--no-store")
+    assert result.exit_code == 1
+    line = next(line for line in result.output.splitlines() if "error" in line)
+    assert line.count("nothere.mp4") == 1 and "file not found" in line, line
+
+
+DEBUG_PROBE = """
+import logging, sys
+from pipeline.cli import _setup_logging
+_setup_logging(quiet=False, debug=True)
+from matplotlib.figure import Figure
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+fig = Figure(); FigureCanvasAgg(fig); fig.add_subplot().set_title("fonts are looked up")
+fig.savefig(sys.argv[1], format="png")
+from PIL import Image
+Image.open(sys.argv[1]).load()
+logging.getLogger("pipeline.run").debug("our own debug line")
+logging.getLogger("matplotlib").warning("a library's warning")
+"""
+
+
+def test_debug_shows_our_lines_and_only_warnings_of_libraries(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", DEBUG_PROBE, str(tmp_path / "x.png")],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "MPLCONFIGDIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert "scenetag: debug: our own debug line" in lines
+    assert "scenetag: warning: a library's warning" in lines
+    assert not [line for line in lines if "findfont" in line or "STREAM" in line or "pydot" in line], \
+        proc.stderr[:2000]
+    assert len(lines) <= 5, proc.stderr[:2000]
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens there once it is closed
+
+
+@pytest.mark.parametrize("network", ["HF_HUB_OFFLINE", "unreachable"])
+def test_download_model_without_network_fails_fast_in_one_line(tmp_path, network):
+    import time
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") and "proxy" not in k.lower()}
+    env.update(PYTHONPATH=str(ROOT), HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1")
+    if network == "HF_HUB_OFFLINE":
+        env["HF_HUB_OFFLINE"] = "1"
+    else:  # a Hub that refuses connections: nothing leaves this machine
+        env["HF_ENDPOINT"] = f"http://127.0.0.1:{_closed_port()}"
+    began = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "download-model", "nobody/no-model"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    took = time.monotonic() - began
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("scenetag: error: cannot download model 'nobody/no-model': "), lines[0]
+    assert "internal error" not in lines[0] and "Traceback" not in proc.stderr
+    assert ("HF_HUB_OFFLINE" if network == "HF_HUB_OFFLINE" else "cannot be reached") in lines[0]
+    assert took < 10, f"took {took:.1f} s"  # it retried for 24 s before
+
+
+def test_resumed_input_is_counted_once_as_resumed(tmp_path, tiny_model_dir, clip_dir):
+    cfg = config_file(tmp_path, tiny_model_dir, "labels: [cat, dog]\noutput: {formats: [csv]}\n")
+    args = ["run", str(clip_dir / "ten.mp4"), "-c", str(cfg), "-o", str(tmp_path / "o"), "--no-store"]
+    assert invoke(*args).exit_code == 0
+    result = invoke(*args, "--resume")
+    assert result.exit_code == 0, result.output
+    assert f"scenetag: 1 resumed; reports in {tmp_path / 'o'}/" in result.output, result.output
+    assert "1 ok" not in result.output
+    summary = json.loads(invoke(*args, "--resume", "--json", "-q").output)
+    assert summary["totals"] == {"inputs": 1, "ok": 0, "failed": 0, "resumed": 1, "images": 0}
+
+
+def _last_frame(text: str) -> str:
+    return [frame for frame in text.split("\r") if "inputs" in frame][-1]
+
+
+def test_run_bar_reaches_all_inputs_and_counts_resumed_ones():
+    import io
+
+    from pipeline.progress import RunProgress
+    from pipeline.types import Sampling, VideoInfo
+
+    info = VideoInfo(path="a.mp4", container="mp4", codec="h264", width=8, height=8, duration_s=3.0,
+                     avg_fps=1.0, frame_count=3)
+    buf = io.StringIO()
+    with RunProgress(["a.mp4"], Sampling(every_seconds=1.0), file=buf, disable=False) as progress:
+        progress.started("a.mp4", info)
+        progress.embedded("a.mp4", 3)
+        progress.finished("a.mp4", 3)
+        assert "inputs 1/1" in _last_frame(buf.getvalue())
+    buf = io.StringIO()
+    with RunProgress(["a.mp4"], Sampling(every_seconds=1.0), file=buf, disable=False,
+                     resumed=1) as progress:
+        assert "inputs 1/2 (1 resumed)" in _last_frame(buf.getvalue())
+        progress.started("a.mp4", info)
+        progress.finished("a.mp4", 3)
+        assert "inputs 2/2 (1 resumed)" in _last_frame(buf.getvalue())
+
+
+@pytest.mark.parametrize("tool", sorted(p.name for p in (ROOT / "tools").glob("*.py")))
+def test_every_tool_answers_help(tmp_path, tool):
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / tool), "--help"], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage:") and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # --help writes nothing

@@ -3,11 +3,14 @@ frame is flagged; outputs and CLI."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from demo_assets import CONFIG as DEMO_CONFIG
+from demo_assets import needs_demo
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -193,3 +196,46 @@ def test_cluster_page_strips_controls_and_isolates_names(tmp_path):
     page = (tmp_path / "clusters.html").read_text(encoding="utf-8")
     assert not any(ch in page for ch in "\x00\u2028\u202e") and "<bdi id=tip-input>" in page
     assert "/in/evil.mp4 · 00:00.000" in page  # tooltips read mm:ss.mmm
+
+
+def _blobs(count: int, per: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.eye(32)[:count]
+    x = np.concatenate([c + 0.03 * rng.normal(size=(per, 32)) for c in centres])
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_auto_k_warns_only_when_more_clusters_score_better(caplog):
+    """With 100 frames k is searched up to 10: ten true clusters are found
+    without a warning (the silhouette falls after 10), fourteen are not and warn."""
+    result = cluster(_blobs(10, 10, 7))
+    assert result.k == 10 and "k=2..10" in result.method
+    assert "largest k" not in caplog.text
+    result = cluster(_blobs(14, 7, 8))
+    assert result.k == 10 and "largest k searched (10)" in caplog.text
+
+
+@needs_demo
+def test_cluster_legend_says_what_each_cluster_holds(demo_run, tmp_path):
+    """The demo's ten scenes (three empty backgrounds, seven objects on them)
+    form ten clusters; each is named by its nearest label or background
+    prompt of the demo config, with the cosine similarity."""
+    truth, out = demo_run
+    result = runner.invoke(app, ["cluster", "--store", str(out / "store"), "-c", str(DEMO_CONFIG),
+                                 "-o", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output and "10 clusters" in result.output
+    table = pd.read_csv(tmp_path / "clusters.csv")
+    page = (tmp_path / "clusters.html").read_text()
+    found = re.findall(r"cluster (\d+): \d+ frames? · (.+?) \(cos (0\.\d\d)\)</li>", page)
+    legend = {k: name for k, name, _ in found}
+    assert sorted(map(int, legend)) == list(range(10)), page[-3000:]
+    for name, clip in truth.items():
+        frames = table[table["input"].str.endswith(name)]
+        for interval in clip["intervals"]:  # the object's frames, away from its edges
+            inside = frames[frames["time_s"].between(interval["start_s"] + 0.5, interval["end_s"] - 0.5)]
+            assert {legend[str(k)] for k in inside["cluster"]} == {interval["label"]}, (name, interval)
+        empty = frames[frames["time_s"] < min(iv["start_s"] for iv in clip["intervals"]) - 0.5]
+        background = Path(name).stem.removeprefix("demo_")
+        assert {legend[str(k)] for k in empty["cluster"]} == {f'"a photo of an empty {background}."'}
+    assert all(0.3 < float(cos) <= 1.0 for _, _, cos in found)

@@ -474,12 +474,22 @@ def degrade(rng: np.random.Generator, img: Image.Image) -> Image.Image:
     return img
 
 
-if __name__ == "__main__":  # quick look: python tools/render_scenes.py out.png
-    import sys
+def main(argv: list[str] | None = None) -> None:
+    """A contact sheet of every background with and without each object."""
+    import argparse
 
+    p = argparse.ArgumentParser(description="Draw a contact sheet of the demo's scenes: each "
+                                            "background, empty and with each object (seed 0).")
+    p.add_argument("out", nargs="?", default="/tmp/scenes.png",
+                   help="PNG to write (default: /tmp/scenes.png)")
+    args = p.parse_args(argv)
     g = np.random.default_rng(0)
     tiles = [render_scene(g, obj=o, background=b)[0] for b in BACKGROUNDS for o in (None, *CLASSES)]
     sheet = Image.new("RGB", (320 * 7, 240 * 4))
     for i, t in enumerate(tiles):
         sheet.paste(t, ((i % 7) * 320, (i // 7) * 240))
-    sheet.save(sys.argv[1] if len(sys.argv) > 1 else "/tmp/scenes.png")
+    sheet.save(args.out, format="PNG")
+
+
+if __name__ == "__main__":  # quick look: python tools/render_scenes.py [out.png]
+    main()

@@ -414,10 +414,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     """Train, evaluate and save; returns {"accuracy", "seconds", "out"}."""
+    args = parse_args(argv)  # first: --help must not wait for torch to import
     import torch
     from transformers import CLIPImageProcessor
 
-    args = parse_args(argv)
     torch.set_num_threads(2)
     t0 = time.time()
     tokenizer = build_tokenizer(args.out)

@@ -259,20 +259,56 @@ def _revision_of(model: Any, model_id: str, revision: str | None) -> str | None:
     return "sha256:" + digest.hexdigest()[:16]
 
 
+HUB_TIMEOUT_S = 10  # the first request to the Hub; unanswered by then, it cannot be reached
+
+
 def download(model_id: str, revision: str | None = None) -> str:
     """Fetch a model's config, tokenizer, processor and weights into the HF cache.
 
     Only safetensors weights are fetched when the repository has them; the
-    TensorFlow/Flax/ONNX copies are never downloaded.
+    TensorFlow/Flax/ONNX copies are never downloaded. Fails fast, as one
+    :class:`ModelLoadError`: under ``HF_HUB_OFFLINE`` only a cached copy is
+    found, and the first request is made once (huggingface_hub's listing
+    call retries a dead network for 24 s).
     """
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import HfApi, constants, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError
 
+    failed = f"cannot download model {model_id!r}"
+    if constants.HF_HUB_OFFLINE:
+        try:
+            return snapshot_download(model_id, revision=revision)  # offline: the cached copy
+        except (OSError, ValueError) as ex:
+            raise ModelLoadError(f"{failed}: HF_HUB_OFFLINE is set and it is not in the local Hugging "
+                                 "Face cache; unset HF_HUB_OFFLINE to download it") from ex
     try:
-        files = HfApi().list_repo_files(model_id, revision=revision)
+        info = HfApi().model_info(model_id, revision=revision, timeout=HUB_TIMEOUT_S)  # one try
+        files = [s.rfilename for s in info.siblings or []]
         weights = [f for f in files if f.endswith(".safetensors")] or \
             [f for f in files if f.endswith(".bin") and "pytorch_model" in f]
         patterns = ["*.json", "*.txt", "*.model"] + weights
         return snapshot_download(model_id, revision=revision, allow_patterns=patterns)
-    except (OSError, HfHubHTTPError, ValueError) as ex:
-        raise ModelLoadError(f"cannot download {model_id!r}: {str(ex).splitlines()[0]}") from ex
+    except (HfHubHTTPError, ValueError) as ex:  # the Hub answered: no such model, gated, ...
+        raise ModelLoadError(f"{failed}: {_first_line(ex)}") from ex
+    except _network_errors() as ex:
+        raise ModelLoadError(f"{failed}: the Hugging Face Hub ({constants.ENDPOINT}) cannot be reached "
+                             f"({_first_line(ex)}); check the network (and HF_ENDPOINT, proxies)") from ex
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a request to the Hub raises when the network fails: OSError
+    (requests, under huggingface_hub < 1) or httpx's TransportError (httpx
+    under huggingface_hub 1.x, httpx2 under 2.x)."""
+    import importlib
+
+    errors: list[type[BaseException]] = [OSError]
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def _first_line(ex: BaseException) -> str:
+    return next((line.strip() for line in str(ex).splitlines() if line.strip()), type(ex).__name__)
