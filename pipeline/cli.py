@@ -154,7 +154,9 @@ def _with_hint(ex: Any, message: str) -> str:
     hint = getattr(ex, "param_hint", None) or (param.get_error_hint() if param is not None else None)
     if isinstance(hint, (list, tuple)):
         hint = " / ".join(hint)
-    return f"{str(hint).strip(chr(39))}: {message}" if hint else message
+    # click quotes each name of a flag with several: "'--top' / '-k'"
+    names = re.sub(r"'([^']*)'", r"\1", str(hint)) if hint else None
+    return f"{names}: {message}" if names else message
 
 
 app = typer.Typer(

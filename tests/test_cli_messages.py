@@ -406,3 +406,9 @@ def test_every_tool_answers_help(tmp_path, tool):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage:") and "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []  # --help writes nothing
+
+
+def test_a_flag_with_two_names_is_named_without_stray_quotes(tmp_path):
+    result = invoke("search", "x", "--store", str(tmp_path), "--top", "0")
+    assert result.exit_code == 2
+    assert "scenetag: error: --top / -k: must be at least 1" in result.output, result.output
