@@ -1090,16 +1090,20 @@ def _print_run_summary(result: Any, output: Path, quiet: bool, as_json: bool = F
     totals = run_summary(result, output)["totals"]
     parts = [f"{totals[key]} {key}" for key in ("ok", "failed", "resumed") if totals[key]] + \
         ([_plural(totals["images"], "image")] if totals["images"] else [])
+    if totals["partial"]:  # ok inputs decoded only in part (each also had its warning line)
+        parts[0] += f" ({totals['partial']} partial)"
     typer.echo(f"scenetag: {', '.join(parts) or '0 ok'}; reports in {output}/ (index.csv)", err=True)
 
 
 def run_summary(result: Any, output: Path) -> dict[str, Any]:
     """The machine-readable run summary ``--json`` prints: one entry per
-    input (status, error, tags, segments, NSFW verdict, output folder) and
-    totals."""
+    input (status, error, notes, tags, segments, NSFW verdict, output
+    folder) and totals."""
+    from pipeline.report import partial_note
+
     inputs = [{
         "input": r.input_path, "name": r.name, "status": r.status, "error": r.error,
-        "tags": list(r.tags),
+        "notes": [note] if (note := partial_note(r)) else [], "tags": list(r.tags),
         "segments": [{"label": s.label, "kind": s.kind, "start_s": round(s.start_s, 3),
                       "end_s": round(s.end_s, 3), "peak": round(s.peak, 4), "mean": round(s.mean, 4)}
                      for s in r.segments],
@@ -1112,7 +1116,8 @@ def run_summary(result: Any, output: Path) -> dict[str, Any]:
     ok = sum(r["status"] == "ok" for r in inputs)
     return {"output": str(output), "inputs": inputs, "images": images,
             "totals": {"inputs": len(inputs), "ok": ok - result.skipped, "failed": len(inputs) - ok,
-                       "resumed": result.skipped, "images": len(images)},
+                       "resumed": result.skipped, "images": len(images),
+                       "partial": sum(bool(r["notes"]) for r in inputs)},
             "exit_code": result.exit_code}
 
 

@@ -158,6 +158,26 @@ def test_a_truncated_input_is_ok_but_said_to_be_partial_everywhere(tmp_path, tin
     assert f'<p class="warning" role="alert">{said}</p>' in page
 
 
+def test_the_cli_counts_and_lists_partial_inputs(tmp_path, tiny_model_dir):
+    """The closing line and ``--json`` say which inputs were decoded only in part."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    whole = Path(_clip(tmp_path / "in", "cut.mkv", seconds=6)).read_bytes()
+    cut = tmp_path / "in" / "cut.mkv"
+    cut.write_bytes(whole[:len(whole) // 2])
+    fine = _clip(tmp_path / "in", "fine.mp4")
+    args = ["run", str(cut), fine, "--model", str(tiny_model_dir), "--labels", "red,blue", "--no-store",
+            "--formats", "csv", "-o", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*args, "--json"], catch_exceptions=False)
+    summary = json.loads(result.stdout)
+    assert [i["notes"] for i in summary["inputs"]] == [
+        ["partial: decoded 1.80 s of the 6.00 s the container claims (truncated?)"], []]
+    assert summary["totals"]["partial"] == 1 and summary["totals"]["ok"] == 2
+    assert "scenetag: 2 ok (1 partial); reports in" in result.stderr
+
+
 # --------------------------------------------------------------------------- summary.json
 
 
