@@ -153,7 +153,7 @@ def test_json_summary_is_all_of_stdout(json_run):
     stored = json.loads((reports / "ten" / "summary.json").read_text())
     assert sorted(ok["tags"]) == sorted(stored.get("tags", ok["tags"]))
     assert bad["status"] == "error" and bad["error"]
-    assert summary["totals"] == {"inputs": 2, "ok": 1, "failed": 1, "resumed": 0, "images": 0}
+    assert summary["totals"] == {"inputs": 2, "ok": 1, "failed": 1, "resumed": 0, "images": 0, "partial": 0}
     assert "scenetag: 1 ok, 1 failed" in proc.stderr
 
 
@@ -369,7 +369,7 @@ def test_resumed_input_is_counted_once_as_resumed(tmp_path, tiny_model_dir, clip
     assert f"scenetag: 1 resumed; reports in {tmp_path / 'o'}/" in result.output, result.output
     assert "1 ok" not in result.output
     summary = json.loads(invoke(*args, "--resume", "--json", "-q").output)
-    assert summary["totals"] == {"inputs": 1, "ok": 0, "failed": 0, "resumed": 1, "images": 0}
+    assert summary["totals"] == {"inputs": 1, "ok": 0, "failed": 0, "resumed": 1, "images": 0, "partial": 0}
 
 
 def _last_frame(text: str) -> str:
