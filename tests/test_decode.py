@@ -337,7 +337,7 @@ def test_keyframe_packets_fall_back_when_no_packet_is_flagged():
         (Sampling(every_seconds=0.4), "fast"),  # 10 frames; GOP is 25
         (Sampling(every_seconds=2.0), "keyframes"),  # 50 frames = 2 GOPs
         (Sampling(every_seconds=1.0), "keyframes"),  # 25 frames = the fixed GOP: on the grid
-        (Sampling(every_n_frames=25), "keyframes"),
+        (Sampling(every_n_frames=25), "exact"),  # a frame rule names frames: only exact knows which
         (Sampling(every_seconds=1.5), "fast"),  # 1.5 GOPs: keyframes would drift off the grid
         (Sampling(every_seconds=0.96), "fast"),  # 24 frames: 4% short of the GOP
     ],

@@ -66,6 +66,16 @@ _EPS = 1e-6
 # GOP), so fast keeps the filter; "noref" changes nothing here (fast skips those
 # frames already; keyframes have none).
 LOOP_FILTER_SKIP: dict[str, str] = {"keyframes": "all"}
+FRAME_RULE_NOTE = ("every_n_frames under strategy {strategy} keeps the first decoded frame at or "
+                   "after each N-th frame's time, not exactly frames 0, N, 2N...; exact or auto keeps those")
+_WARNED: set[str] = set()  # warnings already given in this process
+
+
+def _warn_once(key: str, message: str) -> None:
+    """Log ``message`` as a warning the first time ``key`` comes up (a batch gets one, not one per input)."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning("%s", message)
 
 
 def open_container(path: str):
@@ -268,17 +278,19 @@ class PyAVDecoder(Decoder):
       ``skip_frame="NONKEY"`` behind them), see :func:`_keyframe_packets`.
       Refused, with a warning and a note, for ``fast`` when keyframes are too
       sparse for the sampling (:func:`keyframes_refusal`).
-    * ``"auto"``: ``exact`` when samples are less than 4 frames apart (or the
-      step is unknown); ``keyframes`` when they are at least 2 keyframe
+    * ``"auto"``: ``exact`` for ``every_n_frames`` (only exact decoding knows
+      which frame is the N-th) and when samples are less than 4 frames apart
+      (or the step is unknown); ``keyframes`` when they are at least 2 keyframe
       spacings apart, or a whole multiple of a fixed keyframe spacing (see
       :func:`keyframes_suffice`; spacings come from the first 300 packets'
       keyframe flags, without decoding); ``fast`` otherwise.
 
-    Under ``fast``/``keyframes``, ``every_n_frames`` becomes a time step of
-    ``n / avg_fps`` seconds. Skipped frames cannot be counted, so one demux
-    pass (no decoding, :mod:`pipeline.decode.packets`) first lists every
-    packet's PTS: ``Frame.index`` is then the frame's presentation-order
-    index under every strategy, on VFR video too. ``Frame.pts_s`` is always
+    Under a forced ``fast``/``keyframes``, ``every_n_frames`` becomes a time
+    step of ``n / avg_fps`` seconds (a warning, once, and a note say so).
+    Skipped frames cannot be counted, so one demux pass (no decoding,
+    :mod:`pipeline.decode.packets`) first lists every packet's PTS:
+    ``Frame.index`` is then the frame's presentation-order index under
+    every strategy, on VFR video too. ``Frame.pts_s`` is always
     the frame's true PTS minus the stream start time.
     """
 
@@ -315,7 +327,8 @@ class PyAVDecoder(Decoder):
                 if reason:
                     return "fast", f"strategy keyframes refused: {reason}; decoded with fast instead"
             return self.strategy, None
-        if step is None or step < FAST_MIN_STEP:
+        # A frame rule names frames, and only exact decoding can tell which one is the N-th.
+        if step is None or step < FAST_MIN_STEP or sampling.every_n_frames is not None:
             return "exact", None
         return ("keyframes" if keyframes_suffice(step, keyframe_spacings(self.path)) else "fast"), None
 
@@ -344,6 +357,10 @@ class PyAVDecoder(Decoder):
         if why:
             log.warning("%s: %s", self.path, why)
             stats.notes.append(why)
+        if sampling.every_n_frames is not None and strategy != "exact":
+            note = FRAME_RULE_NOTE.format(strategy=strategy)
+            stats.notes.append(note)
+            _warn_once(note, note)
         sampler = PtsSampler(_time_based(sampling, self.info.avg_fps, strategy))
         to_rgb = _converter(self.info, self.short_side)
         with contextlib.ExitStack() as stack:
