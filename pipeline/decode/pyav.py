@@ -329,7 +329,7 @@ class PyAVDecoder(Decoder):
     Damage goes to :attr:`stats` (``corrupt_packets``, notes) alike on every
     decode: FFmpeg's own lines say where it is, and a GOP they name is
     decoded again on one thread to count its concealed frames
-    (:mod:`pipeline.decode.damage`).
+    (:mod:`pipeline.decode.damage`). Concealed frames are kept.
     """
 
     def __init__(self, path: str, *, short_side: int | None = None, strategy: str = "auto",
@@ -419,9 +419,9 @@ class PyAVDecoder(Decoder):
             clock = _Clock(stream, self.info.avg_fps, packets)
             for vf in _decoded_frames(container, stream, stats, strategy == "keyframes", watch):
                 # Only what this thread saw resyncs (demuxer, failed packets): the flag is racy.
+                # For the same reason a frame FFmpeg concealed is kept, not dropped (runs would
+                # differ in their frames); the re-check below counts it.
                 index, pts_s = clock(vf, resync=stats.corrupt_packets > 0)
-                if vf.is_corrupt:
-                    continue  # counted by the re-check below
                 stats.frames_decoded += 1
                 if sampler.keep(index, pts_s):
                     stats.frames_sampled += 1
