@@ -154,6 +154,80 @@ def make_corrupted(folder: Path) -> Case:
     return Case("corrupted", path, OK, duration_s=4.0, damaged=True)
 
 
+def make_damaged_frame(folder: Path) -> Case:
+    """An MP4 with 300 random bytes inside one non-reference B-frame's slice
+    data and nowhere else: the demuxer sees nothing, FFmpeg's decoder conceals
+    the frame. Under frame threads FFmpeg flags such a frame corrupt racily
+    (28-49 of 60 decodes flagged it; reference frames 60 of 60), so only its
+    log lines tell every decode. Not in :data:`KINDS`: ``fast`` (the CLI
+    run's auto choice) never decodes that frame, so there is nothing to see."""
+    path = folder / "damaged_frame.mp4"
+    clean = _textured_clip(folder / "_damaged_src.mp4")
+    data = Path(clean).read_bytes()
+    for pos, size in _b_frame_packets(clean):
+        at = pos + size // 10  # past the slice header, with slice data left after the noise
+        damaged = data[:at] + np.random.default_rng(pos).bytes(300) + data[at + 300:]
+        path.write_bytes(damaged)
+        if _concealed_frames(str(path)) == 1:
+            break
+    else:
+        raise AssertionError("no B-frame of the textured clip conceals cleanly")
+    os.remove(clean)
+    return Case("damaged_frame", str(path), OK, duration_s=4.0, damaged=True)
+
+
+def _textured_clip(path: Path) -> str:
+    """4 s of a drifting noisy texture at 25 fps, 160x96, B-frames: frames big
+    enough (600-2800 bytes) to hold 300 bytes of damage inside one of them."""
+    container = av.open(str(path), mode="w")
+    stream = container.add_stream("libx264", rate=25, options={
+        "preset": "veryfast", "crf": "23", "x264-params": "bframes=2:b-adapt=0:scenecut=0:threads=1"})
+    stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+    stream.codec_context.gop_size = 25
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 256, (96, 400, 3)).astype(np.int16)
+    for i in range(100):
+        noisy = texture[:, 2 * i:2 * i + 160] + rng.integers(-30, 30, (96, 160, 3))
+        frame = av.VideoFrame.from_ndarray(np.clip(noisy, 0, 255).astype(np.uint8), format="rgb24")
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return str(path)
+
+
+def _b_frame_packets(path: str) -> list[tuple[int, int]]:
+    """(file offset, size) of the non-reference B-frames' packets from 40 % of the clip on."""
+    b_frames = {pts for pts, kind in _picture_types(path).items() if kind == av.video.frame.PictureType.B}
+    b_frames -= set(_picture_types(path, skip="NONREF"))  # what a NONREF skip still decodes is a reference
+    with av.open(path) as container:
+        packets = [(p.pts, p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
+    later = packets[len(packets) * 2 // 5:]
+    return [(pos, size) for pts, pos, size in later if pts in b_frames and size > 500]
+
+
+def _picture_types(path: str, skip: str | None = None) -> dict[int, int]:
+    """PTS -> picture type of every frame a single-threaded decode gives."""
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"
+        if skip:
+            stream.codec_context.skip_frame = skip
+        return {vf.pts: vf.pict_type for vf in container.decode(stream)}
+
+
+def _concealed_frames(path: str) -> int:
+    """Frames a single-threaded decode flags corrupt (-1 when a packet fails outright)."""
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"  # one thread: FFmpeg's corrupt flag is reliable
+        try:
+            return sum(vf.is_corrupt for vf in container.decode(stream))
+        except av.FFmpegError:
+            return -1
+
+
 # --------------------------------------------------------------------------- unusual but valid
 
 

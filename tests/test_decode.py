@@ -312,6 +312,43 @@ def test_fixed_gop_keyframes_across_codecs_and_containers(tmp_path, codec, ext):
     assert_frames_match_content(auto)
 
 
+@settings(max_examples=200, deadline=None)
+@given(lead_in=st.integers(0, 3), gops=st.lists(st.integers(1, 40), max_size=30),
+       at=st.lists(st.floats(0, 1, exclude_max=True), max_size=5))
+def test_damage_watch_spans_cover_the_packets_in_flight(lead_in, gops, at):
+    """Damage heard after packet p (here: p failed) makes the packets then in
+    flight, SUSPECT_PACKETS back, suspect. The spans to decode again cover
+    every one of them, in whole GOPs that each hold a suspect packet, apart
+    and in order, each led by the GOP before it."""
+    from types import SimpleNamespace
+
+    from pipeline.decode.damage import SUSPECT_PACKETS, DamageWatch
+
+    keys = [False] * lead_in + [i == 0 for n in gops for i in range(n)] or [False]
+    hits = {int(f * len(keys)) for f in at}
+    watch, pts = DamageWatch(), [1000 + 7 * i for i in range(len(keys))]
+    for i, key in enumerate(keys):
+        watch.feeding(SimpleNamespace(is_keyframe=key, pts=pts[i], dts=pts[i]))
+        watch.decoded([], [], failed=i in hits)
+    suspect = {p for hit in hits for p in range(max(hit + 1 - SUSPECT_PACKETS, 0), hit + 1)}
+    keyframes = [i for i, key in enumerate(keys) if key]
+    position = {pts[i]: i for i in keyframes}
+
+    def gop(p: int) -> int | None:  # the keyframe at or before packet p (None: before the first)
+        return max((k for k in keyframes if k <= p), default=None)
+
+    ranges = []
+    for span in watch.spans():
+        lo = 0 if span.first is None else position[span.first]
+        hi = len(keys) if span.end is None else position[span.end]
+        before = [k for k in keyframes if k < lo]
+        assert span.lead == (pts[before[-1]] if before and span.first is not None else None)
+        assert {gop(p) for p in range(lo, hi)} <= {gop(p) for p in suspect}
+        ranges.append((lo, hi))
+    assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:]))
+    assert all(any(lo <= p < hi for lo, hi in ranges) for p in suspect)
+
+
 def test_keyframe_packets_fall_back_when_no_packet_is_flagged():
     from types import SimpleNamespace
 
@@ -337,7 +374,7 @@ def test_keyframe_packets_fall_back_when_no_packet_is_flagged():
         (Sampling(every_seconds=0.4), "fast"),  # 10 frames; GOP is 25
         (Sampling(every_seconds=2.0), "keyframes"),  # 50 frames = 2 GOPs
         (Sampling(every_seconds=1.0), "keyframes"),  # 25 frames = the fixed GOP: on the grid
-        (Sampling(every_n_frames=25), "keyframes"),
+        (Sampling(every_n_frames=25), "exact"),  # a frame rule names frames: only exact knows which
         (Sampling(every_seconds=1.5), "fast"),  # 1.5 GOPs: keyframes would drift off the grid
         (Sampling(every_seconds=0.96), "fast"),  # 24 frames: 4% short of the GOP
     ],

@@ -33,6 +33,7 @@ def clips(tmp_path_factory):
         "vfr_mkv": media.make_vfr_clip(d / "vfr.mkv", vfr_times(), gop=15),
         "cfr_bframes": media.make_clip(d / "cfr.mp4", seconds=6, fps=25, gop=12),
         "cfr_mkv": media.make_clip(d / "cfr.mkv", seconds=6, fps=25, gop=12),
+        "cfr_gop50": media.make_clip(d / "gop50.mp4", seconds=6, fps=25, gop=50),
         "ts_offset": media.make_clip(d / "offset.ts", seconds=6, fps=25, gop=12),
     }
 
@@ -135,3 +136,72 @@ def test_skipping_strategies_give_true_indices_across_codecs(tmp_path, name, cod
             frames = list(dec.frames(Sampling(every_seconds=0.5)))
         assert_true_indices(frames, ref)
         assert all(media.read_index(f.image) == f.index for f in frames)
+
+
+# --------------------------------------------------------------------------- frame rules
+
+
+def reference_pts(path: str) -> list[float]:
+    """Every frame's PTS (seconds from the stream start, rounded to µs), in PyAV's own order."""
+    return sorted(reference_indices(path), key=reference_indices(path).get)
+
+
+@pytest.mark.parametrize("clip", ["cfr_bframes", "cfr_gop50", "vfr", "ts_offset"])
+@pytest.mark.parametrize("strategy", ["auto", "exact"])
+def test_every_n_frames_gets_exactly_every_nth_frame(clips, clip, strategy):
+    """Frames 0, N, 2N, ... of PyAV's own order; before, auto chose fast and
+    turned the rule into a time step: frame 105 is a skipped B-frame of
+    cfr_gop50, so 106 came instead, and vfr got frames 0, 24, 34, 50."""
+    every = 15
+    ref = reference_pts(clips[clip])
+    with open_decoder(clips[clip], strategy=strategy) as dec:
+        frames = list(dec.frames(Sampling(every_n_frames=every)))
+    assert [f.index for f in frames] == list(range(0, len(ref), every))
+    assert [round(f.pts_s, 6) for f in frames] == ref[::every]
+    assert all(media.read_index(f.image) == f.index for f in frames)
+
+
+@pytest.mark.parametrize("strategy", ["fast", "keyframes"])
+def test_a_frame_rule_under_a_skipping_strategy_warns_once(clips, strategy, caplog, monkeypatch):
+    """A forced skipping strategy keeps its documented behaviour (the first
+    decoded frame at or after each N-th frame's time) and says so: one warning
+    however many inputs, a note in each input's stats."""
+    import pipeline.decode.pyav as pyav
+
+    monkeypatch.setattr(pyav, "_WARNED", set())
+    every, notes = 15, []
+    for clip in ("cfr_bframes", "cfr_mkv"):
+        ref = reference_pts(clips[clip])
+        with caplog.at_level("WARNING"), open_decoder(clips[clip], strategy=strategy) as dec:
+            frames = list(dec.frames(Sampling(every_n_frames=every)))
+            notes.append(dec.stats.notes)
+        assert dec.stats.strategy == strategy
+        assert frames and frames[0].index == 0
+        assert all(ref[f.index] == round(f.pts_s, 6) for f in frames)  # true indices still
+        targets = ref[::every]
+        assert all(any(t <= f.pts_s + 1e-6 for t in targets) for f in frames)
+    warnings = [r for r in caplog.records if "every_n_frames" in r.getMessage()]
+    assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
+    assert "exact" in warnings[0].getMessage()
+    assert all(any("every_n_frames" in n for n in ns) for ns in notes), notes
+
+
+def test_run_every_n_frames_scores_exactly_every_nth_frame(tmp_path, tiny_model_dir):
+    """Through the CLI: `scenetag run --every-n-frames 15` scores frames 0, 15, 30, ..."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+    from tiny_model import tiny_config
+
+    clip = media.make_clip(tmp_path / "clip.mp4", seconds=6, fps=25, gop=50)  # B-frames, 150 frames
+    cfg = tiny_config(tmp_path, tiny_model_dir, "labels: [{name: cat}, {name: dog}]\n")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", clip, "-c", str(cfg), "-o", str(out), "-q",
+           "--no-store", "--no-refine", "--every-n-frames", "15", "--formats", "csv,json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    frames = pd.read_csv(out / "clip" / "frames.csv")
+    assert list(frames["frame_index"]) == list(range(0, 150, 15))
+    assert list(frames["time_s"]) == pytest.approx([i / 25 for i in range(0, 150, 15)], abs=1e-6)

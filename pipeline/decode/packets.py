@@ -31,6 +31,7 @@ from array import array
 from collections.abc import Iterator
 
 import av
+import av.logging
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,10 @@ class PacketIndex:
     def _next(self) -> int | None:
         """The next packet's timestamp; None for one not counted (or at the end)."""
         try:
-            packet = next(self._packets)
+            with av.logging.Capture() as lines:  # the main demuxer reports the same damage
+                packet = next(self._packets)
+            for line in lines:
+                log.debug("packet scan: %s", " ".join(line[2].split()))
         except StopIteration:
             self._packets = None
             return None

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 
 import av
+import av.logging
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
@@ -27,6 +28,7 @@ from pipeline.decode.base import (
     scaled_size,
     upright,
 )
+from pipeline.decode.damage import LISTENER, DamageWatch, Span, count_concealed, first_words, is_damage
 from pipeline.decode.packets import PacketIndex
 from pipeline.decode.prints import JumpKeeper, thumbnail
 from pipeline.types import (
@@ -66,6 +68,16 @@ _EPS = 1e-6
 # GOP), so fast keeps the filter; "noref" changes nothing here (fast skips those
 # frames already; keyframes have none).
 LOOP_FILTER_SKIP: dict[str, str] = {"keyframes": "all"}
+FRAME_RULE_NOTE = ("every_n_frames under strategy {strategy} keeps the first decoded frame at or "
+                   "after each N-th frame's time, not exactly frames 0, N, 2N...; exact or auto keeps those")
+_WARNED: set[str] = set()  # warnings already given in this process
+
+
+def _warn_once(key: str, message: str) -> None:
+    """Log ``message`` as a warning the first time ``key`` comes up (a batch gets one, not one per input)."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning("%s", message)
 
 
 def open_container(path: str):
@@ -214,27 +226,58 @@ class _Clock:
         return (last - self.start) * self.tb if last is not None else self.last_s
 
 
-def _decoded_frames(container, stream, stats: DecodeStats, keyframes_only: bool = False) -> Iterator:
-    """Every decodable frame in presentation order; damage is counted, not raised."""
+def _decoded_frames(container, stream, stats: DecodeStats, keyframes_only: bool = False,
+                    watch: DamageWatch | None = None) -> Iterator:
+    """Every decodable frame in presentation order; damage is counted, not raised.
+
+    FFmpeg's lines on this thread are caught call by call, so none reaches
+    the sink of :mod:`pipeline.decode.damage`; ``watch`` hears them (the
+    demuxer's count as corrupt packets) and marks what to decode again.
+    """
     packets = _keyframe_packets(container.demux(stream)) if keyframes_only else container.demux(stream)
     while True:
+        packet = _next_packet(packets, stats, watch)
+        if packet is _END:
+            return
+        yield from _decode(stream, packet, stats, watch)
+        if packet is None:
+            return
+
+
+_END = object()  # the demuxer's end
+
+
+def _next_packet(packets: Iterator, stats: DecodeStats, watch: DamageWatch | None):
+    """The next packet; None when the demuxer gave up (flush the decoder), ``_END`` at the end."""
+    with av.logging.Capture() as lines:
         try:
             packet = next(packets)
         except StopIteration:
-            return
+            packet = _END
         except av.FFmpegError as ex:
             # The demuxer gave up (truncated/garbled file): keep what we have.
             stats.corrupt_packets += 1
             stats.notes.append(f"stopped reading early: {one_line(ex)}")
-            packet = None  # flush the decoder below
+            packet = None
+    if watch is not None:
+        stats.corrupt_packets += watch.demuxed(lines)  # it skipped damaged data and read on
+        if packet is not None and packet is not _END:
+            watch.feeding(packet)
+    return packet
+
+
+def _decode(stream, packet, stats: DecodeStats, watch: DamageWatch | None) -> list:
+    """The frames one packet (None: the flush) lets out of the decoder."""
+    failed = False
+    with av.logging.Capture() as lines:
         try:
-            decoded = stream.codec_context.decode(packet)
+            frames = stream.codec_context.decode(packet)
         except av.FFmpegError:
             stats.corrupt_packets += 1
-            decoded = []
-        yield from decoded
-        if packet is None:
-            return
+            frames, failed = [], True
+    if watch is not None:
+        watch.decoded(lines, frames, failed)
+    return frames
 
 
 def _keyframe_packets(packets: Iterator) -> Iterator:
@@ -268,18 +311,25 @@ class PyAVDecoder(Decoder):
       ``skip_frame="NONKEY"`` behind them), see :func:`_keyframe_packets`.
       Refused, with a warning and a note, for ``fast`` when keyframes are too
       sparse for the sampling (:func:`keyframes_refusal`).
-    * ``"auto"``: ``exact`` when samples are less than 4 frames apart (or the
-      step is unknown); ``keyframes`` when they are at least 2 keyframe
+    * ``"auto"``: ``exact`` for ``every_n_frames`` (only exact decoding knows
+      which frame is the N-th) and when samples are less than 4 frames apart
+      (or the step is unknown); ``keyframes`` when they are at least 2 keyframe
       spacings apart, or a whole multiple of a fixed keyframe spacing (see
       :func:`keyframes_suffice`; spacings come from the first 300 packets'
       keyframe flags, without decoding); ``fast`` otherwise.
 
-    Under ``fast``/``keyframes``, ``every_n_frames`` becomes a time step of
-    ``n / avg_fps`` seconds. Skipped frames cannot be counted, so one demux
-    pass (no decoding, :mod:`pipeline.decode.packets`) first lists every
-    packet's PTS: ``Frame.index`` is then the frame's presentation-order
-    index under every strategy, on VFR video too. ``Frame.pts_s`` is always
+    Under a forced ``fast``/``keyframes``, ``every_n_frames`` becomes a time
+    step of ``n / avg_fps`` seconds (a warning, once, and a note say so).
+    Skipped frames cannot be counted, so one demux pass (no decoding,
+    :mod:`pipeline.decode.packets`) first lists every packet's PTS:
+    ``Frame.index`` is then the frame's presentation-order index under
+    every strategy, on VFR video too. ``Frame.pts_s`` is always
     the frame's true PTS minus the stream start time.
+
+    Damage goes to :attr:`stats` (``corrupt_packets``, notes) alike on every
+    decode: FFmpeg's own lines say where it is, and a GOP they name is
+    decoded again on one thread to count its concealed frames
+    (:mod:`pipeline.decode.damage`). Concealed frames are kept.
     """
 
     def __init__(self, path: str, *, short_side: int | None = None, strategy: str = "auto",
@@ -315,7 +365,8 @@ class PyAVDecoder(Decoder):
                 if reason:
                     return "fast", f"strategy keyframes refused: {reason}; decoded with fast instead"
             return self.strategy, None
-        if step is None or step < FAST_MIN_STEP:
+        # A frame rule names frames, and only exact decoding can tell which one is the N-th.
+        if step is None or step < FAST_MIN_STEP or sampling.every_n_frames is not None:
             return "exact", None
         return ("keyframes" if keyframes_suffice(step, keyframe_spacings(self.path)) else "fast"), None
 
@@ -344,38 +395,98 @@ class PyAVDecoder(Decoder):
         if why:
             log.warning("%s: %s", self.path, why)
             stats.notes.append(why)
+        if sampling.every_n_frames is not None and strategy != "exact":
+            note = FRAME_RULE_NOTE.format(strategy=strategy)
+            stats.notes.append(note)
+            _warn_once(note, note)
+        LISTENER.start()  # FFmpeg's lines, for damage its corrupt flag may miss
+        try:
+            yield from self._pass(sampling, strategy, stats)
+        finally:
+            LISTENER.stop()
+
+    def _pass(self, sampling: Sampling, strategy: str, stats: DecodeStats) -> Iterator[Frame]:
+        """One decode of the stream; then the suspect GOPs again, on one thread."""
         sampler = PtsSampler(_time_based(sampling, self.info.avg_fps, strategy))
         to_rgb = _converter(self.info, self.short_side)
+        watch, last_pts = DamageWatch(), None
         with contextlib.ExitStack() as stack:
             container = stack.enter_context(open_container(self.path))
             # Skipped frames cannot be counted: their places come from the packets.
             packets = None if strategy == "exact" else packet_index(stack, self.path)
             stream = container.streams.video[0]
-            stream.thread_type = _THREAD_TYPES[self.threads]
-            if strategy != "exact":
-                stream.codec_context.skip_frame = "NONREF" if strategy == "fast" else "NONKEY"
-            if strategy in LOOP_FILTER_SKIP:  # an open option: set before the first packet opens the codec
-                stream.codec_context.options = {"skip_loop_filter": LOOP_FILTER_SKIP[strategy]}
+            _configure(stream, strategy, _THREAD_TYPES[self.threads])
             clock = _Clock(stream, self.info.avg_fps, packets)
-            for vf in _decoded_frames(container, stream, stats, keyframes_only=strategy == "keyframes"):
+            for vf in _decoded_frames(container, stream, stats, strategy == "keyframes", watch):
+                # Only what this thread saw resyncs (demuxer, failed packets): the flag is racy.
+                # For the same reason a frame FFmpeg concealed is kept, not dropped (runs would
+                # differ in their frames); the re-check below counts it.
                 index, pts_s = clock(vf, resync=stats.corrupt_packets > 0)
-                if vf.is_corrupt:
-                    stats.corrupt_packets += 1
-                    continue
                 stats.frames_decoded += 1
                 if sampler.keep(index, pts_s):
                     stats.frames_sampled += 1
+                    last_pts = vf.pts
                     yield Frame(index=index, pts_s=pts_s, image=to_rgb(vf))
                     if self._closed:  # decoder closed while we were suspended
                         return
                 if sampler.done:
+                    _decode(stream, None, stats, watch)  # let every packet fed say what it saw
                     break
             end_s = None if sampler.done else clock.stream_end_s()
             if end_s is not None:  # the stream's length in frames, for edge refinement
                 stats.frames_total = clock.count if packets is None else packets.frame_count()
+        _recheck_damage(self.path, watch, strategy, stats, last_pts if sampler.done else None)
         _finish(stats, self.path, packets)
         if end_s is not None:
             _note_duration(stats, self.info, end_s)
+
+
+def _configure(stream, strategy: str, thread_type: str) -> None:
+    """Threading, frame skipping and loop filter for ``strategy``, before the first packet."""
+    stream.thread_type = thread_type
+    if strategy != "exact":
+        stream.codec_context.skip_frame = "NONREF" if strategy == "fast" else "NONKEY"
+    if strategy in LOOP_FILTER_SKIP:  # an open option: set before the first packet opens the codec
+        stream.codec_context.options = {"skip_loop_filter": LOOP_FILTER_SKIP[strategy]}
+
+
+def _recheck_damage(path: str, watch: DamageWatch, strategy: str, stats: DecodeStats,
+                    upto: int | None) -> None:
+    """Count the frames the pass's suspect GOPs hold damaged, decoded again
+    on one thread (see :mod:`pipeline.decode.damage`), and note the damage."""
+    if watch.demux_lines:
+        times = f" ({len(watch.demux_lines)} times)" if len(watch.demux_lines) > 1 else ""
+        stats.notes.append(f"the demuxer skipped damaged data{times}: {first_words(watch.demux_lines[0])}")
+    flagged, lines = 0, []
+    for span in watch.spans():
+        count, said = _recheck(path, span, strategy, upto)
+        flagged, lines = flagged + count, lines + said
+    if flagged:
+        stats.corrupt_packets += flagged
+        said = f": {first_words(lines[0])}" if lines else ""
+        stats.notes.append(f"FFmpeg found damage in {flagged} frame{'s' * (flagged > 1)}{said}")
+
+
+def _recheck(path: str, span: Span, strategy: str, upto: int | None) -> tuple[int, list]:
+    """Corrupt frames in ``span`` (see :func:`count_concealed`) and the
+    decoder's damage lines, decoded on this thread alone: from the span's
+    lead keyframe, or from the start when a seek overshot it."""
+    for lead in dict.fromkeys((span.lead, None)):
+        with open_container(path) as container, av.logging.Capture() as lines:
+            stream = container.streams.video[0]
+            codec = stream.codec_context.name  # read inside the `with`
+            _configure(stream, strategy, "NONE")  # one thread: the flag is reliable
+            try:
+                if lead is not None:
+                    container.seek(lead, stream=stream, backward=True)
+                packets = container.demux(stream)
+                found, flagged = count_concealed(
+                    stream, _keyframe_packets(packets) if strategy == "keyframes" else packets, span, upto)
+            except av.FFmpegError:
+                found = False
+        if found:
+            return flagged, [line for line in lines if line[1] == codec and is_damage(line)]
+    return 0, []
 
 
 def packet_index(stack: contextlib.ExitStack, path: str) -> PacketIndex:
@@ -395,8 +506,8 @@ def _finish(stats: DecodeStats, path: str, table: PacketIndex | None = None) -> 
     if stats.frames_decoded == 0:
         raise DecodeError(f"no frame could be decoded from {path}")
     if stats.corrupt_packets:
-        stats.notes.append(f"skipped {stats.corrupt_packets} corrupt packets/frames")
-        log.warning("%s: skipped %d corrupt packets/frames", path, stats.corrupt_packets)
+        stats.notes.append(f"{stats.corrupt_packets} corrupt packets/frames")
+        log.warning("%s: %d corrupt packets/frames", path, stats.corrupt_packets)
     if table is not None and table.unplaced:
         stats.notes.append(f"{table.unplaced} packets carry no timestamp: frame indices may be "
                            f"up to {table.unplaced} low")
