@@ -235,6 +235,7 @@ def write_outputs(rows: FrameRows, result: Clustering, out_dir: str | Path) -> l
     out = Path(out_dir)
     table = pd.DataFrame({"input": rows.input_path, "time_s": np.round(rows.time_s, 3),
                           "frame_index": rows.frame_index, "cluster": result.labels,
+                          **_holds_columns(result),
                           "distance": np.round(result.distances, 6),
                           "is_outlier": result.is_outlier})
     outliers = table[table["is_outlier"]].sort_values("distance", ascending=False,
@@ -243,6 +244,16 @@ def write_outputs(rows: FrameRows, result: Clustering, out_dir: str | Path) -> l
     return [write_csv(table, out / "clusters.csv"), write_csv(outliers, out / "outliers.csv"),
             write_plot(xy, result, out / "clusters.png"),
             cluster_html.write_html(xy, rows, result, out / "clusters.html")]
+
+
+def _holds_columns(result: Clustering) -> dict[str, list]:
+    """``holds`` and ``holds_cos`` per frame (its cluster's name and cosine;
+    empty for DBSCAN noise) when the clusters are named, else nothing."""
+    if not result.holds:
+        return {}
+    named = [result.holds.get(int(label)) for label in result.labels]
+    return {"holds": [h[0] if h else "" for h in named],
+            "holds_cos": [round(h[1], 4) if h else np.nan for h in named]}
 
 
 def write_plot(xy: np.ndarray, result: Clustering, path: Path) -> Path:

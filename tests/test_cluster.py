@@ -4,6 +4,7 @@ frame is flagged; outputs and CLI."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -239,3 +240,31 @@ def test_cluster_legend_says_what_each_cluster_holds(demo_run, tmp_path):
         background = Path(name).stem.removeprefix("demo_")
         assert {legend[str(k)] for k in empty["cluster"]} == {f'"a photo of an empty {background}."'}
     assert all(0.3 < float(cos) <= 1.0 for _, _, cos in found)
+
+
+def test_named_clusters_carry_their_name_in_the_csvs(tmp_path):
+    """With names (``-c``), clusters.csv and outliers.csv say what each
+    frame's cluster holds and the cosine, as the legends do."""
+    from pipeline.cluster import nearest_names, write_outputs
+    from pipeline.store import FrameRows
+
+    vectors = _blobs(2, 6, 9)
+    vectors[3] = np.eye(32)[5]  # far from both blobs: an outlier of cluster 0
+    paths = np.array(["/in/a.mp4"] * 12, dtype=object)
+    rows = FrameRows(input_path=paths, key=paths.copy(), frame_index=np.arange(12),
+                     time_s=np.arange(12) * 0.5, vectors=vectors)
+    result = cluster(vectors, k=2)
+    names, table = ["red", "blue"], np.eye(32)[:2]
+    named = replace(result, holds=nearest_names(vectors, result.labels, names, table))
+    write_outputs(rows, named, tmp_path)
+    frames = pd.read_csv(tmp_path / "clusters.csv")
+    assert list(frames.columns) == ["input", "time_s", "frame_index", "cluster", "holds", "holds_cos",
+                                    "distance", "is_outlier"]
+    for label, (name, cos) in named.holds.items():
+        mine = frames[frames["cluster"] == label]
+        assert (mine["holds"] == name).all() and np.allclose(mine["holds_cos"], round(cos, 4))
+    assert set(frames["holds"]) == {"red", "blue"}
+    outliers = pd.read_csv(tmp_path / "outliers.csv")
+    assert outliers["holds"].tolist() == frames[frames["is_outlier"]]["holds"].tolist()
+    write_outputs(rows, result, tmp_path)  # unnamed: the columns as before
+    assert "holds" not in pd.read_csv(tmp_path / "clusters.csv").columns
