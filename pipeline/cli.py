@@ -484,7 +484,6 @@ def search(
 
     def job() -> int:
         from pipeline import search as s
-        from pipeline.moments import find_moments
         from pipeline.serve.library import find_reports, match_reports
         from pipeline.store import EmbeddingStore
 
@@ -497,7 +496,7 @@ def search(
                                 cached=model in (None, db.model_id))
         videos = s.select_videos(db, video=video, sampling=sampling)
         hits = s.search(db, vector, top_k=top, video=video, sampling=sampling)
-        moments = find_moments(db, vector, hits, videos)
+        moments = s.find_moments(db, vector, hits, videos)
         known = match_reports([v.input_path for v in db.videos()], find_reports(reports or store.parent))
         nsfw = [h.input_path in known and known[h.input_path].nsfw_at(h.time_s) for h in hits]
         out, stem = output or store.parent, s.output_stem(query, image)

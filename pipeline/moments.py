@@ -2,9 +2,10 @@
 each hit ("the cup is on screen from 00:02 to 00:06"), the unit people look
 for, rather than the few frames the top K happened to return.
 
-A moment is read off the query's similarity curve over every frame the store
-holds for the input, sampled and edge-refinement frames in time order, so
-its edges do not depend on how many hits were asked for:
+Pure functions over one input's similarity curve (the query against every
+frame the store holds for it, sampled and edge-refinement frames in time
+order, read by :func:`pipeline.search.find_moments`); numpy only. A moment's
+edges therefore do not depend on how many hits were asked for:
 
 * the rule (:func:`level`): from a hit, the moment extends over neighbouring
   frames while their similarity stays at or above halfway between the hit's
@@ -24,7 +25,7 @@ its edges do not depend on how many hits were asked for:
 * a moment runs from its first frame's time to the end of its last frame
   (:func:`frame_ends`): a sampled frame lasts until the next stored frame, a
   refinement frame (decoded beside an edge) one frame, the input's last
-  frame until the input's end (at most one sampling step).
+  frame until the input's end (:func:`input_end`).
 """
 
 from __future__ import annotations
@@ -32,10 +33,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
-
-from pipeline.store import EmbeddingStore, StoredVideo
 
 NOISE_MARGIN = 3.0  # robust standard deviations of the frame-to-frame change
 _MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation, for normal noise
@@ -112,7 +112,21 @@ def frame_ends(times_s: np.ndarray, refine: np.ndarray, *, end_s: float,
     return ends
 
 
-# --------------------------------------------------------------------------- over a store
+def input_end(times_s: np.ndarray, refine: np.ndarray, duration_s: float, fps: float | None) -> float:
+    """Where an input's last stored frame stops: the input's end, but at most
+    one sampling step after that frame (container durations can lie); past
+    the claimed end, one frame."""
+    times_s, refine = np.asarray(times_s, np.float64), np.asarray(refine, bool)
+    sampled = times_s[~refine]
+    frame = 1.0 / fps if fps else None
+    step = float(np.median(np.diff(sampled))) if len(sampled) > 1 else (frame or 0.0)
+    last = float(times_s[-1])
+    if duration_s > last:
+        return min(duration_s, last + step)
+    return last + (frame if frame is not None else step)
+
+
+# --------------------------------------------------------------------------- one input's moments
 
 
 @dataclass(frozen=True)
@@ -122,8 +136,17 @@ class Timeline:
     input_path: str
     frame_index: np.ndarray
     times_s: np.ndarray
-    ends_s: np.ndarray
+    ends_s: np.ndarray  # when each frame stops standing for the input (:func:`frame_ends`)
     vectors: np.ndarray
+
+
+class HitLike(Protocol):
+    """What a moment needs of a search hit (:class:`pipeline.search.Hit`)."""
+
+    input_path: str
+    time_s: float
+    frame_index: int
+    score: float
 
 
 @dataclass(frozen=True)
@@ -139,27 +162,9 @@ class Moment:
     best_frame_index: int = -1  # the best hit's stored frame (its thumbnail)
 
 
-def find_moments(store: EmbeddingStore, query: np.ndarray, hits: Sequence,
-                 videos: Sequence[StoredVideo] | None = None) -> list[Moment]:
-    """The moments of ``hits`` (:class:`pipeline.search.Hit`), best first.
-
-    Args:
-        query: the vector the hits were searched with.
-        videos: the stored inputs searched (:func:`pipeline.search.select_videos`;
-            None: all), whose frames make each input's curve.
-    """
-    if not hits:
-        return []
-    lines = timelines(store, {h.input_path for h in hits}, videos)
-    moments: list[Moment] = []
-    for path, line in lines.items():
-        mine = [h for h in hits if h.input_path == path]
-        moments += moments_of(line, line.vectors @ np.asarray(query, np.float32), mine)
-    return sorted(moments, key=lambda m: (-m.best_score, m.input_path, m.start_s))
-
-
-def moments_of(line: Timeline, scores: np.ndarray, hits: Sequence) -> list[Moment]:
-    """One input's moments: the spans its hits make on its curve ``scores``."""
+def moments_of(line: Timeline, scores: np.ndarray, hits: Sequence[HitLike]) -> list[Moment]:
+    """One input's moments: the spans its ``hits`` make on its curve ``scores``
+    (the query's similarity at each of ``line``'s frames)."""
     position = {int(i): p for p, i in enumerate(line.frame_index)}
     placed = [(position[h.frame_index], h) for h in hits if h.frame_index in position]
     out = []
@@ -172,40 +177,6 @@ def moments_of(line: Timeline, scores: np.ndarray, hits: Sequence) -> list[Momen
     return out
 
 
-def timelines(store: EmbeddingStore, paths: set[str],
-              videos: Sequence[StoredVideo] | None = None) -> dict[str, Timeline]:
-    """The :class:`Timeline` of each of ``paths`` among ``videos`` (None: all
-    stored inputs). A file stored with several samplings is one timeline."""
-    chosen = [v for v in (store.videos() if videos is None else videos) if v.input_path in paths]
-    if not chosen:
-        return {}
-    rows = store.frames(chosen)
-    refine = rows.refine_mask()
-    out = {}
-    for path in sorted(paths):
-        mine = np.flatnonzero(rows.input_path == path)
-        if not len(mine):
-            continue
-        # one row per frame (another sampling may hold it too), sampled before refinement
-        order = mine[np.lexsort((refine[mine], rows.frame_index[mine]))]
-        _, first = np.unique(rows.frame_index[order], return_index=True)
-        keep = order[first]
-        keep = keep[np.argsort(rows.time_s[keep], kind="stable")]
-        times = rows.time_s[keep]
-        info = [v.info for v in chosen if v.input_path == path and v.info is not None]
-        fps = next((i.avg_fps for i in info if i.avg_fps), None)
-        end = _input_end(times, refine[keep], max((i.duration_s or 0.0 for i in info), default=0.0), fps)
-        out[path] = Timeline(path, rows.frame_index[keep], times,
-                             frame_ends(times, refine[keep], end_s=end, fps=fps), rows.vectors[keep])
-    return out
-
-
-def _input_end(times: np.ndarray, refine: np.ndarray, duration: float, fps: float | None) -> float:
-    """Where the input's last stored frame stops: the input's end, but at most
-    one sampling step after it (container durations can lie)."""
-    sampled = times[~refine]
-    step = float(np.median(np.diff(sampled))) if len(sampled) > 1 else (1.0 / fps if fps else 0.0)
-    last = float(times[-1])
-    if duration > last:
-        return min(duration, last + step)
-    return last + (1.0 / fps if fps else step)
+def ranked(moments: Sequence[Moment]) -> list[Moment]:
+    """Best score first (then input and start, so ties come out the same way every time)."""
+    return sorted(moments, key=lambda m: (-m.best_score, m.input_path, m.start_s))

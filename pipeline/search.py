@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.atomic import atomic_path, bounded_name, fit_bytes
-from pipeline.moments import Moment
+from pipeline.moments import Moment, Timeline, frame_ends, input_end, moments_of, ranked
 from pipeline.store import EmbeddingStore, StoredVideo, embed_and_keep
 from pipeline.truth import matches as names_input
 from pipeline.types import PipelineError, StoreError
@@ -98,6 +98,54 @@ def select_videos(store: EmbeddingStore, *, video: str | None = None,
                              f"--sampling {sampling!r}; the store holds: "
                              f"{', '.join(repr(h) for h in held) or 'nothing'}")
     return videos
+
+
+def find_moments(store: EmbeddingStore, query: np.ndarray, hits: Sequence[Hit],
+                 videos: Sequence[StoredVideo] | None = None) -> list[Moment]:
+    """The moments ``hits`` lie in (:mod:`pipeline.moments`), best first, read
+    off the query's similarity over every stored frame of the hits' inputs.
+
+    Args:
+        query: the vector the hits were searched with.
+        videos: the stored inputs searched (:func:`select_videos`; None: all),
+            whose frames make each input's curve.
+    """
+    if not hits:
+        return []
+    moments: list[Moment] = []
+    for path, line in timelines(store, {h.input_path for h in hits}, videos).items():
+        mine = [h for h in hits if h.input_path == path]
+        moments += moments_of(line, line.vectors @ np.asarray(query, np.float32), mine)
+    return ranked(moments)
+
+
+def timelines(store: EmbeddingStore, paths: set[str],
+              videos: Sequence[StoredVideo] | None = None) -> dict[str, Timeline]:
+    """The :class:`~pipeline.moments.Timeline` of each of ``paths`` among
+    ``videos`` (None: all stored inputs). A file stored with several
+    samplings is one timeline; a frame both sampled and refined counts once."""
+    chosen = [v for v in (store.videos() if videos is None else videos) if v.input_path in paths]
+    if not chosen:
+        return {}
+    rows = store.frames(chosen)
+    refine = rows.refine_mask()
+    out = {}
+    for path in sorted(paths):
+        mine = np.flatnonzero(rows.input_path == path)
+        if not len(mine):
+            continue
+        # one row per frame (another sampling may hold it too), sampled before refinement
+        order = mine[np.lexsort((refine[mine], rows.frame_index[mine]))]
+        _, first = np.unique(rows.frame_index[order], return_index=True)
+        keep = order[first]
+        keep = keep[np.argsort(rows.time_s[keep], kind="stable")]
+        times, edge = rows.time_s[keep], refine[keep]
+        info = [v.info for v in chosen if v.input_path == path and v.info is not None]
+        fps = next((i.avg_fps for i in info if i.avg_fps), None)
+        end = input_end(times, edge, max((i.duration_s or 0.0 for i in info), default=0.0), fps)
+        out[path] = Timeline(path, rows.frame_index[keep], times,
+                             frame_ends(times, edge, end_s=end, fps=fps), rows.vectors[keep])
+    return out
 
 
 def matches(video: StoredVideo, name: str) -> bool:

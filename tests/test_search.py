@@ -354,8 +354,7 @@ def _assert_one_moment_per_true_interval(truth: dict, label: str, moments: list[
 @pytest.mark.parametrize("label", ["coffee cup", "car", "skull"])
 def test_demo_moments_are_the_true_intervals_for_any_top(demo_run, label, top):
     """Issue 26 §2: top 5 for the cup (on screen 2-6 s) gave 2.0-4.5 and 5.53-6.03 s."""
-    from pipeline.moments import find_moments
-    from pipeline.search import query_vector
+    from pipeline.search import find_moments, query_vector
 
     truth, out = demo_run
     store = EmbeddingStore.open(out / "store")
