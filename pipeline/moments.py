@@ -7,21 +7,23 @@ frame the store holds for it, sampled and edge-refinement frames in time
 order, read by :func:`pipeline.search.find_moments`); numpy only. A moment's
 edges therefore do not depend on how many hits were asked for:
 
-* the rule (:func:`level`): from a hit, the moment extends over neighbouring
-  frames while their similarity stays at or above halfway between the hit's
-  and the input's median similarity, less ``NOISE_MARGIN`` times the curve's
-  frame-to-frame noise. Halfway ("half height") is scale-free: the demo
+* the rule (:func:`level`, :func:`find_spans`): from a hit, the moment
+  extends over neighbouring frames while their similarity stays at or above
+  halfway between the object's level and the input's median similarity, less
+  ``NOISE_MARGIN`` times the curve's frame-to-frame noise; a single frame
+  below, between two above, does not end it. The object's level is the
+  median of the stretch first grown from the hit's own score (the hit is the
+  stretch's luckiest frame). Halfway ("half height") is scale-free: the demo
   model's cup frames score 0.65 against a background near 0, real CLIP's
-  0.30 against 0.22, and both cut where the object leaves. The median is the
-  input's typical frame; when the object fills most of the input the median
-  is the object's own level and the moment still reaches its weaker frames.
-  The noise margin keeps a moment whole when frames wobble by about as much
-  as the hit stands out (an input the query barely tells apart is one moment).
-* hits are taken best first (:func:`find_spans`): a hit inside a moment
-  joins it; a hit whose stretch reaches an existing moment is that moment's
-  fringe and makes none of its own (so an edge frame never splits a moment
-  off); any other hit starts a moment. A hit's moment therefore depends only
-  on the hits stronger than it, which every larger K returns too.
+  0.30 against 0.22, and both cut where the object leaves. The noise margin
+  and the one-frame bridge keep a moment whole when frames wobble by about
+  as much as the object stands out (an object filling most of the input,
+  whose level the median then is, or an input the query barely tells apart).
+* hits are taken best first: a hit inside a moment joins it; a hit whose
+  stretch reaches an existing moment is that moment's fringe and makes none
+  of its own (so an edge frame never splits a moment off); any other hit
+  starts a moment. A hit's moment therefore depends only on the hits
+  stronger than it, which every larger K returns too.
 * a moment runs from its first frame's time to the end of its last frame
   (:func:`frame_ends`): a sampled frame lasts until the next stored frame, a
   refinement frame (decoded beside an edge) one frame, the input's last
@@ -37,17 +39,19 @@ from typing import Protocol
 
 import numpy as np
 
-NOISE_MARGIN = 3.0  # robust standard deviations of the frame-to-frame change
+NOISE_MARGIN = 2.0  # robust standard deviations of one frame's similarity
 _MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation, for normal noise
 
 
 @dataclass(frozen=True)
 class Span:
-    """Positions ``first..last`` (inclusive) of a similarity curve, grown from ``seed``."""
+    """Positions ``first..last`` (inclusive) of a similarity curve, grown from
+    ``seed``; every frame in it is at or above ``floor`` but lone dips."""
 
     first: int
     last: int
     seed: int
+    floor: float
 
 
 def noise(scores: np.ndarray) -> float:
@@ -59,10 +63,29 @@ def noise(scores: np.ndarray) -> float:
     return float(_MAD_TO_SIGMA * np.median(np.abs(np.diff(scores))) / math.sqrt(2))
 
 
-def level(hit: float, median: float, noise_sd: float) -> float:
-    """The lowest similarity a hit's moment reaches down to (see the module
-    notes); never above the hit itself. Non-decreasing in ``hit``."""
-    return min(hit, (hit + median) / 2 - NOISE_MARGIN * noise_sd)
+def level(top: float, median: float, noise_sd: float) -> float:
+    """The lowest similarity a moment whose frames reach ``top`` extends down
+    to (see the module notes); never above ``top``. Non-decreasing in ``top``."""
+    return min(top, (top + median) / 2 - NOISE_MARGIN * noise_sd)
+
+
+def lone_dips(below: np.ndarray) -> np.ndarray:
+    """Frames of ``below`` whose neighbours on both sides are not below."""
+    below = np.asarray(below, bool)
+    lone = np.zeros(len(below), bool)
+    lone[1:-1] = below[1:-1] & ~below[:-2] & ~below[2:]
+    return lone
+
+
+def stretch(scores: np.ndarray, seed: int, floor: float, taken: np.ndarray) -> tuple[int, int]:
+    """The positions ``(first, last)`` around ``seed`` that are at or above
+    ``floor`` (lone dips bridged) and not ``taken``."""
+    below = scores < floor
+    stop = (below & ~lone_dips(below)) | taken
+    before = np.flatnonzero(stop[:seed])
+    after = np.flatnonzero(stop[seed + 1:])
+    return (int(before[-1]) + 1 if len(before) else 0,
+            seed + int(after[0]) if len(after) else len(scores) - 1)
 
 
 def find_spans(scores: Sequence[float] | np.ndarray, seeds: Sequence[int]) -> list[Span]:
@@ -73,30 +96,27 @@ def find_spans(scores: Sequence[float] | np.ndarray, seeds: Sequence[int]) -> li
         seeds: positions of the hits (any order; repeats ignored).
 
     Returns:
-        spans that never overlap, each containing its seed, every frame in it
-        at or above :func:`level` of its seed. A seed inside an earlier span,
-        or whose stretch reaches one, makes no span.
+        spans that never overlap nor touch, each containing its seed. A seed
+        inside an earlier span, or whose stretch reaches one, makes no span.
     """
     scores = np.asarray(scores, np.float64)
     if not len(scores):
         return []
     median, noise_sd = float(np.median(scores)), noise(scores)
-    owner = np.zeros(len(scores), bool)
+    taken = np.zeros(len(scores), bool)
     spans: list[Span] = []
-    for seed in sorted(set(int(s) for s in seeds), key=lambda i: (-scores[i], i)):
-        if owner[seed]:
+    for seed in sorted({int(s) for s in seeds}, key=lambda i: (-scores[i], i)):
+        if taken[seed]:
             continue
-        # frames of earlier spans are all at or above this seed's level: a stretch that
-        # meets one would swallow it, so the seed is that span's fringe
-        stop = (scores < level(scores[seed], median, noise_sd)) | owner
-        before = np.flatnonzero(stop[:seed])
-        after = np.flatnonzero(stop[seed + 1:])
-        first = int(before[-1]) + 1 if len(before) else 0
-        last = seed + int(after[0]) if len(after) else len(scores) - 1
-        if (first > 0 and owner[first - 1]) or (last + 1 < len(scores) and owner[last + 1]):
+        first, last = stretch(scores, seed, level(scores[seed], median, noise_sd), taken)
+        typical = min(scores[seed], float(np.median(scores[first:last + 1])))
+        floor = level(typical, median, noise_sd)
+        first, last = stretch(scores, seed, floor, taken)
+        # earlier spans hold the stronger frames: a stretch that meets one is its fringe
+        if (first > 0 and taken[first - 1]) or (last + 1 < len(scores) and taken[last + 1]):
             continue
-        owner[first:last + 1] = True
-        spans.append(Span(first, last, seed))
+        taken[first:last + 1] = True
+        spans.append(Span(first, last, seed, floor))
     return spans
 
 
