@@ -449,10 +449,17 @@ def calibrate(
 
 
 def _query_text(value: str | None) -> str | None:
-    """QUERY, refused when empty or blank (it would match nothing in particular)."""
+    """QUERY, refused when empty or blank (it would match nothing in particular)
+    or not text (bytes that are not UTF-8 reach Python as lone surrogates)."""
     if value is not None and not value.strip():
         raise typer.BadParameter("give words to search for (the query is empty or blank)")
+    if value is not None and _has_surrogate(value):
+        raise typer.BadParameter("not UTF-8 text (check the terminal's encoding)")
     return value
+
+
+def _has_surrogate(text: str) -> bool:
+    return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
 
 
 @app.command(cls=_Command)

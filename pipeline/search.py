@@ -197,8 +197,9 @@ def output_stem(text: str | None = None, image: str | os.PathLike | None = None)
     sharing a beginning do not share a name."""
     query = text if text is not None else f"image {Path(image).stem}" if image is not None else ""
     slug = bounded_name(query, SLUG_BYTES)
-    if not slug or bounded_name(query, len(query.encode()) + 1) != slug:
-        digest = hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    data = query.encode("utf-8", "surrogatepass")
+    if not slug or bounded_name(query, len(data) + 1) != slug:
+        digest = hashlib.sha256(data).hexdigest()[:8]
         slug = "-".join(p for p in (fit_bytes(slug, SLUG_BYTES - 9).rstrip("_"), digest) if p)
     return f"search-{slug}"
 

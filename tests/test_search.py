@@ -300,6 +300,7 @@ def test_output_names_are_safe_and_distinct():
     odd = output_stem("???")
     assert odd.startswith("search-") and odd != output_stem("!!!") and "?" not in odd
     assert output_stem("../../etc/passwd") == "search-etc_passwd"
+    assert output_stem("\udcff cup") == "search-cup"  # a lone surrogate raised UnicodeEncodeError
 
 
 def test_search_outputs_are_never_taken_for_inputs(indexed, tmp_path):
@@ -324,6 +325,14 @@ def test_blank_query_is_a_usage_error(indexed, query):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("scenetag: error: QUERY: "), result.stderr
     assert "blank" in lines[0] and "scenetag search --help" in lines[0]
+
+
+def test_a_query_that_is_not_text_is_a_usage_error(indexed):
+    """Bytes that are not UTF-8 (a lone surrogate in argv) were `internal error: TypeError` (exit 3)."""
+    _, store_dir, _ = indexed
+    result = runner.invoke(app, ["search", "\udcff cup", "--store", str(store_dir)], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("scenetag: error: QUERY: not UTF-8 text"), result.stderr
 
 
 # --------------------------------------------------------------------------- the demo store
