@@ -280,6 +280,7 @@ def write_contact_sheet(hits: list[Hit], out_dir: str | Path, *, title: str = ""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from pipeline.report.plot import NSFW_COLOUR
     from pipeline.report.text import plain_text
 
     images = _thumbnails(hits, thumb)
@@ -297,16 +298,13 @@ def write_contact_sheet(hits: list[Hit], out_dir: str | Path, *, title: str = ""
         hidden = i < len(nsfw) and bool(nsfw[i])
         _draw_tile(ax, images[i], hidden)
         ax.set_title(("NSFW  " if hidden else "") + caption(hits[i]), fontsize=8,
-                     color=NSFW_RED if hidden else "black")
+                     color=NSFW_COLOUR if hidden else "black")
     plain_text(fig)  # titles and file names may hold "$"
     fig.tight_layout()
     path = Path(out_dir) / f"{stem}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return path
-
-
-NSFW_RED = "#d62728"  # the HTML report's and serve's NSFW outline
 
 
 def _draw_tile(ax, image: np.ndarray | None, hidden: bool) -> None:
@@ -320,8 +318,10 @@ def _draw_tile(ax, image: np.ndarray | None, hidden: bool) -> None:
     if hidden:  # axis off hides the spines: draw the frame as a rectangle
         from matplotlib.patches import Rectangle
 
+        from pipeline.report.plot import NSFW_COLOUR
+
         ax.add_patch(Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, lw=3,
-                               edgecolor=NSFW_RED))
+                               edgecolor=NSFW_COLOUR))
 
 
 def _blurred(image: np.ndarray) -> np.ndarray:
