@@ -132,20 +132,25 @@ def timelines(store: EmbeddingStore, paths: set[str],
     out = {}
     for path in sorted(paths):
         mine = np.flatnonzero(rows.input_path == path)
-        if not len(mine):
-            continue
-        # one row per frame (another sampling may hold it too), sampled before refinement
-        order = mine[np.lexsort((refine[mine], rows.frame_index[mine]))]
-        _, first = np.unique(rows.frame_index[order], return_index=True)
-        keep = order[first]
-        keep = keep[np.argsort(rows.time_s[keep], kind="stable")]
-        times, edge = rows.time_s[keep], refine[keep]
-        info = [v.info for v in chosen if v.input_path == path and v.info is not None]
-        fps = next((i.avg_fps for i in info if i.avg_fps), None)
-        end = input_end(times, edge, max((i.duration_s or 0.0 for i in info), default=0.0), fps)
-        out[path] = Timeline(path, rows.frame_index[keep], times,
-                             frame_ends(times, edge, end_s=end, fps=fps), rows.vectors[keep])
+        if len(mine):
+            out[path] = _timeline(path, rows, refine, mine,
+                                  [v.info for v in chosen if v.input_path == path and v.info is not None])
     return out
+
+
+def _timeline(path: str, rows, refine: np.ndarray, mine: np.ndarray, info: list) -> Timeline:
+    """One input's timeline from its rows ``mine`` of ``rows``; ``info``: its
+    stored :class:`~pipeline.types.VideoInfo`."""
+    # one row per frame (another sampling may hold it too), sampled before refinement
+    order = mine[np.lexsort((refine[mine], rows.frame_index[mine]))]
+    _, first = np.unique(rows.frame_index[order], return_index=True)
+    keep = order[first]
+    keep = keep[np.argsort(rows.time_s[keep], kind="stable")]
+    times, edge = rows.time_s[keep], refine[keep]
+    fps = next((i.avg_fps for i in info if i.avg_fps), None)
+    end = input_end(times, edge, max((i.duration_s or 0.0 for i in info), default=0.0), fps)
+    return Timeline(path, rows.frame_index[keep], times, frame_ends(times, edge, end_s=end, fps=fps),
+                    rows.vectors[keep])
 
 
 def matches(video: StoredVideo, name: str) -> bool:
