@@ -525,9 +525,12 @@ def calibrate(
 
 
 def _query_text(value: str | None) -> str | None:
-    """QUERY, refused when empty or blank (it would match nothing in particular)."""
+    """QUERY, refused when empty or blank (it would match nothing in particular)
+    or not text (bytes that are not UTF-8 reach Python as lone surrogates)."""
     if value is not None and not value.strip():
         raise typer.BadParameter("give words to search for (the query is empty or blank)")
+    if value is not None and _has_surrogate(value):
+        raise typer.BadParameter("not UTF-8 text (check the terminal's encoding)")
     return value
 
 
@@ -538,6 +541,10 @@ def _output_folder(out: Path) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     mark_output_folder(out)
+
+
+def _has_surrogate(text: str) -> bool:
+    return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
 
 
 @app.command(cls=_Command)
@@ -569,7 +576,6 @@ def search(
 
     def job() -> int:
         from pipeline import search as s
-        from pipeline.moments import find_moments
         from pipeline.serve.library import find_reports, match_reports
         from pipeline.store import EmbeddingStore
 
@@ -582,7 +588,7 @@ def search(
                                 cached=model in (None, db.model_id))
         videos = s.select_videos(db, video=video, sampling=sampling)
         hits = s.search(db, vector, top_k=top, video=video, sampling=sampling)
-        moments = find_moments(db, vector, hits, videos)
+        moments = s.find_moments(db, vector, hits, videos)
         known = match_reports([v.input_path for v in db.videos()], find_reports(reports or store.parent))
         nsfw = [h.input_path in known and known[h.input_path].nsfw_at(h.time_s) for h in hits]
         out, stem = output or store.parent, s.output_stem(query, image)

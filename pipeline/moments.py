@@ -2,29 +2,32 @@
 each hit ("the cup is on screen from 00:02 to 00:06"), the unit people look
 for, rather than the few frames the top K happened to return.
 
-A moment is read off the query's similarity curve over every frame the store
-holds for the input, sampled and edge-refinement frames in time order, so
-its edges do not depend on how many hits were asked for:
+Pure functions over one input's similarity curve (the query against every
+frame the store holds for it, sampled and edge-refinement frames in time
+order, read by :func:`pipeline.search.find_moments`); numpy only. A moment's
+edges therefore do not depend on how many hits were asked for:
 
-* the rule (:func:`level`): from a hit, the moment extends over neighbouring
-  frames while their similarity stays at or above halfway between the hit's
-  and the input's median similarity, less ``NOISE_MARGIN`` times the curve's
-  frame-to-frame noise. Halfway ("half height") is scale-free: the demo
+* the rule (:func:`level`, :func:`find_spans`): from a hit, the moment
+  extends over neighbouring frames while their similarity stays at or above
+  halfway between the object's level and the input's median similarity, less
+  ``NOISE_MARGIN`` times the curve's frame-to-frame noise; a single frame
+  below, between two above, does not end it. The object's level is the
+  median of the stretch first grown from the hit's own score (the hit is the
+  stretch's luckiest frame). Halfway ("half height") is scale-free: the demo
   model's cup frames score 0.65 against a background near 0, real CLIP's
-  0.30 against 0.22, and both cut where the object leaves. The median is the
-  input's typical frame; when the object fills most of the input the median
-  is the object's own level and the moment still reaches its weaker frames.
-  The noise margin keeps a moment whole when frames wobble by about as much
-  as the hit stands out (an input the query barely tells apart is one moment).
-* hits are taken best first (:func:`find_spans`): a hit inside a moment
-  joins it; a hit whose stretch reaches an existing moment is that moment's
-  fringe and makes none of its own (so an edge frame never splits a moment
-  off); any other hit starts a moment. A hit's moment therefore depends only
-  on the hits stronger than it, which every larger K returns too.
+  0.30 against 0.22, and both cut where the object leaves. The noise margin
+  and the one-frame bridge keep a moment whole when frames wobble by about
+  as much as the object stands out (an object filling most of the input,
+  whose level the median then is, or an input the query barely tells apart).
+* hits are taken best first: a hit inside a moment joins it; a hit whose
+  stretch reaches an existing moment is that moment's fringe and makes none
+  of its own (so an edge frame never splits a moment off); any other hit
+  starts a moment. A hit's moment therefore depends only on the hits
+  stronger than it, which every larger K returns too.
 * a moment runs from its first frame's time to the end of its last frame
   (:func:`frame_ends`): a sampled frame lasts until the next stored frame, a
   refinement frame (decoded beside an edge) one frame, the input's last
-  frame until the input's end (at most one sampling step).
+  frame until the input's end (:func:`input_end`).
 """
 
 from __future__ import annotations
@@ -32,22 +35,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from pipeline.store import EmbeddingStore, StoredVideo
-
-NOISE_MARGIN = 3.0  # robust standard deviations of the frame-to-frame change
+NOISE_MARGIN = 2.0  # robust standard deviations of one frame's similarity
 _MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation, for normal noise
 
 
 @dataclass(frozen=True)
 class Span:
-    """Positions ``first..last`` (inclusive) of a similarity curve, grown from ``seed``."""
+    """Positions ``first..last`` (inclusive) of a similarity curve, grown from
+    ``seed``; every frame in it is at or above ``floor`` but lone dips."""
 
     first: int
     last: int
     seed: int
+    floor: float
 
 
 def noise(scores: np.ndarray) -> float:
@@ -59,10 +63,29 @@ def noise(scores: np.ndarray) -> float:
     return float(_MAD_TO_SIGMA * np.median(np.abs(np.diff(scores))) / math.sqrt(2))
 
 
-def level(hit: float, median: float, noise_sd: float) -> float:
-    """The lowest similarity a hit's moment reaches down to (see the module
-    notes); never above the hit itself. Non-decreasing in ``hit``."""
-    return min(hit, (hit + median) / 2 - NOISE_MARGIN * noise_sd)
+def level(top: float, median: float, noise_sd: float) -> float:
+    """The lowest similarity a moment whose frames reach ``top`` extends down
+    to (see the module notes); never above ``top``. Non-decreasing in ``top``."""
+    return min(top, (top + median) / 2 - NOISE_MARGIN * noise_sd)
+
+
+def lone_dips(below: np.ndarray) -> np.ndarray:
+    """Frames of ``below`` whose neighbours on both sides are not below."""
+    below = np.asarray(below, bool)
+    lone = np.zeros(len(below), bool)
+    lone[1:-1] = below[1:-1] & ~below[:-2] & ~below[2:]
+    return lone
+
+
+def stretch(scores: np.ndarray, seed: int, floor: float, taken: np.ndarray) -> tuple[int, int]:
+    """The positions ``(first, last)`` around ``seed`` that are at or above
+    ``floor`` (lone dips bridged) and not ``taken``."""
+    below = scores < floor
+    stop = (below & ~lone_dips(below)) | taken
+    before = np.flatnonzero(stop[:seed])
+    after = np.flatnonzero(stop[seed + 1:])
+    return (int(before[-1]) + 1 if len(before) else 0,
+            seed + int(after[0]) if len(after) else len(scores) - 1)
 
 
 def find_spans(scores: Sequence[float] | np.ndarray, seeds: Sequence[int]) -> list[Span]:
@@ -73,30 +96,27 @@ def find_spans(scores: Sequence[float] | np.ndarray, seeds: Sequence[int]) -> li
         seeds: positions of the hits (any order; repeats ignored).
 
     Returns:
-        spans that never overlap, each containing its seed, every frame in it
-        at or above :func:`level` of its seed. A seed inside an earlier span,
-        or whose stretch reaches one, makes no span.
+        spans that never overlap nor touch, each containing its seed. A seed
+        inside an earlier span, or whose stretch reaches one, makes no span.
     """
     scores = np.asarray(scores, np.float64)
     if not len(scores):
         return []
     median, noise_sd = float(np.median(scores)), noise(scores)
-    owner = np.zeros(len(scores), bool)
+    taken = np.zeros(len(scores), bool)
     spans: list[Span] = []
-    for seed in sorted(set(int(s) for s in seeds), key=lambda i: (-scores[i], i)):
-        if owner[seed]:
+    for seed in sorted({int(s) for s in seeds}, key=lambda i: (-scores[i], i)):
+        if taken[seed]:
             continue
-        # frames of earlier spans are all at or above this seed's level: a stretch that
-        # meets one would swallow it, so the seed is that span's fringe
-        stop = (scores < level(scores[seed], median, noise_sd)) | owner
-        before = np.flatnonzero(stop[:seed])
-        after = np.flatnonzero(stop[seed + 1:])
-        first = int(before[-1]) + 1 if len(before) else 0
-        last = seed + int(after[0]) if len(after) else len(scores) - 1
-        if (first > 0 and owner[first - 1]) or (last + 1 < len(scores) and owner[last + 1]):
+        first, last = stretch(scores, seed, level(scores[seed], median, noise_sd), taken)
+        typical = min(scores[seed], float(np.median(scores[first:last + 1])))
+        floor = level(typical, median, noise_sd)
+        first, last = stretch(scores, seed, floor, taken)
+        # earlier spans hold the stronger frames: a stretch that meets one is its fringe
+        if (first > 0 and taken[first - 1]) or (last + 1 < len(scores) and taken[last + 1]):
             continue
-        owner[first:last + 1] = True
-        spans.append(Span(first, last, seed))
+        taken[first:last + 1] = True
+        spans.append(Span(first, last, seed, floor))
     return spans
 
 
@@ -112,7 +132,21 @@ def frame_ends(times_s: np.ndarray, refine: np.ndarray, *, end_s: float,
     return ends
 
 
-# --------------------------------------------------------------------------- over a store
+def input_end(times_s: np.ndarray, refine: np.ndarray, duration_s: float, fps: float | None) -> float:
+    """Where an input's last stored frame stops: the input's end, but at most
+    one sampling step after that frame (container durations can lie); past
+    the claimed end, one frame."""
+    times_s, refine = np.asarray(times_s, np.float64), np.asarray(refine, bool)
+    sampled = times_s[~refine]
+    frame = 1.0 / fps if fps else None
+    step = float(np.median(np.diff(sampled))) if len(sampled) > 1 else (frame or 0.0)
+    last = float(times_s[-1])
+    if duration_s > last:
+        return min(duration_s, last + step)
+    return last + (frame if frame is not None else step)
+
+
+# --------------------------------------------------------------------------- one input's moments
 
 
 @dataclass(frozen=True)
@@ -122,8 +156,17 @@ class Timeline:
     input_path: str
     frame_index: np.ndarray
     times_s: np.ndarray
-    ends_s: np.ndarray
+    ends_s: np.ndarray  # when each frame stops standing for the input (:func:`frame_ends`)
     vectors: np.ndarray
+
+
+class HitLike(Protocol):
+    """What a moment needs of a search hit (:class:`pipeline.search.Hit`)."""
+
+    input_path: str
+    time_s: float
+    frame_index: int
+    score: float
 
 
 @dataclass(frozen=True)
@@ -139,27 +182,9 @@ class Moment:
     best_frame_index: int = -1  # the best hit's stored frame (its thumbnail)
 
 
-def find_moments(store: EmbeddingStore, query: np.ndarray, hits: Sequence,
-                 videos: Sequence[StoredVideo] | None = None) -> list[Moment]:
-    """The moments of ``hits`` (:class:`pipeline.search.Hit`), best first.
-
-    Args:
-        query: the vector the hits were searched with.
-        videos: the stored inputs searched (:func:`pipeline.search.select_videos`;
-            None: all), whose frames make each input's curve.
-    """
-    if not hits:
-        return []
-    lines = timelines(store, {h.input_path for h in hits}, videos)
-    moments: list[Moment] = []
-    for path, line in lines.items():
-        mine = [h for h in hits if h.input_path == path]
-        moments += moments_of(line, line.vectors @ np.asarray(query, np.float32), mine)
-    return sorted(moments, key=lambda m: (-m.best_score, m.input_path, m.start_s))
-
-
-def moments_of(line: Timeline, scores: np.ndarray, hits: Sequence) -> list[Moment]:
-    """One input's moments: the spans its hits make on its curve ``scores``."""
+def moments_of(line: Timeline, scores: np.ndarray, hits: Sequence[HitLike]) -> list[Moment]:
+    """One input's moments: the spans its ``hits`` make on its curve ``scores``
+    (the query's similarity at each of ``line``'s frames)."""
     position = {int(i): p for p, i in enumerate(line.frame_index)}
     placed = [(position[h.frame_index], h) for h in hits if h.frame_index in position]
     out = []
@@ -172,40 +197,6 @@ def moments_of(line: Timeline, scores: np.ndarray, hits: Sequence) -> list[Momen
     return out
 
 
-def timelines(store: EmbeddingStore, paths: set[str],
-              videos: Sequence[StoredVideo] | None = None) -> dict[str, Timeline]:
-    """The :class:`Timeline` of each of ``paths`` among ``videos`` (None: all
-    stored inputs). A file stored with several samplings is one timeline."""
-    chosen = [v for v in (store.videos() if videos is None else videos) if v.input_path in paths]
-    if not chosen:
-        return {}
-    rows = store.frames(chosen)
-    refine = rows.refine_mask()
-    out = {}
-    for path in sorted(paths):
-        mine = np.flatnonzero(rows.input_path == path)
-        if not len(mine):
-            continue
-        # one row per frame (another sampling may hold it too), sampled before refinement
-        order = mine[np.lexsort((refine[mine], rows.frame_index[mine]))]
-        _, first = np.unique(rows.frame_index[order], return_index=True)
-        keep = order[first]
-        keep = keep[np.argsort(rows.time_s[keep], kind="stable")]
-        times = rows.time_s[keep]
-        info = [v.info for v in chosen if v.input_path == path and v.info is not None]
-        fps = next((i.avg_fps for i in info if i.avg_fps), None)
-        end = _input_end(times, refine[keep], max((i.duration_s or 0.0 for i in info), default=0.0), fps)
-        out[path] = Timeline(path, rows.frame_index[keep], times,
-                             frame_ends(times, refine[keep], end_s=end, fps=fps), rows.vectors[keep])
-    return out
-
-
-def _input_end(times: np.ndarray, refine: np.ndarray, duration: float, fps: float | None) -> float:
-    """Where the input's last stored frame stops: the input's end, but at most
-    one sampling step after it (container durations can lie)."""
-    sampled = times[~refine]
-    step = float(np.median(np.diff(sampled))) if len(sampled) > 1 else (1.0 / fps if fps else 0.0)
-    last = float(times[-1])
-    if duration > last:
-        return min(duration, last + step)
-    return last + (1.0 / fps if fps else step)
+def ranked(moments: Sequence[Moment]) -> list[Moment]:
+    """Best score first (then input and start, so ties come out the same way every time)."""
+    return sorted(moments, key=lambda m: (-m.best_score, m.input_path, m.start_s))

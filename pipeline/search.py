@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.atomic import atomic_path, bounded_name, fit_bytes
-from pipeline.moments import Moment
+from pipeline.moments import Moment, Timeline, frame_ends, input_end, moments_of, ranked
 from pipeline.store import EmbeddingStore, StoredVideo, embed_and_keep
 from pipeline.truth import matches as names_input
 from pipeline.types import PipelineError, StoreError
@@ -100,6 +100,59 @@ def select_videos(store: EmbeddingStore, *, video: str | None = None,
     return videos
 
 
+def find_moments(store: EmbeddingStore, query: np.ndarray, hits: Sequence[Hit],
+                 videos: Sequence[StoredVideo] | None = None) -> list[Moment]:
+    """The moments ``hits`` lie in (:mod:`pipeline.moments`), best first, read
+    off the query's similarity over every stored frame of the hits' inputs.
+
+    Args:
+        query: the vector the hits were searched with.
+        videos: the stored inputs searched (:func:`select_videos`; None: all),
+            whose frames make each input's curve.
+    """
+    if not hits:
+        return []
+    moments: list[Moment] = []
+    for path, line in timelines(store, {h.input_path for h in hits}, videos).items():
+        mine = [h for h in hits if h.input_path == path]
+        moments += moments_of(line, line.vectors @ np.asarray(query, np.float32), mine)
+    return ranked(moments)
+
+
+def timelines(store: EmbeddingStore, paths: set[str],
+              videos: Sequence[StoredVideo] | None = None) -> dict[str, Timeline]:
+    """The :class:`~pipeline.moments.Timeline` of each of ``paths`` among
+    ``videos`` (None: all stored inputs). A file stored with several
+    samplings is one timeline; a frame both sampled and refined counts once."""
+    chosen = [v for v in (store.videos() if videos is None else videos) if v.input_path in paths]
+    if not chosen:
+        return {}
+    rows = store.frames(chosen)
+    refine = rows.refine_mask()
+    out = {}
+    for path in sorted(paths):
+        mine = np.flatnonzero(rows.input_path == path)
+        if len(mine):
+            out[path] = _timeline(path, rows, refine, mine,
+                                  [v.info for v in chosen if v.input_path == path and v.info is not None])
+    return out
+
+
+def _timeline(path: str, rows, refine: np.ndarray, mine: np.ndarray, info: list) -> Timeline:
+    """One input's timeline from its rows ``mine`` of ``rows``; ``info``: its
+    stored :class:`~pipeline.types.VideoInfo`."""
+    # one row per frame (another sampling may hold it too), sampled before refinement
+    order = mine[np.lexsort((refine[mine], rows.frame_index[mine]))]
+    _, first = np.unique(rows.frame_index[order], return_index=True)
+    keep = order[first]
+    keep = keep[np.argsort(rows.time_s[keep], kind="stable")]
+    times, edge = rows.time_s[keep], refine[keep]
+    fps = next((i.avg_fps for i in info if i.avg_fps), None)
+    end = input_end(times, edge, max((i.duration_s or 0.0 for i in info), default=0.0), fps)
+    return Timeline(path, rows.frame_index[keep], times, frame_ends(times, edge, end_s=end, fps=fps),
+                    rows.vectors[keep])
+
+
 def matches(video: StoredVideo, name: str) -> bool:
     """True when ``name`` is the input's path, file name or file stem."""
     return names_input(video.input_path, name)
@@ -150,8 +203,9 @@ def output_stem(text: str | None = None, image: str | os.PathLike | None = None)
     sharing a beginning do not share a name."""
     query = text if text is not None else f"image {Path(image).stem}" if image is not None else ""
     slug = bounded_name(query, SLUG_BYTES)
-    if not slug or bounded_name(query, len(query.encode()) + 1) != slug:
-        digest = hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    data = query.encode("utf-8", "surrogatepass")
+    if not slug or bounded_name(query, len(data) + 1) != slug:
+        digest = hashlib.sha256(data).hexdigest()[:8]
         slug = "-".join(p for p in (fit_bytes(slug, SLUG_BYTES - 9).rstrip("_"), digest) if p)
     return f"search-{slug}"
 
@@ -232,6 +286,7 @@ def write_contact_sheet(hits: list[Hit], out_dir: str | Path, *, title: str = ""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from pipeline.report.plot import NSFW_COLOUR
     from pipeline.report.text import plain_text
 
     images = _thumbnails(hits, thumb)
@@ -249,16 +304,13 @@ def write_contact_sheet(hits: list[Hit], out_dir: str | Path, *, title: str = ""
         hidden = i < len(nsfw) and bool(nsfw[i])
         _draw_tile(ax, images[i], hidden)
         ax.set_title(("NSFW  " if hidden else "") + caption(hits[i]), fontsize=8,
-                     color=NSFW_RED if hidden else "black")
+                     color=NSFW_COLOUR if hidden else "black")
     plain_text(fig)  # titles and file names may hold "$"
     fig.tight_layout()
     path = Path(out_dir) / f"{stem}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return path
-
-
-NSFW_RED = "#d62728"  # the HTML report's and serve's NSFW outline
 
 
 def _draw_tile(ax, image: np.ndarray | None, hidden: bool) -> None:
@@ -272,8 +324,10 @@ def _draw_tile(ax, image: np.ndarray | None, hidden: bool) -> None:
     if hidden:  # axis off hides the spines: draw the frame as a rectangle
         from matplotlib.patches import Rectangle
 
+        from pipeline.report.plot import NSFW_COLOUR
+
         ax.add_patch(Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, lw=3,
-                               edgecolor=NSFW_RED))
+                               edgecolor=NSFW_COLOUR))
 
 
 def _blurred(image: np.ndarray) -> np.ndarray:

@@ -301,6 +301,7 @@ def test_output_names_are_safe_and_distinct():
     odd = output_stem("???")
     assert odd.startswith("search-") and odd != output_stem("!!!") and "?" not in odd
     assert output_stem("../../etc/passwd") == "search-etc_passwd"
+    assert output_stem("\udcff cup") == "search-cup"  # a lone surrogate raised UnicodeEncodeError
 
 
 def test_search_outputs_are_never_taken_for_inputs(indexed, tmp_path):
@@ -325,6 +326,14 @@ def test_blank_query_is_a_usage_error(indexed, query):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("scenetag: error: QUERY: "), result.stderr
     assert "blank" in lines[0] and "scenetag search --help" in lines[0]
+
+
+def test_a_query_that_is_not_text_is_a_usage_error(indexed):
+    """Bytes that are not UTF-8 (a lone surrogate in argv) were `internal error: TypeError` (exit 3)."""
+    _, store_dir, _ = indexed
+    result = runner.invoke(app, ["search", "\udcff cup", "--store", str(store_dir)], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("scenetag: error: QUERY: not UTF-8 text"), result.stderr
 
 
 # --------------------------------------------------------------------------- the demo store
@@ -355,8 +364,7 @@ def _assert_one_moment_per_true_interval(truth: dict, label: str, moments: list[
 @pytest.mark.parametrize("label", ["coffee cup", "car", "skull"])
 def test_demo_moments_are_the_true_intervals_for_any_top(demo_run, label, top):
     """Issue 26 §2: top 5 for the cup (on screen 2-6 s) gave 2.0-4.5 and 5.53-6.03 s."""
-    from pipeline.moments import find_moments
-    from pipeline.search import query_vector
+    from pipeline.search import find_moments, query_vector
 
     truth, out = demo_run
     store = EmbeddingStore.open(out / "store")

@@ -672,11 +672,26 @@ def test_browser_with_a_token_shows_hostile_labels_as_text(demo_run, demo_embedd
     try:
         dom = _chromium(tmp_path, running.url + "?token=tok&view=browse&q=a+photo+of+a+ball.&top=5",
                         "--dump-dom")
+        address = _address_after_opening_a_moment(tmp_path, running.url + "?token=tok&q=a+photo+of+a+ball.")
     finally:
         running.stop()
     assert dom.count('<figure class="card hit"') == 5  # the API answered the cookie-carrying fetch
     assert "&lt;img src=x onerror=alert(1)&gt;" in dom and "<img src=x" not in dom
     assert dom.count('<tr tabindex="0" data-id=') == 3 and "coffee cup" in dom
+    # the view's address, bookmarked or shared, does not carry the token (the cookie does)
+    assert set(address) == {"q", "top", "open", "t"}, address
+
+
+def _address_after_opening_a_moment(tmp_path: Path, url: str) -> dict:
+    browser = DevTools(tmp_path)
+    try:
+        tab = browser.open(url)
+        browser.wait(tab, "document.querySelectorAll('figure.card.moment').length > 0")
+        browser.run(tab, "document.querySelector('figure.card.moment').click()")
+        browser.wait(tab, "new URLSearchParams(location.search).has('open')")
+        return browser.run(tab, "Object.fromEntries(new URLSearchParams(location.search))")
+    finally:
+        browser.close()
 
 
 def test_requests_write_nothing_but_the_thumbnail_cache(served, tmp_path):

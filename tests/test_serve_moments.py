@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.moments import Timeline, find_spans, frame_ends, level, moments_of, noise
+from pipeline.moments import Timeline, find_spans, frame_ends, level, lone_dips, moments_of, noise
 from pipeline.search import Hit
 
 # demo_kitchen.mp4 for "a photo of a coffee cup." (the demo store: sampled every 0.5 s at
@@ -66,6 +66,32 @@ def test_an_input_the_query_cannot_tell_apart_is_one_moment():
     assert (span.first, span.last) == (0, 39)
 
 
+@pytest.mark.parametrize("top", [1, 5, 50])
+def test_an_object_on_screen_most_of_the_input_is_one_whole_moment(top):
+    """With the median at the object's own level, noise split such a moment
+    and dropped the rest as fringe: 33 of these 50 curves came out whole."""
+    whole = 0
+    for seed in range(50):  # real CLIP: background 0.22, the object 0.30, noise 0.004
+        scores = np.r_[np.full(5, 0.22), np.full(40, 0.30), np.full(5, 0.22)] + \
+            np.random.default_rng(seed).normal(0, 0.004, 50)
+        spans = find_spans(scores, np.argsort(-scores, kind="stable")[:top])
+        meeting = [(s.first, s.last) for s in spans if s.first <= 44 and s.last >= 5]
+        # one moment over >= 90% of frames 5..44, and not the background
+        whole += len(meeting) == 1 and 4 <= meeting[0][0] <= 9 and 40 <= meeting[0][1] <= 45
+    assert whole >= 46  # 48 with the one-frame bridge and the stretch's median
+
+
+def test_one_frame_below_never_splits_a_moment():
+    """A motion-blurred frame inside the cup's stretch split it in two."""
+    scores = np.r_[np.full(10, 0.0), np.full(12, 0.65), np.full(10, 0.0)]
+    scores[16] = 0.1
+    [span] = find_spans(scores, np.argsort(-scores, kind="stable")[:3])
+    assert (span.first, span.last) == (10, 21)
+    scores[16:18] = 0.1  # two frames in a row are an absence
+    assert [(s.first, s.last) for s in find_spans(scores, range(32)) if s.first >= 10][:2] == \
+        [(10, 15), (18, 21)]
+
+
 curves = st.lists(st.floats(-1, 1, allow_nan=False, width=32), min_size=1, max_size=60)
 
 
@@ -79,9 +105,13 @@ def test_spans_are_disjoint_hold_their_hit_and_do_not_depend_on_k(values, data):
     owned = np.zeros(len(scores), int)
     for span in spans:
         assert span.first <= span.seed <= span.last and span.seed in ranked[:top]
-        assert np.all(scores[span.first:span.last + 1] >= level(scores[span.seed], median, sd))
+        assert span.floor <= level(scores[span.seed], median, sd)
+        inside = scores[span.first:span.last + 1]
+        assert np.all((inside >= span.floor) | lone_dips(inside < span.floor))
         owned[span.first:span.last + 1] += 1
     assert owned.max() <= 1  # never overlap
+    starts = sorted((s.first, s.last) for s in spans)
+    assert all(b[0] > a[1] + 1 for a, b in zip(starts, starts[1:]))  # nor touch
     assert ranked[0] in [s.seed for s in spans]  # the best hit always has its moment
     # the same moments for any larger K, plus (maybe) new ones of weaker hits
     every = find_spans(scores, ranked)
@@ -92,13 +122,16 @@ def test_spans_are_disjoint_hold_their_hit_and_do_not_depend_on_k(values, data):
 @given(curves)
 def test_a_span_grows_until_the_curve_falls_below_its_level(values):
     scores = np.array(values, np.float64)
-    median, sd = float(np.median(scores)), noise(scores)
     spans = find_spans(scores, range(len(scores)))
     owned = {i for s in spans for i in range(s.first, s.last + 1)}
     for span in spans:
-        floor = level(scores[span.seed], median, sd)
-        for edge in (span.first - 1, span.last + 1):  # stopped by the curve or another moment
-            assert not 0 <= edge < len(scores) or scores[edge] < floor or edge in owned
+        for edge, beyond in ((span.first - 1, span.first - 2), (span.last + 1, span.last + 2)):
+            if not 0 <= edge < len(scores) or edge in owned:
+                continue  # stopped by the input's end or another moment
+            # or by the curve: a frame below that is not a lone dip (its next one is below too,
+            # or it is the input's first or last)
+            assert scores[edge] < span.floor
+            assert not 0 <= beyond < len(scores) or scores[beyond] < span.floor
 
 
 @given(st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=40, unique=True),

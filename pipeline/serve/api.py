@@ -23,9 +23,9 @@ import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 
-from pipeline.moments import Moment, find_moments
+from pipeline.moments import Moment
 from pipeline.report.text import clock
-from pipeline.search import Hit, embed_query, search, select_videos
+from pipeline.search import Hit, embed_query, find_moments, search, select_videos
 from pipeline.serve.library import Input, Library
 from pipeline.serve.thumbs import ThumbCache
 from pipeline.store import EmbeddingStore

@@ -317,6 +317,8 @@
   // ------------------------------------------------------------------ start
 
   var params = new URLSearchParams(location.search);
+  // the page's response set the token's cookie: keep the secret out of bookmarks of the view
+  if (params.has("token")) setAddress({token: null});
   if (params.get("top")) $("top").value = params.get("top");
   if (params.get("min_score")) $("min-score").value = params.get("min_score");
   if (params.get("video")) $("video").value = params.get("video");
