@@ -919,8 +919,26 @@ class _OursOnlyBelowWarning(logging.Filter):
         return record.levelno >= logging.WARNING or record.name.split(".")[0] in OWN_LOGGERS
 
 
+class _StderrOfTheMoment(logging.StreamHandler):
+    """Writes to sys.stderr as it is when a record arrives (as logging's own
+    last-resort handler does): the CLI called in-process (an app, a test runner)
+    sees sys.stderr swapped per call, and a handler bound to one call's stream
+    would write into a closed file for every record after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def _setup_logging(*, quiet: bool, debug: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrOfTheMoment()
     handler.setFormatter(_OneLine(debug))
     handler.addFilter(_OursOnlyBelowWarning())
     handler.set_name("scenetag-cli")

@@ -101,6 +101,18 @@ def demo_run(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def logging_as_before_the_test():
+    """A test that calls the CLI in-process leaves its stderr handler and log
+    levels on the root logger, as the CLI does in a real process; the next
+    test starts from the logging it would have had alone."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != "scenetag-cli" or h in handlers]
+    root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
 def no_unexpected_errors(caplog, request):
     """A test fails if the code logs ERROR, unless it is marked
     ``@pytest.mark.expect_errors`` (bad-input tests)."""

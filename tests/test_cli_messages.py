@@ -412,3 +412,19 @@ def test_a_flag_with_two_names_is_named_without_stray_quotes(tmp_path):
     result = invoke("search", "x", "--store", str(tmp_path), "--top", "0")
     assert result.exit_code == 2
     assert "scenetag: error: --top / -k: must be at least 1" in result.output, result.output
+
+
+def test_logging_after_an_in_process_call_reaches_the_stderr_of_the_moment(tmp_path, capfd):
+    """The CLI's log handler writes to whatever sys.stderr is when a record
+    arrives. Bound to the stream of its call, it outlived it: an app (or test
+    runner) that calls the CLI in-process and later logs got "--- Logging
+    error --- ValueError: I/O operation on closed file" on its stderr."""
+    import logging
+
+    result = runner.invoke(app, ["search", "x", "--store", str(tmp_path / "nothing")])
+    assert result.exit_code != 0
+    capfd.readouterr()
+    logging.getLogger("pipeline.decode.pyav").warning("after the call")
+    err = capfd.readouterr().err
+    assert "Logging error" not in err
+    assert "scenetag: warning: after the call" in err
