@@ -20,7 +20,7 @@ Then it measures, on the same clip and machine, one after the other:
    same sampling (one frame per second ≙ every 30th frame); frames per second.
 3. ``model``: our embedder alone on ready uint8 frames of the decoder's output
    size, at its chosen precision and batch; images per second.
-4. ``e2e``: ``pipeline.run.run_job`` on the whole clip (model preloaded, CSV +
+4. ``e2e``: ``pipeline.run.job.run_job`` on the whole clip (model preloaded, CSV +
    JSON outputs); frames scored per second.
 5. peak RSS of ``run_job`` in a fresh subprocess on the 1 min and 40 min
    low-resolution clips.
@@ -299,7 +299,7 @@ def run_options(use_store: bool = True):
     (where this version of ``run`` has one)."""
     import dataclasses
 
-    from pipeline.run import RunOptions
+    from pipeline.run.job import RunOptions
 
     names = {f.name for f in dataclasses.fields(RunOptions)}
     extra = {"use_store": False} if not use_store and "use_store" in names else {}
@@ -311,7 +311,7 @@ def measure_e2e(clip: Path, embedder, model_dir: Path, use_store: bool = True,
     """``run_job`` on the clip with the model preloaded; also times the model
     calls so the overlap of decode and embed can be judged. A 2-frame run
     first, untimed, pays the one-off imports (report writers, store)."""
-    from pipeline.run import run_job
+    from pipeline.run.job import run_job
 
     with tempfile.TemporaryDirectory() as out:
         config = bench_config(model_dir, max_frames=2)
@@ -352,7 +352,7 @@ def measure_rescore(run_dir: Path, embedder, model_dir: Path) -> dict[str, float
     e2e run just wrote: what a user pays to try new prompts (issue 5), and
     to rescore again with them (new smoothing, say) once they are cached."""
     from pipeline.config import load_config
-    from pipeline.run import rescore_job
+    from pipeline.run.job import rescore_job
 
     config = load_config(None, {"model.id": str(model_dir), "output.formats": ["csv", "json"],
                                 "labels": [{"name": n} for n in RESCORE_LABELS]})
@@ -367,7 +367,7 @@ def measure_rescore(run_dir: Path, embedder, model_dir: Path) -> dict[str, float
 def rss_child(clip: str, model_dir: str, device: str, precision: str, use_store: bool) -> None:
     """Subprocess body: run the full pipeline on ``clip``, print peak RSS as JSON."""
     from pipeline.embed import load_embedder
-    from pipeline.run import run_job
+    from pipeline.run.job import run_job
 
     embedder = load_embedder(model_dir, device=device, precision=precision)
     loaded = _proc_status_mb("VmHWM")
@@ -1096,7 +1096,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.cpu_share import sleeping_openmp
+    from pipeline.embed.cpu_share import sleeping_openmp
 
     sleeping_openmp()  # as the CLI runs (before torch loads libgomp); children inherit it
     args = parse_args(argv)

@@ -42,7 +42,7 @@ from live_servers import TcpStream, write_ts  # noqa: E402
 
 from pipeline.config import load_config  # noqa: E402
 from pipeline.live.session import LiveOptions  # noqa: E402
-from pipeline.run import RunOptions, run_job  # noqa: E402
+from pipeline.run.job import RunOptions, run_job  # noqa: E402
 
 CLIP = ROOT / "sample_videos" / "demo_street.mp4"
 TRUTH = ROOT / "sample_videos" / "demo_truth.json"
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--out", default=None, help="write the rows as JSON here")
     args = p.parse_args(argv)
-    from pipeline.run import _load_embedder
+    from pipeline.run.job import _load_embedder
 
     config = load_config(CONFIG, {"model.device": "cpu"})
     embedder = _load_embedder(config)

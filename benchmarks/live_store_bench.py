@@ -1,5 +1,5 @@
 """What a long live stream costs the store: chunks appended to one input
-(pipeline.store.EmbeddingStore.append, compacted every 32 as the live
+(pipeline.store.db.EmbeddingStore.append, compacted every 32 as the live
 session does), then the whole stream read back as rescore reads it.
 
     python benchmarks/live_store_bench.py [--chunks 500] [--chunk 64] [--dim 512] [--no-compact]
@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from pipeline.engine.base import EmbeddedInput
-from pipeline.store import COMPACT_MIN_FRAGMENTS, EmbeddingStore
+from pipeline.store.db import COMPACT_MIN_FRAGMENTS, EmbeddingStore
 from pipeline.types import DecodeStats, Sampling
 
 

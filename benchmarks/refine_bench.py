@@ -24,7 +24,7 @@ largest edge error in frames, wall time.
 
 Every row runs the same clips through ``run_job`` (no store, so nothing is
 reused between rows) with one model loaded once; wall time is the run's.
-IoU and edge errors come from ``pipeline.evaluate`` (what ``scenetag eval``
+IoU and edge errors come from ``pipeline.measure.evaluate`` (what ``scenetag eval``
 reports). Rows are best of ``--repeat`` runs; compare rows of one run only.
 """
 
@@ -42,9 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import load_config  # noqa: E402
-from pipeline.evaluate import evaluate, load_run  # noqa: E402
-from pipeline.run import RunOptions, run_job  # noqa: E402
-from pipeline.truth import load_truth  # noqa: E402
+from pipeline.measure.evaluate import evaluate, load_run  # noqa: E402
+from pipeline.run.job import RunOptions, run_job  # noqa: E402
+from pipeline.measure.truth import load_truth  # noqa: E402
 
 CONFIG = ROOT / "configs" / "demo.yaml"
 MODEL = ROOT / "models" / "scenetag-demo-clip"
@@ -143,7 +143,7 @@ def run_bench(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pipeline.cpu_share import sleeping_openmp
+    from pipeline.embed.cpu_share import sleeping_openmp
 
     sleeping_openmp()  # as the CLI runs
     args = parse_args(argv)

@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 
 from pipeline import store as store_mod  # noqa: E402
 from pipeline.engine.base import EmbeddedInput  # noqa: E402
-from pipeline.store import EmbeddingStore, sampling_key  # noqa: E402
+from pipeline.store.db import EmbeddingStore, sampling_key  # noqa: E402
 from pipeline.types import Sampling  # noqa: E402
 
 SAMPLING = Sampling(every_seconds=1.0)

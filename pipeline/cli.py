@@ -315,7 +315,7 @@ def run(
 
     def job() -> int:
         from pipeline.config import load_config
-        from pipeline.run import RunOptions, run_job
+        from pipeline.run.job import RunOptions, run_job
 
         overrides = {
             "model.id": model, "model.revision": revision, "model.device": device,
@@ -425,7 +425,7 @@ def rescore(
 
     def job() -> int:
         from pipeline.config import load_config
-        from pipeline.run import rescore_job
+        from pipeline.run.job import rescore_job
 
         cfg = load_config(_config_path(config, None), {"model.device": device, "model.runtime": runtime,
                                                        "segments.refine": False if no_refine else None},
@@ -460,8 +460,8 @@ def eval_cmd(
     """Measure a run's segments and scores against truth; loads no model."""
 
     def job() -> int:
-        from pipeline.evaluate import evaluate, load_run, write_eval
-        from pipeline.truth import load_truth
+        from pipeline.measure.evaluate import evaluate, load_run, write_eval
+        from pipeline.measure.truth import load_truth
 
         result = evaluate(load_run(run_dir), load_truth(truth), iou)
         write_eval(result, output or run_dir)
@@ -497,10 +497,10 @@ def calibrate(
         import numpy as np
 
         from pipeline.atomic import atomic_path
-        from pipeline.calibrate import calibrate as run_calibration
-        from pipeline.calibrate import tuned_yaml
+        from pipeline.measure.calibrate import calibrate as run_calibration
+        from pipeline.measure.calibrate import tuned_yaml
         from pipeline.config import load_config
-        from pipeline.truth import load_truth
+        from pipeline.measure.truth import load_truth
 
         path = _config_path(config, None)
         if path is None:
@@ -537,7 +537,7 @@ def _query_text(value: str | None) -> str | None:
 def _output_folder(out: Path) -> None:
     """Make ``out`` and mark it as scenetag's, so later runs never take its
     search sheets or cluster plots for inputs."""
-    from pipeline.run import mark_output_folder
+    from pipeline.run.job import mark_output_folder
 
     out.mkdir(parents=True, exist_ok=True)
     mark_output_folder(out)
@@ -575,9 +575,9 @@ def search(
     """Find the stored frames closest to a text or image query, and the moments they lie in."""
 
     def job() -> int:
-        from pipeline import search as s
+        from pipeline.explore import search as s
         from pipeline.serve.library import find_reports, match_reports
-        from pipeline.store import EmbeddingStore
+        from pipeline.store.db import EmbeddingStore
 
         if (query is None) == (image is None):
             raise PipelineError("give a text QUERY or --image FILE (one of them)")
@@ -640,9 +640,9 @@ def cluster(
     """Cluster stored frames; write clusters.csv, outliers.csv, clusters.png and clusters.html."""
 
     def job() -> int:
-        from pipeline import cluster as c
-        from pipeline.search import select_videos
-        from pipeline.store import EmbeddingStore
+        from pipeline.explore import cluster as c
+        from pipeline.explore.search import select_videos
+        from pipeline.store.db import EmbeddingStore
 
         if dbscan and k is not None:
             raise PipelineError("give --k or --dbscan, not both")
@@ -796,7 +796,7 @@ def serve(
         require_web()
         from pipeline.serve import server
         from pipeline.serve.app import create_app
-        from pipeline.store import EmbeddingStore
+        from pipeline.store.db import EmbeddingStore
 
         if reports is not None and not reports.is_dir():
             raise PipelineError(f"--reports: no folder {reports}")
@@ -846,7 +846,7 @@ def _store_texts(db: Any, device: str | None, runtime: str | None) -> Callable[[
     loaded (once) only for texts the cache lacks, which it then keeps."""
     import numpy as np
 
-    from pipeline.store import embed_and_keep
+    from pipeline.store.db import embed_and_keep
 
     embedder: list[Any] = []
 
@@ -1147,7 +1147,7 @@ def run_summary(result: Any, output: Path) -> dict[str, Any]:
 
 def main() -> None:
     """Console-script entry point."""
-    from pipeline.cpu_share import sleeping_openmp
+    from pipeline.embed.cpu_share import sleeping_openmp
 
     sleeping_openmp()  # before anything imports torch: the decoder shares the cores
     app()

@@ -240,7 +240,7 @@ DEFAULT_BACKGROUND = ["a photo.", "a photo of something.", "a blank image."]
 
 # auto: the model's native rule (sigmoid for sigmoid-trained models, softmax
 # otherwise; one label: independent); independent: each label its own yes/no
-# (sigmoid for sigmoid-trained models, binary otherwise). See pipeline.score.
+# (sigmoid for sigmoid-trained models, binary otherwise). See pipeline.analysis.score.
 ScoringMode = Literal["auto", "softmax", "binary", "sigmoid", "independent"]
 
 
@@ -290,7 +290,7 @@ class SegmentConfig(_Strict):
     min_duration_s: float = Field(default=1.0, ge=0)
     merge_gap_s: float = Field(default=1.0, ge=0)
     # Pin every edge (tags and NSFW labels) to its frame by bisecting
-    # between the samples that bracket it (pipeline.refine).
+    # between the samples that bracket it (pipeline.analysis.edges).
     refine: bool = True
 
     @model_validator(mode="after")

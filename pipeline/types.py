@@ -159,7 +159,7 @@ class GapScan:
 
 @dataclass(frozen=True)
 class GapEvidence:
-    """What a gap's pixels say, for any label (:mod:`pipeline.cuts`).
+    """What a gap's pixels say, for any label (:mod:`pipeline.analysis.cuts`).
 
     Attributes:
         lo, hi: the gap's bracketing frames.
@@ -204,7 +204,7 @@ class Segment:
     end_s: float
     peak: float
     mean: float
-    # Set by edge refinement (pipeline.refine): the segment's first and last
+    # Set by edge refinement (pipeline.analysis.edges): the segment's first and last
     # frame (presentation-order indices), None for an edge left at its coarse
     # time; ``refined`` says which edges were pinned: both, start, end, none.
     start_frame: int | None = None
@@ -274,7 +274,7 @@ class RefineSummary:
             embedded this run; ``frames_kept``: ones taken from the store.
         edges: segment edges; ``edges_pinned``: those pinned to a frame, of
             which ``edges_by_cut`` on cut evidence (the frame before a clear
-            cut taken from its gap's pixels, not scored; :mod:`pipeline.cuts`),
+            cut taken from its gap's pixels, not scored; :mod:`pipeline.analysis.cuts`),
             the rest by bisection on scores alone.
     """
 

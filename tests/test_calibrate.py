@@ -156,7 +156,7 @@ def labelled_clips(draw):
     """One label on one to three clips: runs of samples with and without the
     object (true where it is), its scores high inside and low outside plus
     noise, and a setting to start from (thresholds off the grid too)."""
-    from pipeline.calibrate import Clip, Problem, Rules, Setting
+    from pipeline.measure.calibrate import Clip, Problem, Rules, Setting
 
     clips = []
     for c in range(draw(st.integers(1, 3))):
@@ -182,7 +182,7 @@ def test_fit_moves_a_setting_only_for_a_gain(case):
     """Fitted on some clips, the result is never worse there than the setting
     it started from, and differs from it only when it is strictly better
     (F1, then mean IoU): a tie keeps the incumbent."""
-    from pipeline.calibrate import fit
+    from pipeline.measure.calibrate import fit
 
     problem, incumbent = case
     fitted = fit(problem, problem.clips, incumbent)

@@ -310,7 +310,7 @@ fig = Figure(); FigureCanvasAgg(fig); fig.add_subplot().set_title("fonts are loo
 fig.savefig(sys.argv[1], format="png")
 from PIL import Image
 Image.open(sys.argv[1]).load()
-logging.getLogger("pipeline.run").debug("our own debug line")
+logging.getLogger("pipeline.run.job").debug("our own debug line")
 logging.getLogger("matplotlib").warning("a library's warning")
 """
 

@@ -15,9 +15,9 @@ from demo_assets import needs_demo
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.cluster import cluster
+from pipeline.explore.cluster import cluster
 from pipeline.config import parse_config
-from pipeline.run import RunOptions, run_job
+from pipeline.run.job import RunOptions, run_job
 
 pytest.importorskip("lancedb")
 pytest.importorskip("sklearn")
@@ -89,7 +89,7 @@ def assert_cluster_page(page: str, table: pd.DataFrame) -> None:
     import json
     import re
 
-    from pipeline.cluster_html import THUMB_MAX, THUMB_SIDE
+    from pipeline.explore.cluster_page import THUMB_MAX, THUMB_SIDE
 
     for label, n in table["cluster"].value_counts().items():
         name = "noise (DBSCAN)" if label == -1 else f"cluster {label}"
@@ -163,7 +163,7 @@ def test_outliers_are_only_frames_far_from_their_cluster():
 
 
 def test_auto_k_is_not_capped_at_ten():
-    from pipeline.cluster import auto_k_range
+    from pipeline.explore.cluster import auto_k_range
 
     rng = np.random.default_rng(5)
     centres = np.eye(16)[:12]
@@ -184,8 +184,8 @@ def test_cluster_errors_are_one_line(store_dir, tmp_path):
 
 
 def test_cluster_page_strips_controls_and_isolates_names(tmp_path):
-    from pipeline.cluster import write_outputs
-    from pipeline.store import FrameRows
+    from pipeline.explore.cluster import write_outputs
+    from pipeline.store.db import FrameRows
 
     rng = np.random.default_rng(6)
     vectors = rng.normal(size=(8, 8)).astype(np.float32)
@@ -245,8 +245,8 @@ def test_cluster_legend_says_what_each_cluster_holds(demo_run, tmp_path):
 def test_named_clusters_carry_their_name_in_the_csvs(tmp_path):
     """With names (``-c``), clusters.csv and outliers.csv say what each
     frame's cluster holds and the cosine, as the legends do."""
-    from pipeline.cluster import nearest_names, write_outputs
-    from pipeline.store import FrameRows
+    from pipeline.explore.cluster import nearest_names, write_outputs
+    from pipeline.store.db import FrameRows
 
     vectors = _blobs(2, 6, 9)
     vectors[3] = np.eye(32)[5]  # far from both blobs: an outlier of cluster 0

@@ -1,5 +1,5 @@
 """The model's thread pools sleep while they wait, so the decoder running
-beside them on the same cores is not starved (pipeline.cpu_share): OpenMP's
+beside them on the same cores is not starved (pipeline.embed.cpu_share): OpenMP's
 wait policy is set before torch loads, a user's own choice is kept, and ONNX
 Runtime sessions do not spin, and OpenVINO's threads are not pinned to cores."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cpu_share import ONNXRUNTIME_SESSION_CONFIG, sleeping_openmp
+from pipeline.embed.cpu_share import ONNXRUNTIME_SESSION_CONFIG, sleeping_openmp
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -71,7 +71,7 @@ def test_index_csv(tmp_path):
 
 
 def test_images_csv_headers_and_cells(tmp_path):
-    from pipeline.analyse import ImageResult
+    from pipeline.analysis.analyse import ImageResult
 
     rows = [ImageResult("=cmd.png", {"=1+1": 0.75, "@SUM(1)": 0.25}, {"=1+1": "tag", "@SUM(1)": "tag"},
                         ["=1+1"], "n/a"),
@@ -99,7 +99,7 @@ def test_cell_rule_round_trips():
 
 
 def test_search_csv(tmp_path):
-    from pipeline.search import Hit, write_csv
+    from pipeline.explore.search import Hit, write_csv
 
     hits = [Hit(1, "=HYPERLINK(\"x\").mp4", 1.5, 15, -0.25), Hit(2, "@a.mp4", 2.0, 20, 0.5)]
     path = write_csv(hits, tmp_path)
@@ -110,8 +110,8 @@ def test_search_csv(tmp_path):
 
 def test_clusters_and_outliers_csv(tmp_path):
     pytest.importorskip("sklearn")
-    from pipeline.cluster import cluster, write_outputs
-    from pipeline.store import FrameRows
+    from pipeline.explore.cluster import cluster, write_outputs
+    from pipeline.store.db import FrameRows
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(12, 8)).astype(np.float32)

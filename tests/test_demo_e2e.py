@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import load_config
-from pipeline.search import output_stem
+from pipeline.explore.search import output_stem
 
 pytestmark = needs_demo
 

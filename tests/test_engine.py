@@ -222,7 +222,7 @@ def test_run_draws_frame_totals(tmp_path, tiny_model_dir, tiny_embedder, monkeyp
 
     from media import make_clip
 
-    from pipeline import run as run_mod
+    from pipeline.run import job as run_mod
     from pipeline.config import parse_config
 
     buf = io.StringIO()
@@ -302,7 +302,7 @@ def test_decoder_threads_setting_reaches_the_decoder(tmp_path, tiny_model_dir, t
     """Frame threads by default (they flag damaged frames); ``slice`` on request."""
     from media import make_clip
 
-    from pipeline import run as run_mod
+    from pipeline.run import job as run_mod
     from pipeline.config import parse_config
 
     seen = []

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.evaluate import compare, iou, match
+from pipeline.measure.evaluate import compare, iou, match
 
 # ----------------------------------------------------------------------------- a run written by hand
 

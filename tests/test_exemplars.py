@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import pipeline.run as run_mod
+import pipeline.run.job as run_mod
 from pipeline.config import MAX_EXEMPLAR_IMAGES, load_config, parse_config
-from pipeline.run import RunOptions, rescore_job, run_job
-from pipeline.score import build_classifier, prompt_texts, score
+from pipeline.run.job import RunOptions, rescore_job, run_job
+from pipeline.analysis.score import build_classifier, prompt_texts, score
 from pipeline.types import ConfigError
 
 ROOT = Path(__file__).parent.parent
@@ -261,7 +261,7 @@ def test_rescore_with_picture_labels_needs_no_model_or_decoder(tmp_path, tiny_mo
         raise AssertionError("the model was loaded or a file decoded")
 
     monkeypatch.setattr(run_mod, "_load_embedder", forbidden)
-    monkeypatch.setattr("pipeline.exemplars.ImageDecoder", forbidden)
+    monkeypatch.setattr("pipeline.analysis.exemplars.ImageDecoder", forbidden)
     monkeypatch.setattr("pipeline.decode.open_decoder", forbidden)
     assert rescore_job(config, tmp_path / "out" / "store", tmp_path / "re").exit_code == 0
     pd.testing.assert_frame_equal(_label_rows(tmp_path / "out")[1], _label_rows(tmp_path / "re")[1])
@@ -283,7 +283,7 @@ def test_rescore_embeds_a_new_picture_and_keeps_it(tmp_path, tiny_model_dir, tin
 
 
 def test_nsfw_label_from_pictures(tmp_path, tiny_model_dir, tiny_embedder):
-    from pipeline.exemplars import picture_embedder
+    from pipeline.analysis.exemplars import picture_embedder
 
     cfg, clip = _tiny_setup(tmp_path, tiny_model_dir, nsfw=True)
     config = load_config(cfg)

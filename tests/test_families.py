@@ -367,9 +367,9 @@ def test_summary_and_store_record_the_family_and_the_prompt_cache_the_bias(tmp_p
     pytest.importorskip("lancedb")
     from media import make_clip
 
-    from pipeline import run as run_mod
-    from pipeline.run import RunOptions, rescore_job, run_job
-    from pipeline.store import EmbeddingStore
+    from pipeline.run import job as run_mod
+    from pipeline.run.job import RunOptions, rescore_job, run_job
+    from pipeline.store.db import EmbeddingStore
 
     clip = str(make_clip(tmp_path / "clip.mp4", seconds=2, fps=10, size=(96, 64)))
     config = _run_config(siglip2_dir)
@@ -400,7 +400,7 @@ def test_a_prompt_cache_made_before_the_bias_was_kept_gains_it(tmp_path):
     pytest.importorskip("lancedb")
     import pyarrow as pa
 
-    from pipeline.store import EmbeddingStore
+    from pipeline.store.db import EmbeddingStore
 
     store = EmbeddingStore.open(tmp_path / "store", create=True)
     old = np.eye(4, dtype=np.float32)[:1]

@@ -42,7 +42,7 @@ def test_cuda_run_scores_like_the_cpu_run(tmp_path, tiny_model_dir, tiny_embedde
 
     from pipeline.config import parse_config
     from pipeline.embed import load_embedder
-    from pipeline.run import RunOptions, run_job
+    from pipeline.run.job import RunOptions, run_job
 
     clip = make_clip(tmp_path / "clip.mp4", seconds=3, fps=10, size=(96, 64))
     config = parse_config({"model": {"id": str(tiny_model_dir)}, "sampling": {"every_seconds": 0.5},

@@ -310,7 +310,7 @@ class _StallingDecoder:
 @pytest.mark.expect_errors
 def test_stalled_decode_is_cut_off_and_next_inputs_run(tmp_path, tiny_model_dir, tiny_embedder,
                                                        monkeypatch):
-    import pipeline.run as run_mod
+    import pipeline.run.job as run_mod
     from pipeline.config import load_config
 
     real_open = run_mod.open_decoder

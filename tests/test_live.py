@@ -32,7 +32,7 @@ from media import index_image
 from pipeline.config import parse_config
 from pipeline.live.frames import Backoff
 from pipeline.live.session import LiveOptions
-from pipeline.run import RunOptions, run_job
+from pipeline.run.job import RunOptions, run_job
 
 STEP = 0.5
 
@@ -365,7 +365,7 @@ def test_nsfw_fires_early_with_its_latency(tmp_path, ts_clip, tiny_model_dir, ti
 
 
 def test_embeddings_reach_the_store_in_chunks_as_one_input(tmp_path, ts_clip, tiny_model_dir, tiny_embedder):
-    from pipeline.store import EmbeddingStore
+    from pipeline.store.db import EmbeddingStore
 
     with HttpStream(ts_clip.read_bytes()) as server:
         url = server.base + "/clip.ts"
@@ -380,7 +380,7 @@ def test_embeddings_reach_the_store_in_chunks_as_one_input(tmp_path, ts_clip, ti
 
 
 def test_a_running_stream_is_searchable_as_it_grows(tmp_path, tiny_model_dir, tiny_embedder):
-    from pipeline.store import EmbeddingStore
+    from pipeline.store.db import EmbeddingStore
     from pipeline.types import StoreError
 
     seen: list[list[float]] = []
@@ -408,7 +408,7 @@ def test_a_running_stream_is_searchable_as_it_grows(tmp_path, tiny_model_dir, ti
 
 
 def test_rescore_of_a_live_run_covers_the_whole_stream(tmp_path, tiny_model_dir, tiny_embedder):
-    from pipeline.run import rescore_job
+    from pipeline.run.job import rescore_job
 
     # connections of 1.5 s each, with gaps between; the picture changes every 2 s of frames
     with TcpStream(lambda out, n: write_ts(out, 15, 10, start=15 * n, picture=_picture)) as server:

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline import smooth
+from pipeline.analysis import smooth
 from pipeline.live.tracker import LabelTracker, Rules
 
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import load_config, parse_config
-from pipeline.score import build_classifier, score
+from pipeline.analysis.score import build_classifier, score
 from pipeline.types import ConfigError
 
 BACKGROUND = ["an empty room.", "an empty street."]

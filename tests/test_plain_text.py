@@ -9,7 +9,7 @@ import pytest
 from test_exports import make_result
 
 from pipeline.report import plot
-from pipeline.search import Hit, format_table, write_contact_sheet
+from pipeline.explore.search import Hit, format_table, write_contact_sheet
 from pipeline.types import Segment
 
 DOLLARS = ["$$", "cost $_$ total", r"$\frac{", "a$b$c$"]
@@ -21,7 +21,7 @@ def test_search_table_shows_milliseconds():
     table = format_table(hits)
     for stamp in ("00:05.533", "00:03.533", "00:04.000", "1:02:05.500"):
         assert f" {stamp} " in table, table
-    from pipeline.search import caption
+    from pipeline.explore.search import caption
 
     assert caption(hits[0]) == "a.mp4  00:05.533  0.500"
 
@@ -44,8 +44,8 @@ def test_timeline_png_with_dollar_labels(tmp_path, label):
 
 def test_clusters_png_with_dollar_file_names(tmp_path):
     pytest.importorskip("sklearn")
-    from pipeline.cluster import cluster, write_outputs
-    from pipeline.store import FrameRows
+    from pipeline.explore.cluster import cluster, write_outputs
+    from pipeline.store.db import FrameRows
 
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(10, 8)).astype(np.float32)

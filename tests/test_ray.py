@@ -16,7 +16,7 @@ pytest.importorskip("ray.data")
 from demo_assets import CONFIG, MODEL, ROOT, needs_demo  # noqa: E402
 
 from pipeline.config import parse_config  # noqa: E402
-from pipeline.run import RunOptions, run_job  # noqa: E402
+from pipeline.run.job import RunOptions, run_job  # noqa: E402
 
 
 @pytest.fixture(scope="module")

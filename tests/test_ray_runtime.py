@@ -23,7 +23,7 @@ pytest.importorskip("nncf")
 
 from pipeline.config import parse_config  # noqa: E402
 from pipeline.embed import load_embedder  # noqa: E402
-from pipeline.run import RunOptions, run_job  # noqa: E402
+from pipeline.run.job import RunOptions, run_job  # noqa: E402
 
 
 @pytest.fixture(scope="module")

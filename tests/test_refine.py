@@ -1,4 +1,4 @@
-"""Edge refinement (pipeline/refine.py): bisection against synthetic score
+"""Edge refinement (pipeline/analysis/edges.py): bisection against synthetic score
 functions with known edge frames, then the demo clips end to end (every
 edge within one frame of the truth at 2 s sampling, at a fraction of the
 frames dense sampling costs)."""
@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import refine, smooth
+from pipeline.analysis import edges as refine
+from pipeline.analysis import smooth
 from pipeline.engine.base import EmbeddedInput
 
 ENTER, EXIT = 0.5, 0.4
@@ -192,7 +193,7 @@ def demo_config(**decoder):
 
 
 def demo_run(out, embedder, *, refine_on: bool = True, clips=CLIPS, engine="local", store=True, **decoder):
-    from pipeline.run import RunOptions, run_job
+    from pipeline.run.job import RunOptions, run_job
 
     cfg = demo_config(**decoder)
     cfg = cfg.model_copy(update={"segments": cfg.segments.model_copy(update={"refine": refine_on})})
@@ -203,8 +204,8 @@ def demo_run(out, embedder, *, refine_on: bool = True, clips=CLIPS, engine="loca
 
 
 def evaluation(out):
-    from pipeline.evaluate import evaluate, load_run
-    from pipeline.truth import load_truth
+    from pipeline.measure.evaluate import evaluate, load_run
+    from pipeline.measure.truth import load_truth
 
     return evaluate(load_run(out), load_truth(TRUTH)).overall()
 
@@ -253,9 +254,9 @@ def test_demo_edges_within_one_frame_at_a_fraction_of_the_cost(refined_run, tmp_
 @needs_demo
 def test_rescore_refines_from_the_store_and_decodes_only_what_is_missing(refined_run, tmp_path,
                                                                        demo_embedder, monkeypatch):
-    import pipeline.run as run_module
-    from pipeline.run import rescore_job
-    from pipeline.store import EmbeddingStore
+    import pipeline.run.job as run_module
+    from pipeline.run.job import rescore_job
+    from pipeline.store.db import EmbeddingStore
 
     _, refined = refined_run
     demo_run(tmp_path / "coarse", demo_embedder, refine_on=False)  # stores no refinement frame
@@ -299,7 +300,7 @@ def test_demo_edges_agree_across_decoders(refined_run, tmp_path, demo_embedder, 
 
 def test_embedded_input_without_refinement_frames_is_untouched():
     from pipeline.config import parse_config
-    from pipeline.refining import fetch
+    from pipeline.run.refine import fetch
     from pipeline.types import DecodeError
 
     plain = EmbeddedInput.failed("x.mp4", DecodeError("no frames"))
@@ -337,8 +338,8 @@ def test_a_second_run_pins_every_edge_from_the_store_without_decoding(tmp_path, 
     """Cut evidence is stored with the refinement frames: an edge pinned at a
     cut that fell on a sample (no frame embedded for it) needs no gap scan
     the second time either."""
-    import pipeline.run as run_module
-    from pipeline.run import RunOptions, run_job
+    import pipeline.run.job as run_module
+    from pipeline.run.job import RunOptions, run_job
 
     clips = [str(ROOT / "sample_videos" / c) for c in CLIPS]
     first = demo_run(tmp_path / "a", demo_embedder)

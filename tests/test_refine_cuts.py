@@ -1,4 +1,4 @@
-"""Cut evidence in edge refinement (pipeline/cuts.py, pipeline/refine.py):
+"""Cut evidence in edge refinement (pipeline/analysis/cuts.py, pipeline/analysis/edges.py):
 synthetic gaps with known pictures and known score functions, then gap
 scans of real clips on both decoders."""
 
@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import cuts, refine
+from pipeline.analysis import cuts
+from pipeline.analysis import edges as refine
 from pipeline.decode.prints import THUMB_H, THUMB_W, JumpKeeper, thumbnail, top_jumps
 from pipeline.types import GapEvidence, GapScan
 
@@ -304,7 +305,7 @@ def test_cut_evidence_survives_the_store_without_any_refinement_frame(tmp_path):
     must come back from the store, or rescoring would decode the gap again."""
     pytest.importorskip("lancedb")
     from pipeline.engine.base import EmbeddedInput, RefineFrames
-    from pipeline.store import EmbeddingStore, sampling_key
+    from pipeline.store.db import EmbeddingStore, sampling_key
     from pipeline.types import GapEvidence, Sampling, VideoInfo
 
     vectors = np.eye(3, 8, dtype=np.float32)
@@ -332,7 +333,7 @@ def test_cut_evidence_stored_before_frame_times_still_reads(tmp_path):
     frame's time), and its next write upgrades it to format 5."""
     lancedb = pytest.importorskip("lancedb")
     from pipeline.engine.base import EmbeddedInput, RefineFrames
-    from pipeline.store import EmbeddingStore, sampling_key
+    from pipeline.store.db import EmbeddingStore, sampling_key
     from pipeline.types import GapEvidence, Sampling
 
     def embedded(name: str) -> EmbeddedInput:

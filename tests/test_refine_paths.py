@@ -1,8 +1,8 @@
 """Every way edge refinement can pin an edge yields a time for both edges
-(pipeline/refine.py, pipeline/cuts.py): synthetic videos of shots (still
+(pipeline/analysis/edges.py, pipeline/analysis/cuts.py): synthetic videos of shots (still
 or moving pictures, hard cuts, undecodable frames, constant or varying
 frame rates) with per-label score curves, refined exactly as
-:mod:`pipeline.refining` does it (gap scans, cut evidence, bisection), on
+:mod:`pipeline.run.refine` does it (gap scans, cut evidence, bisection), on
 random sampling steps and label sets."""
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from pipeline import cuts, refine, smooth
+from pipeline.analysis import cuts
+from pipeline.analysis import edges as refine
+from pipeline.analysis import smooth
 from pipeline.cli import app
 from pipeline.decode.prints import THUMB_H, THUMB_W, JumpKeeper
 from pipeline.types import Segment
@@ -76,7 +78,7 @@ def coarse_of(scores: np.ndarray, idx: np.ndarray, times: np.ndarray, duration: 
 
 
 def refine_video(video: dict, keep_times: bool = True):
-    """Refine ``video`` as :func:`pipeline.refining.fetch` does: decode each
+    """Refine ``video`` as :func:`pipeline.run.refine.fetch` does: decode each
     gap whole for cut evidence, then bisect, probing the decoder."""
     scores, thumbs, pts, broken = video["scores"], video["thumbs"], video["pts"], video["broken"]
     n = len(scores)
@@ -167,9 +169,9 @@ def test_a_start_pinned_at_a_cut_whose_first_frame_was_never_scored_gets_its_pts
 # --------------------------------------------------------------------------- defence in depth
 
 FAILURES = {  # where refinement can break: (object, attribute)
-    "plan": ("pipeline.refine", "plan"),
-    "search": ("pipeline.refine.Refinement", "wanted"),
-    "results": ("pipeline.refine", "refined_segments"),
+    "plan": ("pipeline.analysis.edges", "plan"),
+    "search": ("pipeline.analysis.edges.Refinement", "wanted"),
+    "results": ("pipeline.analysis.edges", "refined_segments"),
     "engine": ("pipeline.engine.local.LocalEngine", "probe"),
 }
 

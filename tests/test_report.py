@@ -141,7 +141,7 @@ def test_index_notes_say_when_an_input_was_decoded_only_in_part(tmp_path, notes,
 
 
 def image(path, scores, tags=(), verdict="n/a", nsfw=()):
-    from pipeline.analyse import ImageResult
+    from pipeline.analysis.analyse import ImageResult
 
     kinds = {k: "nsfw" if k in nsfw else "tag" for k in scores}
     return ImageResult(path, scores, kinds, list(tags), verdict)

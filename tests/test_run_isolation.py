@@ -15,7 +15,7 @@ from media import make_clip
 
 import pipeline.atomic as atomic
 from pipeline.config import parse_config
-from pipeline.run import OUTPUT_MARKER, RUN_LEVEL_NAMES, RunOptions, expand_inputs, output_names, run_job
+from pipeline.run.job import OUTPUT_MARKER, RUN_LEVEL_NAMES, RunOptions, expand_inputs, output_names, run_job
 
 NAME_MAX = 255
 
@@ -63,7 +63,7 @@ def _disk_full_in(name: str):
 
 @pytest.mark.expect_errors
 def test_a_scoring_exception_costs_only_that_input(tmp_path, tiny_model_dir, tiny_embedder, monkeypatch):
-    import pipeline.run as run_module
+    import pipeline.run.job as run_module
 
     real = run_module._analysis  # scoring, smoothing and edge refinement of one input
 

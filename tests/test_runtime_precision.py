@@ -191,7 +191,7 @@ def test_runtime_and_precision_are_kept_in_summary_and_store_and_reach_rescore(t
     from typer.testing import CliRunner
 
     from pipeline.cli import app
-    from pipeline.store import EmbeddingStore
+    from pipeline.store.db import EmbeddingStore
 
     cfg = tiny_config(tmp_path, tiny_model_dir, "sampling: {every_seconds: 0.5}\n"
                       "labels: [{name: cat}, {name: dog}]\n")
@@ -244,8 +244,8 @@ def test_search_and_rescore_embed_with_the_store_runtime(tmp_path, tiny_model_di
     from typer.testing import CliRunner
 
     from pipeline.cli import _store_embedder, app
-    from pipeline.run import _StoredProber
-    from pipeline.store import EmbeddingStore
+    from pipeline.run.job import _StoredProber
+    from pipeline.store.db import EmbeddingStore
 
     cfg = tiny_config(tmp_path, tiny_model_dir, "sampling: {every_seconds: 1}\nlabels: [{name: cat}]\n")
     out = tmp_path / "run"
@@ -258,7 +258,7 @@ def test_search_and_rescore_embed_with_the_store_runtime(tmp_path, tiny_model_di
     assert (embedder.runtime.name, embedder.precision) == ("onnxruntime", "int8")
     assert _store_embedder(db, None, "cpu", "torch").runtime.name == "torch"  # --runtime still decides
 
-    from pipeline import run as run_module
+    from pipeline.run import job as run_module
     from pipeline.config import load_config
 
     class NoDecode:  # the frames do not matter here, only the model they would be embedded with

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import parse_config
-from pipeline.score import build_classifier, ensemble, score
+from pipeline.analysis.score import build_classifier, ensemble, score
 from pipeline.types import ConfigError
 
 

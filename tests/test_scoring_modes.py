@@ -16,7 +16,7 @@ import pytest
 from test_score import fake_embed_texts
 
 from pipeline.config import parse_config
-from pipeline.score import build_classifier, resolve_mode, score
+from pipeline.analysis.score import build_classifier, resolve_mode, score
 
 # Canonical (SigLIP text is lower-cased and stripped of punctuation before tokenising, as
 # big_vision trained it), and given to the pipeline too, so both tokenise the same text.
@@ -189,7 +189,7 @@ def test_a_siglip_run_scores_by_sigmoid_and_rescore_takes_the_bias_from_the_cach
     import pandas as pd
     from media import make_clip
 
-    from pipeline import run as run_mod
+    from pipeline.run import job as run_mod
 
     clip = make_clip(tmp_path / "c.mp4", seconds=2, fps=10, size=(48, 32))
     config = parse_config({"model": {"id": str(tiny_siglip_dir), "device": "cpu", "precision": "fp32"},

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import load_config, parse_config
-from pipeline.run import RunOptions, run_job
-from pipeline.search import format_table, output_stem, search
-from pipeline.store import EmbeddingStore
+from pipeline.run.job import RunOptions, run_job
+from pipeline.explore.search import format_table, output_stem, search
+from pipeline.store.db import EmbeddingStore
 
 pytest.importorskip("lancedb")
 runner = CliRunner()
@@ -52,7 +52,7 @@ def _query_image(folder: Path, clip: str, time_s: float, size: int) -> Path:
 
 
 def test_image_query_finds_its_frame_first(indexed, tiny_embedder):
-    from pipeline.search import embed_query
+    from pipeline.explore.search import embed_query
 
     folder, store_dir, clips = indexed
     store = EmbeddingStore.open(store_dir)
@@ -151,7 +151,7 @@ def test_other_dimension_model_is_rejected(indexed, tmp_path, tiny_model_dir):
 
 def test_nearest_on_synthetic_vectors(tmp_path):
     from pipeline.engine.base import EmbeddedInput
-    from pipeline.store import sampling_key
+    from pipeline.store.db import sampling_key
     from pipeline.types import Sampling
 
     rng = np.random.default_rng(1)
@@ -259,7 +259,7 @@ def test_store_keeps_absolute_paths_and_works_from_anywhere(tmp_path, tiny_model
     assert result.exit_code == 0, result.output
     assert "cannot read thumbnails" not in result.output + caplog.text
     assert pd.read_csv(elsewhere / "search-a_red_square.csv")["input"][0] == str(work / "media" / "clip.mp4")
-    caplog.set_level("INFO", logger="pipeline.store")
+    caplog.set_level("INFO", logger="pipeline.store.db")
     run_job([str(work / "media" / "clip.mp4")], config.model_copy(
         update={"model": config.model.model_copy(update={"id": str(work / "model")})}),
         elsewhere / "out", RunOptions(progress=False, store=work / "out" / "store"))
@@ -306,7 +306,7 @@ def test_output_names_are_safe_and_distinct():
 
 def test_search_outputs_are_never_taken_for_inputs(indexed, tmp_path):
     """`scenetag run OUT -o OUT` finds the videos beside the reports, not the contact sheets."""
-    from pipeline.run import expand_inputs
+    from pipeline.run.job import expand_inputs
 
     folder, store_dir, _ = indexed
     out = tmp_path / "out"
@@ -364,7 +364,7 @@ def _assert_one_moment_per_true_interval(truth: dict, label: str, moments: list[
 @pytest.mark.parametrize("label", ["coffee cup", "car", "skull"])
 def test_demo_moments_are_the_true_intervals_for_any_top(demo_run, label, top):
     """Issue 26 §2: top 5 for the cup (on screen 2-6 s) gave 2.0-4.5 and 5.53-6.03 s."""
-    from pipeline.search import find_moments, query_vector
+    from pipeline.explore.search import find_moments, query_vector
 
     truth, out = demo_run
     store = EmbeddingStore.open(out / "store")

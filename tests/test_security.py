@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.run import output_names, safe_name
+from pipeline.run.job import output_names, safe_name
 from pipeline.types import ConfigError, ModelLoadError
 
 ROOT = Path(__file__).parent.parent

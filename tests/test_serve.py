@@ -42,7 +42,7 @@ def served(demo_run, demo_embedder, tmp_path_factory):
     """A server over the demo store and reports, stopped after the module."""
     from pipeline.serve.app import create_app
     from pipeline.serve.server import start_in_thread
-    from pipeline.store import EmbeddingStore
+    from pipeline.store.db import EmbeddingStore
 
     _, out = demo_run
     store = EmbeddingStore.open(out / "store")
@@ -96,8 +96,8 @@ def test_text_search_finds_the_kitchen_cup_frames_first(served):
 
 def test_api_answers_as_the_search_command_does(served, demo_embedder):
     """The API is `scenetag search`'s function over the same store: same frames, same order."""
-    from pipeline.search import query_vector
-    from pipeline.search import search as reference
+    from pipeline.explore.search import query_vector
+    from pipeline.explore.search import search as reference
 
     running, out, app = served
     store = app.state.scenetag.store
@@ -307,7 +307,7 @@ def test_server_answers_searches_while_thumbnails_are_made(demo_run, demo_embedd
     from pipeline.serve.app import create_app
     from pipeline.serve.library import Library
     from pipeline.serve.server import start_in_thread
-    from pipeline.store import EmbeddingStore
+    from pipeline.store.db import EmbeddingStore
 
     release = threading.Event()
 
@@ -339,7 +339,7 @@ def test_server_answers_searches_while_thumbnails_are_made(demo_run, demo_embedd
 def test_token_is_required_when_set(demo_run, demo_embedder, tmp_path):
     from pipeline.serve.app import TOKEN_COOKIE, create_app
     from pipeline.serve.server import start_in_thread
-    from pipeline.store import EmbeddingStore
+    from pipeline.store.db import EmbeddingStore
 
     _, out = demo_run
     app = create_app(EmbeddingStore.open(out / "store"), demo_embedder, token="s3cret", thumbs=tmp_path)
@@ -362,7 +362,7 @@ def test_token_is_required_when_set(demo_run, demo_embedder, tmp_path):
 
 def test_a_file_replaced_by_a_symlink_is_refused(demo_run, demo_embedder, tmp_path):
     from pipeline.serve.library import Input, Library, input_id
-    from pipeline.store import content_hash
+    from pipeline.store.db import content_hash
 
     copy = tmp_path / "clip.mp4"
     shutil.copy(ROOT / "sample_videos" / "demo_kitchen.mp4", copy)
@@ -657,7 +657,7 @@ def test_browser_with_a_token_shows_hostile_labels_as_text(demo_run, demo_embedd
     a tag written as HTML in a report is shown as text, not run."""
     from pipeline.serve.app import create_app
     from pipeline.serve.server import start_in_thread
-    from pipeline.store import EmbeddingStore
+    from pipeline.store.db import EmbeddingStore
 
     _, out = demo_run
     reports = tmp_path / "reports"

@@ -1,4 +1,4 @@
-"""Moments (pipeline.moments, what `search` and `serve` show): the whole
+"""Moments (pipeline.explore.moments, what `search` and `serve` show): the whole
 stretch of the query's similarity curve around each hit, whatever the top K."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.moments import Timeline, find_spans, frame_ends, level, lone_dips, moments_of, noise
-from pipeline.search import Hit
+from pipeline.explore.moments import Timeline, find_spans, frame_ends, level, lone_dips, moments_of, noise
+from pipeline.explore.search import Hit
 
 # demo_kitchen.mp4 for "a photo of a coffee cup." (the demo store: sampled every 0.5 s at
 # 15 fps, edge-refinement frames at 2.000 and 5.933): the cup is on screen from 2.0 to 6.0 s

@@ -1,4 +1,4 @@
-"""pipeline.smooth: filters, hysteresis, gap merging, segments, totals."""
+"""pipeline.analysis.smooth: filters, hysteresis, gap merging, segments, totals."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import smooth
+from pipeline.analysis import smooth
 from pipeline.types import Interval, LabelTotals, LabelTrack, Segment
 
 

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("lancedb")
 
 from pipeline.engine.base import EmbeddedInput  # noqa: E402
-from pipeline.store import EmbeddingStore  # noqa: E402
+from pipeline.store.db import EmbeddingStore  # noqa: E402
 from pipeline.types import DecodeStats, Sampling  # noqa: E402
 
 DIM = 8

@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.engine.base import EmbeddedInput
-from pipeline.search import search
-from pipeline.store import EmbeddingStore, sampling_key
+from pipeline.explore.search import search
+from pipeline.store.db import EmbeddingStore, sampling_key
 from pipeline.types import Sampling, StoreError
 
 lancedb = pytest.importorskip("lancedb")
@@ -32,7 +32,7 @@ import sys, time
 from pathlib import Path
 import numpy as np
 from pipeline.engine.base import EmbeddedInput
-from pipeline.store import EmbeddingStore, sampling_key
+from pipeline.store.db import EmbeddingStore, sampling_key
 from pipeline.types import Sampling
 
 root, go, seed, rounds = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -54,7 +54,7 @@ for i in range(rounds + 1):
 HOLDER = """
 import sys, time
 from pathlib import Path
-from pipeline.store import EmbeddingStore
+from pipeline.store.db import EmbeddingStore
 
 store = EmbeddingStore.open(Path(sys.argv[1]), create=True)
 with store.writing("hold for a test"):
@@ -187,9 +187,9 @@ def test_concurrent_no_cache_runs_then_a_cached_run(tmp_path, tiny_model_dir, ti
     from media import make_clip
     from tiny_model import tiny_config
 
-    from pipeline import run as run_mod
+    from pipeline.run import job as run_mod
     from pipeline.config import load_config
-    from pipeline.run import RunOptions, rescore_job, run_job
+    from pipeline.run.job import RunOptions, rescore_job, run_job
 
     clip = make_clip(tmp_path / "clip.mp4", seconds=2, fps=10, size=(64, 48))
     cfg = tiny_config(tmp_path, tiny_model_dir,

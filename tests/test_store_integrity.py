@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.engine.base import EmbeddedInput
-from pipeline.search import search
-from pipeline.store import EmbeddingStore, sampling_key
+from pipeline.explore.search import search
+from pipeline.store.db import EmbeddingStore, sampling_key
 from pipeline.types import Sampling, StoreError
 
 lancedb = pytest.importorskip("lancedb")
@@ -115,7 +115,7 @@ def test_unwritable_lock_file_says_read_only(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("pipeline.storelock.open", denied, raising=False)
+    monkeypatch.setattr("pipeline.store.lock.open", denied, raising=False)
     with pytest.raises(StoreError, match="read-only") as err:
         EmbeddingStore.open(tmp_path / "s", create=True).check_writable()
     assert "corrupt" not in str(err.value)

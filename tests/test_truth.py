@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.truth import TruthError, load_truth
+from pipeline.measure.truth import TruthError, load_truth
 
 ROOT = Path(__file__).parent.parent
 

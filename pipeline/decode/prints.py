@@ -5,7 +5,7 @@ Decoding a frame is far cheaper than embedding it, so refinement decodes
 every frame of a gap between two samples once, keeps a 32x24 thumbnail of
 each (2 KB) and the full picture only of the frames around the gap's
 largest jumps (:class:`JumpKeeper`): those are the frames it may score.
-What the thumbnails say is read in :mod:`pipeline.cuts`.
+What the thumbnails say is read in :mod:`pipeline.analysis.cuts`.
 """
 
 from __future__ import annotations

@@ -257,7 +257,7 @@ class OpenVinoRuntime(ExportedRuntime):
     def load_tower(self, path: Path, tower: str) -> Any:
         import openvino as ov
 
-        from pipeline.cpu_share import OPENVINO_COMPILE_CONFIG
+        from pipeline.embed.cpu_share import OPENVINO_COMPILE_CONFIG
 
         config = {"INFERENCE_PRECISION_HINT": self._hint(tower), **OPENVINO_COMPILE_CONFIG}
         return on_own_thread(lambda: ov.Core().compile_model(str(path), "CPU", config))
@@ -413,7 +413,7 @@ class OnnxRuntime(ExportedRuntime):
     def load_tower(self, path: Path, tower: str) -> Any:
         import onnxruntime as ort
 
-        from pipeline.cpu_share import ONNXRUNTIME_SESSION_CONFIG
+        from pipeline.embed.cpu_share import ONNXRUNTIME_SESSION_CONFIG
 
         options = ort.SessionOptions()
         for key, value in ONNXRUNTIME_SESSION_CONFIG.items():  # the decoder shares the cores

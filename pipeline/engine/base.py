@@ -50,7 +50,7 @@ class EmbeddedInput:
 
 @dataclass(frozen=True)
 class RefineFrames:
-    """Frames decoded and embedded by edge refinement (:mod:`pipeline.refine`).
+    """Frames decoded and embedded by edge refinement (:mod:`pipeline.analysis.edges`).
 
     Attributes:
         indices, times_s, embeddings: every refinement frame known for the
@@ -61,7 +61,7 @@ class RefineFrames:
             keyframes included, gap scans too); ``embedded``: frames this
             run embedded.
         gaps: what the pixels of each gap decoded whole said (cut evidence,
-            :mod:`pipeline.cuts`), kept so edges pinned on it are pinned
+            :mod:`pipeline.analysis.cuts`), kept so edges pinned on it are pinned
             again from the store; ``scanned``: how many of them this run
             decoded.
         failed: why refining the input failed in this run, if it did (its

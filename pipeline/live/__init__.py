@@ -7,7 +7,7 @@ pipe on stdin and v4l2 cameras, tagged while they play.
   by PTS, reconnect; a queue that drops to the newest frames when the model
   falls behind real time.
 * :mod:`~pipeline.live.tracker` - segments opened and closed as samples
-  arrive, by the rules of :mod:`pipeline.smooth`.
+  arrive, by the rules of :mod:`pipeline.analysis.smooth`.
 * :mod:`~pipeline.live.events` - where segment events go (JSON lines, a URL).
 * :mod:`~pipeline.live.outputs` - a stream's report folder, kept current,
   and the file run's reports at its end.

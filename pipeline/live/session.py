@@ -82,11 +82,11 @@ def run_live(sources: Sequence[LiveSource], config, out_dir: Path, options, embe
         sources: the live inputs.
         config: the effective config.
         out_dir: where each stream's folder goes.
-        options: the run's :class:`pipeline.run.RunOptions` (``options.live``
+        options: the run's :class:`pipeline.run.job.RunOptions` (``options.live``
             holds the :class:`LiveOptions`).
         embedder: the loaded model.
         taken: folder names this run's other inputs use.
-        existing: what ``out_dir`` holds (:func:`pipeline.run.existing_outputs`).
+        existing: what ``out_dir`` holds (:func:`pipeline.run.job.existing_outputs`).
 
     Raises:
         PipelineError: an events sink cannot be opened (nothing started).
@@ -150,8 +150,8 @@ class _Run:
 def _scoring(config, options, embedder, out_dir: Path):
     """The classifier, the store (for chunks and the prompt cache) and the
     provenance, as ``run_job`` builds them for files."""
-    from pipeline.run import Provenance, _open_cache, _picture_embedder, _text_embedder
-    from pipeline.score import build_classifier
+    from pipeline.run.job import Provenance, _open_cache, _picture_embedder, _text_embedder
+    from pipeline.analysis.score import build_classifier
 
     cache = _open_cache(config, options, embedder, out_dir)
     texts_from = cache.store if cache and cache.use_cache else None
@@ -273,9 +273,9 @@ class _signals:
 
 def live_names(sources: Sequence[LiveSource], existing: dict, taken: set[str]) -> dict[LiveSource, str]:
     """A safe, unique folder name per live source, from its redacted address
-    (as :func:`pipeline.run.output_names` does for files): a source keeps
+    (as :func:`pipeline.run.job.output_names` does for files): a source keeps
     the folder whose ``summary.json`` names it; no other folder is taken."""
-    from pipeline.run import RUN_LEVEL_NAMES, safe_name
+    from pipeline.run.job import RUN_LEVEL_NAMES, safe_name
 
     owners = {k.lower(): v for k, v in existing.items()}
     used = {t.lower() for t in taken}
@@ -294,7 +294,7 @@ def live_names(sources: Sequence[LiveSource], existing: dict, taken: set[str]) -
 
 def _chunk_writer(cache, run: _Run):
     """Keeps a stream's embeddings in the store a chunk at a time, as one
-    stored input that grows (:meth:`pipeline.store.EmbeddingStore.append`):
+    stored input that grows (:meth:`pipeline.store.db.EmbeddingStore.append`):
     ``search`` finds a running stream's latest minute, and ``rescore``
     re-scores the whole stream. The input is named by the stream and its
     first frame's wall time, so each time a stream is tagged is an input.
@@ -306,7 +306,7 @@ def _chunk_writer(cache, run: _Run):
     a stream's last write at its own end waits as ``--store-wait`` says.
     After a second Ctrl-C nothing more is written."""
     from pipeline.engine.base import EmbeddedInput
-    from pipeline.store import COMPACT_MIN_FRAGMENTS
+    from pipeline.store.db import COMPACT_MIN_FRAGMENTS
 
     def write(stream: LiveStream, chunk: list) -> bool:
         if run.hurry.is_set():

@@ -36,7 +36,7 @@ def gaps_of(stats: DecodeStats | None) -> list[tuple[float, float]]:
 
 
 def analyse_stream(embedded, classifier, config) -> dict:
-    """:func:`pipeline.analyse.analyse` of a stored live stream: each piece
+    """:func:`pipeline.analysis.analyse.analyse` of a stored live stream: each piece
     between two gaps is scored, smoothed and segmented on its own (a
     filter never reaches across a gap), its segments kept out of the gaps,
     as :class:`pipeline.live.stream.LiveStream` did while it played. No
@@ -45,7 +45,7 @@ def analyse_stream(embedded, classifier, config) -> dict:
     Returns:
         keyword arguments for :class:`pipeline.types.VideoResult`, as ``analyse``.
     """
-    from pipeline.analyse import Coarse, coarse_analysis, finish, video_duration
+    from pipeline.analysis.analyse import Coarse, coarse_analysis, finish, video_duration
 
     times = np.asarray(embedded.times_s, np.float64)
     pieces, segments = [], []

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from pipeline import smooth
+from pipeline.analysis import smooth
 from pipeline.live.events import EventBus, iso
 from pipeline.live.frames import Gap, LiveFrame, Opened, StreamEnd, StreamReader
 from pipeline.live.outputs import StreamOutputs
@@ -18,7 +18,7 @@ from pipeline.live.peaks import PeakPictures
 from pipeline.live.sources import LiveSource
 from pipeline.live.stored import gap_note
 from pipeline.live.tracker import Event, LabelTracker, Rules
-from pipeline.score import Classifier, score
+from pipeline.analysis.score import Classifier, score
 from pipeline.types import DecodeStats, LabelTrack, Segment, VideoInfo, VideoResult
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Segments of a live stream, opened and closed as samples arrive.
 
-The rules are :mod:`pipeline.smooth`'s, applied by its own functions to
+The rules are :mod:`pipeline.analysis.smooth`'s, applied by its own functions to
 the part of the stream that is still open to change, so a stream yields the
 segments a file run of the same samples yields:
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import smooth
+from pipeline.analysis import smooth
 from pipeline.types import Segment
 
 CONTEXT = 32  # settled samples kept before the open part: the sample step needs neighbours
@@ -76,7 +76,7 @@ class Event:
 
 def rules_for(config, names, kinds) -> list[Rules]:
     """Every label's :class:`Rules` from the config, as ``analyse`` reads them."""
-    from pipeline.analyse import _thresholds  # the one place the threshold defaults are decided
+    from pipeline.analysis.analyse import _thresholds  # the one place the threshold defaults are decided
 
     out = []
     for name, kind in zip(names, kinds):

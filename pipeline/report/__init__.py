@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.report.notes import decode_stats, partial_note  # noqa: F401 (for pipeline.run)
+from pipeline.report.notes import decode_stats, partial_note  # noqa: F401 (for pipeline.run.job)
 from pipeline.types import VideoResult
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def write_run_outputs(results: Sequence[VideoResult], out_dir: str | Path,
     """Write the run-level ``index.csv`` (one row per input, failures
     included) into ``out_dir``, and ``index.html`` when ``html`` is among
     ``formats``. ``scenetag run`` passes every input folder of the output,
-    not only the run's own (see ``pipeline.run``). Returns the paths written."""
+    not only the run's own (see ``pipeline.run.job``). Returns the paths written."""
     from pipeline.report import tables
 
     written = [tables.write_index_csv(results, out_dir)]
@@ -103,7 +103,7 @@ def write_run_outputs(results: Sequence[VideoResult], out_dir: str | Path,
 
 
 def write_images_csv(images: Sequence, out_dir: str | Path) -> Path:
-    """Write ``images.csv`` for still images (``pipeline.analyse.ImageResult``);
+    """Write ``images.csv`` for still images (``pipeline.analysis.analyse.ImageResult``);
     see :func:`pipeline.report.tables.write_images_csv`."""
     from pipeline.report import tables
 

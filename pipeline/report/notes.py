@@ -7,7 +7,7 @@ The notes are the contract: they reach ``summary.json`` and the store, and a
 report rebuilt from either (``--resume``, ``scenetag report``, the run index
 over earlier runs' folders) says the same as the run that wrote them.
 
-Standard library only: ``pipeline.run`` asks before any table is written.
+Standard library only: ``pipeline.run.job`` asks before any table is written.
 """
 
 from __future__ import annotations

@@ -240,7 +240,7 @@ def write_index_csv(results: Sequence[VideoResult], out_dir: str | Path) -> Path
 
 def write_images_csv(images: Sequence[Any], out_dir: str | Path) -> Path:
     """Write ``images.csv``: per still image (a
-    :class:`pipeline.analyse.ImageResult`) the columns ``input, top_label,
+    :class:`pipeline.analysis.analyse.ImageResult`) the columns ``input, top_label,
     top_score, tags, nsfw_verdict``, one column per label with its score (tag
     labels, then NSFW labels), and ``summary`` such as ``"parking lot: 0.9987,
     park: 0.0013"`` (tag labels, best first, 4 decimals).

@@ -23,12 +23,12 @@ import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 
-from pipeline.moments import Moment
+from pipeline.explore.moments import Moment
 from pipeline.report.text import clock
-from pipeline.search import Hit, embed_query, find_moments, search, select_videos
+from pipeline.explore.search import Hit, embed_query, find_moments, search, select_videos
 from pipeline.serve.library import Input, Library
 from pipeline.serve.thumbs import ThumbCache
-from pipeline.store import EmbeddingStore
+from pipeline.store.db import EmbeddingStore
 from pipeline.types import PipelineError
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ then flag the frames far from their cluster (a robust distance rule, see
 :func:`far_from_cluster`) and, given a config, name each cluster by its
 nearest label or background prompt (:func:`nearest_names`). Writes
 ``clusters.csv``, ``outliers.csv``, ``clusters.png`` and an interactive
-``clusters.html`` (see :mod:`pipeline.cluster_html`).
+``clusters.html`` (see :mod:`pipeline.explore.cluster_page`).
 
 Vectors are L2-normalised, so distances here are cosine distances
 (``1 - cos``) to the L2-normalised cluster mean.
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.atomic import atomic_path
-from pipeline.store import FrameRows
+from pipeline.store.db import FrameRows
 from pipeline.types import PipelineError
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ def config_names(config, embed_texts: Callable[[list[str]], np.ndarray]) -> tupl
     prompt ensemble, as scoring builds it; labels with pictures only are
     left out) and each background and NSFW-safe sentence, quoted (an empty
     scene is nearest to those)."""
-    from pipeline.score import ensemble
+    from pipeline.analysis.score import ensemble
 
     names, rows = [], []
     for label in config.labels + config.nsfw.labels:
@@ -229,7 +229,7 @@ def write_outputs(rows: FrameRows, result: Clustering, out_dir: str | Path) -> l
     """Write ``clusters.csv``, ``outliers.csv``, ``clusters.png`` and ``clusters.html``."""
     import pandas as pd
 
-    from pipeline import cluster_html
+    from pipeline.explore import cluster_page as cluster_html
     from pipeline.report.tables import write_csv
 
     out = Path(out_dir)

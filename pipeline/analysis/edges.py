@@ -8,14 +8,14 @@ it, and keep the half where the label's score still crosses its threshold,
 until the two brackets are neighbouring frames. A start edge is the first
 frame whose raw score is ``>= enter``; an end edge is the last frame whose
 raw score is ``>= exit`` (the hysteresis rules of
-:func:`pipeline.smooth.hysteresis`, applied frame by frame).
+:func:`pipeline.analysis.smooth.hysteresis`, applied frame by frame).
 
 A gradual change (a fade, an object sliding in) has no single edge frame:
 bisection then finds *a* frame where the score crosses the threshold, which
 is what the segment rules mean by an edge. With several crossings in one gap
 it finds one of them.
 
-Pixels guide the search (:mod:`pipeline.cuts`): when the caller decoded a
+Pixels guide the search (:mod:`pipeline.analysis.cuts`): when the caller decoded a
 gap whole, its cut frames are probed first (each only while the probe bound
 still holds from there), and in a *clear* gap (one hard cut between two
 steady pictures) an edge is pinned at the cut once one of the cut's two
@@ -234,7 +234,7 @@ class Refinement:
     ``known`` maps a frame index to ``(pts_s, scores)``; it starts with the
     coarse samples (and any refinement frames kept from an earlier run).
     ``evidence`` maps a gap's brackets ``(lo, hi)`` to what its pixels say
-    (:mod:`pipeline.cuts`): searches in that gap probe at its cuts first
+    (:mod:`pipeline.analysis.cuts`): searches in that gap probe at its cuts first
     and, in a clear gap, pin an edge at its cut once the cut frame's own
     score confirms it (:meth:`_pin_at_cut`).
     """

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.report.text import clean_label, clock
-from pipeline.store import FrameRows
+from pipeline.store.db import FrameRows
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ _JS = """(function () {
 
 
 def write_html(xy: np.ndarray, rows: FrameRows, result, path: Path) -> Path:
-    """Write the page for ``result`` (a :class:`pipeline.cluster.Clustering`)
+    """Write the page for ``result`` (a :class:`pipeline.explore.cluster.Clustering`)
     over the projection ``xy`` (N x 2) of ``rows``. Returns its path."""
     from pipeline.atomic import atomic_write_text
     from pipeline.report.html import script_json
@@ -113,7 +113,7 @@ def _axes(xy: np.ndarray, to_svg) -> str:
 
 
 def _mark(pos: tuple[float, float], rows: FrameRows, result, i: int, where: dict[str, int]) -> str:
-    from pipeline.cluster import colour
+    from pipeline.explore.cluster import colour
 
     x, y = pos
     label = int(result.labels[i])
@@ -131,7 +131,7 @@ def _mark(pos: tuple[float, float], rows: FrameRows, result, i: int, where: dict
 
 
 def _legend(result) -> str:
-    from pipeline.cluster import OUTLIER_MADS, colour
+    from pipeline.explore.cluster import OUTLIER_MADS, colour
 
     items = []
     for label in sorted(set(result.labels.tolist())):

@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 
 from pipeline import report
-from pipeline.analyse import ImageResult, analyse, analyse_image
+from pipeline.analysis.analyse import ImageResult, analyse, analyse_image
 from pipeline.atomic import atomic_dir, atomic_write_text, bounded_name, remove_dir
 from pipeline.config import Config, SamplingConfig
 from pipeline.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image, open_decoder
 from pipeline.engine.base import EmbeddedInput
 from pipeline.progress import RunProgress
-from pipeline.score import Classifier, build_classifier, prompt_texts
+from pipeline.analysis.score import Classifier, build_classifier, prompt_texts
 from pipeline.types import StoreError, VideoInfo, VideoResult, describe_error
 
 log = logging.getLogger(__name__)
@@ -369,7 +369,7 @@ def _refined(group: list[EmbeddedInput], config: Config, classifier: Classifier,
     """``group`` with the frames edge refinement needs (``segments.refine``)."""
     if not config.segments.refine:
         return group
-    from pipeline import refining
+    from pipeline.run import refine as refining
 
     probe = partial(engine.probe, embed_images=embedder.embed_images)
     return refining.fetch(group, config, classifier, probe, engine.scan)
@@ -489,7 +489,7 @@ def _analysis(embedded: EmbeddedInput, classifier: Classifier, config: Config) -
 
         return analyse_stream(embedded, classifier, config)
     if config.segments.refine and not (embedded.refine is not None and embedded.refine.failed):
-        from pipeline.refining import analyse_refined
+        from pipeline.run.refine import analyse_refined
 
         try:
             return analyse_refined(embedded, classifier, config)
@@ -526,18 +526,18 @@ def _text_embedder(store, embedder) -> Callable[[list[str]], np.ndarray]:
     """The embedder's text function, behind ``store``'s prompt cache when given."""
     if store is None:
         return embedder.embed_texts
-    from pipeline.store import cached_text_embedder
+    from pipeline.store.db import cached_text_embedder
 
     return cached_text_embedder(store, embedder)
 
 
 def _picture_embedder(config: Config, store, embedder) -> Callable[[list[str]], np.ndarray]:
     """The labels' example pictures → embeddings, behind ``store``'s picture cache when given."""
-    from pipeline.exemplars import picture_embedder
+    from pipeline.analysis.exemplars import picture_embedder
 
     if store is None:
         return picture_embedder(embedder)
-    from pipeline.store import cached_picture_embedder
+    from pipeline.store.db import cached_picture_embedder
 
     return cached_picture_embedder(store, embedder, config.image_hashes(), picture_embedder(embedder))
 
@@ -545,7 +545,7 @@ def _picture_embedder(config: Config, store, embedder) -> Callable[[list[str]], 
 def _open_cache(config: Config, options: RunOptions, embedder, out_dir: Path):
     if not options.use_store:
         return None
-    from pipeline.store import open_run_cache
+    from pipeline.store.db import open_run_cache
 
     d = config.decoder
     return open_run_cache(options.store or out_dir / "store", embedder,
@@ -563,7 +563,7 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
     that it lacks, keeping them too. The model is the store's, unless
     ``model`` names another of the same dimension; it is not even loaded when
     the store's text cache holds every prompt of ``config``."""
-    from pipeline.store import EmbeddingStore
+    from pipeline.store.db import EmbeddingStore
 
     store = EmbeddingStore.open(store_dir)
     videos = {v.input_path: v for v in store.videos()}  # newest copy per input wins
@@ -612,7 +612,7 @@ class _StoredProber:
         self.config, self.store, self.embedder, self.allowed = config, store, embedder, allowed
 
     def refine(self, embedded: EmbeddedInput, video, config: Config, classifier: Classifier) -> EmbeddedInput:
-        from pipeline import refining
+        from pipeline.run import refine as refining
 
         probe = partial(self._probe, video=video) if self.allowed else None
         scan = partial(self._scan, video=video) if self.allowed else None
@@ -632,7 +632,7 @@ class _StoredProber:
         return self._engine(video).scan(requests) if self._unchanged(path, video) else {}
 
     def _unchanged(self, path: str, video) -> bool:
-        from pipeline.store import content_hash
+        from pipeline.store.db import content_hash
 
         checked = getattr(self, "_checked", {})
         if (path, video.content_hash) not in checked:  # once per input: scan and probes ask
@@ -696,7 +696,7 @@ def _rescore_classifier(config: Config, store, model: str | None,
     its picture cache) are missing (or for ``model``, another
     model, whose prompts the cache does not hold), or when the scores need
     the logit bias of a sigmoid model and the cache predates keeping it."""
-    from pipeline.store import embed_and_keep
+    from pipeline.store.db import embed_and_keep
 
     texts = list(dict.fromkeys(prompt_texts(config)))
     found, logit_scale = store.text_vectors(store.model_id, store.model_revision, texts) \

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.truth import Truth, TruthInterval
+from pipeline.measure.truth import Truth, TruthInterval
 from pipeline.types import PipelineError, VideoResult
 
 log = logging.getLogger(__name__)

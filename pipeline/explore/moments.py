@@ -4,7 +4,7 @@ for, rather than the few frames the top K happened to return.
 
 Pure functions over one input's similarity curve (the query against every
 frame the store holds for it, sampled and edge-refinement frames in time
-order, read by :func:`pipeline.search.find_moments`); numpy only. A moment's
+order, read by :func:`pipeline.explore.search.find_moments`); numpy only. A moment's
 edges therefore do not depend on how many hits were asked for:
 
 * the rule (:func:`level`, :func:`find_spans`): from a hit, the moment
@@ -161,7 +161,7 @@ class Timeline:
 
 
 class HitLike(Protocol):
-    """What a moment needs of a search hit (:class:`pipeline.search.Hit`)."""
+    """What a moment needs of a search hit (:class:`pipeline.explore.search.Hit`)."""
 
     input_path: str
     time_s: float

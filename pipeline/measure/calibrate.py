@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import smooth
+from pipeline.analysis import smooth
 from pipeline.config import Config
-from pipeline.evaluate import Counts, compare
-from pipeline.truth import Truth
+from pipeline.measure.evaluate import Counts, compare
+from pipeline.measure.truth import Truth
 from pipeline.types import PipelineError
 
 log = logging.getLogger(__name__)
@@ -248,10 +248,10 @@ def _folds(clips: list[Clip]) -> list[list[Clip]]:
 
 def _problem(config: Config, store_dir: Path, truth: Truth, min_iou: float,
              embedder) -> tuple[Problem, list[str]]:
-    from pipeline.analyse import video_duration
-    from pipeline.run import _rescore_classifier
-    from pipeline.score import score
-    from pipeline.store import EmbeddingStore, StoreError
+    from pipeline.analysis.analyse import video_duration
+    from pipeline.run.job import _rescore_classifier
+    from pipeline.analysis.score import score
+    from pipeline.store.db import EmbeddingStore, StoreError
 
     store = EmbeddingStore.open(store_dir)
     videos = {v.input_path: v for v in store.videos()}  # newest copy per input wins, as in rescore
@@ -284,8 +284,8 @@ def _problem(config: Config, store_dir: Path, truth: Truth, min_iou: float,
 
 
 def _setting_of(config: Config, problem: Problem) -> Setting:
-    """The rules ``config`` gives each label (as :func:`pipeline.analyse.analyse` reads them)."""
-    from pipeline.analyse import _thresholds
+    """The rules ``config`` gives each label (as :func:`pipeline.analysis.analyse.analyse` reads them)."""
+    from pipeline.analysis.analyse import _thresholds
 
     rules = {}
     for name, kind in zip(problem.names, problem.kinds):

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import refine, smooth
+from pipeline.analysis import edges as refine
+from pipeline.analysis import smooth
 from pipeline.config import Config
 from pipeline.decode.base import interval_in_frames
-from pipeline.score import Classifier, score
+from pipeline.analysis.score import Classifier, score
 from pipeline.types import LabelTrack, Segment, VideoInfo
 
 

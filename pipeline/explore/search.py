@@ -1,6 +1,6 @@
 """Semantic search over stored frame embeddings: a text or image query →
 the closest frames, as a table, a CSV of hits and one of moments
-(:mod:`pipeline.moments`), and a contact sheet, each named by the query
+(:mod:`pipeline.explore.moments`), and a contact sheet, each named by the query
 (:func:`output_stem`).
 
 The query is embedded with the model the store was built with (or a model
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from pipeline.atomic import atomic_path, bounded_name, fit_bytes
-from pipeline.moments import Moment, Timeline, frame_ends, input_end, moments_of, ranked
-from pipeline.store import EmbeddingStore, StoredVideo, embed_and_keep
-from pipeline.truth import matches as names_input
+from pipeline.explore.moments import Moment, Timeline, frame_ends, input_end, moments_of, ranked
+from pipeline.store.db import EmbeddingStore, StoredVideo, embed_and_keep
+from pipeline.measure.truth import matches as names_input
 from pipeline.types import PipelineError, StoreError
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def select_videos(store: EmbeddingStore, *, video: str | None = None,
 
 def find_moments(store: EmbeddingStore, query: np.ndarray, hits: Sequence[Hit],
                  videos: Sequence[StoredVideo] | None = None) -> list[Moment]:
-    """The moments ``hits`` lie in (:mod:`pipeline.moments`), best first, read
+    """The moments ``hits`` lie in (:mod:`pipeline.explore.moments`), best first, read
     off the query's similarity over every stored frame of the hits' inputs.
 
     Args:
@@ -121,7 +121,7 @@ def find_moments(store: EmbeddingStore, query: np.ndarray, hits: Sequence[Hit],
 
 def timelines(store: EmbeddingStore, paths: set[str],
               videos: Sequence[StoredVideo] | None = None) -> dict[str, Timeline]:
-    """The :class:`~pipeline.moments.Timeline` of each of ``paths`` among
+    """The :class:`~pipeline.explore.moments.Timeline` of each of ``paths`` among
     ``videos`` (None: all stored inputs). A file stored with several
     samplings is one timeline; a frame both sampled and refined counts once."""
     chosen = [v for v in (store.videos() if videos is None else videos) if v.input_path in paths]

@@ -87,7 +87,7 @@ class Truth:
 def matches(input_path: str, name: str) -> bool:
     """True when ``name`` is the input's path, file name or file stem: how a
     user names an input, in truth files and in ``--video`` alike
-    (:func:`pipeline.search.matches` applies it to stored inputs)."""
+    (:func:`pipeline.explore.search.matches` applies it to stored inputs)."""
     path = Path(input_path)
     return name in (input_path, path.name, path.stem) or \
         os.path.abspath(name) == os.path.abspath(input_path)

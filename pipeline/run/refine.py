@@ -3,9 +3,9 @@ through an engine.
 
 First one ``scan`` call decodes every frame of each gap an edge lies in,
 once (:meth:`~pipeline.engine.local.LocalEngine.scan`); the thumbnails give
-each gap's cut evidence (:mod:`pipeline.cuts`) and the few full frames kept
+each gap's cut evidence (:mod:`pipeline.analysis.cuts`) and the few full frames kept
 are embedded from memory when probed. Then each round asks every input's
-:class:`~pipeline.refine.Refinement` which frames it needs next, hands all
+:class:`~pipeline.analysis.edges.Refinement` which frames it needs next, hands all
 of them to one ``probe`` call (the engine decodes and embeds them, batched
 like any frames), scores them and feeds the scores back, until every edge
 is pinned or given up. The frames found travel on with the input
@@ -24,12 +24,12 @@ from operator import methodcaller
 
 import numpy as np
 
-from pipeline import cuts
-from pipeline.analyse import Coarse, coarse_analysis, finish_refined, start_refinement
+from pipeline.analysis import cuts
+from pipeline.analysis.analyse import Coarse, coarse_analysis, finish_refined, start_refinement
 from pipeline.config import Config
 from pipeline.engine.base import EmbeddedInput, RefineFrames, merge_batches, split_wanted
-from pipeline.refine import Refinement
-from pipeline.score import Classifier, score
+from pipeline.analysis.edges import Refinement
+from pipeline.analysis.score import Classifier, score
 from pipeline.types import FrameBatch, GapScan, RefineSummary, describe_error
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def fetch(inputs: list[EmbeddedInput], config: Config, classifier: Classifier,
     Inputs that failed, images, and inputs with nothing to refine come back
     as they were. ``scan`` first decodes every frame of each gap an edge
     lies in, once (``{path: [(lo, hi)]}`` -> ``{path: [GapScan]}``): its
-    thumbnails give the cut evidence (:mod:`pipeline.cuts`), and the few
+    thumbnails give the cut evidence (:mod:`pipeline.analysis.cuts`), and the few
     full frames it keeps are embedded from memory when probed. ``probe``
     maps ``{path: frame indices}`` (and ``frames=``, ``{path: FrameBatch}``
     already decoded) to ``{path: embedded frames}``: an index it found no
@@ -196,7 +196,7 @@ def _refinement(embedded: EmbeddedInput, config: Config,
 
 
 def analyse_refined(embedded: EmbeddedInput, classifier: Classifier, config: Config) -> dict:
-    """:func:`pipeline.analyse.analyse` with each edge pinned to its frame,
+    """:func:`pipeline.analysis.analyse.analyse` with each edge pinned to its frame,
     from the refinement frames ``embedded`` carries (an edge whose frames
     are not all there keeps its coarse time). Adds ``refine``, a
     :class:`~pipeline.types.RefineSummary`."""

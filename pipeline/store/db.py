@@ -41,7 +41,7 @@ Layout of a store folder (a LanceDB database):
 file, model and sampling is one stored input however often it is run.
 
 Concurrency: every write holds the store's lock file (one writer at a time,
-across processes; :mod:`pipeline.storelock`); readers take no lock. Replacing
+across processes; :mod:`pipeline.store.lock`); readers take no lock. Replacing
 an input adds its new rows under a new ``generation``, then its ``videos``
 row, then deletes the old rows, and readers keep only the rows of each key's
 newest ``videos`` row: never a duplicate, never half an input. Creation makes
@@ -71,7 +71,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.engine.base import EmbeddedInput, RefineFrames
-from pipeline.storelock import LOCK_FILE, STORE_WAIT_S, WriteLock
+from pipeline.store.lock import LOCK_FILE, STORE_WAIT_S, WriteLock
 from pipeline.types import DecodeStats, GapEvidence, Sampling, StoreError, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ class EmbeddingStore:
     """A LanceDB database of frame embeddings of one model.
 
     Open with :meth:`open`. Every write holds the store's write lock
-    (:mod:`pipeline.storelock`): one writer at a time, across processes.
+    (:mod:`pipeline.store.lock`): one writer at a time, across processes.
     Readers take no lock and see complete inputs only: an input's frames are
     those of the generation its current ``videos`` row names, so a replace in
     progress (new rows written, old ones not yet deleted) is never seen twice

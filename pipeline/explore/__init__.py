@@ -1,0 +1,2 @@
+"""Reading a store back: search (hits and the moments they lie in) and
+clustering with its page."""

@@ -1,0 +1,2 @@
+"""Measuring answers against the truth: truth files, ``scenetag eval`` and
+``scenetag calibrate``."""
