@@ -226,7 +226,9 @@ NoRefineOpt = Annotated[bool, typer.Option(
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"scenetag {_version()}")
+        from pipeline.about import version
+
+        typer.echo(f"scenetag {version()}")
         raise typer.Exit(EXIT_OK)
 
 
@@ -258,7 +260,7 @@ def run(
     decoder: Annotated[Literal["pyav", "decord"] | None, typer.Option(
         help="Decoder backend. Default: pyav.")] = None,
     decode_strategy: Annotated[Literal["auto", "exact", "fast", "keyframes"] | None, typer.Option(
-        help="How frames are reached (README: decode strategies). Default: auto.")] = None,
+        help="How frames are reached (docs/DECODE.md). Default: auto.")] = None,
     timeout: Annotated[float | None, typer.Option(
         metavar="S", callback=_above_zero, help="Per-input decode stall timeout. Default: 600.")] = None,
     device: DeviceOpt = None,
@@ -748,12 +750,12 @@ def config_init(
     """Write a commented starter config."""
 
     def job() -> int:
-        from pipeline.config import STARTER_CONFIG
+        from pipeline.config import STARTER_CONFIG_PATH
 
         if path.exists() and not force:
             raise PipelineError(f"{path} exists; pass --force to overwrite it")
         try:
-            path.write_text(STARTER_CONFIG, encoding="utf-8")
+            path.write_text(STARTER_CONFIG_PATH.read_text(encoding="utf-8"), encoding="utf-8")
         except OSError as ex:
             raise PipelineError(f"cannot write {path}: {ex.strerror or ex}") from ex
         typer.echo(f"scenetag: wrote {path}; edit its labels, then `scenetag run VIDEO -c {path}`", err=True)
@@ -832,7 +834,9 @@ def _store_embedder(db: Any, model: str | None, device: str | None, runtime: str
     on the runtime the stored frames were embedded with unless ``runtime`` says."""
     from pipeline.embed import load_embedder
 
-    revision = None if model or (db.model_revision or "").startswith("sha256:") else db.model_revision
+    from pipeline.embed.load import hub_revision
+
+    revision = None if model else hub_revision(db.model_revision)
     embedder = load_embedder(model or db.model_id, revision=revision, device=device or "auto",
                              runtime=runtime or "auto",
                              stored=None if model else [v.precision for v in db.videos()])
@@ -1068,15 +1072,6 @@ def _check_output_folder(output: Path) -> None:
         raise PipelineError(f"--output: cannot create {output}: {ex.strerror or ex}") from ex
     if not os.access(output, os.W_OK | os.X_OK):
         raise PipelineError(f"--output: cannot write to {output} (permission denied)")
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("scenetag")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 def _plural(count: int, word: str) -> str:

@@ -9,6 +9,8 @@ e.g. ``labels.2.prompts: must not be empty``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import hashlib
 import json
 import string
@@ -30,6 +32,7 @@ from pipeline.types import ConfigError, Sampling
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.yaml")
+STARTER_CONFIG_PATH = Path(__file__).with_name("starter.yaml")  # what `scenetag config init` writes
 
 # Caps on what one config may ask for, checked before any model loads: text is
 # embedded and kept in memory per sentence, so an unbounded config is an
@@ -428,6 +431,37 @@ class Config(_Strict):
 # --------------------------------------------------------------------------- loading
 
 
+@dataclass(frozen=True)
+class LabelRules:
+    """What one label's segments depend on besides its scores, as the config
+    gives them: file runs, live runs and calibration all read them here."""
+
+    label: str
+    kind: str  # tag or nsfw
+    enter: float
+    exit: float
+    method: str  # smoothing filter
+    window_s: float
+    min_duration_s: float
+    merge_gap_s: float
+
+
+def label_rules(config: Config, name: str, kind: str) -> LabelRules:
+    """``name``'s rules: its own thresholds over its section's (``nsfw`` or
+    ``segments``); exit defaults to 90% of enter (a little hysteresis stops
+    flicker at the boundary), and never exceeds it."""
+    nsfw = kind == "nsfw"
+    section = config.nsfw if nsfw else config.segments
+    smoothing = config.nsfw.smoothing if nsfw else config.smoothing
+    label = next(lab for lab in (config.nsfw.labels if nsfw else config.labels) if lab.name == name)
+    enter = label.threshold if label.threshold is not None else section.threshold
+    exit_ = label.exit_threshold if label.exit_threshold is not None else section.exit_threshold
+    if exit_ is None or exit_ > enter:
+        exit_ = 0.9 * enter
+    return LabelRules(name, kind, enter, exit_, smoothing.method, smoothing.window_s,
+                      section.min_duration_s, section.merge_gap_s)
+
+
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None,
                 flags: dict[str, str] | None = None) -> Config:
     """Load, override and validate a config.
@@ -445,7 +479,7 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     Raises:
         ConfigError: with every problem found, each with its key path.
     """
-    data = _read_yaml(Path(path)) if path is not None else {}
+    data = read_yaml(Path(path)) if path is not None else {}
     if path is not None:
         _resolve_model_path(data, Path(path).parent)
         _resolve_picture_paths(data, Path(path).parent)
@@ -543,7 +577,9 @@ def _parse_yaml(text: str) -> Any:
         loader.dispose()
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A config file as a plain mapping, before validation (a key given twice,
+    bad YAML, a non-mapping or an unreadable file: ConfigError naming the file)."""
     text = _read_text(path)
     try:
         data = _parse_yaml(text)
@@ -700,42 +736,3 @@ def _model_of(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
-
-
-STARTER_CONFIG = """\
-# scenetag config (written by `scenetag config init`). Every key but `labels`
-# is optional; `scenetag config show -c THIS_FILE` prints the effective config
-# and `scenetag config validate THIS_FILE` checks it. README: "Config reference".
-
-model:
-  id: openai/clip-vit-base-patch32  # Hub id, or a local folder (relative paths: to this file)
-  device: auto                      # auto | cpu | cuda | cuda:N | mps
-  precision: auto                   # auto | fp32 | fp16 | bf16 | int8 (int8: openvino/onnxruntime)
-  runtime: auto                     # auto (CPU: openvino if installed) | torch | openvino | onnxruntime
-
-sampling:
-  every_seconds: 1.0                # or every_n_frames: 30, or fps: 2 (one rule only)
-
-scoring:
-  mode: auto                        # auto: the model's own rule (CLIP softmax, SigLIP sigmoid);
-                                    # softmax: labels exclude each other; binary: each is yes/no
-  templates: ["a photo of {}."]     # each needs exactly one {} where the prompt goes
-  # background: ["a photo of an empty room."]  # softmax: a "none of these" class
-
-labels:                             # a name, or {name, prompts, negatives, threshold, exit_threshold}
-  - indoors
-  - {name: outdoors, prompts: ["a street", "a landscape"]}
-
-smoothing:
-  method: median                    # none | moving_average | median | ema
-  window_s: 2.0
-
-segments:
-  threshold: 0.5                    # enter a segment at this smoothed score
-  exit_threshold: 0.4               # leave it below this (must not exceed threshold)
-  min_duration_s: 1.0
-  merge_gap_s: 1.0
-
-output:
-  formats: [csv, plot, json, html, vtt, edl]   # also: thumbs
-"""

@@ -156,7 +156,7 @@ def labelled_clips(draw):
     """One label on one to three clips: runs of samples with and without the
     object (true where it is), its scores high inside and low outside plus
     noise, and a setting to start from (thresholds off the grid too)."""
-    from pipeline.measure.calibrate import Clip, Problem, Rules, Setting
+    from pipeline.measure.calibrate import Clip, Problem, Setting, Tunables
 
     clips = []
     for c in range(draw(st.integers(1, 3))):
@@ -169,7 +169,7 @@ def labelled_clips(draw):
                                                                            len(on))
         scores = np.clip(np.where(on, draw(st.floats(0.4, 1.0)), draw(st.floats(0.0, 0.6))) + noise, 0, 1)
         clips.append(Clip(f"clip{c}.mp4", times, len(on) * STEP, scores[:, None], {"a": truth}, 1 / STEP))
-    start = Rules(enter=draw(st.floats(0.02, 0.98)), exit_ratio=draw(st.floats(0.5, 1.0)),
+    start = Tunables(enter=draw(st.floats(0.02, 0.98)), exit_ratio=draw(st.floats(0.5, 1.0)),
                   window_s=STEP * draw(st.sampled_from([0, 1, 3])),
                   min_duration_s=STEP * draw(st.sampled_from([0, 1, 2])),
                   merge_gap_s=STEP * draw(st.sampled_from([0, 1, 2])))

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.live.peaks import MAX_STRETCHES, PeakPictures
-from pipeline.live.tracker import LabelTracker, Rules
+from pipeline.config import LabelRules
+from pipeline.live.tracker import LabelTracker
 
 
 def _picture(n: int) -> np.ndarray:
@@ -20,7 +21,7 @@ def _number(picture: np.ndarray) -> int:
     return round(float(picture.mean()) / 2)
 
 
-def _play(rules: Rules, times, raw):
+def _play(rules: LabelRules, times, raw):
     """(closed segments, the sample number each one's kept picture shows, the pictures' keeper)."""
     tracker, peaks = LabelTracker(rules), PeakPictures([rules])
     closed = []
@@ -60,7 +61,7 @@ scores = st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=120)
 @given(raw=scores, method=st.sampled_from(["none", "median", "ema"]), window=st.sampled_from([0.0, 1.0, 2.5]),
        min_d=st.sampled_from([0.0, 1.0]), gap=st.sampled_from([0.0, 1.0, 3.0]))
 def test_each_closed_segment_keeps_the_picture_of_its_peak(raw, method, window, min_d, gap):
-    rules = Rules("cat", "tag", 0.5, 0.45, method, window, min_d, gap)
+    rules = LabelRules("cat", "tag", 0.5, 0.45, method, window, min_d, gap)
     times = np.arange(len(raw)) * 0.5
     closed, smoothed, peaks = _play(rules, times, raw)
     for segment in closed:
@@ -71,7 +72,7 @@ def test_each_closed_segment_keeps_the_picture_of_its_peak(raw, method, window, 
 
 
 def test_memory_stays_bounded_on_a_long_flickering_stream():
-    rules = Rules("cat", "tag", 0.5, 0.45, "none", 0.0, 0.0, 10.0)  # every flicker merges: one open segment
+    rules = LabelRules("cat", "tag", 0.5, 0.45, "none", 0.0, 0.0, 10.0)  # every flicker merges: one open segment
     tracker, peaks = LabelTracker(rules), PeakPictures([rules])
     for n in range(3000):
         peaks.sample(n, n * 0.5, _picture(n % 100))

@@ -8,10 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.analysis import smooth
-from pipeline.live.tracker import LabelTracker, Rules
+from pipeline.config import LabelRules
+from pipeline.live.tracker import LabelTracker
 
 
-def _file_segments(rules: Rules, times: np.ndarray, raw: np.ndarray):
+def _file_segments(rules: LabelRules, times: np.ndarray, raw: np.ndarray):
     smoothed = smooth.smooth(raw, times, rules.method, rules.window_s)
     return smooth.detect_segments(rules.label, rules.kind, times, smoothed, enter=rules.enter,
                                   exit=rules.exit, min_duration_s=rules.min_duration_s,
@@ -27,14 +28,14 @@ def _same_segments(live, file):
         assert abs(a.peak - b.peak) < 1e-9 and abs(a.mean - b.mean) < 1e-9
 
 
-def _live(rules: Rules, times, raw):
+def _live(rules: LabelRules, times, raw):
     tracker = LabelTracker(rules)
     events = [e for t, x in zip(times, raw) for e in tracker.add(t, x)]
     return events + tracker.finish(), tracker
 
 
 def _rules(kind="tag", method="median", window_s=2.0, min_duration_s=1.0, merge_gap_s=1.0):
-    return Rules("cat", kind, 0.5, 0.45, method, window_s, min_duration_s, merge_gap_s)
+    return LabelRules("cat", kind, 0.5, 0.45, method, window_s, min_duration_s, merge_gap_s)
 
 
 scores = st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=120)

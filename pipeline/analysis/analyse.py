@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.analysis import edges as refine
 from pipeline.analysis import smooth
-from pipeline.config import Config
+from pipeline.config import Config, label_rules
 from pipeline.decode.base import interval_in_frames
 from pipeline.analysis.score import Classifier, score
 from pipeline.types import LabelTrack, Segment, VideoInfo
@@ -135,7 +135,7 @@ def analyse_image(path: str, embedding: np.ndarray, classifier: Classifier,
     scores = {name: float(s) for name, s in zip(classifier.names, raw)}
     kinds = dict(zip(classifier.names, classifier.kinds))
     over = [name for name in classifier.names
-            if scores[name] >= _thresholds(name, kinds[name], config)[0]]
+            if scores[name] >= label_rules(config, name, kinds[name]).enter]
     tags = sorted((n for n in over if kinds[n] == "tag"), key=lambda n: -scores[n])
     verdict = "n/a" if not config.nsfw.labels else \
         "unsafe" if any(kinds[n] == "nsfw" for n in over) else "safe"
@@ -143,29 +143,15 @@ def analyse_image(path: str, embedding: np.ndarray, classifier: Classifier,
 
 
 def _track(name: str, kind: str, raw: np.ndarray, times_s: np.ndarray, config: Config) -> LabelTrack:
-    enter, exit_ = _thresholds(name, kind, config)
-    rules = config.nsfw.smoothing if kind == "nsfw" else config.smoothing
+    rules = label_rules(config, name, kind)
     smoothed = smooth.smooth(raw, times_s, rules.method, rules.window_s)
     return LabelTrack(name=name, kind=kind, raw=raw.astype(np.float64), smoothed=smoothed,
-                      threshold=enter, exit_threshold=exit_)
-
-
-def _thresholds(name: str, kind: str, config: Config) -> tuple[float, float]:
-    """Per-label thresholds override the section defaults; exit defaults to
-    90% of enter (a little hysteresis stops flicker at the boundary)."""
-    section = config.nsfw if kind == "nsfw" else config.segments
-    labels = config.nsfw.labels if kind == "nsfw" else config.labels
-    label = next(lab for lab in labels if lab.name == name)
-    enter = label.threshold if label.threshold is not None else section.threshold
-    exit_ = label.exit_threshold if label.exit_threshold is not None else section.exit_threshold
-    if exit_ is None or exit_ > enter:
-        exit_ = 0.9 * enter
-    return enter, exit_
+                      threshold=rules.enter, exit_threshold=rules.exit)
 
 
 def _segments(track: LabelTrack, times_s: np.ndarray, config: Config,
               duration: float | None) -> list:
-    rules = config.nsfw if track.kind == "nsfw" else config.segments
+    rules = label_rules(config, track.name, track.kind)
     return smooth.segments_and_intervals(track.name, track.kind, times_s, track.smoothed,
                                   enter=track.threshold, exit=track.exit_threshold,
                                   min_duration_s=rules.min_duration_s,

@@ -185,10 +185,10 @@ def _pixels(embedder: Any, images: list[np.ndarray]) -> list[Any]:
 def candidates(runtime: str) -> list[str]:
     """The precisions ``runtime`` can run here (bf16 needs the CPU's bf16; int8 on
     OpenVINO needs NNCF)."""
-    from pipeline.embed.embedder import _cpu_has_bf16
+    from pipeline.embed.embedder import cpu_has_bf16
 
     out = list(EXPORTED_PRECISIONS[runtime])
-    if "bf16" in out and not _cpu_has_bf16():
+    if "bf16" in out and not cpu_has_bf16():
         out.remove("bf16")  # OpenVINO would run a bf16 hint at fp32: a duplicate of fp32
     if runtime == "openvino" and not importable("nncf"):
         out.remove("int8")

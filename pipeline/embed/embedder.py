@@ -42,12 +42,14 @@ def resolve_precision(precision: str, device: str) -> str:
         return precision
     if device.startswith("cuda"):
         return "fp16"
-    if device == "cpu" and _cpu_has_bf16():
+    if device == "cpu" and cpu_has_bf16():
         return "bf16"
     return "fp32"
 
 
-def _cpu_has_bf16() -> bool:
+def cpu_has_bf16() -> bool:
+    """Whether this CPU does bf16 natively (AVX-512 bf16 or AMX): elsewhere
+    torch emulates it, 7x slower than fp32 on an AVX2 Zen 3."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -242,6 +242,19 @@ def _explain_load_failure(model_id: str, ex: Exception) -> str:
             "or pass --model /path/to/a/local/model/folder")
 
 
+CONTENT_REVISION = "sha256:"  # a local folder's revision: a hash of its weights, not a Hub commit
+
+
+def is_content_revision(revision: str | None) -> bool:
+    """Whether ``revision`` is a local folder's content hash (``sha256:...``)."""
+    return bool(revision and revision.startswith(CONTENT_REVISION))
+
+
+def hub_revision(revision: str | None) -> str | None:
+    """``revision`` as the Hub takes it: a content hash names no Hub revision."""
+    return None if is_content_revision(revision) else revision
+
+
 def _revision_of(model: Any, model_id: str, revision: str | None) -> str | None:
     """The Hub commit the weights came from, or a content hash for a local folder."""
     commit = getattr(model.config, "_commit_hash", None)
@@ -256,7 +269,7 @@ def _revision_of(model: Any, model_id: str, revision: str | None) -> str | None:
         with path.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
-    return "sha256:" + digest.hexdigest()[:16]
+    return CONTENT_REVISION + digest.hexdigest()[:16]
 
 
 HUB_TIMEOUT_S = 10  # the first request to the Hub; unanswered by then, it cannot be reached

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.live.tracker import Rules
+from pipeline.config import LabelRules
 from pipeline.report.thumbs import MAX_THUMBS, THUMB_SHORT_SIDE
 from pipeline.types import Segment
 
@@ -49,7 +49,7 @@ class PeakPictures:
         max_kept: closed segments whose picture is kept.
     """
 
-    def __init__(self, rules: list[Rules], max_kept: int = MAX_THUMBS):
+    def __init__(self, rules: list[LabelRules], max_kept: int = MAX_THUMBS):
         self.rules, self.max_kept = rules, max_kept
         self.done = [0] * len(rules)  # per label: samples whose final value was seen
         self._pending: dict[int, tuple[float, np.ndarray]] = {}  # sample -> (time, picture)

@@ -17,7 +17,8 @@ from pipeline.live.outputs import StreamOutputs
 from pipeline.live.peaks import PeakPictures
 from pipeline.live.sources import LiveSource
 from pipeline.live.stored import gap_note
-from pipeline.live.tracker import Event, LabelTracker, Rules
+from pipeline.config import LabelRules
+from pipeline.live.tracker import Event, LabelTracker
 from pipeline.analysis.score import Classifier, score
 from pipeline.types import DecodeStats, LabelTrack, Segment, VideoInfo, VideoResult
 
@@ -44,7 +45,7 @@ class LiveStream:
         store: ``(frames, vectors) -> None`` keeps a chunk of embeddings, or None.
     """
 
-    def __init__(self, source: LiveSource, name: str, reader: StreamReader, rules: list[Rules],
+    def __init__(self, source: LiveSource, name: str, reader: StreamReader, rules: list[LabelRules],
                  outputs: StreamOutputs, bus: EventBus, base: VideoResult, *, store=None,
                  store_chunk: int = 64, nsfw_enabled: bool = False, verdict_min_s: float = 0.5):
         self.source, self.name, self.reader, self.rules = source, name, reader, rules

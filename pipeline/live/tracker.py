@@ -30,25 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.analysis import smooth
+from pipeline.config import LabelRules, label_rules
 from pipeline.types import Segment
 
 CONTEXT = 32  # settled samples kept before the open part: the sample step needs neighbours
 TRIM_AT = 1024  # settled samples dropped once this many pile up
 _EPS = 1e-6
-
-
-@dataclass(frozen=True)
-class Rules:
-    """One label's thresholds, filter and segment rules."""
-
-    label: str
-    kind: str
-    enter: float
-    exit: float
-    method: str
-    window_s: float
-    min_duration_s: float
-    merge_gap_s: float
 
 
 @dataclass(frozen=True)
@@ -74,24 +61,15 @@ class Event:
         return out
 
 
-def rules_for(config, names, kinds) -> list[Rules]:
-    """Every label's :class:`Rules` from the config, as ``analyse`` reads them."""
-    from pipeline.analysis.analyse import _thresholds  # the one place the threshold defaults are decided
-
-    out = []
-    for name, kind in zip(names, kinds):
-        enter, exit_ = _thresholds(name, kind, config)
-        section = config.nsfw if kind == "nsfw" else config.segments
-        filt = config.nsfw.smoothing if kind == "nsfw" else config.smoothing
-        out.append(Rules(name, kind, enter, exit_, filt.method, filt.window_s,
-                         section.min_duration_s, section.merge_gap_s))
-    return out
+def rules_for(config, names, kinds) -> list[LabelRules]:
+    """Every label's rules from the config, as file runs read them."""
+    return [label_rules(config, name, kind) for name, kind in zip(names, kinds)]
 
 
 class LabelTracker:
     """One label over one unbroken piece of a stream (a gap starts a new one)."""
 
-    def __init__(self, rules: Rules):
+    def __init__(self, rules: LabelRules):
         self.rules = rules
         self.times: list[float] = []
         self.raw: list[float] = []

@@ -75,8 +75,9 @@ class Clip:
 
 
 @dataclass(frozen=True)
-class Rules:
-    """What a label's segments depend on, besides its scores."""
+class Tunables:
+    """What calibration tunes of one label's rules (exit as a ratio of enter,
+    so one grid of ratios fits every threshold)."""
 
     enter: float
     exit_ratio: float
@@ -87,11 +88,11 @@ class Rules:
 
 @dataclass
 class Setting:
-    """The :class:`Rules` of every label, by name, and the ``shared`` ones
+    """The :class:`Tunables` of every label, by name, and the ``shared`` ones
     (the section defaults)."""
 
-    rules: dict[str, Rules]
-    shared: Rules
+    rules: dict[str, Tunables]
+    shared: Tunables
 
 
 @dataclass
@@ -104,7 +105,7 @@ class Problem:
     clips: list[Clip]
     min_iou: float
 
-    def counts(self, name: str, rules: Rules, clips: Sequence[Clip]) -> Counts:
+    def counts(self, name: str, rules: Tunables, clips: Sequence[Clip]) -> Counts:
         col = self.names.index(name)
         total = Counts()
         for clip in clips:
@@ -146,7 +147,7 @@ def fit(problem: Problem, clips: Sequence[Clip], incumbent: Setting) -> Setting:
     return tuned if gain else incumbent
 
 
-def _own(problem: Problem, clips: Sequence[Clip], name: str, shared: Rules, mine: Rules) -> Rules:
+def _own(problem: Problem, clips: Sequence[Clip], name: str, shared: Tunables, mine: Tunables) -> Tunables:
     """Step (4) for one label: its own threshold and exit ratio under the
     ``shared`` rules, starting from its config's (``mine``); ``shared``
     itself for a label without positive truth in ``clips``."""
@@ -158,13 +159,13 @@ def _own(problem: Problem, clips: Sequence[Clip], name: str, shared: Rules, mine
     return _refine(problem, clips, [name], own)
 
 
-def _best(problem: Problem, clips: Sequence[Clip], names: Sequence[str], candidates: list[Rules],
-          incumbent: Rules | None = None) -> Rules:
+def _best(problem: Problem, clips: Sequence[Clip], names: Sequence[str], candidates: list[Tunables],
+          incumbent: Tunables | None = None) -> Tunables:
     """The best of ``candidates``: ``incumbent`` when given and none beats
     it (a move must gain something), else of the equally good ones the
     middle one (in grid order), which leaves a margin both ways on clips
     not seen."""
-    def key(rules: Rules) -> tuple[float, float]:
+    def key(rules: Tunables) -> tuple[float, float]:
         total = Counts()
         for name in names:
             total.add(problem.counts(name, rules, clips))
@@ -177,7 +178,7 @@ def _best(problem: Problem, clips: Sequence[Clip], names: Sequence[str], candida
     return tied[(len(tied) - 1) // 2]
 
 
-def _refine(problem: Problem, clips: Sequence[Clip], names: Sequence[str], rules: Rules) -> Rules:
+def _refine(problem: Problem, clips: Sequence[Clip], names: Sequence[str], rules: Tunables) -> Tunables:
     near = [replace(rules, enter=float(np.clip(rules.enter + d, 0.001, 0.999))) for d in REFINE]
     rules = _best(problem, clips, names, near, incumbent=rules)
     return _best(problem, clips, names, [replace(rules, exit_ratio=r) for r in FINE_EXIT], incumbent=rules)
@@ -285,15 +286,13 @@ def _problem(config: Config, store_dir: Path, truth: Truth, min_iou: float,
 
 def _setting_of(config: Config, problem: Problem) -> Setting:
     """The rules ``config`` gives each label (as :func:`pipeline.analysis.analyse.analyse` reads them)."""
-    from pipeline.analysis.analyse import _thresholds
+    from pipeline.config import label_rules
 
     rules = {}
     for name, kind in zip(problem.names, problem.kinds):
-        enter, exit_ = _thresholds(name, kind, config)
-        section = config.nsfw if kind == "nsfw" else config.segments
-        window = (config.nsfw.smoothing if kind == "nsfw" else config.smoothing).window_s
-        rules[name] = Rules(enter, exit_ / enter if enter > 0 else 1.0, window,
-                            section.min_duration_s, section.merge_gap_s)
+        given = label_rules(config, name, kind)
+        rules[name] = Tunables(given.enter, given.exit / given.enter if given.enter > 0 else 1.0,
+                               given.window_s, given.min_duration_s, given.merge_gap_s)
     return Setting(rules, next(iter(rules.values())))
 
 
@@ -307,9 +306,9 @@ def tuned_yaml(config_path: Path, config: Config, result: Calibration, out_path:
     (the model folder, example pictures) are rewritten for ``out_path``."""
     import yaml
 
-    from pipeline.config import _read_yaml
+    from pipeline.config import read_yaml
 
-    data = _read_yaml(config_path)
+    data = read_yaml(config_path)
     _rebase_paths(data, config, config_path.parent, out_path.parent)
     if result.unchanged:  # the config's own values, as it wrote them
         return _header(result, config_path, truth_path, store_dir) + \
@@ -333,13 +332,13 @@ def tuned_yaml(config_path: Path, config: Config, result: Calibration, out_path:
         yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
 
 
-def _section_values(rules: Rules) -> dict[str, float]:
+def _section_values(rules: Tunables) -> dict[str, float]:
     """A section's defaults: what a label added later starts from."""
     return {"threshold": round(rules.enter, 4), "exit_threshold": round(rules.enter * rules.exit_ratio, 4),
             "min_duration_s": round(rules.min_duration_s, 4), "merge_gap_s": round(rules.merge_gap_s, 4)}
 
 
-def _set_section(data: dict, key: str, method: str, rules: Rules) -> None:
+def _set_section(data: dict, key: str, method: str, rules: Tunables) -> None:
     section = data.setdefault(key, {})
     section.setdefault("method", method)  # a new section must not change the method the config had
     section["window_s"] = round(rules.window_s, 4)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.about import version
 from pipeline.atomic import atomic_path, atomic_write_text
 from pipeline.report.notes import partial_note
 from pipeline.report.text import csv_cell
@@ -159,7 +160,7 @@ def summary_dict(result: VideoResult, config_summary: dict | None = None) -> dic
         "tags": list(result.tags),
         "nsfw_verdict": result.nsfw_verdict,
         "wall_time_s": result.wall_time_s,
-        "scenetag_version": scenetag_version(),
+        "scenetag_version": version(),
     }
     if config_summary is not None:
         summary["config"] = config_summary
@@ -194,16 +195,6 @@ def write_summary_json(result: VideoResult, out_dir: str | Path, extra: dict | N
         summary.update(_json_safe(extra))
     text = json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     return atomic_write_text(Path(out_dir) / "summary.json", text)
-
-
-def scenetag_version() -> str:
-    """The installed scenetag version, or ``"0+unknown"`` when not installed."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("scenetag")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def _json_safe(value: Any) -> Any:

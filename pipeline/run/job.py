@@ -513,12 +513,11 @@ def _load_embedder(config: Config, model_id: str | None = None, revision: str | 
                    stored: list[str] | None = None):
     """``config``'s model (or ``model_id``); ``stored``: see ``load_embedder``."""
     from pipeline.embed import load_embedder
+    from pipeline.embed.load import hub_revision
 
     m = config.model
     model_id, revision = (model_id, revision) if model_id else (m.id, m.revision)
-    if revision and revision.startswith("sha256:"):
-        revision = None  # a local folder's content hash, not a Hub revision
-    return load_embedder(model_id, revision=revision, device=m.device, precision=m.precision,
+    return load_embedder(model_id, revision=hub_revision(revision), device=m.device, precision=m.precision,
                          batch_size=m.batch_size, compile_model=m.compile, runtime=m.runtime, stored=stored)
 
 
@@ -764,9 +763,9 @@ def _may_score_by_sigmoid(config: Config, model_id: str, revision: str | None) -
     try:
         from transformers import AutoConfig
 
-        if revision and revision.startswith("sha256:"):
-            revision = None  # a local folder's content hash, not a Hub revision
-        model_type = AutoConfig.from_pretrained(model_id, revision=revision, local_files_only=True,
+        from pipeline.embed.load import hub_revision
+
+        model_type = AutoConfig.from_pretrained(model_id, revision=hub_revision(revision), local_files_only=True,
                                                 trust_remote_code=False).model_type
     except Exception:  # unreadable here: loading the model will tell
         log.debug("cannot read the config of %s", model_id, exc_info=True)

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from pipeline.about import version
 from pipeline.serve.api import QueryVectors, State, build_router
 from pipeline.serve.library import Library
 from pipeline.serve.thumbs import ThumbCache, cache_folder
@@ -61,7 +62,7 @@ def create_app(store: EmbeddingStore, embedder: Any, *, reports: Path | None = N
         yield
         cache.close()  # pending thumbnail jobs are dropped; made ones stay cached
 
-    app = FastAPI(title="scenetag serve", version=_version(), docs_url=None, redoc_url=None,
+    app = FastAPI(title="scenetag serve", version=version(), docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json", lifespan=lifespan,
                   description="Search stored frames by text or picture; browse inputs and reports.")
     app.state.scenetag = state
@@ -121,7 +122,3 @@ def _read(name: str) -> bytes:
     return resources.files("pipeline.serve").joinpath("static", name).read_bytes()
 
 
-def _version() -> str:
-    from pipeline.report.tables import scenetag_version
-
-    return scenetag_version()

@@ -70,6 +70,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.about import version
 from pipeline.engine.base import EmbeddedInput, RefineFrames
 from pipeline.store.lock import LOCK_FILE, STORE_WAIT_S, WriteLock
 from pipeline.types import DecodeStats, GapEvidence, Sampling, StoreError, VideoInfo
@@ -350,7 +351,9 @@ class EmbeddingStore:
             return False
         if _model_ref(model_id) == _model_ref(self.model_id):
             return True
-        return bool(revision and revision.startswith("sha256:") and revision == stored)
+        from pipeline.embed.load import is_content_revision
+
+        return is_content_revision(revision) and revision == stored
 
     def check_model(self, model_id: str, revision: str | None, dim: int, *,
                     same_model: bool = True) -> None:
@@ -540,7 +543,7 @@ class EmbeddingStore:
             pa = _pyarrow()
             meta = {"format_version": FORMAT_VERSION, "model_id": model_id,
                     "model_revision": revision, "dim": dim, "created_at": time.time(),
-                    "scenetag_version": _version(), "model_family": family}
+                    "scenetag_version": version(), "model_family": family}
             with _guard(self.root, "create"):
                 self._db.create_table("frames", schema=_frames_schema(dim))
                 self._db.create_table("videos", schema=_videos_schema())
@@ -1406,12 +1409,6 @@ def _pyarrow():
     import pyarrow
 
     return pyarrow
-
-
-def _version() -> str:
-    from pipeline.report.tables import scenetag_version
-
-    return scenetag_version()
 
 
 def _precision_label(embedder: object) -> str:
