@@ -347,6 +347,8 @@ class OutputConfig(_Strict):
 
 
 class Config(_Strict):
+    """A whole validated config: every section with its defaults filled in."""
+
     model: ModelConfig = ModelConfig()
     sampling: SamplingConfig = SamplingConfig()
     decoder: DecoderConfig = DecoderConfig()
