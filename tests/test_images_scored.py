@@ -158,7 +158,7 @@ def _as_video_frame(picture, short_side: int) -> np.ndarray:
     """``picture`` as PyAV's decoder hands a frame of that size to the model."""
     import av
 
-    from pipeline.decode.pyav import frame_converter
+    from pipeline.decode.av_open import frame_converter
     from pipeline.types import VideoInfo
 
     info = VideoInfo(path="frame", container="mp4", codec="h264", width=picture.width, height=picture.height,

@@ -40,7 +40,7 @@ class DecordDecoder(Decoder):
     _notes: list[str] = []
 
     def _open(self) -> None:
-        from pipeline.decode.pyav import probe
+        from pipeline.decode.av_open import probe
 
         decord = _import_decord()
         info = probe(self.path)  # raises VideoOpenError for non-video inputs

@@ -12,21 +12,17 @@ import logging
 import math
 import statistics
 from collections.abc import Iterator
-from fractions import Fraction
 
 import av
 import av.logging
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
+from pipeline.decode.av_open import frame_converter, open_container, probe
 from pipeline.decode.base import (
     Decoder,
     PtsSampler,
-    check_readable,
     interval_in_frames,
     one_line,
-    scaled_size,
-    upright,
 )
 from pipeline.decode.damage import LISTENER, DamageWatch, Span, count_concealed, first_words, is_damage
 from pipeline.decode.packets import PacketIndex
@@ -78,110 +74,6 @@ def _warn_once(key: str, message: str) -> None:
     if key not in _WARNED:
         _WARNED.add(key)
         log.warning("%s", message)
-
-
-def open_container(path: str):
-    """``av.open`` with library errors turned into :class:`VideoOpenError`.
-
-    The returned container is guaranteed to hold a video stream.
-    """
-    check_readable(path)
-    try:
-        container = av.open(path, metadata_errors="ignore")
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as ex:
-        raise VideoOpenError(f"cannot open {path}: {one_line(ex)}") from ex
-    if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
-        container.close()
-        raise VideoOpenError(f"no video stream in {path} (has: {', '.join(kinds)})")
-    return container
-
-
-def _first_frame_rotation(container, stream) -> int:
-    """Display rotation (CCW degrees, 0/90/180/270) read from the first frame.
-
-    PyAV exposes the display matrix on frames, not streams, so decode one.
-    """
-    try:
-        for vf in container.decode(stream):
-            return int(vf.rotation) % 360
-    except av.FFmpegError:
-        pass
-    return 0
-
-
-def _probe_open(container, path: str, rotation: int | None = None) -> VideoInfo:
-    """VideoInfo from an open container. Decodes at most one frame (none
-    when ``rotation`` is given)."""
-    stream = container.streams.video[0]
-    cc = stream.codec_context
-    tb = stream.time_base or Fraction(1, 1)
-    rate = stream.average_rate or stream.guessed_rate
-    fps = float(rate) if rate else None
-    if stream.duration is not None:
-        duration = float(stream.duration * tb)
-    elif container.duration is not None:
-        duration = container.duration / av.time_base
-    else:
-        duration = None
-    frame_count = stream.frames or (round(duration * fps) if duration and fps else None)
-    start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
-    width, height = cc.width, cc.height
-    bit_rate = cc.bit_rate or container.bit_rate or None
-    info = dict(
-        path=path,
-        container=container.format.name,
-        codec=cc.name,
-        duration_s=duration,
-        avg_fps=fps,
-        nominal_fps=float(stream.base_rate) if stream.base_rate else None,
-        frame_count=frame_count,
-        start_time_s=start,
-        pix_fmt=cc.pix_fmt or "",
-        bit_rate=bit_rate,
-    )
-    if rotation is None:
-        rotation = _first_frame_rotation(container, stream)
-    if rotation in (90, 270):
-        width, height = height, width
-    return VideoInfo(width=width, height=height, rotation=rotation, **info)
-
-
-def open_info(container, name: str, rotation: int) -> VideoInfo:
-    """:class:`VideoInfo` of a container that is already open, decoding
-    nothing (a live stream cannot be read twice: ``rotation`` comes from
-    the caller's first frame)."""
-    return _probe_open(container, name, rotation)
-
-
-def frame_converter(info: VideoInfo, short_side: int | None):
-    """A function VideoFrame -> upright RGB uint8 array, as :class:`PyAVDecoder` converts."""
-    return _converter(info, short_side)
-
-
-def probe(path: str) -> VideoInfo:
-    """Probe ``path`` with PyAV (see :class:`VideoInfo`)."""
-    with open_container(path) as container:
-        return _probe_open(container, path)
-
-
-def _converter(info: VideoInfo, short_side: int | None):
-    """A function VideoFrame -> upright RGB uint8 array of the requested size."""
-    width, height = scaled_size(info.width, info.height, short_side)
-    if info.rotation in (90, 270):
-        width, height = height, width  # reformat works on the coded picture
-    shrink = short_side is not None and short_side < min(info.width, info.height)
-    # AREA averages when shrinking (less aliasing than plain bilinear).
-    interp = "AREA" if shrink else "BILINEAR"
-    # One scaler for the whole pass: VideoFrame.reformat builds a fresh one per
-    # frame, ≈18x the cost of the conversion itself at 320x240 (same pixels).
-    scaler = VideoReformatter()
-
-    def to_rgb(vf) -> np.ndarray:
-        rgb = scaler.reformat(vf, width=width, height=height, format="rgb24", interpolation=interp)
-        return upright(rgb.to_ndarray(), info.rotation)
-
-    return to_rgb
 
 
 class _Clock:
@@ -408,7 +300,7 @@ class PyAVDecoder(Decoder):
     def _pass(self, sampling: Sampling, strategy: str, stats: DecodeStats) -> Iterator[Frame]:
         """One decode of the stream; then the suspect GOPs again, on one thread."""
         sampler = PtsSampler(_time_based(sampling, self.info.avg_fps, strategy))
-        to_rgb = _converter(self.info, self.short_side)
+        to_rgb = frame_converter(self.info, self.short_side)
         watch, last_pts = DamageWatch(), None
         with contextlib.ExitStack() as stack:
             container = stack.enter_context(open_container(self.path))
@@ -613,7 +505,7 @@ def read_frames_at(path: str, times_s: list[float], short_side: int | None = Non
     a single keyframe meant from the start, once per thumbnail.
     """
     info = probe(path)
-    to_rgb = _converter(info, short_side)
+    to_rgb = frame_converter(info, short_side)
     picked: dict[float, Frame] = {}
     with contextlib.ExitStack() as stack:
         container = stack.enter_context(open_container(path))
@@ -644,7 +536,7 @@ def read_frames_by_index(path: str, indices: list[int], short_side: int | None =
 def _read_by_index(path: str, indices: list[int], short_side: int | None) -> tuple[list[Frame], int]:
     """:func:`read_frames_by_index`, and how many frames it decoded."""
     info = probe(path)
-    to_rgb = _converter(info, short_side)
+    to_rgb = frame_converter(info, short_side)
     out: list[Frame] = []
     with contextlib.ExitStack() as stack:
         container = stack.enter_context(open_container(path))
@@ -672,7 +564,7 @@ def scan_gaps(path: str, gaps: list[tuple[int, int]], short_side: int | None) ->
     backends read the same evidence.
     """
     info = probe(path)
-    to_rgb = _converter(info, short_side)
+    to_rgb = frame_converter(info, short_side)
     out: list[GapScan] = []
     with contextlib.ExitStack() as stack:
         container = stack.enter_context(open_container(path))
