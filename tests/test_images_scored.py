@@ -149,7 +149,7 @@ def test_sample_photos_score_as_the_zero_shot_pipeline_scores_them(models, famil
 # Video frames keep the fast path (the decoder shrinks a frame to the model's
 # short side with an area filter, torch finishes the resize): its distance to
 # the processor's path, measured on the sample photos treated as frames, as
-# the README states it (max |score - pipeline score|, min image-vector cosine).
+# docs/MODELS.md states it (max |score - pipeline score|, min image-vector cosine).
 FAST_PATH = {"clip": (0.004, 0.9999), "demo": (0.02, 0.999), "siglip": (0.001, 0.999),
              "siglip2": (0.01, 0.98)}
 

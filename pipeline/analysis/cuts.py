@@ -3,7 +3,7 @@
 Refinement decodes every frame of a gap once (cheap) and reads their
 thumbnails (:mod:`pipeline.decode.prints`) before embedding any (dear).
 Pixels never decide an edge: they only say where to probe first, and when
-the frames next to a probe may be left unscored. The rule (README,
+the frames next to a probe may be left unscored. The rule (docs/EDGES.md,
 "Frame-accurate edges"):
 
 * A **jump** is the mean absolute difference between the thumbnails of two
