@@ -55,12 +55,40 @@ INSTALL_HINT = 'the ray engine needs Ray Data: pip install "scenetag[ray]"'
 _NO_IMAGES = np.zeros((0, 0, 0, 3), np.uint8)
 
 
+REACH_TIMEOUT_S = 5.0  # a cluster's head answers a TCP connect at once; ray.init alone retries for minutes
+
+
+def cluster_address(given: str | None) -> str | None:
+    """Where to find Ray, as Ray users expect: ``--ray-address`` wins, else
+    ``RAY_ADDRESS`` (set inside a RayJob, a Ray Jobs submission or a shell a
+    Ray user prepared), else None: a local Ray sized to this machine."""
+    return given or os.environ.get("RAY_ADDRESS") or None
+
+
+def check_reachable(address: str, source: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """Raise a one-line PipelineError when ``host:port`` (or ``ray://host:port``)
+    does not accept a connection: ``ray.init`` on an address that does not
+    answer retries for minutes without a word. ``auto`` and other forms are
+    left to Ray."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or "/" in host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as ex:
+        why = "no answer" if isinstance(ex, TimeoutError) else (ex.strerror or str(ex))
+        raise PipelineError(f"cannot reach Ray at {address} ({source}): {why}") from None
+
+
 class RayEngine:
     """Decode in Ray tasks, embed in a pool of Ray actors.
 
     Args:
         config: the effective :class:`~pipeline.config.Config`.
-        address: ``None`` starts (or reuses) a local Ray sized to this machine;
+        address: ``None`` joins ``RAY_ADDRESS`` when set, else starts (or
+            reuses) a local Ray sized to this machine;
             ``"auto"`` joins the cluster this node belongs to;
             ``"ray://host:10001"`` connects through Ray Client.
         short_side: the model's input size; decoders resize frames to it.
@@ -204,8 +232,11 @@ class RayEngine:
         debug = logging.getLogger().isEnabledFor(logging.DEBUG)
         kwargs: dict[str, Any] = dict(ignore_reinit_error=True, include_dashboard=False,
                                       log_to_driver=debug, configure_logging=False)
-        if self.address is None:
+        address = cluster_address(self.address)
+        if address is None:
             kwargs["num_cpus"] = os.cpu_count() or 1
+        else:
+            check_reachable(address, "--ray-address" if self.address else "RAY_ADDRESS")
         if not debug and not os.environ.get("RAY_BACKEND_LOG_LEVEL"):
             # The driver's C++ core worker logs errors to stderr, and on every
             # run logs one about actor constructor arguments that Ray Data's
@@ -215,9 +246,9 @@ class RayEngine:
             os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"
         try:
             with contextlib.nullcontext() if debug else _stderr_to_log():
-                ray.init(address=self.address, **kwargs)
+                ray.init(address=address or "local", **kwargs)
         except Exception as ex:  # ConnectionError, RuntimeError, ValueError...
-            raise PipelineError(f"cannot start or reach Ray at {self.address or 'local'}: "
+            raise PipelineError(f"cannot start or reach Ray at {address or 'local'}: "
                                 f"{_first_line(ex)}") from ex
         return True
 
