@@ -50,7 +50,8 @@ def test_the_flag_wins_over_the_environment_and_neither_means_local(monkeypatch)
 
 
 @pytest.mark.parametrize("where", ["env", "flag"])
-def test_an_address_that_does_not_answer_is_one_line_naming_its_source(tmp_path, tiny_model_dir, clip_dir, where):
+def test_an_address_that_does_not_answer_is_one_line_naming_its_source(tmp_path, tiny_model_dir,
+                                                                        clip_dir, where):
     pytest.importorskip("ray.data")
     env_port, flag_port = _closed_port(), _closed_port()
     extra = ("--ray-address", f"127.0.0.1:{flag_port}") if where == "flag" else ()
