@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.engine.base import EmbeddedInput
-from pipeline.store.db import EmbeddingStore, sampling_key
+from pipeline.store.db import EmbeddingStore
+from pipeline.store.keys import sampling_key
 from pipeline.types import Sampling
 
 SAMPLING = Sampling(every_seconds=1.0)

@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from search_bench import synthetic  # noqa: E402  (the same clustered vectors)
 
 from pipeline.engine.base import EmbeddedInput  # noqa: E402
-from pipeline.store.db import EmbeddingStore, sampling_key  # noqa: E402
+from pipeline.store.db import EmbeddingStore  # noqa: E402
+from pipeline.store.keys import sampling_key  # noqa: E402
 from pipeline.types import Sampling  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -31,9 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline import store as store_mod  # noqa: E402
 from pipeline.engine.base import EmbeddedInput  # noqa: E402
-from pipeline.store.db import EmbeddingStore, sampling_key  # noqa: E402
+from pipeline.store import db as store_mod  # noqa: E402
+from pipeline.store.db import EmbeddingStore  # noqa: E402
+from pipeline.store.keys import sampling_key  # noqa: E402
 from pipeline.types import Sampling  # noqa: E402
 
 SAMPLING = Sampling(every_seconds=1.0)

@@ -850,7 +850,7 @@ def _store_texts(db: Any, device: str | None, runtime: str | None) -> Callable[[
     loaded (once) only for texts the cache lacks, which it then keeps."""
     import numpy as np
 
-    from pipeline.store.db import embed_and_keep
+    from pipeline.store.cache import embed_and_keep
 
     embedder: list[Any] = []
 

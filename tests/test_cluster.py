@@ -185,7 +185,7 @@ def test_cluster_errors_are_one_line(store_dir, tmp_path):
 
 def test_cluster_page_strips_controls_and_isolates_names(tmp_path):
     from pipeline.explore.cluster import write_outputs
-    from pipeline.store.db import FrameRows
+    from pipeline.store.rows import FrameRows
 
     rng = np.random.default_rng(6)
     vectors = rng.normal(size=(8, 8)).astype(np.float32)
@@ -246,7 +246,7 @@ def test_named_clusters_carry_their_name_in_the_csvs(tmp_path):
     """With names (``-c``), clusters.csv and outliers.csv say what each
     frame's cluster holds and the cosine, as the legends do."""
     from pipeline.explore.cluster import nearest_names, write_outputs
-    from pipeline.store.db import FrameRows
+    from pipeline.store.rows import FrameRows
 
     vectors = _blobs(2, 6, 9)
     vectors[3] = np.eye(32)[5]  # far from both blobs: an outlier of cluster 0

@@ -111,7 +111,7 @@ def test_search_csv(tmp_path):
 def test_clusters_and_outliers_csv(tmp_path):
     pytest.importorskip("sklearn")
     from pipeline.explore.cluster import cluster, write_outputs
-    from pipeline.store.db import FrameRows
+    from pipeline.store.rows import FrameRows
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(12, 8)).astype(np.float32)

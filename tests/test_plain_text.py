@@ -45,7 +45,7 @@ def test_timeline_png_with_dollar_labels(tmp_path, label):
 def test_clusters_png_with_dollar_file_names(tmp_path):
     pytest.importorskip("sklearn")
     from pipeline.explore.cluster import cluster, write_outputs
-    from pipeline.store.db import FrameRows
+    from pipeline.store.rows import FrameRows
 
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(10, 8)).astype(np.float32)

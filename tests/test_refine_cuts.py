@@ -305,7 +305,8 @@ def test_cut_evidence_survives_the_store_without_any_refinement_frame(tmp_path):
     must come back from the store, or rescoring would decode the gap again."""
     pytest.importorskip("lancedb")
     from pipeline.engine.base import EmbeddedInput, RefineFrames
-    from pipeline.store.db import EmbeddingStore, sampling_key
+    from pipeline.store.db import EmbeddingStore
+    from pipeline.store.keys import sampling_key
     from pipeline.types import GapEvidence, Sampling, VideoInfo
 
     vectors = np.eye(3, 8, dtype=np.float32)
@@ -333,7 +334,8 @@ def test_cut_evidence_stored_before_frame_times_still_reads(tmp_path):
     frame's time), and its next write upgrades it to format 5."""
     lancedb = pytest.importorskip("lancedb")
     from pipeline.engine.base import EmbeddedInput, RefineFrames
-    from pipeline.store.db import EmbeddingStore, sampling_key
+    from pipeline.store.db import EmbeddingStore
+    from pipeline.store.keys import sampling_key
     from pipeline.types import GapEvidence, Sampling
 
     def embedded(name: str) -> EmbeddedInput:

@@ -151,7 +151,7 @@ def test_other_dimension_model_is_rejected(indexed, tmp_path, tiny_model_dir):
 
 def test_nearest_on_synthetic_vectors(tmp_path):
     from pipeline.engine.base import EmbeddedInput
-    from pipeline.store.db import sampling_key
+    from pipeline.store.keys import sampling_key
     from pipeline.types import Sampling
 
     rng = np.random.default_rng(1)
@@ -259,7 +259,7 @@ def test_store_keeps_absolute_paths_and_works_from_anywhere(tmp_path, tiny_model
     assert result.exit_code == 0, result.output
     assert "cannot read thumbnails" not in result.output + caplog.text
     assert pd.read_csv(elsewhere / "search-a_red_square.csv")["input"][0] == str(work / "media" / "clip.mp4")
-    caplog.set_level("INFO", logger="pipeline.store.db")
+    caplog.set_level("INFO", logger="pipeline.store.cache")
     run_job([str(work / "media" / "clip.mp4")], config.model_copy(
         update={"model": config.model.model_copy(update={"id": str(work / "model")})}),
         elsewhere / "out", RunOptions(progress=False, store=work / "out" / "store"))

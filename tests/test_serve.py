@@ -362,7 +362,7 @@ def test_token_is_required_when_set(demo_run, demo_embedder, tmp_path):
 
 def test_a_file_replaced_by_a_symlink_is_refused(demo_run, demo_embedder, tmp_path):
     from pipeline.serve.library import Input, Library, input_id
-    from pipeline.store.db import content_hash
+    from pipeline.store.keys import content_hash
 
     copy = tmp_path / "clip.mp4"
     shutil.copy(ROOT / "sample_videos" / "demo_kitchen.mp4", copy)

@@ -15,7 +15,9 @@ from pipeline.run import job as run_mod
 from pipeline.config import parse_config
 from pipeline.engine.base import EmbeddedInput
 from pipeline.run.job import RunOptions, rescore_job, run_job
-from pipeline.store.db import FORMAT_VERSION, EmbeddingStore, content_hash, content_hashes, sampling_key
+from pipeline.store.db import EmbeddingStore
+from pipeline.store.keys import content_hash, content_hashes, sampling_key
+from pipeline.store.schema import FORMAT_VERSION
 from pipeline.types import DecodeStats, Sampling, StoreError, VideoInfo
 
 pytest.importorskip("lancedb")
@@ -136,7 +138,8 @@ def test_compact_merges_fragments_and_keeps_every_row(tmp_path):
 
 
 def test_run_compacts_the_store_it_grew(tmp_path, tiny_model_dir, tiny_embedder, monkeypatch):
-    monkeypatch.setattr("pipeline.store.db.COMPACT_MIN_FRAGMENTS", 2)
+    monkeypatch.setattr("pipeline.store.db.COMPACT_MIN_FRAGMENTS", 2)  # compact() default
+    monkeypatch.setattr("pipeline.store.cache.COMPACT_MIN_FRAGMENTS", 2)  # how often a run compacts
     clips = [_clip(tmp_path, f"c{i}.mp4", seconds=1 + i / 2) for i in range(3)]
     run_job(clips, _config(tiny_model_dir), tmp_path / "out", RunOptions(progress=False),
             embedder=tiny_embedder)
@@ -426,7 +429,7 @@ def test_a_still_stored_before_stills_were_resized_as_the_processor_does_is_embe
     such a still is embedded again (and kept), then reused."""
     from PIL import Image
 
-    from pipeline.store.db import content_hash as hash_of
+    from pipeline.store.keys import content_hash as hash_of
 
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), np.uint8)).save(photo)

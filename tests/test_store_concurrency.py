@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from pipeline.engine.base import EmbeddedInput
 from pipeline.explore.search import search
-from pipeline.store.db import EmbeddingStore, sampling_key
+from pipeline.store.db import EmbeddingStore
+from pipeline.store.keys import sampling_key
 from pipeline.types import Sampling, StoreError
 
 lancedb = pytest.importorskip("lancedb")
@@ -32,7 +33,8 @@ import sys, time
 from pathlib import Path
 import numpy as np
 from pipeline.engine.base import EmbeddedInput
-from pipeline.store.db import EmbeddingStore, sampling_key
+from pipeline.store.db import EmbeddingStore
+from pipeline.store.keys import sampling_key
 from pipeline.types import Sampling
 
 root, go, seed, rounds = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

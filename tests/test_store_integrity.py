@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.engine.base import EmbeddedInput
 from pipeline.explore.search import search
-from pipeline.store.db import EmbeddingStore, sampling_key
+from pipeline.store.db import EmbeddingStore
+from pipeline.store.keys import sampling_key
 from pipeline.types import Sampling, StoreError
 
 lancedb = pytest.importorskip("lancedb")

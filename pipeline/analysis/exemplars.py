@@ -7,7 +7,7 @@ embedded by the model's image tower. Not with the processor's own resize, as
 a still-image input is: the pictures are matched against frames, and the
 demo's skull crops resized the processor's way found their segment at IoU
 0.57 instead of >= 0.8. ``run`` and ``rescore`` put this behind the
-store's picture cache (:func:`pipeline.store.db.cached_picture_embedder`).
+store's picture cache (:func:`pipeline.store.cache.cached_picture_embedder`).
 """
 
 from __future__ import annotations

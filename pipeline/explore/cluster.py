@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.atomic import atomic_path
-from pipeline.store.db import FrameRows
+from pipeline.store.rows import FrameRows
 from pipeline.types import PipelineError
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.report.text import clean_label, clock
-from pipeline.store.db import FrameRows
+from pipeline.store.rows import FrameRows
 
 log = logging.getLogger(__name__)
 

@@ -525,7 +525,7 @@ def _text_embedder(store, embedder) -> Callable[[list[str]], np.ndarray]:
     """The embedder's text function, behind ``store``'s prompt cache when given."""
     if store is None:
         return embedder.embed_texts
-    from pipeline.store.db import cached_text_embedder
+    from pipeline.store.cache import cached_text_embedder
 
     return cached_text_embedder(store, embedder)
 
@@ -536,7 +536,7 @@ def _picture_embedder(config: Config, store, embedder) -> Callable[[list[str]], 
 
     if store is None:
         return picture_embedder(embedder)
-    from pipeline.store.db import cached_picture_embedder
+    from pipeline.store.cache import cached_picture_embedder
 
     return cached_picture_embedder(store, embedder, config.image_hashes(), picture_embedder(embedder))
 
@@ -544,7 +544,7 @@ def _picture_embedder(config: Config, store, embedder) -> Callable[[list[str]], 
 def _open_cache(config: Config, options: RunOptions, embedder, out_dir: Path):
     if not options.use_store:
         return None
-    from pipeline.store.db import open_run_cache
+    from pipeline.store.cache import open_run_cache
 
     d = config.decoder
     return open_run_cache(options.store or out_dir / "store", embedder,
@@ -631,7 +631,7 @@ class _StoredProber:
         return self._engine(video).scan(requests) if self._unchanged(path, video) else {}
 
     def _unchanged(self, path: str, video) -> bool:
-        from pipeline.store.db import content_hash
+        from pipeline.store.keys import content_hash
 
         checked = getattr(self, "_checked", {})
         if (path, video.content_hash) not in checked:  # once per input: scan and probes ask
@@ -695,7 +695,7 @@ def _rescore_classifier(config: Config, store, model: str | None,
     its picture cache) are missing (or for ``model``, another
     model, whose prompts the cache does not hold), or when the scores need
     the logit bias of a sigmoid model and the cache predates keeping it."""
-    from pipeline.store.db import embed_and_keep
+    from pipeline.store.cache import embed_and_keep
 
     texts = list(dict.fromkeys(prompt_texts(config)))
     found, logit_scale = store.text_vectors(store.model_id, store.model_revision, texts) \

@@ -5,7 +5,7 @@ This is the server's allow-list. A request names an input by its id (a hash
 of the path the store holds), never by a path: nothing a client sends is
 joined onto a folder. Reports are found by walking ``--reports`` without
 following symlinks, and a file is served only while it is still the file
-the store embedded (its content hash, as :func:`pipeline.store.db.content_hash`
+the store embedded (its content hash, as :func:`pipeline.store.keys.content_hash`
 computes it, matches): a file replaced or re-pointed by a symlink since is
 refused.
 """
@@ -22,7 +22,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.store.db import EmbeddingStore, StoredVideo, content_hash
+from pipeline.store.db import EmbeddingStore
+from pipeline.store.keys import content_hash
+from pipeline.store.rows import StoredVideo
 
 log = logging.getLogger(__name__)
 
