@@ -302,8 +302,8 @@ def test_a_missing_input_is_named_once(tmp_path, tiny_model_dir):
 
 DEBUG_PROBE = """
 import logging, sys
-from pipeline.cli import _setup_logging
-_setup_logging(quiet=False, debug=True)
+from pipeline.cli.logs import setup_logging
+setup_logging(quiet=False, debug=True)
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 fig = Figure(); FigureCanvasAgg(fig); fig.add_subplot().set_title("fonts are looked up")

@@ -9,8 +9,8 @@ import sys
 
 PROBE = """
 import os, sys
-from pipeline.cli import _setup_logging
-_setup_logging(quiet=False, debug=sys.argv[1] == "debug")
+from pipeline.cli.logs import setup_logging
+setup_logging(quiet=False, debug=sys.argv[1] == "debug")
 import numpy as np, pyarrow as pa, lancedb, tempfile
 print(os.environ.get("LANCEDB_LOG"))
 db = lancedb.connect(tempfile.mkdtemp())

@@ -243,7 +243,8 @@ def test_search_and_rescore_embed_with_the_store_runtime(tmp_path, tiny_model_di
     from tiny_model import tiny_config
     from typer.testing import CliRunner
 
-    from pipeline.cli import _store_embedder, app
+    from pipeline.cli import app
+    from pipeline.cli.commands_store import _store_embedder
     from pipeline.run.job import _StoredProber
     from pipeline.store.db import EmbeddingStore
 
