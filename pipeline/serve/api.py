@@ -228,7 +228,7 @@ def _report_detail(entry: Input) -> dict:
     """The input's label timeline and segments, from its report folder."""
     if entry.report is None:
         return {"timeline": None, "segments": []}
-    from pipeline.report.html import load_result
+    from pipeline.report.readback import load_result
 
     try:
         result = load_result(entry.report.folder)
