@@ -643,6 +643,7 @@ def cluster(
 
     def job() -> int:
         from pipeline.explore import cluster as c
+        from pipeline.explore.cluster_outputs import write_outputs
         from pipeline.explore.search import select_videos
         from pipeline.store.db import EmbeddingStore
 
@@ -665,7 +666,7 @@ def cluster(
             result = replace(result, holds=c.nearest_names(rows.vectors, result.labels, names, vectors))
         out = output or store.parent
         _output_folder(out)
-        c.write_outputs(rows, result, out)
+        write_outputs(rows, result, out)
         if not quiet:
             typer.echo(f"scenetag: {_plural(len(rows), 'frame')}, {result.method}: "
                        f"{_plural(result.k, 'cluster')}, {_plural(int(result.is_outlier.sum()), 'outlier')}; "

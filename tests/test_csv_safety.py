@@ -110,7 +110,8 @@ def test_search_csv(tmp_path):
 
 def test_clusters_and_outliers_csv(tmp_path):
     pytest.importorskip("sklearn")
-    from pipeline.explore.cluster import cluster, write_outputs
+    from pipeline.explore.cluster import cluster
+    from pipeline.explore.cluster_outputs import write_outputs
     from pipeline.store.db import FrameRows
 
     rng = np.random.default_rng(0)
