@@ -15,8 +15,8 @@ from demo_assets import needs_demo
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.explore.cluster import cluster
 from pipeline.config import parse_config
+from pipeline.explore.cluster import cluster
 from pipeline.run.job import RunOptions, run_job
 
 pytest.importorskip("lancedb")
@@ -184,7 +184,7 @@ def test_cluster_errors_are_one_line(store_dir, tmp_path):
 
 
 def test_cluster_page_strips_controls_and_isolates_names(tmp_path):
-    from pipeline.explore.cluster import write_outputs
+    from pipeline.explore.cluster_outputs import write_outputs
     from pipeline.store.rows import FrameRows
 
     rng = np.random.default_rng(6)
@@ -245,7 +245,8 @@ def test_cluster_legend_says_what_each_cluster_holds(demo_run, tmp_path):
 def test_named_clusters_carry_their_name_in_the_csvs(tmp_path):
     """With names (``-c``), clusters.csv and outliers.csv say what each
     frame's cluster holds and the cosine, as the legends do."""
-    from pipeline.explore.cluster import nearest_names, write_outputs
+    from pipeline.explore.cluster import nearest_names
+    from pipeline.explore.cluster_outputs import write_outputs
     from pipeline.store.rows import FrameRows
 
     vectors = _blobs(2, 6, 9)

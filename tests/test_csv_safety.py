@@ -110,7 +110,8 @@ def test_search_csv(tmp_path):
 
 def test_clusters_and_outliers_csv(tmp_path):
     pytest.importorskip("sklearn")
-    from pipeline.explore.cluster import cluster, write_outputs
+    from pipeline.explore.cluster import cluster
+    from pipeline.explore.cluster_outputs import write_outputs
     from pipeline.store.rows import FrameRows
 
     rng = np.random.default_rng(0)
@@ -140,7 +141,7 @@ def test_run_and_report_keep_formula_labels(tmp_path, tiny_model_dir, clip_dir):
     (folder,) = [p.parent for p in out.glob("*/summary.json")]
     for path in (folder / "segments.csv", folder / "frames.csv", out / "index.csv"):
         assert formula_cells(path) == [], path
-    from pipeline.report.html import load_result
+    from pipeline.report.readback import load_result
 
     loaded = load_result(folder)
     assert {s.label for s in loaded.segments} == {"=1+1", "@SUM(1)"}

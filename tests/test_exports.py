@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from pipeline import report
 from pipeline.cli import app
-from pipeline.report import exports, html
+from pipeline.report import exports, html, readback
 from pipeline.report.exports import edl_text, exact_fps, frame_number, timecode
 from pipeline.types import LabelTrack, Sampling, Segment, VideoInfo, VideoResult
 
@@ -278,7 +278,7 @@ def test_report_command_regenerates_without_a_model(run_dir, monkeypatch):
 
 
 def test_load_result_round_trips_a_run(run_dir):
-    result = html.load_result(run_dir / "ten")
+    result = readback.load_result(run_dir / "ten")
     assert result.status == "ok" and result.name == "ten" and len(result.times_s) == 8
     assert [t.name for t in result.tracks] == ["cat", "dog & <b>", "car"]
     assert all(t.threshold == pytest.approx(0.2) for t in result.tracks)
@@ -321,7 +321,7 @@ def test_end_frame_is_the_frame_at_end_s_in_every_output(tmp_path):
     assert (exported["start_frame"], exported["end_frame"]) == (30, 90)
     assert (summary["start_frame"], summary["end_frame"]) == (30, 90)
     assert frame_number(seg.end_s, Fraction(15)) == 90 and frame_number(seg.start_s, Fraction(15)) == 30
-    reread = html.load_result(folder)
+    reread = readback.load_result(folder)
     assert (reread.segments[0].start_frame, reread.segments[0].end_frame) == (30, 89)
     assert exports.segments_dict(reread)["segments"][0]["end_frame"] == 90
 

@@ -50,7 +50,7 @@ def _play(rules: LabelRules, times, raw):
 
 
 def _peak_sample(times, smoothed, segment) -> int:
-    """What pipeline.report.thumbs.peak_time picks: the first best smoothed sample inside."""
+    """What pipeline.report.stills.peak_time picks: the first best smoothed sample inside."""
     inside = np.flatnonzero((times >= segment.start_s - 1e-6) & (times <= segment.end_s + 1e-6))
     return int(inside[np.argmax(smoothed[inside])])
 

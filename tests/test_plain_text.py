@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from test_exports import make_result
 
-from pipeline.report import plot
 from pipeline.explore.search import Hit, format_table, write_contact_sheet
+from pipeline.report import plot
 from pipeline.types import Segment
 
 DOLLARS = ["$$", "cost $_$ total", r"$\frac{", "a$b$c$"]
@@ -44,7 +44,8 @@ def test_timeline_png_with_dollar_labels(tmp_path, label):
 
 def test_clusters_png_with_dollar_file_names(tmp_path):
     pytest.importorskip("sklearn")
-    from pipeline.explore.cluster import cluster, write_outputs
+    from pipeline.explore.cluster import cluster
+    from pipeline.explore.cluster_outputs import write_outputs
     from pipeline.store.rows import FrameRows
 
     rng = np.random.default_rng(1)

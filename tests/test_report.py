@@ -382,7 +382,7 @@ def test_top_frames_only_for_labels_that_appear(tmp_path):
     threshold, does."""
     import media
 
-    from pipeline.report import thumbs
+    from pipeline.report import stills
 
     video = media.make_clip(tmp_path / "clip.mp4", seconds=4, fps=10)
     times = np.arange(8) * 0.5
@@ -396,7 +396,7 @@ def test_top_frames_only_for_labels_that_appear(tmp_path):
     result = VideoResult(input_path=video, name="clip", sampling=Sampling(every_seconds=0.5),
                          frame_indices=np.arange(8) * 5, times_s=times, tracks=tracks,
                          segments=[Segment("cat", "tag", 2.0, 4.0, 0.9, 0.9)])
-    written = thumbs.write_top_frames(result, tmp_path / "out", 2)
+    written = stills.write_top_frames(result, tmp_path / "out", 2)
     assert sorted(p.name.split("_")[0] for p in written) == ["cat", "cat", "dog", "dog"]
     assert all(p.is_file() for p in written)
 

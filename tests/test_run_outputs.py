@@ -16,7 +16,7 @@ from media import make_clip, make_image
 
 import pipeline.atomic as atomic
 from pipeline.config import parse_config
-from pipeline.report.html import regenerate
+from pipeline.report import regenerate
 from pipeline.run.job import RunOptions, rescore_job, run_job
 
 

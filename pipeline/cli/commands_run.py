@@ -219,7 +219,7 @@ def report_cmd(
     """Rewrite HTML reports and exports from a run's files; loads no model."""
 
     def job() -> int:
-        from pipeline.report.html import regenerate
+        from pipeline.report import regenerate
 
         wanted = csv_list(formats, "--formats", REPORT_FORMATS, check=False)
         results = regenerate(folder, wanted, top_frames=top_frames)

@@ -129,6 +129,7 @@ def cluster(
 
     def job() -> int:
         from pipeline.explore import cluster as c
+        from pipeline.explore.cluster_outputs import write_outputs
         from pipeline.explore.search import select_videos
         from pipeline.store.db import EmbeddingStore
 
@@ -151,7 +152,7 @@ def cluster(
             result = replace(result, holds=c.nearest_names(rows.vectors, result.labels, names, vectors))
         out = output or store.parent
         _output_folder(out)
-        c.write_outputs(rows, result, out)
+        write_outputs(rows, result, out)
         if not quiet:
             typer.echo(f"scenetag: {plural(len(rows), 'frame')}, {result.method}: "
                        f"{plural(result.k, 'cluster')}, {plural(int(result.is_outlier.sum()), 'outlier')}; "

@@ -6,18 +6,26 @@ cluster, distance and a thumbnail.
 Thumbnails are small JPEG data URIs re-read from the inputs at the frames'
 times; at most ``THUMB_MAX`` of them (outliers first, then frames spread
 over each cluster), ``THUMB_SIDE`` pixels high, so the page stays small.
+The page's CSS and script are package files beside this module
+(``cluster.css``, ``cluster.js``), inlined.
+
+Rendering only: it takes a finished :class:`~pipeline.explore.cluster.Clustering`
+(the model below it); :mod:`pipeline.explore.cluster_outputs` calls it.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import logging
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.explore.cluster import OUTLIER_MADS, Clustering, colour
 from pipeline.report.text import clean_label, clock
 from pipeline.store.rows import FrameRows
 
@@ -28,26 +36,11 @@ THUMB_MAX = 200
 THUMB_SIDE = 72
 SVG_W, SVG_H = 680, 600
 _PAD_L, _PAD_R, _PAD_T, _PAD_B = 64, 16, 16, 48
-_JS = """(function () {
-  var data = JSON.parse(document.getElementById("cluster-data").textContent);
-  var tip = document.getElementById("tip"), img = document.getElementById("tip-img");
-  document.querySelectorAll("[data-i]").forEach(function (el) {
-    el.addEventListener("mouseenter", function (ev) {
-      var uri = data.thumbs[el.dataset.i];
-      img.hidden = !uri; if (uri) img.src = uri;
-      document.getElementById("tip-input").textContent = data.inputs[+el.dataset.in];
-      document.getElementById("tip-text").textContent = el.dataset.t;
-      tip.hidden = false;
-      tip.style.left = (ev.pageX + 14) + "px"; tip.style.top = (ev.pageY + 14) + "px";
-    });
-    el.addEventListener("mouseleave", function () { tip.hidden = true; });
-  });
-})();"""
 
 
-def write_html(xy: np.ndarray, rows: FrameRows, result, path: Path) -> Path:
-    """Write the page for ``result`` (a :class:`pipeline.explore.cluster.Clustering`)
-    over the projection ``xy`` (N x 2) of ``rows``. Returns its path."""
+def write_html(xy: np.ndarray, rows: FrameRows, result: Clustering, path: Path) -> Path:
+    """Write the page for ``result`` over the projection ``xy`` (N x 2) of
+    ``rows``. Returns its path."""
     from pipeline.atomic import atomic_write_text
     from pipeline.report.html import script_json
 
@@ -59,7 +52,8 @@ def write_html(xy: np.ndarray, rows: FrameRows, result, path: Path) -> Path:
     thumbs = thumbnails(rows, _thumb_choice(result, shown))
     data = {"inputs": [clean_label(p) for p in inputs], "thumbs": {str(i): u for i, u in thumbs.items()}}
     note = f"<p>showing the first {len(shown):,} of {len(xy):,} frames</p>" if len(shown) < len(xy) else ""
-    page = (f"<!doctype html><meta charset=utf-8><title>scenetag clusters</title><style>{_CSS}</style>"
+    page = (f"<!doctype html><meta charset=utf-8><title>scenetag clusters</title>"
+            f"<style>{_asset('cluster.css')}</style>"
             f"<h1>{len(xy):,} frames, {html.escape(result.method)} (PCA projection)</h1>{note}"
             f"<p>Hover a point for its frame (with a thumbnail for {len(thumbs):,} of them).</p>"
             f"<div class=wrap><svg width={SVG_W} height={SVG_H} viewBox='0 0 {SVG_W} {SVG_H}'>"
@@ -67,17 +61,15 @@ def write_html(xy: np.ndarray, rows: FrameRows, result, path: Path) -> Path:
             f"<div id=tip hidden><img id=tip-img alt='' hidden><div><bdi id=tip-input></bdi></div>"
             f"<div id=tip-text></div></div>"
             f"<script type='application/json' id=cluster-data>{script_json(data)}</script>"
-            f"<script>{_JS}</script>")
+            f"<script>{_asset('cluster.js')}</script>")
     return atomic_write_text(path, page)
 
 
-_CSS = ("body{font:14px sans-serif;margin:20px}.wrap{display:flex;gap:16px;align-items:flex-start}"
-        "svg{border:1px solid #ccc}circle:hover,g.out:hover path{stroke:#000;stroke-width:2}"
-        ".axes text{font-size:11px;fill:#444}.axes line,.axes rect{stroke:#888;fill:none}"
-        ".legend{list-style:none;padding:0;margin:0}.legend li{margin:2px 0}"
-        ".sw{display:inline-block;width:12px;height:12px;border-radius:6px;margin-right:6px}"
-        "#tip{position:absolute;background:#fff;border:1px solid #888;padding:4px;font-size:12px;"
-        "pointer-events:none;max-width:320px}#tip img{display:block;margin-bottom:3px}")
+@functools.cache
+def _asset(name: str) -> str:
+    """The page's CSS or script, a package file beside this module. The
+    files end in a newline, as text files do; the page never had it."""
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8").removesuffix("\n")
 
 
 def _scaler(xy: np.ndarray):
@@ -112,9 +104,8 @@ def _axes(xy: np.ndarray, to_svg) -> str:
     return f"<g class=axes>{''.join(parts)}</g>"
 
 
-def _mark(pos: tuple[float, float], rows: FrameRows, result, i: int, where: dict[str, int]) -> str:
-    from pipeline.explore.cluster import colour
-
+def _mark(pos: tuple[float, float], rows: FrameRows, result: Clustering, i: int,
+          where: dict[str, int]) -> str:
     x, y = pos
     label = int(result.labels[i])
     path = str(rows.input_path[i])
@@ -130,9 +121,7 @@ def _mark(pos: tuple[float, float], rows: FrameRows, result, i: int, where: dict
             f"<title>{tip}</title></circle>")
 
 
-def _legend(result) -> str:
-    from pipeline.explore.cluster import OUTLIER_MADS, colour
-
+def _legend(result: Clustering) -> str:
     items = []
     for label in sorted(set(result.labels.tolist())):
         n = int((result.labels == label).sum())
@@ -148,7 +137,7 @@ def _legend(result) -> str:
     return f"<ul class=legend>{''.join(items)}</ul>"
 
 
-def _thumb_choice(result, shown: np.ndarray, limit: int = THUMB_MAX) -> list[int]:
+def _thumb_choice(result: Clustering, shown: np.ndarray, limit: int = THUMB_MAX) -> list[int]:
     """Outliers (farthest first), then frames spread evenly over each
     cluster's distance ranking, up to ``limit`` in all."""
     shown_set = set(shown.tolist())

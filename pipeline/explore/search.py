@@ -22,10 +22,10 @@ import numpy as np
 
 from pipeline.atomic import atomic_path, bounded_name, fit_bytes
 from pipeline.explore.moments import Moment, Timeline, frame_ends, input_end, moments_of, ranked
+from pipeline.measure.truth import matches as names_input
 from pipeline.store.cache import embed_and_keep
 from pipeline.store.db import EmbeddingStore
 from pipeline.store.rows import StoredVideo
-from pipeline.measure.truth import matches as names_input
 from pipeline.types import PipelineError, StoreError
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 thumbnails of its report (a stream cannot be read again for them).
 
 A segment's peak is its sample with the highest smoothed score (the first,
-on a tie), as :func:`pipeline.report.thumbs.peak_time` finds it. Only the
+on a tie), as :func:`pipeline.report.stills.peak_time` finds it. Only the
 pictures that may still become a peak are held, so memory stays bounded:
 
 * a sample's picture waits until every label's smoothed value of it is final;
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.config import LabelRules
-from pipeline.report.thumbs import MAX_THUMBS, THUMB_SHORT_SIDE
+from pipeline.report.stills import MAX_THUMBS, THUMB_SHORT_SIDE
 from pipeline.types import Segment
 
 MAX_STRETCHES = 64  # per label; beyond it the two oldest become one

@@ -184,7 +184,7 @@ class Evaluation:
 
 def evaluate(results: Sequence[VideoResult], truth: Truth, min_iou: float = 0.5) -> Evaluation:
     """Measure ``results`` (one per input, e.g. from
-    :func:`pipeline.report.html.load_result`) against ``truth``. Inputs with
+    :func:`pipeline.report.readback.load_result`) against ``truth``. Inputs with
     no truth rows are skipped (one warning names them).
 
     Raises:
@@ -339,7 +339,7 @@ def load_run(run_dir: str | Path) -> list[VideoResult]:
     Raises:
         PipelineError: no ``summary.json`` below ``run_dir``.
     """
-    from pipeline.report.html import load_result
+    from pipeline.report.readback import load_result
 
     folder = Path(run_dir)
     dirs = [folder] if (folder / "summary.json").is_file() else \

@@ -1,6 +1,7 @@
 """Reports: per-video CSV, timeline plot, summary JSON, HTML report and
-exports for players and editors (WebVTT, EDL), plus run-level tables.
-Plain functions; every file is written atomically.
+exports for players and editors (WebVTT, EDL), plus run-level tables, and
+:func:`regenerate`, which rewrites the exports from a finished run's files
+(``scenetag report DIR``). Plain functions; every file is written atomically.
 
 pandas and matplotlib are imported on first use, not when this package is
 imported, so the CLI stays quick to start.
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.report.notes import decode_stats, partial_note  # noqa: F401 (for pipeline.run.job)
-from pipeline.types import VideoResult
+from pipeline.types import PipelineError, VideoResult
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +66,14 @@ def write_exports(result: VideoResult, out_dir: str | Path, formats: Sequence[st
     only; ``vtt`` → ``tags.vtt``; ``edl`` → ``markers.edl``; any of the
     three → ``segments.json``. Failed inputs get none (``index.html`` shows
     their error). Thumbnails are re-read from the input, or come from
-    ``pictures`` (see :func:`pipeline.report.thumbs.write_segment_thumbs`).
+    ``pictures`` (see :func:`pipeline.report.stills.write_segment_thumbs`).
     Returns the paths written."""
-    from pipeline.report import exports, html, thumbs
+    from pipeline.report import exports, html, stills
 
     out, wanted = Path(out_dir), set(formats)
     if result.status != "ok":
         return []
-    written: list[Path] = thumbs.write_top_frames(result, out, top_frames)
+    written: list[Path] = stills.write_top_frames(result, out, top_frames)
     if "vtt" in wanted:
         written.append(exports.write_vtt(result, out))
     if "edl" in wanted:
@@ -82,7 +83,7 @@ def write_exports(result: VideoResult, out_dir: str | Path, formats: Sequence[st
     if "html" in wanted:
         written.append(html.write_report_html(result, out, pictures=pictures))
     elif "thumbs" in wanted:
-        written += [out / p for p in thumbs.write_segment_thumbs(result, out, pictures=pictures).values()]
+        written += [out / p for p in stills.write_segment_thumbs(result, out, pictures=pictures).values()]
     return written
 
 
@@ -108,3 +109,46 @@ def write_images_csv(images: Sequence, out_dir: str | Path) -> Path:
     from pipeline.report import tables
 
     return tables.write_images_csv(images, out_dir)
+
+
+def regenerate(folder: str | Path, formats: Sequence[str] | None = None,
+               top_frames: int = 0) -> list[VideoResult]:
+    """Rewrite HTML reports and exports from a finished run's files, no model.
+
+    Args:
+        folder: a ``scenetag run`` output folder (every ``*/summary.json``
+            below it is an input) or one input's folder.
+        formats: any of ``html``, ``vtt``, ``edl``, ``thumbs`` (default
+            ``html, vtt, edl``); CSVs, the plot and ``summary.json`` are never
+            rewritten.
+        top_frames: also save this many best frames per label.
+
+    Returns:
+        the results loaded, in folder order.
+
+    Raises:
+        PipelineError: no ``summary.json`` was found, or a format is not one
+            of :data:`EXPORT_FORMATS`.
+    """
+    from pipeline.report.html import write_index_html
+    from pipeline.report.readback import load_result
+
+    folder = Path(folder)
+    single = (folder / "summary.json").is_file()
+    dirs = [folder] if single else sorted(p.parent for p in folder.glob("*/summary.json")
+                                          if not p.parent.name.startswith("."))  # temporaries
+    if not dirs:
+        raise PipelineError(f"{folder}: no summary.json found; is it a `scenetag run` output folder?")
+    wanted = list(formats or ("html", "vtt", "edl"))
+    unknown = [f for f in wanted if f not in EXPORT_FORMATS]
+    if unknown:
+        raise PipelineError(f"scenetag report writes {', '.join(EXPORT_FORMATS)}; "
+                            f"not {', '.join(unknown)}")
+    results = []
+    for d in dirs:
+        result = load_result(d)
+        write_exports(result, d, wanted, top_frames=top_frames)
+        results.append(result)
+    if not single and "html" in wanted:
+        write_index_html(results, folder)
+    return results

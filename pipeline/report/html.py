@@ -1,9 +1,9 @@
 """Self-contained HTML reports: ``<name>/report.html`` per input and
-``index.html`` across inputs, plus :func:`load_result` and
-:func:`regenerate`, which rebuild them from a finished run's files without a
-model (``scenetag report DIR``).
+``index.html`` across inputs, rendered from a :class:`VideoResult` (a run's
+own, or one read back from its folder by :mod:`pipeline.report.readback`).
 
-A page needs no network: CSS and JavaScript are inline, the timeline is an
+A page needs no network: CSS and JavaScript are package files
+(``page.css``, ``report.js``, ``index.js``) inlined in it, the timeline is an
 inline SVG drawn here from the scores, thumbnails are JPEG files beside the
 page (``thumbs/``) and the video, when reachable, is linked by a relative
 path. Every string from the outside world (labels, paths, errors, metadata)
@@ -14,7 +14,6 @@ in a ``<script type="application/json">`` block with every ``<`` written as
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import html
 import json
@@ -30,23 +29,13 @@ from urllib.parse import quote
 import numpy as np
 
 from pipeline.atomic import atomic_write_text
-from pipeline.report.notes import Gap, decode_stats, gaps, partial_note
+from pipeline.report.notes import Gap, gaps, partial_note
 from pipeline.report.plot import NSFW_COLOUR, TICK_STEPS, axis_ticks, pieces, time_extent, track_colours
-from pipeline.report.tables import last_frame
-from pipeline.report.text import clean_label, container_name, hms, uncsv_cell
-from pipeline.report.thumbs import POSTER, write_segment_thumbs
-from pipeline.types import (
-    LabelTotals,
-    LabelTrack,
-    PipelineError,
-    Sampling,
-    Segment,
-    VideoInfo,
-    VideoResult,
-)
+from pipeline.report.stills import POSTER, write_segment_thumbs
+from pipeline.report.text import clean_label, container_name, hms
+from pipeline.types import LabelTrack, Segment, VideoInfo, VideoResult
 
 log = logging.getLogger(__name__)
-
 
 
 def esc(text: Any) -> str:
@@ -70,7 +59,7 @@ def write_report_html(result: VideoResult, out_dir: str | Path, *, thumbs: bool 
         out_dir: the input's report folder.
         thumbs: re-read a frame per segment at its peak for the table.
         pictures: where those frames come from instead of the input (see
-            :func:`pipeline.report.thumbs.write_segment_thumbs`).
+            :func:`pipeline.report.stills.write_segment_thumbs`).
 
     Returns:
         the path written.
@@ -446,169 +435,3 @@ def _page(title: str, body: str, script: str) -> str:
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
             f"<title>{esc(title)}</title><style>{asset('page.css')}</style></head>\n"
             f"<body>\n{body}\n{js}\n</body></html>\n")
-
-
-
-
-
-# --------------------------------------------------------------------------- rebuilding from files
-
-
-def load_result(folder: str | Path) -> VideoResult:
-    """Rebuild one input's :class:`VideoResult` from its report folder:
-    ``summary.json`` (required), ``frames.csv`` (scores over time),
-    ``segments.csv`` (else the summary's segments) and, when present,
-    ``segments.json`` (each label's kind and thresholds).
-
-    Raises:
-        PipelineError: ``summary.json`` is missing or unreadable.
-    """
-    folder = Path(folder)
-    try:
-        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as ex:
-        raise PipelineError(f"{folder}: cannot read summary.json: {ex}") from ex
-    labels = _label_meta(folder, summary)
-    result = VideoResult(
-        input_path=str(summary.get("input", "")), name=folder.resolve().name,  # where the page is
-        status=summary.get("status", "ok"), error=summary.get("error"),
-        info=_info(summary), sampling=_sampling(summary.get("sampling")),
-        tags=list(summary.get("tags") or []), nsfw_verdict=summary.get("nsfw_verdict", "n/a"),
-        model_id=(summary.get("model") or {}).get("id", ""),
-        model_revision=(summary.get("model") or {}).get("revision"),
-        precision=(summary.get("model") or {}).get("precision", ""),
-        config_hash=summary.get("config_hash", ""), wall_time_s=summary.get("wall_time_s") or 0.0,
-        decode=decode_stats(summary.get("decode")), totals=_totals(summary.get("totals")))
-    _load_frames(folder / "frames.csv", result, labels)
-    result.segments = _load_segments(folder / "segments.csv", summary)
-    return result
-
-
-def _label_meta(folder: Path, summary: dict) -> dict[str, dict]:
-    meta = {name: {"kind": t.get("kind", "tag")} for name, t in (summary.get("totals") or {}).items()}
-    try:
-        exported = json.loads((folder / "segments.json").read_text(encoding="utf-8"))
-        for lab in exported.get("labels", []):
-            meta[lab["name"]] = lab
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass  # optional: thresholds are then unknown
-    return meta
-
-
-def _info(summary: dict) -> VideoInfo | None:
-    video = summary.get("video")
-    if not video:
-        return None
-    known = {f.name for f in dataclasses.fields(VideoInfo)} - {"path"}
-    fields = {"container": "", "codec": "", "width": 0, "height": 0, "duration_s": None,
-              "avg_fps": None, "frame_count": None}
-    fields.update({k: v for k, v in video.items() if k in known})
-    return VideoInfo(path=str(summary.get("input", "")), **fields)
-
-
-def _sampling(s: dict | None) -> Sampling | None:
-    if not s:
-        return None
-    return Sampling(every_n_frames=s.get("every_n_frames"), every_seconds=s.get("every_seconds"),
-                    target_fps=s.get("target_fps"), max_frames=s.get("max_frames"))
-
-
-def _totals(totals: dict | None) -> list[LabelTotals]:
-    return [LabelTotals(label=name, kind=t.get("kind", "tag"),
-                        seconds_present=t.get("seconds_present") or 0.0,
-                        fraction=_nan(t.get("fraction")),
-                        frames_over_threshold=t.get("frames_over_threshold") or 0,
-                        max_score=_nan(t.get("max_score")))
-            for name, t in (totals or {}).items()]
-
-
-def _load_frames(path: Path, result: VideoResult, labels: dict[str, dict]) -> None:
-    import pandas as pd
-
-    if not path.is_file():
-        return
-    frames = pd.read_csv(path)
-    if "refine" in frames.columns:  # refinement frames are not on the sampled tracks
-        frames = frames[frames["refine"] != 1].reset_index(drop=True)
-    result.frame_indices = frames["frame_index"].to_numpy(np.int64)
-    result.times_s = frames["time_s"].to_numpy(np.float64)
-    for column in frames.columns:
-        if not column.startswith("score:"):
-            continue
-        name = column[len("score:"):]
-        meta = labels.get(name, {})
-        raw = frames[column].to_numpy(np.float64)
-        smoothed = frames[f"smoothed:{name}"].to_numpy(np.float64) \
-            if f"smoothed:{name}" in frames.columns else raw
-        result.tracks.append(LabelTrack(name, meta.get("kind", "tag"), raw, smoothed,
-                                        _nan(meta.get("threshold")), _nan(meta.get("exit_threshold"))))
-
-
-def _load_segments(path: Path, summary: dict) -> list[Segment]:
-    import pandas as pd
-
-    if path.is_file():
-        # labels like "nan" or "null" must stay strings
-        rows = pd.read_csv(path, keep_default_na=False, dtype={"label": str, "kind": str})
-        rows = rows.to_dict("records")
-    else:
-        rows = summary.get("segments") or []
-    return [Segment(label=str(uncsv_cell(r["label"])), kind=str(r.get("kind") or "tag"),
-                    start_s=float(r["start_s"]), end_s=float(r["end_s"]),
-                    peak=_nan(r.get("peak")), mean=_nan(r.get("mean")),
-                    start_frame=_frame_or_none(r.get("start_frame")),
-                    end_frame=last_frame(_frame_or_none(r.get("end_frame"))),  # exclusive there
-                    refined=str(r.get("refined") or "none")) for r in rows]
-
-
-def _frame_or_none(v: Any) -> int | None:
-    value = _nan(v)
-    return int(value) if np.isfinite(value) else None
-
-
-def _nan(v: Any) -> float:
-    try:
-        return float(v) if v is not None and v != "" else float("nan")
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def regenerate(folder: str | Path, formats: Sequence[str] | None = None,
-               top_frames: int = 0) -> list[VideoResult]:
-    """Rewrite HTML reports and exports from a finished run's files, no model.
-
-    Args:
-        folder: a ``scenetag run`` output folder (every ``*/summary.json``
-            below it is an input) or one input's folder.
-        formats: any of ``html``, ``vtt``, ``edl``, ``thumbs`` (default
-            ``html, vtt, edl``); CSVs, the plot and ``summary.json`` are never
-            rewritten.
-        top_frames: also save this many best frames per label.
-
-    Returns:
-        the results loaded, in folder order.
-
-    Raises:
-        PipelineError: no ``summary.json`` was found.
-    """
-    from pipeline import report
-
-    folder = Path(folder)
-    single = (folder / "summary.json").is_file()
-    dirs = [folder] if single else sorted(p.parent for p in folder.glob("*/summary.json")
-                                          if not p.parent.name.startswith("."))  # temporaries
-    if not dirs:
-        raise PipelineError(f"{folder}: no summary.json found; is it a `scenetag run` output folder?")
-    wanted = list(formats or ("html", "vtt", "edl"))
-    unknown = [f for f in wanted if f not in report.EXPORT_FORMATS]
-    if unknown:
-        raise PipelineError(f"scenetag report writes {', '.join(report.EXPORT_FORMATS)}; "
-                            f"not {', '.join(unknown)}")
-    results = []
-    for d in dirs:
-        result = load_result(d)
-        report.write_exports(result, d, wanted, top_frames=top_frames)
-        results.append(result)
-    if not single and "html" in wanted:
-        write_index_html(results, folder)
-    return results

@@ -6,7 +6,7 @@ folders of the runs that filled it):
 * :mod:`~pipeline.serve.library` - the allow-list: which input files and
   reports may be served, each known by an opaque id; no request path ever
   reaches the file system.
-* :mod:`~pipeline.serve.thumbs` - thumbnails made once, off the request
+* :mod:`~pipeline.serve.thumb_cache` - thumbnails made once, off the request
   threads, and cached on disk beside the store.
 * :mod:`~pipeline.serve.app` - the FastAPI app: the page and its API.
 * :mod:`~pipeline.serve.server` - uvicorn on a socket bound here, with the

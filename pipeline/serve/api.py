@@ -24,10 +24,10 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 
 from pipeline.explore.moments import Moment
-from pipeline.report.text import clock
 from pipeline.explore.search import Hit, embed_query, find_moments, search, select_videos
+from pipeline.report.text import clock
 from pipeline.serve.library import Input, Library
-from pipeline.serve.thumbs import ThumbCache
+from pipeline.serve.thumb_cache import ThumbCache
 from pipeline.store.db import EmbeddingStore
 from pipeline.types import PipelineError
 
@@ -228,7 +228,7 @@ def _report_detail(entry: Input) -> dict:
     """The input's label timeline and segments, from its report folder."""
     if entry.report is None:
         return {"timeline": None, "segments": []}
-    from pipeline.report.html import load_result
+    from pipeline.report.readback import load_result
 
     try:
         result = load_result(entry.report.folder)

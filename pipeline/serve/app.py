@@ -19,7 +19,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from pipeline.about import version
 from pipeline.serve.api import QueryVectors, State, build_router
 from pipeline.serve.library import Library
-from pipeline.serve.thumbs import ThumbCache, cache_folder
+from pipeline.serve.thumb_cache import ThumbCache, cache_folder
 from pipeline.store.db import EmbeddingStore
 
 # Scripts and styles from this server only, as files (no inline code); the
