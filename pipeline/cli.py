@@ -427,7 +427,7 @@ def rescore(
 
     def job() -> int:
         from pipeline.config import load_config
-        from pipeline.run.job import rescore_job
+        from pipeline.run.rescore import rescore_job
 
         cfg = load_config(_config_path(config, None), {"model.device": device, "model.runtime": runtime,
                                                        "segments.refine": False if no_refine else None},
@@ -539,7 +539,7 @@ def _query_text(value: str | None) -> str | None:
 def _output_folder(out: Path) -> None:
     """Make ``out`` and mark it as scenetag's, so later runs never take its
     search sheets or cluster plots for inputs."""
-    from pipeline.run.job import mark_output_folder
+    from pipeline.report.folders import mark_output_folder
 
     out.mkdir(parents=True, exist_ok=True)
     mark_output_folder(out)
