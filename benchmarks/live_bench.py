@@ -93,10 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--out", default=None, help="write the rows as JSON here")
     args = p.parse_args(argv)
-    from pipeline.run.job import _load_embedder
+    from pipeline.prepare import load_model
 
     config = load_config(CONFIG, {"model.device": "cpu"})
-    embedder = _load_embedder(config)
+    embedder = load_model(config)
     frames, fps = clip_frames(CLIP)
     rows = []
     for n in range(args.runs):

@@ -33,7 +33,7 @@ _PUBLIC = {
     "run_job": "pipeline.run.job",
     "RunOptions": "pipeline.run.job",
     "RunReport": "pipeline.run.job",
-    "rescore_job": "pipeline.run.job",
+    "rescore_job": "pipeline.run.rescore",
     "load_embedder": "pipeline.embed.load",
     "EmbeddingStore": "pipeline.store.db",
     "search": "pipeline.explore.search",

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import pipeline.run.job as run_mod
-from pipeline.config import MAX_EXEMPLAR_IMAGES, load_config, parse_config
-from pipeline.run.job import RunOptions, rescore_job, run_job
 from pipeline.analysis.score import build_classifier, prompt_texts, score
+from pipeline.config import MAX_EXEMPLAR_IMAGES, load_config, parse_config
+from pipeline.run.job import RunOptions, run_job
+from pipeline.run.rescore import rescore_job
 from pipeline.types import ConfigError
 
 ROOT = Path(__file__).parent.parent
@@ -73,7 +73,7 @@ def test_cli_run_with_a_missing_picture_is_one_line_before_any_model_loads(tmp_p
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(run_mod, "_load_embedder", no_model)
+    monkeypatch.setattr("pipeline.prepare.load_model", no_model)
     monkeypatch.setattr("pipeline.embed.load_embedder", no_model)
     cfg = _yaml(tmp_path, "labels:\n  - {name: logo, images: [pics/logo.png]}\n  - ball\n")
     result = CliRunner().invoke(app, ["run", "x.mp4", "-c", str(cfg), "-o", str(tmp_path / "o")],
@@ -260,7 +260,7 @@ def test_rescore_with_picture_labels_needs_no_model_or_decoder(tmp_path, tiny_mo
     def forbidden(*args, **kwargs):
         raise AssertionError("the model was loaded or a file decoded")
 
-    monkeypatch.setattr(run_mod, "_load_embedder", forbidden)
+    monkeypatch.setattr("pipeline.prepare.load_model", forbidden)
     monkeypatch.setattr("pipeline.analysis.exemplars.ImageDecoder", forbidden)
     monkeypatch.setattr("pipeline.decode.open_decoder", forbidden)
     assert rescore_job(config, tmp_path / "out" / "store", tmp_path / "re").exit_code == 0

@@ -367,8 +367,8 @@ def test_summary_and_store_record_the_family_and_the_prompt_cache_the_bias(tmp_p
     pytest.importorskip("lancedb")
     from media import make_clip
 
-    from pipeline.run import job as run_mod
-    from pipeline.run.job import RunOptions, rescore_job, run_job
+    from pipeline.run.job import RunOptions, run_job
+    from pipeline.run.rescore import rescore_job
     from pipeline.store.db import EmbeddingStore
 
     clip = str(make_clip(tmp_path / "clip.mp4", seconds=2, fps=10, size=(96, 64)))
@@ -381,7 +381,7 @@ def test_summary_and_store_record_the_family_and_the_prompt_cache_the_bias(tmp_p
     kept = store.text_calibration(store.model_id, store.model_revision)
     assert kept == {"logit_scale": pytest.approx(10.0), "logit_bias": pytest.approx(-5.0),
                     "family": "siglip2"}
-    monkeypatch.setattr(run_mod, "_load_embedder", _must_not_load)
+    monkeypatch.setattr("pipeline.prepare.load_model", _must_not_load)
     assert rescore_job(config, tmp_path / "out" / "store", tmp_path / "re").exit_code == 0
     rescored = json.loads((tmp_path / "re" / "clip" / "summary.json").read_text(encoding="utf-8"))
     assert rescored["model"]["family"] == "siglip2"

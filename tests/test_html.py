@@ -142,7 +142,7 @@ def test_index_page_links_every_input(run_dir, tmp_path):
 
 def twenty_minutes_with_a_gap() -> VideoResult:
     """A 20-minute live stream, one sample a second, no frames 300-360 s."""
-    from pipeline.live.stored import gap_note
+    from pipeline.decode.gaps import gap_note
     from pipeline.types import DecodeStats
 
     times = np.array([t for t in np.arange(1200.0) if not 300 < t < 360])

@@ -408,7 +408,7 @@ def test_a_running_stream_is_searchable_as_it_grows(tmp_path, tiny_model_dir, ti
 
 
 def test_rescore_of_a_live_run_covers_the_whole_stream(tmp_path, tiny_model_dir, tiny_embedder):
-    from pipeline.run.job import rescore_job
+    from pipeline.run.rescore import rescore_job
 
     # connections of 1.5 s each, with gaps between; the picture changes every 2 s of frames
     with TcpStream(lambda out, n: write_ts(out, 15, 10, start=15 * n, picture=_picture)) as server:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from pipeline.live.session import live_names
 from pipeline.live.sources import LiveSource, display_name, live_kind, open_args, redact, split_live
-from pipeline.run.job import expand_inputs
+from pipeline.run.inputs import expand_inputs
 
 
 @pytest.mark.parametrize(("arg", "kind"), [

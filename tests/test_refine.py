@@ -254,22 +254,22 @@ def test_demo_edges_within_one_frame_at_a_fraction_of_the_cost(refined_run, tmp_
 @needs_demo
 def test_rescore_refines_from_the_store_and_decodes_only_what_is_missing(refined_run, tmp_path,
                                                                        demo_embedder, monkeypatch):
-    import pipeline.run.job as run_module
-    from pipeline.run.job import rescore_job
+    import pipeline.run.rescore as rescore_module
+    from pipeline.run.rescore import rescore_job
     from pipeline.store.db import EmbeddingStore
 
     _, refined = refined_run
     demo_run(tmp_path / "coarse", demo_embedder, refine_on=False)  # stores no refinement frame
     store = tmp_path / "coarse" / "store"
     opened: list[str] = []
-    real = run_module.open_decoder
+    real = rescore_module.open_decoder
 
     def counting(path, *args, **kwargs):
         opened.append(path)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(run_module, "open_decoder", counting)
-    monkeypatch.setattr(run_module, "_load_embedder", lambda *a, **k: demo_embedder)
+    monkeypatch.setattr(rescore_module, "open_decoder", counting)
+    monkeypatch.setattr("pipeline.prepare.load_model", lambda *a, **k: demo_embedder)
     assert rescore_job(demo_config(), store, tmp_path / "re").exit_code == 0
     assert opened  # the refinement frames the store lacked were decoded...
     kept = EmbeddingStore.open(store).frames()

@@ -504,7 +504,7 @@ def test_report_names_the_container_format_not_ffmpegs_demuxer_list(tmp_path, ex
 
 def live_result_with_a_gap() -> VideoResult:
     """A live stream that lost its connection from 9.9 s to 13.6 s."""
-    from pipeline.live.stored import gap_note
+    from pipeline.decode.gaps import gap_note
 
     result = make_result(nsfw=True)
     keep = (result.times_s < 9.9) | (result.times_s > 13.6)

@@ -15,7 +15,9 @@ from media import make_clip
 
 import pipeline.atomic as atomic
 from pipeline.config import parse_config
-from pipeline.run.job import OUTPUT_MARKER, RUN_LEVEL_NAMES, RunOptions, expand_inputs, output_names, run_job
+from pipeline.report.folders import OUTPUT_MARKER, RUN_LEVEL_NAMES
+from pipeline.run.inputs import expand_inputs, output_names
+from pipeline.run.job import RunOptions, run_job
 
 NAME_MAX = 255
 

@@ -17,7 +17,8 @@ from media import make_clip, make_image
 import pipeline.atomic as atomic
 from pipeline.config import parse_config
 from pipeline.report import regenerate
-from pipeline.run.job import RunOptions, rescore_job, run_job
+from pipeline.run.job import RunOptions, run_job
+from pipeline.run.rescore import rescore_job
 
 
 def _config(model_dir, labels=("red", "blue"), formats=("csv", "plot", "json", "html", "vtt", "edl"),

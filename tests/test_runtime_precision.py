@@ -245,7 +245,7 @@ def test_search_and_rescore_embed_with_the_store_runtime(tmp_path, tiny_model_di
 
     from pipeline.cli import app
     from pipeline.cli.commands_store import _store_embedder
-    from pipeline.run.job import _StoredProber
+    from pipeline.run.rescore import _StoredProber
     from pipeline.store.db import EmbeddingStore
 
     cfg = tiny_config(tmp_path, tiny_model_dir, "sampling: {every_seconds: 1}\nlabels: [{name: cat}]\n")
@@ -259,15 +259,15 @@ def test_search_and_rescore_embed_with_the_store_runtime(tmp_path, tiny_model_di
     assert (embedder.runtime.name, embedder.precision) == ("onnxruntime", "int8")
     assert _store_embedder(db, None, "cpu", "torch").runtime.name == "torch"  # --runtime still decides
 
-    from pipeline.run import job as run_module
     from pipeline.config import load_config
+    from pipeline.run import rescore as rescore_module
 
     class NoDecode:  # the frames do not matter here, only the model they would be embedded with
         def probe(self, requests, embed, frames=None):
             return {}
 
     given = []
-    monkeypatch.setattr(run_module, "_stored_engine",
+    monkeypatch.setattr(rescore_module, "_stored_engine",
                         lambda video, config, embedder: given.append(embedder) or NoDecode())
     video = db.videos()[0]
     _StoredProber(load_config(cfg), db, None, allowed=True)._probe({video.input_path: [1]}, video=video)

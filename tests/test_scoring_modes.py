@@ -190,6 +190,7 @@ def test_a_siglip_run_scores_by_sigmoid_and_rescore_takes_the_bias_from_the_cach
     from media import make_clip
 
     from pipeline.run import job as run_mod
+    from pipeline.run.rescore import rescore_job
 
     clip = make_clip(tmp_path / "c.mp4", seconds=2, fps=10, size=(48, 32))
     config = parse_config({"model": {"id": str(tiny_siglip_dir), "device": "cpu", "precision": "fp32"},
@@ -206,8 +207,8 @@ def test_a_siglip_run_scores_by_sigmoid_and_rescore_takes_the_bias_from_the_cach
         loads.append(args)
         return tiny_siglip
 
-    monkeypatch.setattr(run_mod, "_load_embedder", load)
-    again = run_mod.rescore_job(config, tmp_path / "out" / "store", tmp_path / "re")
+    monkeypatch.setattr("pipeline.prepare.load_model", load)
+    again = rescore_job(config, tmp_path / "out" / "store", tmp_path / "re")
     assert again.exit_code == 0 and not loads
     before, after = (pd.read_csv(tmp_path / d / "c" / "frames.csv") for d in ("out", "re"))
     pd.testing.assert_frame_equal(before, after)

@@ -306,7 +306,7 @@ def test_output_names_are_safe_and_distinct():
 
 def test_search_outputs_are_never_taken_for_inputs(indexed, tmp_path):
     """`scenetag run OUT -o OUT` finds the videos beside the reports, not the contact sheets."""
-    from pipeline.run.job import expand_inputs
+    from pipeline.run.inputs import expand_inputs
 
     folder, store_dir, _ = indexed
     out = tmp_path / "out"

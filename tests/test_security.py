@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.run.job import output_names, safe_name
+from pipeline.report.folders import safe_name
+from pipeline.run.inputs import output_names
 from pipeline.types import ConfigError, ModelLoadError
 
 ROOT = Path(__file__).parent.parent

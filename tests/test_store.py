@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from tiny_model import tiny_config
 
-from pipeline.run import job as run_mod
 from pipeline.config import parse_config
 from pipeline.engine.base import EmbeddedInput
-from pipeline.run.job import RunOptions, rescore_job, run_job
+from pipeline.run import job as run_mod
+from pipeline.run import rescore as rescore_mod
+from pipeline.run.job import RunOptions, run_job
+from pipeline.run.rescore import rescore_job
 from pipeline.store.db import EmbeddingStore
 from pipeline.store.keys import content_hash, content_hashes, sampling_key
 from pipeline.store.schema import FORMAT_VERSION
@@ -285,7 +287,7 @@ def test_rescore_writes_reports_without_decoding(tmp_path, tiny_model_dir, tiny_
     clip = _clip(tmp_path)
     run_job([clip], _config(tiny_model_dir), tmp_path / "out", RunOptions(progress=False),
             embedder=tiny_embedder)
-    monkeypatch.setattr(run_mod, "open_decoder", _must_not_decode)
+    monkeypatch.setattr(rescore_mod, "open_decoder", _must_not_decode)
     monkeypatch.setattr("pipeline.decode.open_decoder", _must_not_decode)
     new = _config(tiny_model_dir, labels=("cat", "dog", "tree"))
     report = rescore_job(new, tmp_path / "out" / "store", tmp_path / "re", embedder=tiny_embedder)
@@ -364,7 +366,7 @@ def test_rescore_with_cached_prompts_loads_no_model(tmp_path, tiny_model_dir, ti
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(run_mod, "_load_embedder", no_model)
+    monkeypatch.setattr("pipeline.prepare.load_model", no_model)
     for config, out in ((_config(tiny_model_dir), "run-prompts"), (new, "cached")):
         assert rescore_job(config, store_dir, tmp_path / out).exit_code == 0
     assert (tmp_path / "cached" / "clip" / "frames.csv").read_text() == \

@@ -189,9 +189,11 @@ def test_concurrent_no_cache_runs_then_a_cached_run(tmp_path, tiny_model_dir, ti
     from media import make_clip
     from tiny_model import tiny_config
 
-    from pipeline.run import job as run_mod
     from pipeline.config import load_config
-    from pipeline.run.job import RunOptions, rescore_job, run_job
+    from pipeline.run import job as run_mod
+    from pipeline.run import rescore as rescore_mod
+    from pipeline.run.job import RunOptions, run_job
+    from pipeline.run.rescore import rescore_job
 
     clip = make_clip(tmp_path / "clip.mp4", seconds=2, fps=10, size=(64, 48))
     cfg = tiny_config(tmp_path, tiny_model_dir,
@@ -213,6 +215,7 @@ def test_concurrent_no_cache_runs_then_a_cached_run(tmp_path, tiny_model_dir, ti
         raise AssertionError("the decoder was opened")
 
     monkeypatch.setattr(run_mod, "open_decoder", no_decode)
+    monkeypatch.setattr(rescore_mod, "open_decoder", no_decode)
     config = load_config(cfg)
     cached = run_job([clip], config, tmp_path / "cached", RunOptions(progress=False, store=root),
                      embedder=tiny_embedder)

@@ -164,7 +164,7 @@ def rescore(
 
     def job() -> int:
         from pipeline.config import load_config
-        from pipeline.run.job import rescore_job
+        from pipeline.run.rescore import rescore_job
 
         cfg = load_config(config_path(config, None), {"model.device": device, "model.runtime": runtime,
                                                        "segments.refine": False if no_refine else None},

@@ -236,7 +236,7 @@ def _query_text(value: str | None) -> str | None:
 def _output_folder(out: Path) -> None:
     """Make ``out`` and mark it as scenetag's, so later runs never take its
     search sheets or cluster plots for inputs."""
-    from pipeline.run.job import mark_output_folder
+    from pipeline.report.folders import mark_output_folder
 
     out.mkdir(parents=True, exist_ok=True)
     mark_output_folder(out)

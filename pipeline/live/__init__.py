@@ -14,10 +14,14 @@ pipe on stdin and v4l2 cameras, tagged while they play.
 * :mod:`~pipeline.live.peaks` - the pictures of segment peaks, kept for
   the thumbnails (a stream cannot be read again).
 * :mod:`~pipeline.live.stored` - a stream in the store (one input, gaps
-  noted) and its analysis for ``rescore``.
+  noted: :mod:`pipeline.decode.gaps`) and its analysis for ``rescore``.
 * :mod:`~pipeline.live.session` - several streams, one model.
 
-Nothing here is imported by the file pipeline; ``run.run_job`` hands live
-inputs to :func:`pipeline.live.session.run_live`, and ``run.rescore_job``
-a stored stream to :func:`pipeline.live.stored.analyse_stream`.
+Live sits below the file pipeline (:mod:`pipeline.run`) and never imports
+it: the model, store and classifier come from :mod:`pipeline.prepare`, the
+folder names from :mod:`pipeline.report.folders`, as for files.
+:func:`pipeline.run.job.run_job` hands live inputs to
+:func:`pipeline.live.session.run_live`, and
+:func:`pipeline.run.rescore.rescore_job` a stored stream to
+:func:`pipeline.live.stored.analyse_stream`.
 """

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -29,6 +30,8 @@ from pipeline.live.outputs import StreamOutputs
 from pipeline.live.sources import LiveSource, check_openable, display_name
 from pipeline.live.stream import LiveStream
 from pipeline.live.tracker import rules_for
+from pipeline.prepare import Provenance, StoreOptions, open_cache, run_classifier
+from pipeline.report.folders import claim_name, safe_name
 from pipeline.types import PipelineError, VideoResult
 
 log = logging.getLogger(__name__)
@@ -68,13 +71,21 @@ class LiveOptions:
     handle_signals: bool = True
 
 
+class LiveRunOptions(StoreOptions, Protocol):
+    """What :func:`run_live` reads of the run's options
+    (:class:`pipeline.run.job.RunOptions` has these): the store, and how
+    live inputs run (None: the defaults)."""
+
+    live: LiveOptions | None
+
+
 @dataclass
 class LiveReport:
     results: list[VideoResult] = field(default_factory=list)
     signal: int | None = None  # the signal that ended the run
 
 
-def run_live(sources: Sequence[LiveSource], config, out_dir: Path, options, embedder, *,
+def run_live(sources: Sequence[LiveSource], config, out_dir: Path, options: LiveRunOptions, embedder, *,
              taken: set[str] = frozenset(), existing: dict | None = None) -> LiveReport:
     """Tag every live source until it ends (or a signal, or ``--duration``).
 
@@ -82,19 +93,19 @@ def run_live(sources: Sequence[LiveSource], config, out_dir: Path, options, embe
         sources: the live inputs.
         config: the effective config.
         out_dir: where each stream's folder goes.
-        options: the run's :class:`pipeline.run.job.RunOptions` (``options.live``
-            holds the :class:`LiveOptions`).
+        options: the run's options (:class:`pipeline.run.job.RunOptions`): the
+            store to keep frames in, and ``options.live``, the :class:`LiveOptions`.
         embedder: the loaded model.
         taken: folder names this run's other inputs use.
-        existing: what ``out_dir`` holds (:func:`pipeline.run.job.existing_outputs`).
+        existing: what ``out_dir`` holds (:func:`pipeline.run.inputs.existing_outputs`).
 
     Raises:
         PipelineError: an events sink cannot be opened (nothing started).
     """
     live: LiveOptions = options.live or LiveOptions()
-    classifier, cache, provenance = _scoring(config, options, embedder, out_dir)
-    run = _Run(config, out_dir, live, embedder, classifier, provenance,
-               open_bus(live.events, live.events_url), cache)
+    cache = open_cache(config, options, embedder, out_dir)  # as run_job opens it for files
+    run = _Run(config, out_dir, live, embedder, run_classifier(config, embedder, cache),
+               Provenance.of(embedder), open_bus(live.events, live.events_url), cache)
     report = LiveReport()
     if config.output.top_frames:
         log.warning("--top-frames: not saved for live inputs (a stream cannot be read again for its "
@@ -145,20 +156,6 @@ class _Run:
     stop: threading.Event = field(default_factory=threading.Event)  # set: every stream ends
     hurry: threading.Event = field(default_factory=threading.Event)  # set: end without waiting (2nd Ctrl-C)
     wake: threading.Event = field(default_factory=threading.Event)  # set: some queue has an item
-
-
-def _scoring(config, options, embedder, out_dir: Path):
-    """The classifier, the store (for chunks and the prompt cache) and the
-    provenance, as ``run_job`` builds them for files."""
-    from pipeline.run.job import Provenance, _open_cache, _picture_embedder, _text_embedder
-    from pipeline.analysis.score import build_classifier
-
-    cache = _open_cache(config, options, embedder, out_dir)
-    texts_from = cache.store if cache and cache.use_cache else None
-    classifier = build_classifier(config, _text_embedder(texts_from, embedder), embedder.logit_scale,
-                                  logit_bias=embedder.logit_bias, native_rule=embedder.scoring_rule,
-                                  embed_pictures=_picture_embedder(config, texts_from, embedder))
-    return classifier, cache, Provenance.of(embedder)
 
 
 def _stream(source: LiveSource, name: str, run: _Run) -> LiveStream:
@@ -273,23 +270,12 @@ class _signals:
 
 def live_names(sources: Sequence[LiveSource], existing: dict, taken: set[str]) -> dict[LiveSource, str]:
     """A safe, unique folder name per live source, from its redacted address
-    (as :func:`pipeline.run.job.output_names` does for files): a source keeps
+    (as :func:`pipeline.run.inputs.output_names` does for files): a source keeps
     the folder whose ``summary.json`` names it; no other folder is taken."""
-    from pipeline.run.job import RUN_LEVEL_NAMES, safe_name
-
     owners = {k.lower(): v for k, v in existing.items()}
     used = {t.lower() for t in taken}
-    names = {}
-    for source in sources:
-        base = safe_name(display_name(source)) or "live"
-        name, n = base, 1
-        while name.lower() in used or name.lower() in RUN_LEVEL_NAMES or \
-                owners.get(name.lower(), source.shown) != source.shown:
-            n += 1
-            name = f"{base}-{n}"
-        used.add(name.lower())
-        names[source] = name
-    return names
+    return {source: claim_name(safe_name(display_name(source)) or "live", source.shown, used, owners)
+            for source in sources}
 
 
 def _chunk_writer(cache, run: _Run):

@@ -1,38 +1,19 @@
 """A live stream as the store keeps it: one input of all its frames, in PTS
-order, with its gaps noted in its decode stats; and its analysis, piece by
-piece between the gaps, as the live run's trackers made it (``rescore``).
-
-A gap is a note of the stream's :class:`~pipeline.types.DecodeStats`
-(``gap 12.300-15.870 s: connection closed``): it reaches ``summary.json``
-and the store alike, and is read back from either.
+order, with its gaps noted in its decode stats (:mod:`pipeline.decode.gaps`);
+and its analysis, piece by piece between the gaps, as the live run's
+trackers made it (``rescore``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import numpy as np
 
-from pipeline.types import DecodeStats, Segment
+from pipeline.decode.gaps import gaps_of
+from pipeline.types import Segment
 
-_GAP = re.compile(r"^gap (\d+(?:\.\d+)?)-(\d+(?:\.\d+)?) s: ")
 _EPS = 1e-3  # gap bounds are noted to the millisecond
-
-
-def gap_note(start_s: float, end_s: float, reason: str) -> str:
-    return f"gap {start_s:.3f}-{end_s:.3f} s: {reason}"
-
-
-def is_live(stats: DecodeStats | None) -> bool:
-    """Whether these stats are a live stream's (frames, then gaps, appended as it played)."""
-    return stats is not None and stats.strategy == "live"
-
-
-def gaps_of(stats: DecodeStats | None) -> list[tuple[float, float]]:
-    """The ``(start_s, end_s)`` of every gap noted in ``stats``, in order."""
-    found = [_GAP.match(note) for note in (stats.notes if stats else [])]
-    return sorted((float(m.group(1)), float(m.group(2))) for m in found if m)
 
 
 def analyse_stream(embedded, classifier, config) -> dict:

@@ -11,15 +11,15 @@ import time
 import numpy as np
 
 from pipeline.analysis import smooth
+from pipeline.analysis.score import Classifier, score
+from pipeline.config import LabelRules
+from pipeline.decode.gaps import gap_note
 from pipeline.live.events import EventBus, iso
 from pipeline.live.frames import Gap, LiveFrame, Opened, StreamEnd, StreamReader
 from pipeline.live.outputs import StreamOutputs
 from pipeline.live.peaks import PeakPictures
 from pipeline.live.sources import LiveSource
-from pipeline.live.stored import gap_note
-from pipeline.config import LabelRules
 from pipeline.live.tracker import Event, LabelTracker
-from pipeline.analysis.score import Classifier, score
 from pipeline.types import DecodeStats, LabelTrack, Segment, VideoInfo, VideoResult
 
 log = logging.getLogger(__name__)

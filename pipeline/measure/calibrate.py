@@ -250,8 +250,8 @@ def _folds(clips: list[Clip]) -> list[list[Clip]]:
 def _problem(config: Config, store_dir: Path, truth: Truth, min_iou: float,
              embedder) -> tuple[Problem, list[str]]:
     from pipeline.analysis.analyse import video_duration
-    from pipeline.run.job import _rescore_classifier
     from pipeline.analysis.score import score
+    from pipeline.run.rescore import rescore_classifier
     from pipeline.store.db import EmbeddingStore, StoreError
 
     store = EmbeddingStore.open(store_dir)
@@ -259,7 +259,7 @@ def _problem(config: Config, store_dir: Path, truth: Truth, min_iou: float,
     if not videos:
         raise StoreError(f"embedding store {store_dir} holds no embeddings")
     by_input = truth.resolve(list(videos))
-    classifier, _, _ = _rescore_classifier(config, store, None, embedder)
+    classifier, _, _ = rescore_classifier(config, store, None, embedder)
     strangers = [iv for ivs in by_input.values() for iv in ivs if iv.label not in classifier.names]
     if strangers:
         raise PipelineError(f"{strangers[0].where}: label {strangers[0].label!r} is not in the config "

@@ -68,8 +68,8 @@ class Gap:
 def gaps(result: VideoResult) -> list[Gap]:
     """The gaps noted in the result's decode stats, in time order (none for
     a file). The note's format is the live stream's
-    (:func:`pipeline.live.stored.gap_note`), read back as the store does."""
-    from pipeline.live.stored import gap_note, gaps_of
+    (:func:`pipeline.decode.gaps.gap_note`), read back as the store does."""
+    from pipeline.decode.gaps import gap_note, gaps_of
 
     notes = result.decode.notes if result.decode is not None else []
     found = []

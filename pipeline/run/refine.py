@@ -26,10 +26,10 @@ import numpy as np
 
 from pipeline.analysis import cuts
 from pipeline.analysis.analyse import Coarse, coarse_analysis, finish_refined, start_refinement
-from pipeline.config import Config
-from pipeline.engine.base import EmbeddedInput, RefineFrames, merge_batches, split_wanted
 from pipeline.analysis.edges import Refinement
 from pipeline.analysis.score import Classifier, score
+from pipeline.config import Config
+from pipeline.engine.base import EmbeddedInput, RefineFrames, merge_batches, split_wanted
 from pipeline.types import FrameBatch, GapScan, RefineSummary, describe_error
 
 log = logging.getLogger(__name__)
