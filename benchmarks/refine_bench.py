@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import load_config  # noqa: E402
 from pipeline.measure.evaluate import evaluate, load_run  # noqa: E402
-from pipeline.run.job import RunOptions, run_job  # noqa: E402
 from pipeline.measure.truth import load_truth  # noqa: E402
+from pipeline.run.job import RunOptions, run_job  # noqa: E402
 
 CONFIG = ROOT / "configs" / "demo.yaml"
 MODEL = ROOT / "models" / "scenetag-demo-clip"

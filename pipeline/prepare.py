@@ -91,7 +91,7 @@ def example_embedder(config: Config, store, embedder) -> Callable[[list[str]], n
 
 
 def open_cache(config: Config, options: StoreOptions, embedder, out_dir: Path):
-    """The run's embedding store (:func:`pipeline.store.db.open_run_cache`):
+    """The run's embedding store (:func:`pipeline.store.cache.open_run_cache`):
     ``options.store``, else ``<out_dir>/store``; None under ``use_store=False``."""
     if not options.use_store:
         return None

@@ -222,8 +222,8 @@ def test_run_draws_frame_totals(tmp_path, tiny_model_dir, tiny_embedder, monkeyp
 
     from media import make_clip
 
-    from pipeline.run import job as run_mod
     from pipeline.config import parse_config
+    from pipeline.run import job as run_mod
 
     buf = io.StringIO()
 
@@ -302,8 +302,8 @@ def test_decoder_threads_setting_reaches_the_decoder(tmp_path, tiny_model_dir, t
     """Frame threads by default (they flag damaged frames); ``slice`` on request."""
     from media import make_clip
 
-    from pipeline.run import job as run_mod
     from pipeline.config import parse_config
+    from pipeline.run import job as run_mod
 
     seen = []
     real = run_mod.open_decoder

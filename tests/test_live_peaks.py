@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.live.peaks import MAX_STRETCHES, PeakPictures
 from pipeline.config import LabelRules
+from pipeline.live.peaks import MAX_STRETCHES, PeakPictures
 from pipeline.live.tracker import LabelTracker
 
 

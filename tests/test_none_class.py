@@ -17,9 +17,9 @@ from demo_assets import MODEL, ROOT, TRUTH, needs_demo
 from test_score import fake_embed_texts
 from typer.testing import CliRunner
 
+from pipeline.analysis.score import build_classifier, score
 from pipeline.cli import app
 from pipeline.config import load_config, parse_config
-from pipeline.analysis.score import build_classifier, score
 from pipeline.types import ConfigError
 
 BACKGROUND = ["an empty room.", "an empty street."]

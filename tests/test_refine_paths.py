@@ -19,9 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from pipeline.analysis import cuts
+from pipeline.analysis import cuts, smooth
 from pipeline.analysis import edges as refine
-from pipeline.analysis import smooth
 from pipeline.cli import app
 from pipeline.decode.prints import THUMB_H, THUMB_W, JumpKeeper
 from pipeline.types import Segment

@@ -7,8 +7,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from pipeline.config import parse_config
 from pipeline.analysis.score import build_classifier, ensemble, score
+from pipeline.config import parse_config
 from pipeline.types import ConfigError
 
 

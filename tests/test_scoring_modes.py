@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from test_score import fake_embed_texts
 
-from pipeline.config import parse_config
 from pipeline.analysis.score import build_classifier, resolve_mode, score
+from pipeline.config import parse_config
 
 # Canonical (SigLIP text is lower-cased and stripped of punctuation before tokenising, as
 # big_vision trained it), and given to the pipeline too, so both tokenise the same text.

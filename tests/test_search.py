@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import load_config, parse_config
-from pipeline.run.job import RunOptions, run_job
 from pipeline.explore.search import format_table, output_stem, search
+from pipeline.run.job import RunOptions, run_job
 from pipeline.store.db import EmbeddingStore
 
 pytest.importorskip("lancedb")

@@ -14,9 +14,9 @@ import numpy as np
 
 from pipeline.analysis import edges as refine
 from pipeline.analysis import smooth
+from pipeline.analysis.score import Classifier, score
 from pipeline.config import Config, label_rules
 from pipeline.decode.base import interval_in_frames
-from pipeline.analysis.score import Classifier, score
 from pipeline.types import LabelTrack, Segment, VideoInfo
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from pipeline.decode.base import PtsSampler, one_line
 from pipeline.decode.av_open import frame_converter, open_info
+from pipeline.decode.base import PtsSampler, one_line
 from pipeline.live.sources import LiveSource, open_args
 from pipeline.types import Sampling, VideoInfo, VideoOpenError
 
