@@ -56,7 +56,8 @@ def _imports(module: str) -> list[tuple[str, str, int]]:
                 and not node.level:
             for alias in node.names:
                 full = f"{node.module}.{alias.name}"
-                out.append((full, "", node.lineno) if full in MODULES else (node.module, alias.name, node.lineno))
+                is_module = full in MODULES
+                out.append((full, "", node.lineno) if is_module else (node.module, alias.name, node.lineno))
         elif isinstance(node, ast.Import):
             out += [(a.name, "", node.lineno) for a in node.names if a.name.startswith("pipeline")]
     return out

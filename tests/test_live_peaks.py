@@ -72,7 +72,8 @@ def test_each_closed_segment_keeps_the_picture_of_its_peak(raw, method, window, 
 
 
 def test_memory_stays_bounded_on_a_long_flickering_stream():
-    rules = LabelRules("cat", "tag", 0.5, 0.45, "none", 0.0, 0.0, 10.0)  # every flicker merges: one open segment
+    # every flicker merges: one open segment
+    rules = LabelRules("cat", "tag", 0.5, 0.45, "none", 0.0, 0.0, 10.0)
     tracker, peaks = LabelTracker(rules), PeakPictures([rules])
     for n in range(3000):
         peaks.sample(n, n * 0.5, _picture(n % 100))
