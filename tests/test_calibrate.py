@@ -192,3 +192,52 @@ def test_fit_moves_a_setting_only_for_a_gain(case):
     assert key >= (round(before.f1, 9), round(before.mean_iou, 9))
     if key == (round(before.f1, 9), round(before.mean_iou, 9)):
         assert fitted.rules == incumbent.rules and fitted.shared == incumbent.shared
+
+
+@pytest.mark.parametrize("which", ["config", "truth"])
+def test_an_output_that_is_an_input_is_refused(bad_run, which):
+    """-o over -c lost the user's comments; -o over --truth turned the truth into YAML."""
+    root, bad, train, _ = bad_run
+    target = bad if which == "config" else train
+    before = target.read_bytes()
+    result = invoke("calibrate", "-c", str(bad), "--store", str(root / "run" / "store"),
+                    "--truth", str(train), "-o", str(target), "--shared-unseen")
+    assert result.exit_code == 2
+    flag = "-c" if which == "config" else "--truth"
+    assert result.output.strip() == (f"scenetag: error: -o: {target} is the {flag} file calibrate reads; "
+                                     "write the tuned config elsewhere, or pass --force to replace it")
+    assert target.read_bytes() == before
+
+
+def test_force_writes_over_the_config_it_tunes(bad_run, tmp_path):
+    root, bad, train, _ = bad_run
+    config = tmp_path / "bad.yaml"
+    config.write_text(bad.read_text().replace(f"id: {yaml.safe_load(bad.read_text())['model']['id']}",
+                                              f"id: {MODEL.resolve()}"))
+    result = invoke("calibrate", "-c", str(config), "--store", str(root / "run" / "store"),
+                    "--truth", str(train), "-o", str(config), "--shared-unseen", "--force", "-q")
+    assert result.exit_code == 0, result.output
+    assert config.read_text().startswith("# scenetag calibrate:")
+
+
+def test_a_store_of_another_model_is_refused_unless_model_names_it(bad_run, tmp_path):
+    """Thresholds fitted on the store's vectors were written into a config
+    naming a model they were never measured on."""
+    root, bad, train, _ = bad_run
+    data = yaml.safe_load(bad.read_text())
+    data["model"]["id"] = "openai/clip-vit-base-patch32"
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(data, sort_keys=False))
+    store = root / "run" / "store"
+    result = invoke("calibrate", "-c", str(other), "--store", str(store), "--truth", str(train),
+                    "-o", str(tmp_path / "tuned.yaml"), "--shared-unseen")
+    assert result.exit_code == 2
+    line = result.output.strip()
+    assert line.startswith(f"scenetag: error: {store} was embedded with {MODEL.resolve()}") and "\n" not in line
+    assert "not the config's model openai/clip-vit-base-patch32" in line and "pass --model" in line
+    assert not (tmp_path / "tuned.yaml").exists()
+
+    result = invoke("calibrate", "-c", str(other), "--store", str(store), "--truth", str(train),
+                    "-o", str(tmp_path / "tuned.yaml"), "--shared-unseen", "--model", str(MODEL), "-q")
+    assert result.exit_code == 0, result.output
+    assert load_config(tmp_path / "tuned.yaml").model.id == str(MODEL.resolve())

@@ -5,6 +5,8 @@ embeddings). Neither loads a model nor decodes.
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Annotated
 
@@ -63,6 +65,11 @@ def calibrate(
     shared_unseen: Annotated[bool, typer.Option(
         "--shared-unseen", help="Give labels without positive truth the values tuned on the others "
                                 "(default: refuse).")] = False,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", metavar="ID|DIR",
+        help="Tune for the store's model when the config names another (the tuned config names it).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Write the tuned config even over the config or truth file it was made from.")] = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -80,9 +87,15 @@ def calibrate(
         path = config_path(config, None)
         if path is None:
             raise PipelineError("--config: calibrate needs the config file to tune")
+        if not force:
+            refuse_overwriting_inputs(output, {"-c": path, "--truth": truth})
         cfg = load_config(path)
+        if model is not None:
+            folder = Path(model).expanduser()
+            chosen = str(folder.resolve()) if folder.is_dir() else model
+            cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"id": chosen, "revision": None})})
         result = run_calibration(cfg, store, load_truth(truth), min_iou=iou, allow_unseen=shared_unseen)
-        text = tuned_yaml(path, cfg, result, output, truth, store)
+        text = tuned_yaml(path, cfg, result, output, truth, store, model_id=model)
         with atomic_path(output) as tmp:
             tmp.write_text(text, encoding="utf-8")
             load_config(tmp)  # what we write must load
@@ -97,3 +110,13 @@ def calibrate(
         return EXIT_OK
 
     raise typer.Exit(guarded(job, quiet=quiet, debug=debug))
+
+
+def refuse_overwriting_inputs(output: Path, inputs: dict[str, Path]) -> None:
+    """One line instead of a tuned config written over the config it tunes
+    (its comments lost) or over the truth file (turned into YAML)."""
+    for flag, given in inputs.items():
+        same = output.exists() and given.exists() and os.path.samefile(output, given)
+        if same or output.resolve() == given.resolve():
+            raise PipelineError(f"-o: {output} is the {flag} file calibrate reads; write the tuned config "
+                                "elsewhere, or pass --force to replace it")

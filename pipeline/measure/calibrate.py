@@ -239,6 +239,18 @@ def calibrate(config: Config, store_dir: Path, truth: Truth, *, min_iou: float =
     return Calibration(problem, before, after, folds, skipped, time.perf_counter() - began)
 
 
+def check_store_model(config: Config, store, store_dir: Path) -> None:
+    """Refuse to fit ``config``'s model with another model's vectors: the
+    thresholds would be written into a config naming a model they were
+    never measured on (``--model`` names the store's model instead)."""
+    if store.same_model(config.model.id, config.model.revision):
+        return
+    family = f", {store.model_family}" if store.model_family else ""
+    raise PipelineError(f"{store_dir} was embedded with {store.describe_model()}{family}, not the config's "
+                        f"model {config.model.id}: thresholds fitted on its vectors would not fit that model; "
+                        f"pass --model {store.model_id} to tune for the store's model")
+
+
 def _folds(clips: list[Clip]) -> list[list[Clip]]:
     if len(clips) < 2:
         return []  # nothing to hold out
@@ -258,6 +270,7 @@ def _problem(config: Config, store_dir: Path, truth: Truth, min_iou: float,
     videos = {v.input_path: v for v in store.videos()}  # newest copy per input wins, as in rescore
     if not videos:
         raise StoreError(f"embedding store {store_dir} holds no embeddings")
+    check_store_model(config, store, store_dir)
     by_input = truth.resolve(list(videos))
     classifier, _, _ = rescore_classifier(config, store, None, embedder)
     strangers = [iv for ivs in by_input.values() for iv in ivs if iv.label not in classifier.names]
@@ -300,16 +313,21 @@ def _setting_of(config: Config, problem: Problem) -> Setting:
 
 
 def tuned_yaml(config_path: Path, config: Config, result: Calibration, out_path: Path,
-               truth_path: Path, store_dir: Path) -> str:
+               truth_path: Path, store_dir: Path, *, model_id: str | None = None) -> str:
     """The input config (as read from ``config_path``) with the tuned values,
     under a comment header saying what was measured. Relative local paths
-    (the model folder, example pictures) are rewritten for ``out_path``."""
+    (the model folder, example pictures) are rewritten for ``out_path``;
+    ``model_id`` (``--model``): the model the values were tuned for, named
+    in place of the config's."""
     import yaml
 
     from pipeline.config import read_yaml
 
     data = read_yaml(config_path)
     _rebase_paths(data, config, config_path.parent, out_path.parent)
+    if model_id is not None:
+        data["model"] = {**(data.get("model") or {}), "id": config.model.id}
+        data["model"].pop("revision", None)
     if result.unchanged:  # the config's own values, as it wrote them
         return _header(result, config_path, truth_path, store_dir) + \
             yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
