@@ -104,3 +104,34 @@ def test_memory_is_trimmed_on_a_long_stream():
     for i in range(5000):
         tracker.add(i * 0.5, 0.9 if (i // 40) % 2 else 0.1)
     assert len(tracker.times) < 2200 and tracker.final_count > 4990
+
+
+@given(raw=scores, spacings=st.lists(st.sampled_from([0.4, 0.5, 0.533, 0.6, 1.0]), min_size=1, max_size=119),
+       kind=st.sampled_from(["tag", "nsfw"]), min_d=st.sampled_from([0.0, 0.5, 2.0]))
+def test_each_segment_is_announced_once_however_the_step_estimate_moves(raw, spacings, kind, min_d):
+    """A segment was keyed by its start time, which moves with the sampling
+    step's estimate (the median spacing so far): a VFR stream announced every
+    tag twice (open at 1.733 s, again at 1.75 s) and alerted ``--events-url`` twice."""
+    n = min(len(raw), len(spacings) + 1)
+    times = np.concatenate([[0.0], np.cumsum(spacings[:n - 1])])
+    events, _ = _live(_rules(kind, "median", 1.0, min_d, 1.0), times, np.asarray(raw[:n]))
+    first = "nsfw" if kind == "nsfw" else "open"
+    starts = [e for e in events if e.event == first]
+    ends = [e for e in events if e.event in ("close", "retract")]
+    assert len(starts) == len(ends), [(e.event, e.start_s) for e in events]
+    assert len([e for e in events if e.event == "confirm"]) <= len(starts)
+    # strictly alternating: nothing is announced again while it is open
+    opened = 0
+    for e in events:
+        opened += e.event == first
+        opened -= e.event in ("close", "retract")
+        assert opened in (0, 1), [(e.event, e.start_s) for e in events]
+
+
+def test_a_vfr_stream_opens_its_segment_once():
+    """The issue's case: a tag present from ~1.7 s on a stream whose spacing
+    changes from 0.5 s to 0.533 s as it plays."""
+    times = np.concatenate([np.arange(0, 3.0, 0.5), 3.0 + np.cumsum(np.full(20, 0.533))])
+    raw = np.where(times >= 1.7, 0.9, 0.1)
+    events, _ = _live(_rules("tag", "none", 0.0, 1.0, 1.0), times, raw)
+    assert [e.event for e in events] == ["open", "close"], [(e.event, e.start_s) for e in events]

@@ -76,7 +76,10 @@ class LabelTracker:
         self.smoothed: list[float] = []  # final values only
         self.trimmed = 0  # samples dropped from the front of the lists
         self.base = 0  # first local sample not settled yet
-        self.states: dict[float, str] = {}  # run start time -> open | provisional | confirmed
+        # run -> open | provisional | confirmed, keyed by the run's first sample time: its span's
+        # start moves with the sampling step's estimate (the median spacing so far), its first
+        # sample does not (only final smoothed values start a run)
+        self.states: dict[float, str] = {}
 
     @property
     def final_count(self) -> int:
@@ -144,21 +147,27 @@ class LabelTracker:
             merge_gap_s=r.merge_gap_s, duration_s=None)}
         events: list[Event] = []
         new_base = n
+        seen = set()
         for run in runs:
             start, end = smooth.interval_span(run, t, step, None)
             settled = ended or (run.stop < len(t) and
                                 t[-1] - t[run.stop - 1] - step >= r.merge_gap_s + _EPS)
-            events += self._announce(start, end, kept.get(start), settled)
+            key = float(t[run.start])
+            seen.add(key)
+            events += self._announce(key, start, end, kept.get(start), settled)
             if not settled:
                 new_base = min(new_base, lo + run.start)
+        # a run merged into the one before it (a gap closed up) is that run now
+        self.states = {k: v for k, v in self.states.items() if k in seen or k < t[0]}
         self.base = new_base
         self._trim()
         return events
 
-    def _announce(self, start: float, end: float, segment: Segment | None, settled: bool) -> list[Event]:
-        """Events for one run: what changed since it was last seen."""
+    def _announce(self, key: float, start: float, end: float, segment: Segment | None,
+                  settled: bool) -> list[Event]:
+        """Events for one run (``key``: its first sample's time): what changed since it was last seen."""
         r = self.rules
-        state = self.states.get(start)
+        state = self.states.get(key)
         long_enough = end - start >= r.min_duration_s - _EPS and end > start
         out = []
         if r.kind == "nsfw":
@@ -171,10 +180,10 @@ class LabelTracker:
         elif state is None and long_enough and (segment is not None or not settled):
             out.append(Event("open", r.label, r.kind, start))
             state = "open"
-        self.states[start] = state
+        self.states[key] = state
         if not settled:
             return out
-        del self.states[start]
+        del self.states[key]
         if segment is not None:
             out.append(Event("close", r.label, r.kind, segment.start_s, segment.end_s, segment))
         elif state is not None:  # announced, then ended too short
