@@ -422,3 +422,26 @@ def test_ray_workers_get_the_config_without_the_pictures(tmp_path):
     worker = parse_config(spec["config"])
     assert [lab.images for lab in worker.labels + worker.nsfw.labels] == [[], [], []]
     assert worker.sampling == cfg.sampling and worker.model == cfg.model
+
+
+def test_a_label_from_an_example_picture_scores_every_demo_clip(tmp_path):
+    """``labels: [{name: mug, images: [coffee.jpg]}]`` on the demo clips
+    failed with "cannot score: KeyError: 195" in edge refinement (a pinned
+    edge whose frame was never scored); every clip must come out ``ok``."""
+    from demo_assets import MODEL, needs_demo  # noqa: F401  (skips without the demo assets)
+    from skimage import data
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    Image.fromarray(data.coffee()).save(tmp_path / "coffee.jpg")
+    config = _yaml(tmp_path, f"model: {{id: '{MODEL}', runtime: torch, precision: fp32}}\n"
+                             "labels: [{name: mug, images: [coffee.jpg]}]\n"
+                             "output: {formats: [csv, json]}\n")
+    clips = sorted(str(p) for p in (ROOT / "sample_videos").glob("demo_*.mp4"))
+    assert len(clips) == 3
+    result = CliRunner().invoke(app, ["run", *clips, "-c", str(config), "-o", str(tmp_path / "out"), "-q",
+                                      "--no-store", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    index = pd.read_csv(tmp_path / "out" / "index.csv")
+    assert list(index["status"]) == ["ok"] * 3, index[["name", "status", "error"]]
