@@ -428,3 +428,17 @@ def test_logging_after_an_in_process_call_reaches_the_stderr_of_the_moment(tmp_p
     err = capfd.readouterr().err
     assert "Logging error" not in err
     assert "scenetag: warning: after the call" in err
+
+
+@pytest.mark.expect_errors
+def test_a_nul_byte_in_an_input_path_fails_that_input_alone(tmp_path, tiny_model_dir, clip_dir):
+    """An internal error (exit 3: "ValueError: embedded null byte" from the
+    store's hashing) cost the whole run; now the input fails in one line and
+    the others are scored."""
+    cfg = config_file(tmp_path, tiny_model_dir, "labels: [cat, dog]\noutput: {formats: [csv]}\n")
+    listing = tmp_path / "inputs.txt"
+    listing.write_text(f"bad\0name.mp4\n{clip_dir / 'ten.mp4'}\n")
+    result = runner.invoke(app, ["run", str(listing), "-c", str(cfg), "-o", str(tmp_path / "o"), "-q"])
+    assert result.exit_code == 1, result.output
+    assert "not a usable path (it holds a NUL byte)" in result.output
+    assert (tmp_path / "o" / "ten" / "segments.csv").exists()

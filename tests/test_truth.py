@@ -82,3 +82,11 @@ def test_the_demo_truth_json_reads():
     assert [(iv.label, iv.start_s, iv.end_s) for iv in kitchen] == [("coffee cup", 2.0, 6.0),
                                                                     ("ball", 9.0, 13.0)]
     assert set(truth.labels) == {"coffee cup", "ball", "car", "skull", "house", "tree"}
+
+
+def test_a_deeply_nested_truth_json_is_a_truth_error(tmp_path):
+    """It was an internal error (exit 3: RecursionError) instead of one line."""
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000)
+    with pytest.raises(TruthError, match="nested too deeply"):
+        load_truth(path)

@@ -123,6 +123,8 @@ def check_readable(path: str) -> None:
     Libraries report these cases with confusing messages (or crash), so
     catch them up front.
     """
+    if "\0" in str(path):  # os.stat raises ValueError, libraries worse
+        raise VideoOpenError(f"not a usable path (it holds a NUL byte): {str(path)!r}")
     try:
         mode = os.stat(path).st_mode
     except OSError as ex:  # say which: a loop or a dangling link is not a missing file

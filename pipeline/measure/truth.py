@@ -161,6 +161,8 @@ def _json_rows(path: Path, text: str) -> list[tuple[str, dict[str, Any]]]:
         data = json.loads(text)
     except ValueError as ex:
         raise TruthError(f"{path}: not JSON: {ex}") from ex
+    except RecursionError:
+        raise TruthError(f"{path}: nested too deeply to be a truth file") from None
     if isinstance(data, dict) and isinstance(data.get("clips"), dict):
         return [(f"{path}: clips.{name}.intervals[{i}]", {"input": name, **iv})
                 for name, clip in data["clips"].items()

@@ -52,7 +52,7 @@ def content_hashes(paths: Sequence[str], workers: int = HASH_WORKERS) -> dict[st
     def one(path: str) -> str | None:
         try:
             return content_hash(path)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL byte in the path; no such file can exist
             return None
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(paths)))) as pool:
