@@ -36,7 +36,7 @@ def test_urls_are_no_longer_missing_files(tmp_path):
 
 @pytest.mark.parametrize(("arg", "shown", "name"), [
     ("rtsp://admin:hunter22@cam1.local:554/live/ch1?token=abc123&x=1",
-     "rtsp://***@cam1.local:554/live/ch1?token=***&x=1", "cam1.local-554-live-ch1"),
+     "rtsp://***@cam1.local:554/live/ch1?token=***&x=***", "cam1.local-554-live-ch1"),
     ("http://127.0.0.1:8000/a.ts", "http://127.0.0.1:8000/a.ts", "127.0.0.1-8000-a"),
     ("https://u@h/p.m3u8?sig=zz", "https://***@h/p.m3u8?sig=***", "h-p"),
     ("srt://[::1]:9000?passphrase=secret99", "srt://[::1]:9000?passphrase=***", "1-9000"),
@@ -87,3 +87,39 @@ def test_network_options():
 
 def test_secret_text_in_redact_of_non_urls_is_left():
     assert redact("clip.mp4") == "clip.mp4"
+
+
+@pytest.mark.parametrize(("arg", "secrets_", "shown"), [
+    ("rtsp://cam:554/live?pw=hunter22", ["hunter22"], "rtsp://cam:554/live?pw=***"),
+    ("http://h/s.m3u8?user=alice&username=bob", ["alice", "bob"], "http://h/s.m3u8?user=***&username=***"),
+    ("https://h/v.m3u8?jwt=eyJhbGciOi.eyJzdWIi.SflKxw", ["eyJhbGciOi.eyJzdWIi.SflKxw"], "https://h/v.m3u8?jwt=***"),
+    ("https://h/master.m3u8?hdnts=exp=1700000000~acl=/*~hmac=0a1b2c3d4e5f",
+     ["exp=1700000000~acl=/*~hmac=0a1b2c3d4e5f"], "https://h/master.m3u8?hdnts=***"),
+    ("http://h/live/stream.m3u8;jsessionid=A1B2C3D4E5", ["A1B2C3D4E5"], "http://h/live/stream.m3u8;jsessionid=***"),
+    ("rtmp://live.twitch.tv/app/live_123456789_AbCdEfGhIjKlMnOpQrStUvWxYz",
+     ["live_123456789_AbCdEfGhIjKlMnOpQrStUvWxYz"], "rtmp://live.twitch.tv/app/***"),
+    ("rtmp://a.rtmp.youtube.com/live2/abcd-1234-efgh-5678-ijkl", ["abcd-1234-efgh-5678-ijkl"],
+     "rtmp://a.rtmp.youtube.com/live2/***"),
+    ("https://cdn/9f86d081884c7d659a2feaa0c55ad015/seg/index.m3u8", ["9f86d081884c7d659a2feaa0c55ad015"],
+     "https://cdn/***/seg/index.m3u8"),
+    ("rtsp://cam/front-door-camera-2/index.m3u8#t=secretfrag", ["t=secretfrag"],
+     "rtsp://cam/front-door-camera-2/index.m3u8"),
+])
+def test_credentials_are_hidden_by_rule_everywhere_they_show(arg, secrets_, shown):
+    """``pw=``, ``user=``, ``jwt=``, Akamai tokens, ``;jsessionid=``, keys in
+    the path and RTMP stream keys reached summary.json, index.csv, events, the
+    EDL, the store and the folder name; none may now."""
+    source = LiveSource(arg, live_kind(arg) or "url")
+    assert source.shown == shown
+    seen = " ".join([source.shown, display_name(source), live_names([source], {}, set())[source],
+                     source.scrub(f"[tcp @ 0x1] cannot open {arg}: " + " ".join(secrets_))])
+    for secret in secrets_:
+        assert secret not in seen, secret
+
+
+@pytest.mark.parametrize("name", ["cam1", "front-door-camera-2", "index.m3u8", "live", "ch1", "2024-06-01",
+                                  "stream_1080p.m3u8", "segment_00042.ts"])
+def test_names_in_paths_are_not_taken_for_keys(name):
+    from pipeline.live.sources import looks_like_key
+
+    assert not looks_like_key(name)

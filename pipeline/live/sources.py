@@ -4,8 +4,8 @@ A live input is a URL (``http(s)``, ``rtsp(s)``, ``rtmp(s)``, ``srt``,
 ``udp``, ``tcp``, ``rtp``), an HLS playlist (``.m3u8``), ``-`` (a pipe on
 stdin) or a v4l2 camera (``/dev/video*``). Its real address is used only to
 open it: everything shown (output folder, ``summary.json``, logs, events,
-the store) gets :func:`redact`, which hides the user name, password and
-secret-looking query values.
+the store) gets :func:`redact`, which hides the user name, password, every
+query value, path parameters and path segments that look like keys.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from pipeline.types import VideoOpenError
 SCHEMES = frozenset({"http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "tcp", "rtp"})
 STDIN = "-"
 # Query keys whose values are secrets (signed URLs, camera tokens).
-SECRET_KEYS = re.compile(r"(pass|pwd|secret|token|key|auth|sig|signature|credential|session)", re.I)
 HIDDEN = "***"
 # Probing a live stream must not wait for FFmpeg's default 5 s of data.
 ANALYZE_US = 1_000_000
@@ -89,8 +88,13 @@ def split_live(inputs: list[str], force: bool = False) -> tuple[list[LiveSource]
 
 
 def redact(arg: str) -> str:
-    """``arg`` without credentials: ``user:password@`` becomes ``***@`` and
-    secret-looking query values become ``***``. Not a URL: unchanged."""
+    """``arg`` without anything that may be a credential, by rule rather than
+    by a list of names (``pw=``, ``jwt=``, Akamai's ``hdnts=...~hmac=`` all
+    slipped past one): ``user:password@`` becomes ``***@``, every query
+    value and every path parameter (``;jsessionid=...``) becomes ``***``, and
+    so does every path segment that looks like a key (:func:`looks_like_key`:
+    RTMP stream keys, tokens in the path); the fragment is dropped. Not a
+    URL: unchanged."""
     if "://" not in arg:
         return arg
     try:
@@ -102,25 +106,57 @@ def redact(arg: str) -> str:
     netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
     if parts.username or parts.password:
         netloc = f"{HIDDEN}@{netloc}"
-    query = "&".join(_hide_secret(item) for item in parts.query.split("&") if item)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    path = "/".join(_hide_segment(seg) for seg in parts.path.split("/"))
+    query = "&".join(_hide_value(item) for item in parts.query.split("&") if item)
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
-def _hide_secret(item: str) -> str:
-    key, sep, _ = item.partition("=")
-    return f"{key}={HIDDEN}" if sep and SECRET_KEYS.search(key) else item
+def looks_like_key(text: str) -> bool:
+    """Whether a path segment looks like a secret rather than a name: long
+    and mixing letters with many digits (``live_123456789_AbCdEf...``,
+    ``abcd-1234-efgh-5678``), a long hex or base64-like run, or very long.
+    ``cam1``, ``front-door-camera-2`` and ``index.m3u8`` are names."""
+    stem = text.rsplit(".", 1)[0] if "." in text[-6:] else text
+    digits, letters = sum(c.isdigit() for c in stem), sum(c.isalpha() for c in stem)
+    if len(stem) >= 32:
+        return True
+    if len(stem) >= 16 and (digits >= 4 and letters >= 4 or re.fullmatch(r"[0-9a-fA-F]+", stem)):
+        return True
+    return len(stem) >= 20 and re.fullmatch(r"[A-Za-z0-9+/_=-]+", stem) is not None \
+        and any(c.isupper() for c in stem) and any(c.islower() for c in stem) and digits >= 2
+
+
+def _hide_segment(segment: str) -> str:
+    name, sep, _ = segment.partition(";")  # path parameters: ;jsessionid=..., ;token=...
+    shown = HIDDEN if looks_like_key(name) else name
+    if sep:
+        params = [p.partition("=")[0] + "=" + HIDDEN for p in segment.split(";")[1:] if p]
+        shown = ";".join([shown, *params])
+    return shown
+
+
+def _hide_value(item: str) -> str:
+    key, sep, value = item.partition("=")
+    return f"{key}={HIDDEN}" if sep else (HIDDEN if looks_like_key(key) else key)
 
 
 def _secrets(arg: str) -> list[str]:
-    """The secret strings inside ``arg`` (longest first, so none hides part of another)."""
+    """The secret strings inside ``arg`` (longest first, so none hides part of
+    another): what :func:`redact` hides, to scrub from messages that quote
+    pieces of the address."""
     if "://" not in arg:
         return []
     try:
         parts = urlsplit(arg)
-        found = [parts.password, parts.username]
+        found = [parts.password, parts.username, parts.fragment]
     except ValueError:
         return [arg.split("://", 1)[1]]
-    found += [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if SECRET_KEYS.search(k)]
+    found += [v for _, v in parse_qsl(parts.query, keep_blank_values=True)]
+    found += [item for item in parts.query.split("&") if "=" not in item and looks_like_key(item)]
+    for segment in parts.path.split("/"):
+        name, *params = segment.split(";")
+        found += [name] if looks_like_key(name) else []
+        found += [p.partition("=")[2] or p for p in params]
     return sorted({s for s in found if s and len(s) >= 3}, key=len, reverse=True)
 
 
