@@ -6,7 +6,6 @@ embeddings). Neither loads a model nor decodes.
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 from typing import Annotated
 
