@@ -233,7 +233,8 @@ def test_a_store_of_another_model_is_refused_unless_model_names_it(bad_run, tmp_
                     "-o", str(tmp_path / "tuned.yaml"), "--shared-unseen")
     assert result.exit_code == 2
     line = result.output.strip()
-    assert line.startswith(f"scenetag: error: {store} was embedded with {MODEL.resolve()}") and "\n" not in line
+    assert "\n" not in line
+    assert line.startswith(f"scenetag: error: {store} was embedded with {MODEL.resolve()}")
     assert "not the config's model openai/clip-vit-base-patch32" in line and "pass --model" in line
     assert not (tmp_path / "tuned.yaml").exists()
 

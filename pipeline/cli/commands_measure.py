@@ -68,7 +68,7 @@ def calibrate(
         "--model", "-m", metavar="ID|DIR",
         help="Tune for the store's model when the config names another (the tuned config names it).")] = None,
     force: Annotated[bool, typer.Option(
-        "--force", help="Write the tuned config even over the config or truth file it was made from.")] = False,
+        "--force", help="Write the tuned config even over the config or truth file it reads.")] = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -92,7 +92,8 @@ def calibrate(
         if model is not None:
             folder = Path(model).expanduser()
             chosen = str(folder.resolve()) if folder.is_dir() else model
-            cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"id": chosen, "revision": None})})
+            tuned_for = cfg.model.model_copy(update={"id": chosen, "revision": None})
+            cfg = cfg.model_copy(update={"model": tuned_for})
         result = run_calibration(cfg, store, load_truth(truth), min_iou=iou, allow_unseen=shared_unseen)
         text = tuned_yaml(path, cfg, result, output, truth, store, model_id=model)
         with atomic_path(output) as tmp:

@@ -247,7 +247,8 @@ def check_store_model(config: Config, store, store_dir: Path) -> None:
         return
     family = f", {store.model_family}" if store.model_family else ""
     raise PipelineError(f"{store_dir} was embedded with {store.describe_model()}{family}, not the config's "
-                        f"model {config.model.id}: thresholds fitted on its vectors would not fit that model; "
+                        f"model {config.model.id}: thresholds fitted on its vectors would not fit that "
+                        "model; "
                         f"pass --model {store.model_id} to tune for the store's model")
 
 
