@@ -81,7 +81,7 @@ def text_embedder(store, embedder) -> Callable[[list[str]], np.ndarray]:
 
 def example_embedder(config: Config, store, embedder) -> Callable[[list[str]], np.ndarray]:
     """The labels' example pictures → embeddings, behind ``store``'s picture cache when given."""
-    from pipeline.analysis.exemplars import picture_embedder
+    from pipeline.embed.exemplars import picture_embedder
 
     if store is None:
         return picture_embedder(embedder)

@@ -261,7 +261,7 @@ def test_rescore_with_picture_labels_needs_no_model_or_decoder(tmp_path, tiny_mo
         raise AssertionError("the model was loaded or a file decoded")
 
     monkeypatch.setattr("pipeline.prepare.load_model", forbidden)
-    monkeypatch.setattr("pipeline.analysis.exemplars.ImageDecoder", forbidden)
+    monkeypatch.setattr("pipeline.embed.exemplars.ImageDecoder", forbidden)
     monkeypatch.setattr("pipeline.decode.open_decoder", forbidden)
     assert rescore_job(config, tmp_path / "out" / "store", tmp_path / "re").exit_code == 0
     pd.testing.assert_frame_equal(_label_rows(tmp_path / "out")[1], _label_rows(tmp_path / "re")[1])
@@ -283,7 +283,7 @@ def test_rescore_embeds_a_new_picture_and_keeps_it(tmp_path, tiny_model_dir, tin
 
 
 def test_nsfw_label_from_pictures(tmp_path, tiny_model_dir, tiny_embedder):
-    from pipeline.analysis.exemplars import picture_embedder
+    from pipeline.embed.exemplars import picture_embedder
 
     cfg, clip = _tiny_setup(tmp_path, tiny_model_dir, nsfw=True)
     config = load_config(cfg)
