@@ -210,7 +210,7 @@ def report_cmd(
                                            exists=True, file_okay=False)],
     formats: Annotated[str | None, typer.Option(
         metavar="F,F,...", help=f"Comma-separated, of: {','.join(REPORT_FORMATS)}. "
-                                "Default: those the run wrote.")] = None,
+                                "Default: html,vtt,edl.")] = None,
     top_frames: Annotated[int, typer.Option("--top-frames", metavar="N", min=0,
                                             help="Also save the N best frames per label.")] = 0,
     quiet: QuietOpt = False,
