@@ -80,7 +80,8 @@ def run(
                                                  "(top_frames/). Default: 0.")] = None,
     engine: Annotated[Literal["local", "ray"], typer.Option(help="Where decode and embed run.")] = "local",
     ray_address: Annotated[str | None, typer.Option(
-        metavar="ADDR", help="Ray cluster address (auto, ray://host:10001).")] = None,
+        metavar="ADDR", help="Ray cluster address (auto, ray://host:10001, host:6379). "
+                             "Default: RAY_ADDRESS when set, else a local Ray.")] = None,
     ray_actors: Annotated[int | None, typer.Option(
         metavar="N", min=1, help="Ray embedding actors. Default: one per GPU.")] = None,
     resume: Annotated[bool, typer.Option(help="Skip inputs already finished with the same config.")] = False,
