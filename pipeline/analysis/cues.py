@@ -36,13 +36,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.analysis.cuts import STILL
+
 # BT.709 luma weights, as Rekognition computes luminance
 BT709 = np.array([0.2126, 0.7152, 0.0722], np.float32)
 MAX_PIXEL_THRESHOLD = 0.2  # Rekognition's default: a pixel at or under 51 of 255 is black
 MIN_COVERAGE = 0.99  # Rekognition's MinCoveragePercentage 99
 MIN_BLACK_S = 0.0  # Rekognition reports any black run; a single black frame between shots is a cue
-FROZEN_NOISE = 0.5  # grey levels of mean thumbnail difference: compression noise on a still picture
-FROZEN_CELL = 8.0  # grey levels: any one cell moving more is motion, however small the rest
+# Grey levels of mean thumbnail difference from the held picture: compression noise,
+# as edge refinement's still sides (a still H.264 take: 0.3 at 720p, 0.7 at 320x240, 1.2 at 160x120)
+FROZEN_NOISE = STILL
+FROZEN_CELL = 12.0  # grey levels: one cell moving more is motion, however still the rest (noise: 3-9)
 MIN_FROZEN_S = 2.0  # FFmpeg freezedetect's default duration
 FADE_STEP = 0.5  # grey levels of mean luminance a frame (12.5/s at 25 fps): slower is exposure drift
 MIN_FADE_DEPTH = 12.0  # grey levels a fade must cross above the black level
@@ -191,10 +195,11 @@ def fades(prints: np.ndarray, times_s: np.ndarray, *, end_s: float | None = None
           max_pixel_threshold: float = MAX_PIXEL_THRESHOLD, min_coverage: float = MIN_COVERAGE,
           step: float = FADE_STEP, min_depth: float = MIN_FADE_DEPTH,
           min_duration_s: float = MIN_FADE_S) -> list[Cue]:
-    """Fades to black (``fade_out``: the frames before a black run whose mean
-    luminance falls at least ``step`` a frame into it) and from black
-    (``fade_in``: rising out of it), lasting at least ``min_duration_s`` and
-    reaching ``min_depth`` grey levels above the black run's luminance."""
+    """Fades to black (``fade_out``: the frames before a black run darker than
+    the picture before them, whose mean luminance falls at least ``step`` a
+    frame into it) and from black (``fade_in``: rising out of it up to the
+    picture), lasting at least ``min_duration_s`` and starting (ending)
+    ``min_depth`` grey levels or more above the black run's luminance."""
     times, ends = np.asarray(times_s, np.float64), frame_ends(times_s, end_s)
     luma = mean_luminance(prints)
     cues = []
@@ -202,10 +207,16 @@ def fades(prints: np.ndarray, times_s: np.ndarray, *, end_s: float | None = None
                                 min_coverage=min_coverage)):
         level = float(luma[a:b].min())
         first, last = fade_reach(luma, a, b, level, step=step)
-        if first < a and luma[first] - level >= min_depth and _lasts(first, a, times, ends, min_duration_s):
-            cues.append(_cue("fade_out", first, a, times, ends))
-        if last > b and luma[last - 1] - level >= min_depth and _lasts(b, last, times, ends, min_duration_s):
-            cues.append(_cue("fade_in", b, last, times, ends))
+        # The reach starts at the last frame before the picture darkens and ends
+        # at the first after it stops brightening: those are the picture, not the fade
+        # (so a cut straight to black has no fade frames at all).
+        out_from, in_to = first + 1, last - 1
+        if out_from < a and luma[first] - level >= min_depth and _lasts(out_from, a, times, ends,
+                                                                        min_duration_s):
+            cues.append(_cue("fade_out", out_from, a, times, ends))
+        if in_to > b and luma[last - 1] - level >= min_depth and _lasts(b, in_to, times, ends,
+                                                                         min_duration_s):
+            cues.append(_cue("fade_in", b, in_to, times, ends))
     return cues
 
 
