@@ -13,7 +13,20 @@ from hypothesis import strategies as st
 from shot_media import Fade, Flash, Take, make_shot_clip
 
 from pipeline.analysis.cues import black_mask
-from pipeline.analysis.shots import MIN_SHOT_FRAMES, Shot, detect_shots, jumps, local_noise, shot_bounds
+from pipeline.analysis.shots import (
+    MIN_SHOT_FRAMES,
+    Shot,
+    detect_shots,
+    jumps,
+    local_noise,
+    middle_frame,
+    probe_frames,
+    sample_shots,
+    shot_bounds,
+    shot_labels,
+    snap_edges,
+    snap_segments,
+)
 from pipeline.decode.every_frame import every_frame_prints, lowres_level
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -294,3 +307,81 @@ def test_cuts_through_black_gaps(name):
     assert gaps and _ours(path) == [(a + b) // 2 for a, b in gaps]
     for p in _peer_cuts(path):
         assert any(p in (a, b) for a, b in runs(black_mask(fp.prints)))
+
+
+# --------------------------------------------------------------------------- labels per shot, edges at cuts
+
+
+@st.composite
+def shot_lists(draw):
+    """Shots tiling frames 0..N at ``fps``, and the fps."""
+    fps = draw(st.sampled_from([24.0, 25.0, 30000 / 1001]))
+    lengths = draw(st.lists(st.integers(1, 60), min_size=1, max_size=8))
+    bounds = np.cumsum([0, *lengths])
+    shots = [Shot(k + 1, a / fps, b / fps, int(a), int(b), "start" if k == 0 else "cut")
+             for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    return shots, fps
+
+
+@given(shot_lists(), st.data())
+def test_shot_labels_are_means_over_each_shots_samples(shots_fps, data):
+    shots, fps = shots_fps
+    n_frames = shots[-1].end_frame
+    frames = sorted(data.draw(st.sets(st.integers(0, n_frames - 1), max_size=40)))
+    times = np.round(np.array(frames, np.float64) / fps, 3)  # as frames.csv writes them
+    labels = ["cup", "ball", "tree"]
+    scores = np.array(data.draw(st.lists(st.lists(st.floats(0, 1), min_size=3, max_size=3),
+                                         min_size=len(frames), max_size=len(frames))), np.float64)
+    scores = scores.reshape(len(frames), 3)
+    thresholds = [0.5, 0.3, 0.7]
+    result = shot_labels(shots, times, scores, labels, thresholds)
+    assert [r.shot for r in result] == [s.shot for s in shots]
+    for r, shot in zip(result, shots):
+        mine = [k for k, f in enumerate(frames) if shot.start_frame <= f < shot.end_frame]
+        assert r.samples == len(mine)
+        if not mine:
+            assert r.labels == () and all(np.isnan(r.means))
+            continue
+        means = scores[mine].mean(axis=0)
+        assert np.allclose(r.means, means)
+        assert set(r.labels) == {lab for lab, m, t in zip(labels, means, thresholds) if m >= t}
+        assert [r.means[labels.index(lab)] for lab in r.labels] == sorted(
+            (r.means[labels.index(lab)] for lab in r.labels), reverse=True)
+    unsampled = [s for s, r in zip(shots, result) if r.samples == 0]
+    assert probe_frames(shots, times) == [middle_frame(s) for s in unsampled]
+    for s in unsampled:
+        assert s.start_frame <= middle_frame(s) < s.end_frame
+
+
+def test_shot_labels_checks_its_thresholds():
+    shots = [Shot(1, 0.0, 1.0, 0, 25, "start")]
+    with pytest.raises(ValueError):
+        shot_labels(shots, np.array([0.5]), np.array([[0.9, 0.1]]), ["a", "b"], [0.5])
+    assert sample_shots(shots, np.array([-0.5, 0.0, 0.9995, 1.5])).tolist() == [0, 1, 0, 0]
+
+
+@given(st.lists(st.floats(0, 100), max_size=20), st.lists(st.floats(0, 100), max_size=10),
+       st.sampled_from([24.0, 25.0, 30000 / 1001, 60.0]), st.floats(0, 3))
+def test_snap_edges(edges, cuts, fps, tolerance):
+    edges = np.sort(np.array(edges, np.float64))
+    snapped = snap_edges(edges, cuts, fps=fps, tolerance_frames=tolerance)
+    reach = tolerance / fps + 1e-9
+    for e, s in zip(edges, snapped):
+        near = [c for c in cuts if abs(c - e) <= reach]
+        if near:
+            assert s in cuts and abs(s - e) == min(abs(c - e) for c in cuts)
+        else:
+            assert s == e
+    assert np.all(np.diff(snapped) >= 0)  # order kept
+    assert np.array_equal(snap_edges(snapped, cuts, fps=fps, tolerance_frames=tolerance), snapped)
+
+
+@given(st.lists(st.tuples(st.floats(0, 50), st.floats(0.001, 5)), max_size=10), st.lists(st.floats(0, 60),
+                                                                                         max_size=8))
+def test_snap_segments_never_collapse_one(segs, cuts):
+    segments = [(a, a + d) for a, d in segs]
+    out = snap_segments(segments, cuts, fps=25.0, tolerance_frames=2)
+    assert len(out) == len(segments)
+    for (a, b), (x, y) in zip(segments, out):
+        assert y > x
+        assert abs(x - a) <= 2 / 25 + 1e-9 and abs(y - b) <= 2 / 25 + 1e-9

@@ -260,3 +260,115 @@ def _darkest(luma: np.ndarray, a: int, b: int, level: float) -> int:
     while last + 1 < b - a and near[last + 1]:
         last += 1
     return a + (first + last + 1) // 2
+
+
+# --------------------------------------------------------------------------- labels per shot
+
+
+@dataclass(frozen=True)
+class ShotLabels:
+    """What a shot's sampled frames say: ``means[k]`` is label ``k``'s mean
+    score over its ``samples`` sampled frames (NaN when it has none), and
+    ``labels`` the labels whose mean reaches their threshold, best first."""
+
+    shot: int
+    samples: int
+    means: tuple[float, ...]
+    labels: tuple[str, ...]
+
+
+def sample_shots(shots: list[Shot], times_s: np.ndarray, *, tolerance_s: float = 1e-3) -> np.ndarray:
+    """For each sample time, the number of the shot holding it (0: none, before
+    the first or after the last). A sample at ``t`` is in the shot with
+    ``start_s - tolerance_s <= t < end_s - tolerance_s``: times written to the
+    millisecond (``frames.csv``) still land in the shot of their frame."""
+    t = np.asarray(times_s, np.float64)
+    if not shots:
+        return np.zeros(len(t), np.int64)
+    starts = np.array([s.start_s for s in shots]) - tolerance_s
+    k = np.searchsorted(starts, t, side="right") - 1
+    inside = (k >= 0) & (t < shots[-1].end_s - tolerance_s)
+    return np.where(inside, k + 1, 0).astype(np.int64)
+
+
+def shot_labels(shots: list[Shot], times_s: np.ndarray, scores: np.ndarray, labels: list[str],
+                thresholds: np.ndarray | list[float], *, tolerance_s: float = 1e-3) -> list[ShotLabels]:
+    """The labels each shot's sampled frames support: those whose mean score
+    over the shot's samples is at least the label's threshold (its enter
+    threshold). A mean, not a peak: one sampled frame over the threshold in a
+    shot of ten says little about the shot.
+
+    Args:
+        shots: from :func:`detect_shots`.
+        times_s: the N sample times.
+        scores: N x L scores (raw or smoothed, as the caller's rules want).
+        labels: the L label names.
+        thresholds: L thresholds.
+
+    Returns:
+        One :class:`ShotLabels` per shot, in order. Shots no sample falls in
+        have ``samples == 0``: score :func:`probe_frames` and call again with
+        those samples added.
+    """
+    s = np.asarray(scores, np.float64).reshape(len(times_s), len(labels))
+    th = np.asarray(thresholds, np.float64)
+    if th.shape != (len(labels),):
+        raise ValueError(f"{len(labels)} labels but {th.size} thresholds")
+    owner = sample_shots(shots, times_s, tolerance_s=tolerance_s)
+    out = []
+    for shot in shots:
+        mine = s[owner == shot.shot]
+        if not len(mine):
+            out.append(ShotLabels(shot.shot, 0, tuple([float("nan")] * len(labels)), ()))
+            continue
+        means = mine.mean(axis=0)
+        order = np.argsort(-means, kind="stable")
+        supported = tuple(labels[k] for k in order if means[k] >= th[k])
+        out.append(ShotLabels(shot.shot, len(mine), tuple(float(m) for m in means), supported))
+    return out
+
+
+def middle_frame(shot: Shot) -> int:
+    """The frame in the middle of a shot (the earlier of two middles)."""
+    return shot.start_frame + (shot.frames - 1) // 2
+
+
+def probe_frames(shots: list[Shot], times_s: np.ndarray, *, tolerance_s: float = 1e-3) -> list[int]:
+    """The middle frame of each shot no sample falls in (short shots between
+    samples), for the caller to decode and score."""
+    held = set(sample_shots(shots, times_s, tolerance_s=tolerance_s).tolist())
+    return [middle_frame(s) for s in shots if s.shot not in held]
+
+
+# --------------------------------------------------------------------------- segment edges at cuts
+
+
+def snap_edges(edges_s: np.ndarray | list[float], cut_times_s: np.ndarray | list[float], *, fps: float,
+               tolerance_frames: float = 2) -> np.ndarray:
+    """Segment edges within ``tolerance_frames`` frames of a cut moved onto it
+    (the nearest cut; the earlier of two as near). A label's score changes
+    at a shot change, but sampling, smoothing and bisection place its edge a
+    frame or two off; the cut is where the picture changed."""
+    edges = np.asarray(edges_s, np.float64)
+    cuts = np.sort(np.asarray(cut_times_s, np.float64))
+    if not len(cuts) or not len(edges):
+        return edges.copy()
+    reach = tolerance_frames / fps + 1e-9
+    k = np.clip(np.searchsorted(cuts, edges), 1, len(cuts)) - 1  # the cut at or before each edge
+    after = np.minimum(k + 1, len(cuts) - 1)
+    nearest = np.where(np.abs(cuts[after] - edges) < np.abs(edges - cuts[k]), cuts[after], cuts[k])
+    return np.where(np.abs(nearest - edges) <= reach, nearest, edges)
+
+
+def snap_segments(segments: list[tuple[float, float]], cut_times_s: np.ndarray | list[float], *,
+                  fps: float, tolerance_frames: float = 2) -> list[tuple[float, float]]:
+    """:func:`snap_edges` on each ``(start_s, end_s)``; a segment whose two edges
+    would land on one cut (a blip of a frame or two across it) keeps its own."""
+    if not segments:
+        return []
+    flat = snap_edges([t for seg in segments for t in seg], cut_times_s, fps=fps,
+                      tolerance_frames=tolerance_frames)
+    out = []
+    for (start, end), a, b in zip(segments, flat[0::2], flat[1::2]):
+        out.append((float(a), float(b)) if b > a else (start, end))
+    return out
