@@ -205,10 +205,9 @@ def chapter_lists(draw):
     duration = draw(st.floats(1, 4000))
     cuts = sorted(set(draw(st.lists(st.floats(0.01, duration - 0.01), max_size=12))))
     bounds = [0.0, *cuts, duration]
-    titles = draw(st.lists(st.sampled_from(LABELS + ["Shot 1", ""]), min_size=len(bounds) - 1,
-                           max_size=len(bounds) - 1))
-    return [tl.Chapter(a, b, tl._title(t)) for (a, b), t in zip(zip(bounds, bounds[1:]), titles)
-            if b > a]
+    titles = draw(st.lists(st.sampled_from([_clean(x) for x in LABELS] + ["Shot 1"]),
+                           min_size=len(bounds) - 1, max_size=len(bounds) - 1))
+    return [tl.Chapter(a, b, t) for (a, b), t in zip(zip(bounds, bounds[1:]), titles) if b > a]
 
 
 @given(chapter_lists())
@@ -218,8 +217,9 @@ def test_ffmetadata_reads_back_in_ffmpeg(tmp_path_factory, chapters):
     with av.open(str(path), format="ffmetadata") as container:
         read, meta = container.chapters(), dict(container.metadata)
     assert meta["title"] == "demo = x; #1"
-    assert len(read) == len(chapters)
-    for got, ch in zip(read, chapters):
+    kept = [c for c in chapters if round(c.end_s * 1000) > round(c.start_s * 1000)]
+    assert len(read) == len(kept)
+    for got, ch in zip(read, kept):
         assert got["metadata"]["title"] == ch.title
         assert abs(float(got["start"] * got["time_base"]) - ch.start_s) <= 0.0005 + 1e-9
         assert abs(float(got["end"] * got["time_base"]) - ch.end_s) <= 0.0005 + 1e-9

@@ -289,14 +289,16 @@ def _title(text: str) -> str:
 
 def ffmetadata_text(chapters: Sequence[Chapter], title: str | None = None) -> str:
     """``chapters.txt`` in FFmpeg's metadata format (``;FFMETADATA1``): one
-    ``[CHAPTER]`` per chapter in milliseconds, so ``ffmpeg -i video -i
+    ``[CHAPTER]`` per chapter of a millisecond or more, so ``ffmpeg -i video -i
     chapters.txt -map_metadata 1 -map_chapters 1 -c copy out.mp4`` adds them."""
     lines = [";FFMETADATA1"]
     if title:
         lines.append(f"title={_ffmeta_escape(title)}")
     for ch in chapters:
         start, end = round(ch.start_s * 1000), round(ch.end_s * 1000)
-        lines += ["", "[CHAPTER]", "TIMEBASE=1/1000", f"START={start}", f"END={max(end, start + 1)}",
+        if end <= start:
+            continue  # under a millisecond: nothing a player could seek to
+        lines += ["", "[CHAPTER]", "TIMEBASE=1/1000", f"START={start}", f"END={end}",
                   f"title={_ffmeta_escape(ch.title)}"]
     return "\n".join(lines) + "\n"
 
