@@ -385,3 +385,16 @@ def test_snap_segments_never_collapse_one(segs, cuts):
     for (a, b), (x, y) in zip(segments, out):
         assert y > x
         assert abs(x - a) <= 2 / 25 + 1e-9 and abs(y - b) <= 2 / 25 + 1e-9
+
+
+def test_a_cut_between_two_moving_shots(tmp_path):
+    """A whip pan cut to a shaky shot: every jump around the cut is large, the
+    cut only 2.5 times them, but it replaces the colours. PySceneDetect 0.7.2
+    misses this one: the pan's frames pass its threshold in the 15 before the
+    cut and its merge filter swallows the cut with them."""
+    path = str(tmp_path / "moving.mp4")
+    truth = make_shot_clip(path, [Take("immunohistochemistry", 31, "zoom"),
+                                  Take("grace_hopper", 32, "fast_pan"), Take("astronaut", 41, "shake"),
+                                  Take("coffee", 18, "zoom")], fps=24)
+    assert _ours(path) == truth.cuts == [31, 63, 104]
+    assert 63 not in _peer_cuts(path)  # the whip pan's cut

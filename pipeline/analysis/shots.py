@@ -9,7 +9,12 @@ Two kinds of transition are found:
   ``threshold`` and ``ratio`` times the *local noise*, the median jump of the
   ``window`` frames on either side: motion (a pan, a crowd) raises every jump
   around it, a cut only its own. Averaging to 32x24 already removes most of
-  what motion changes, while a new shot changes nearly every cell.
+  what motion changes, while a new shot changes nearly every cell. In heavy
+  motion (a whip pan cut to a shaky shot) a cut may stand out less; it still
+  counts when it is ``COLOUR_MOTION_RATIO`` times the noise and changes the
+  colours (the 4x4x4 histogram of :func:`~pipeline.decode.prints.colours`) of
+  ``COLOUR_CHANGE`` of the picture, ``COLOUR_RATIO`` times the colour change
+  around it: moving the camera moves colours about, it does not replace them.
 * **Fades through black or white.** A run of black frames (Rekognition's rule,
   :func:`~pipeline.analysis.cues.black_mask`) or white ones between two
   pictures is one transition however it was entered and left (a fade-out and
@@ -61,6 +66,10 @@ from pipeline.decode.prints import difference
 
 THRESHOLD = 12.0  # grey levels of mean thumbnail difference: a new shot changes most cells by far more
 RATIO = 3.0  # times the local noise: a cut stands out from the motion around it
+COLOUR_CHANGE = 0.3  # ... or changes the colours of this share of the picture (motion: under 0.15),
+COLOUR_RATIO = 4.0  # this many times the colour change around it,
+COLOUR_MOTION_RATIO = 1.5  # while still this many times the local noise
+COLOUR_FLOOR = 0.02  # a still picture's colour change is no scale to divide by
 WINDOW = 8  # frames each side whose median jump is the local noise
 NOISE_FLOOR = 1.0  # grey levels: a still picture's noise is no scale to divide by
 FLASH_FRAMES = 3  # a change undone within this many frames is a flash
@@ -104,6 +113,22 @@ def jumps(prints: np.ndarray) -> np.ndarray:
         b = min(a + _CHUNK, len(p))
         d = np.abs(p[a:b].astype(np.int16) - p[a - 1:b - 1].astype(np.int16))
         out[a:b] = d.reshape(b - a, -1).mean(axis=1)
+    return out
+
+
+def _colour_jumps(p: np.ndarray) -> np.ndarray:
+    """``(N,)``: the share of the picture whose colour changed into each frame,
+    :func:`~pipeline.decode.prints.colour_distance` of neighbouring frames'
+    :func:`~pipeline.decode.prints.colours` (4x4x4 histograms), vectorised."""
+    out = np.zeros(len(p), np.float64)
+    for a in range(1, len(p), _CHUNK):
+        b = min(a + _CHUNK, len(p))
+        q = p[a - 1:b] >> 6  # with the frame before the chunk
+        n = b - a + 1
+        codes = (q[..., 0].astype(np.int64) << 4) | (q[..., 1].astype(np.int64) << 2) | q[..., 2]
+        codes = codes.reshape(n, -1) + 64 * np.arange(n)[:, None]
+        hist = np.bincount(codes.ravel(), minlength=64 * n).reshape(n, 64) / codes.shape[1]
+        out[a:b] = 0.5 * np.abs(hist[1:] - hist[:-1]).sum(axis=1)
     return out
 
 
@@ -209,7 +234,12 @@ def _transitions(p: np.ndarray, *, threshold: float, ratio: float, window: int, 
     n = len(p)
     d = jumps(p)
     noise = np.maximum(local_noise(d, window), noise_floor)
-    jump = (d >= threshold) & (d >= ratio * noise)  # what stands out of the motion around it
+    colour = _colour_jumps(p)
+    colour_noise = np.maximum(local_noise(colour, window), COLOUR_FLOOR)
+    # What stands out of the motion around it; or, in heavy motion (a whip pan
+    # into a shaky shot), stands out less but changes the colours as motion does not.
+    recoloured = (colour >= COLOUR_CHANGE) & (colour >= COLOUR_RATIO * colour_noise)
+    jump = (d >= threshold) & ((d >= ratio * noise) | ((d >= COLOUR_MOTION_RATIO * noise) & recoloured))
     # A fade scales the picture: its steps are jumps, but not once each frame
     # is divided by its brightness. Only a change of picture stops a fade's reach.
     shape = _shape_jumps(p)
