@@ -224,7 +224,8 @@ class _Encoder:
             self.tb = v.time_base
             rate = v.average_rate or v.guessed_rate or Fraction(25)
             pix = v.codec_context.pix_fmt or "yuv420p"
-            audio = next((_audio_params(s) for s in (p.source for p in parts) if _audio_params(s)), None)
+        # the first source with sound sets the clip's rate and layout; the others are resampled to it
+        audio = next(filter(None, map(_audio_params, dict.fromkeys(p.source for p in parts))), None)
         self.pix_fmt = {"yuvj420p": "yuv420p", "yuvj422p": "yuv422p", "yuvj444p": "yuv444p"}.get(pix, pix)
         if self.pix_fmt not in X264_PIX_FMTS:
             self.pix_fmt = "yuv420p"
