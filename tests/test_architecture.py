@@ -24,7 +24,7 @@ LAYERS = [
     {"decode"},
     {"embed", "analysis"},
     {"engine"},
-    {"report", "store"},
+    {"report", "store", "clips"},
     {"prepare"},
     {"live"},
     {"run"},
