@@ -9,7 +9,6 @@ prompt cache is read, not extended, and the store's index is not built.
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import tempfile
@@ -23,6 +22,7 @@ import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 
+from pipeline.decode.images import PictureTooLarge, open_picture
 from pipeline.explore.moments import Moment
 from pipeline.explore.search import Hit, embed_query, find_moments, search, select_videos
 from pipeline.report.text import clock
@@ -82,8 +82,17 @@ class QueryVectors:
         return vector
 
     def image(self, path: Path) -> np.ndarray:
+        """The picture decoded (capped: :func:`pipeline.decode.images.open_picture`)
+        and resized as ``scenetag search --image`` does, outside the model
+        lock; only the image tower's pass holds it."""
+        from pipeline.decode import open_decoder
+        from pipeline.types import Sampling
+
+        with open_decoder(str(path), short_side=self.embedder.input_size,
+                          still_resize=self.embedder.still_resize) as decoder:
+            frame = next(iter(decoder.frames(Sampling())))
         with self._model_lock:
-            return embed_query(self.embedder, image=path)
+            return self.embedder.embed_images(np.array(frame.image[None]))[0]  # a writable copy
 
 
 def build_router(state: State) -> APIRouter:
@@ -252,13 +261,14 @@ def _entry(state: State, ident: str) -> Input:
 
 
 def _picture_suffix(data: bytes) -> str:
-    """The uploaded picture's file suffix; a 400 unless it is a picture we read."""
-    from PIL import Image, UnidentifiedImageError
-
+    """The uploaded picture's file suffix; a 400 unless it is a picture we
+    read, of a size we decode (its header says, before any decoding)."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format
-    except (UnidentifiedImageError, OSError, ValueError) as ex:
+        with open_picture(data, name="the upload") as picture:
+            fmt = picture.image.format
+    except PictureTooLarge as ex:
+        raise HTTPException(400, str(ex)) from ex
+    except PipelineError as ex:
         raise HTTPException(400, "the upload is not a picture (JPEG, PNG, WebP, BMP or TIFF)") from ex
     if fmt not in _UPLOAD_FORMATS:
         raise HTTPException(400, f"{fmt} pictures are not read; use JPEG, PNG, WebP, BMP or TIFF")
