@@ -53,8 +53,8 @@ def create_app(store: EmbeddingStore, embedder: Any, *, reports: Path | None = N
         prompt_cache: look text queries up in the store's prompt cache
             (False when ``embedder`` is not the store's own model).
     """
-    library = library or Library.load(store, reports)
-    cache = ThumbCache(thumbs or cache_folder(store.root), library.video_file)
+    library = library if library is not None else Library.load(store, reports)
+    cache = ThumbCache(thumbs or cache_folder(store.root), library.open_file)
     state = State(store=store, library=library, thumbs=cache,
                   queries=QueryVectors(store, embedder, prompt_cache=prompt_cache))
     @contextlib.asynccontextmanager
