@@ -312,9 +312,9 @@ def test_server_answers_searches_while_thumbnails_are_made(demo_run, demo_embedd
     release = threading.Event()
 
     class SlowFiles(Library):
-        def video_file(self, ident):
+        def open_file(self, ident):
             release.wait(30)
-            return super().video_file(ident)
+            return super().open_file(ident)
 
     _, out = demo_run
     store = EmbeddingStore.open(out / "store")
@@ -337,7 +337,7 @@ def test_server_answers_searches_while_thumbnails_are_made(demo_run, demo_embedd
 
 
 def test_token_is_required_when_set(demo_run, demo_embedder, tmp_path):
-    from pipeline.serve.app import TOKEN_COOKIE, create_app
+    from pipeline.serve.app import create_app, token_cookie_name
     from pipeline.serve.server import start_in_thread
     from pipeline.store.db import EmbeddingStore
 
@@ -350,9 +350,10 @@ def test_token_is_required_when_set(demo_run, demo_embedder, tmp_path):
         assert request(running, "/api/inputs?token=wrong")[0] == 401
         assert request(running, "/api/inputs", headers={"Authorization": "Bearer s3cret"})[0] == 200
         status, headers, _ = request(running, "/?token=s3cret")
-        assert status == 200 and TOKEN_COOKIE in headers["set-cookie"] and "httponly" in \
-            headers["set-cookie"].lower()
-        assert request(running, "/api/inputs", headers={"Cookie": f"{TOKEN_COOKIE}=s3cret"})[0] == 200
+        name = token_cookie_name(urllib.parse.urlsplit(running.url).port)
+        cookie = headers["set-cookie"].split(";")[0]
+        assert status == 200 and cookie.startswith(f"{name}=") and "httponly" in headers["set-cookie"].lower()
+        assert request(running, "/api/inputs", headers={"Cookie": cookie})[0] == 200
     finally:
         running.stop()
 
@@ -369,16 +370,17 @@ def test_a_file_replaced_by_a_symlink_is_refused(demo_run, demo_embedder, tmp_pa
     entry = Input(id=input_id(str(copy)), path=str(copy), hashes=frozenset({content_hash(copy)}),
                   duration_s=15.0, step_s=0.5, times={0: 0.0})
     library = Library([entry])
-    assert library.video_file(entry.id) == str(copy)
+    with library.open_file(entry.id) as opened:
+        assert os.path.samefile(opened.path, copy)
     secret = tmp_path / "secret.txt"
     secret.write_text("root:x:0:0\n")
     copy.unlink()
     copy.symlink_to(secret)
-    assert library.video_file(entry.id) is None  # not the file the store embedded
+    assert library.open_file(entry.id) is None  # not the file the store embedded
     copy.unlink()
     copy.symlink_to(ROOT / "sample_videos" / "demo_kitchen.mp4")  # same bytes, other mtime: refused too
-    assert library.video_file(entry.id) is None
-    assert library.video_file("0" * 16) is None
+    assert library.open_file(entry.id) is None
+    assert library.open_file("0" * 16) is None
 
 
 def test_reports_behind_symlinks_are_not_read(tmp_path):

@@ -210,7 +210,7 @@ def serve(
         embedder = _store_embedder(db, model, device, runtime)
         web = create_app(db, embedder, reports=reports, token=token,
                          allowed_hosts=server.allowed_hosts(host), prompt_cache=model in (None, db.model_id))
-        url = server.url_of(sock) + ("?token=" + token if token else "")
+        url = server.token_url(server.url_of(sock), token)
         count = plural(len(web.state.scenetag.library), "input")
         try:
             server.run_forever(web, sock, on_ready=None if quiet else lambda: typer.echo(

@@ -6,6 +6,9 @@ folders of the runs that filled it):
 * :mod:`~pipeline.serve.library` - the allow-list: which input files and
   reports may be served, each known by an opaque id; no request path ever
   reaches the file system.
+* :mod:`~pipeline.serve.files`, :mod:`~pipeline.serve.file_response` - an
+  input opened once and served (ranges included) from that descriptor, so
+  the file checked is the file sent.
 * :mod:`~pipeline.serve.thumb_cache` - thumbnails made once, off the request
   threads, and cached on disk beside the store.
 * :mod:`~pipeline.serve.app` - the FastAPI app: the page and its API.

@@ -9,8 +9,8 @@ prompt cache is read, not extended, and the store's index is not built.
 
 from __future__ import annotations
 
-import io
 import logging
+import os
 import re
 import tempfile
 import threading
@@ -21,11 +21,13 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
+from pipeline.decode.images import PictureTooLarge, open_picture
 from pipeline.explore.moments import Moment
 from pipeline.explore.search import Hit, embed_query, find_moments, search, select_videos
 from pipeline.report.text import clock
+from pipeline.serve.file_response import FileRangeResponse
 from pipeline.serve.library import Input, Library
 from pipeline.serve.thumb_cache import ThumbCache
 from pipeline.store.db import EmbeddingStore
@@ -82,8 +84,17 @@ class QueryVectors:
         return vector
 
     def image(self, path: Path) -> np.ndarray:
+        """The picture decoded (capped: :func:`pipeline.decode.images.open_picture`)
+        and resized as ``scenetag search --image`` does, outside the model
+        lock; only the image tower's pass holds it."""
+        from pipeline.decode import open_decoder
+        from pipeline.types import Sampling
+
+        with open_decoder(str(path), short_side=self.embedder.input_size,
+                          still_resize=self.embedder.still_resize) as decoder:
+            frame = next(iter(decoder.frames(Sampling())))
         with self._model_lock:
-            return embed_query(self.embedder, image=path)
+            return self.embedder.embed_images(np.array(frame.image[None]))[0]  # a writable copy
 
 
 def build_router(state: State) -> APIRouter:
@@ -144,13 +155,14 @@ def build_router(state: State) -> APIRouter:
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
     @router.get("/video/{ident}", summary="An input's file (HTTP range requests)",
-                response_class=FileResponse)
-    def video(ident: str) -> FileResponse:
-        path = state.library.video_file(_entry(state, ident).id)
-        if path is None:
+                response_class=Response)
+    def video(ident: str) -> Response:
+        entry = _entry(state, ident)
+        opened = state.library.open_file(entry.id)  # checked and served on one descriptor
+        if opened is None:
             raise HTTPException(404, "Not Found")
-        kind = _VIDEO_TYPES.get(Path(path).suffix.lower(), "application/octet-stream")
-        return FileResponse(path, media_type=kind, headers={"Cache-Control": "private, no-cache"})
+        kind = _VIDEO_TYPES.get(Path(entry.path).suffix.lower(), "application/octet-stream")
+        return FileRangeResponse(opened, media_type=kind, headers={"Cache-Control": "private, no-cache"})
 
     return router
 
@@ -225,23 +237,28 @@ def _input_json(entry: Input) -> dict:
 
 
 def _report_detail(entry: Input) -> dict:
-    """The input's label timeline and segments, from its report folder."""
+    """The input's label timeline and segments, from its report folder; a
+    report that cannot be shown (a file missing, malformed, not a regular
+    file) gives none, and ``report_error`` says why in one line."""
     if entry.report is None:
-        return {"timeline": None, "segments": []}
+        return {"timeline": None, "segments": [], "report_error": None}
     from pipeline.report.readback import load_result
 
     try:
-        result = load_result(entry.report.folder)
+        result = load_result(entry.report.folder, within=entry.report.root)
     except PipelineError as ex:
-        log.warning("report of %s unreadable: %s", entry.path, ex)
-        return {"timeline": None, "segments": []}
+        root = entry.report.root  # paths shown from --reports, not from /
+        message = str(ex).replace(str(root) + os.sep, "") if root else str(ex)
+        why = " ".join(message.split())[:400]
+        log.warning("report of %s not shown: %s", entry.path, why)
+        return {"timeline": None, "segments": [], "report_error": why}
     tracks = [{"name": t.name, "kind": t.kind, "threshold": t.threshold,
                "scores": [round(float(v), 4) for v in t.smoothed]} for t in result.tracks]
     segments = [{"label": s.label, "kind": s.kind, "start_s": s.start_s, "end_s": s.end_s,
                  "peak": s.peak, "start_clock": clock(s.start_s), "end_clock": clock(s.end_s)}
                 for s in result.segments]
     return {"timeline": {"times": [round(float(t), 4) for t in result.times_s], "tracks": tracks},
-            "segments": segments}
+            "segments": segments, "report_error": None}
 
 
 def _entry(state: State, ident: str) -> Input:
@@ -252,13 +269,14 @@ def _entry(state: State, ident: str) -> Input:
 
 
 def _picture_suffix(data: bytes) -> str:
-    """The uploaded picture's file suffix; a 400 unless it is a picture we read."""
-    from PIL import Image, UnidentifiedImageError
-
+    """The uploaded picture's file suffix; a 400 unless it is a picture we
+    read, of a size we decode (its header says, before any decoding)."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format
-    except (UnidentifiedImageError, OSError, ValueError) as ex:
+        with open_picture(data, name="the upload") as picture:
+            fmt = picture.image.format
+    except PictureTooLarge as ex:
+        raise HTTPException(400, str(ex)) from ex
+    except PipelineError as ex:
         raise HTTPException(400, "the upload is not a picture (JPEG, PNG, WebP, BMP or TIFF)") from ex
     if fmt not in _UPLOAD_FORMATS:
         raise HTTPException(400, f"{fmt} pictures are not read; use JPEG, PNG, WebP, BMP or TIFF")

@@ -3,11 +3,14 @@ them, each input known by an opaque id.
 
 This is the server's allow-list. A request names an input by its id (a hash
 of the path the store holds), never by a path: nothing a client sends is
-joined onto a folder. Reports are found by walking ``--reports`` without
-following symlinks, and a file is served only while it is still the file
-the store embedded (its content hash, as :func:`pipeline.store.keys.content_hash`
-computes it, matches): a file replaced or re-pointed by a symlink since is
-refused.
+joined onto a folder. Reports are found by walking ``--reports`` through
+folder descriptors, following no symlink, and each report file is read only
+when it is a regular file (:func:`pipeline.report.readback.read_report_file`).
+An input is served from one open descriptor, and only while that descriptor
+is the file the store embedded (its content hash, as
+:func:`pipeline.store.keys.content_hash` computes it, matches): a file
+replaced or re-pointed by a symlink since, even between the check and the
+read, is refused.
 """
 
 from __future__ import annotations
@@ -16,15 +19,19 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import statistics
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.report.readback import read_report_file
+from pipeline.serve.files import OpenedFile, open_regular
 from pipeline.store.db import EmbeddingStore
 from pipeline.store.keys import content_hash
 from pipeline.store.rows import StoredVideo
+from pipeline.types import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +41,45 @@ REPORT_LIMIT = 100_000  # summaries read at most (a --reports pointed at / stops
 
 @dataclass
 class Report:
-    """One input's report folder, as ``scenetag run`` wrote it."""
+    """One input's report folder, as ``scenetag run`` wrote it. The summary
+    is a file anyone may have edited: values of the wrong type are ignored."""
 
     folder: Path
     summary: dict
+    root: Path | None = None  # the --reports folder it was found in (read through no symlink)
+    mtime: float | None = None  # summary.json's, when it was read
 
     @property
     def tags(self) -> list[str]:
-        return [str(t) for t in self.summary.get("tags") or []]
+        tags = self.summary.get("tags")
+        return [str(t) for t in tags if isinstance(t, str | int | float)] if isinstance(tags, list) else []
 
     @property
     def nsfw_verdict(self) -> str:
-        return str(self.summary.get("nsfw_verdict") or "n/a")
+        verdict = self.summary.get("nsfw_verdict")
+        return verdict if isinstance(verdict, str) and verdict else "n/a"
 
     def segments(self) -> list[dict]:
-        return [s for s in self.summary.get("segments") or [] if isinstance(s, dict)]
+        segments = self.summary.get("segments")
+        return [s for s in segments if isinstance(s, dict)] if isinstance(segments, list) else []
+
+    @functools.cached_property
+    def _nsfw_spans(self) -> list[tuple[float, float]]:
+        spans = []
+        for s in self.segments():
+            if s.get("kind") != "nsfw":
+                continue
+            try:
+                start, end = float(s.get("start_s", 0)), float(s.get("end_s", 0))
+            except (TypeError, ValueError):
+                continue
+            if not (math.isnan(start) or math.isnan(end)):
+                spans.append((start, end))
+        return spans
 
     def nsfw_at(self, time_s: float) -> bool:
         """True when ``time_s`` lies in one of the report's NSFW segments."""
-        return any(s.get("kind") == "nsfw" and float(s.get("start_s", 0)) <= time_s
-                   <= float(s.get("end_s", 0)) for s in self.segments())
+        return any(start <= time_s <= end for start, end in self._nsfw_spans)
 
 
 @dataclass
@@ -94,7 +120,7 @@ class Library:
     def __init__(self, inputs: list[Input]) -> None:
         self._inputs = {i.id: i for i in inputs}
         self._by_path = {i.path: i for i in inputs}
-        self._verified: dict[str, tuple] = {}  # id -> stat signature of the file checked
+        self._verified: dict[str, tuple] = {}  # id -> stat signature of the descriptor checked
         self._lock = threading.Lock()
 
     @classmethod
@@ -128,32 +154,41 @@ class Library:
     def by_path(self, path: str) -> Input | None:
         return self._by_path.get(path)
 
-    def video_file(self, ident: str) -> str | None:
-        """The input's file when it is still the file the store embedded, else None."""
+    def open_file(self, ident: str) -> OpenedFile | None:
+        """The input's file, open, when it is still the file the store
+        embedded; else None. The caller closes it (``with``).
+
+        The path is opened once (following a symlink: an input may be one;
+        never blocking: a named pipe is refused) and everything after is
+        done on that descriptor: the check (the content hash of what is
+        open, or a descriptor with the device, inode, size and mtime of one
+        checked before) and every read, so a path re-pointed in between
+        cannot change what is served.
+        """
         entry = self._inputs.get(ident)
         if entry is None:
             return None
-        try:
-            st = os.stat(entry.path)  # follows a symlink: what would be served
-        except OSError:
+        opened = open_regular(entry.path)
+        if opened is None:
             return None
-        if not os.path.isfile(entry.path):
-            return None
+        st = opened.stat
         signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         with self._lock:
             if self._verified.get(ident) == signature:
-                return entry.path
+                return opened
         try:
-            same = content_hash(entry.path) in entry.hashes
+            same = content_hash(opened.path) in entry.hashes  # the open file, not the path again
         except OSError:
-            return None
+            same = None
         if not same:
-            log.warning("not serving %s: it changed since it was stored (rerun `scenetag run`)",
-                        entry.path)
+            opened.close()
+            if same is False:
+                log.warning("not serving %s: it changed since it was stored (rerun `scenetag run`)",
+                            entry.path)
             return None
         with self._lock:
             self._verified[ident] = signature
-        return entry.path
+        return opened
 
 
 def _input(path: str, videos: list[StoredVideo], times: dict[int, float],
@@ -175,21 +210,20 @@ def _input(path: str, videos: list[StoredVideo], times: dict[int, float],
 def find_reports(root: Path) -> list[Report]:
     """Every readable ``summary.json`` under ``root`` (depth ≤ ``REPORT_DEPTH``).
 
-    Symlinked folders and files are skipped, and so is anything whose real
-    path is outside ``root``: only what ``--reports`` really holds is read.
+    The walk goes through folder descriptors (``os.fwalk``) and follows no
+    symlink, folder or file; a ``summary.json`` that is not a regular file
+    (a symlink, a named pipe) is skipped with a warning, unread and unwaited
+    for: only what ``--reports`` really holds is read.
     """
     root = Path(os.path.realpath(root))
     found: list[Report] = []
-    for folder, dirs, files in os.walk(root, followlinks=False):
+    for folder, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
         here = Path(folder)
         depth = len(here.relative_to(root).parts)
         dirs[:] = [] if depth >= REPORT_DEPTH else sorted(dirs)
-        summary = here / "summary.json"
-        if "summary.json" not in files or summary.is_symlink():
+        if "summary.json" not in files:
             continue
-        if not Path(os.path.realpath(summary)).is_relative_to(root):
-            continue
-        report = _read_report(summary)
+        report = _read_report(here / "summary.json", dir_fd, root)
         if report is not None:
             found.append(report)
         if len(found) >= REPORT_LIMIT:
@@ -198,15 +232,17 @@ def find_reports(root: Path) -> list[Report]:
     return found
 
 
-def _read_report(summary: Path) -> Report | None:
+def _read_report(summary: Path, dir_fd: int, root: Path) -> Report | None:
     try:
-        data = json.loads(summary.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as ex:
-        log.warning("skipping report %s: %s", summary, ex)
+        mtime = os.stat(summary.name, dir_fd=dir_fd, follow_symlinks=False).st_mtime
+        raw = read_report_file(summary, dir_fd=dir_fd)
+        data = json.loads(raw.decode("utf-8")) if raw is not None else None
+    except (OSError, PipelineError, ValueError, RecursionError) as ex:
+        log.warning("skipping report %s: %s", summary, " ".join(str(ex).split())[:300])
         return None
     if not isinstance(data, dict) or not isinstance(data.get("input"), str):
         return None
-    return Report(folder=summary.parent, summary=data)
+    return Report(folder=summary.parent, summary=data, root=root, mtime=mtime)
 
 
 def match_reports(paths: list[str], reports: list[Report]) -> dict[str, Report]:
@@ -223,10 +259,12 @@ def match_reports(paths: list[str], reports: list[Report]) -> dict[str, Report]:
         path = _owner(report.summary["input"], by_name)
         if path is None:
             continue
-        try:
-            mtime = (report.folder / "summary.json").stat().st_mtime
-        except OSError:  # removed since it was read
-            mtime = 0.0
+        mtime = report.mtime
+        if mtime is None:
+            try:
+                mtime = (report.folder / "summary.json").lstat().st_mtime
+            except OSError:  # removed since it was read
+                mtime = 0.0
         if mtime >= newest.get(path, float("-inf")):
             found[path], newest[path] = report, mtime
     return found

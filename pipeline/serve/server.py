@@ -11,6 +11,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,14 @@ def url_of(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     host = f"[{host}]" if ":" in host else host
     return f"http://{host}:{port}/"
+
+
+def token_url(url: str, token: str | None) -> str:
+    """``url`` opening the page with ``token`` (percent-encoded, so ``&``,
+    ``+``, ``#`` or any non-ASCII character in it survive)."""
+    if not token:
+        return url
+    return f"{url}?token={urllib.parse.quote(token.encode('utf-8', 'surrogateescape'), safe='')}"
 
 
 def _server(app: Any, on_ready: Callable[[], None] | None = None):

@@ -6,6 +6,8 @@ searches, so the server stays responsive while a page of 50 thumbnails is
 made. After a search the hits' thumbnails are made per input in one pass
 (:meth:`ThumbCache.prefetch`: one open and one forward walk per file, not
 one per thumbnail); a thumbnail request waits for the job that makes it.
+The decoder reads the descriptor the library checked
+(:meth:`pipeline.serve.library.Library.open_file`), never the path again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from pipeline.atomic import atomic_path
+from pipeline.serve.files import OpenedFile
 from pipeline.serve.library import Input
 
 log = logging.getLogger(__name__)
@@ -44,11 +47,11 @@ class ThumbCache:
     Args:
         folder: the cache folder (created on first use; when it cannot be
             written, thumbnails are kept in memory instead, with a warning).
-        resolve: an input's file when it may be read (see
-            :meth:`pipeline.serve.library.Library.video_file`), else None.
+        resolve: an input's file, open, when it may be read (see
+            :meth:`pipeline.serve.library.Library.open_file`), else None.
     """
 
-    def __init__(self, folder: Path, resolve: Callable[[str], str | None], *,
+    def __init__(self, folder: Path, resolve: Callable[[str], OpenedFile | None], *,
                  side: int = THUMB_SIDE, workers: int = DECODE_WORKERS) -> None:
         self.folder = Path(folder)
         self.side = side
@@ -96,14 +99,13 @@ class ThumbCache:
     # ------------------------------------------------------------------ making
 
     def _make(self, entry: Input, frame_indices: list[int]) -> None:
-        from pipeline.decode import read_frames_at
-
         keys = [self._key(entry, i) for i in frame_indices]
         try:
-            path = self._resolve(entry.id)
-            if path is None:
+            opened = self._resolve(entry.id)
+            if opened is None:
                 return
-            frames = read_frames_at(path, [entry.times[i] for i in frame_indices], short_side=self.side)
+            with opened:
+                frames = _frames(opened, entry, [entry.times[i] for i in frame_indices], self.side)
             for key, frame in zip(keys, frames):  # a short read leaves the rest unmade
                 self._write(key, _jpeg(frame.image))
         except Exception as ex:  # noqa: BLE001 - a damaged file costs its thumbnails, not the server
@@ -147,6 +149,21 @@ class ThumbCache:
             self._memory[key] = data
             while len(self._memory) > MEMORY_ITEMS:
                 self._memory.popitem(last=False)
+
+
+def _frames(opened: OpenedFile, entry: Input, times: list[float], side: int) -> list:
+    """The frames at ``times`` of the open file (by its descriptor's name,
+    which has no extension: the stored path says whether it is a picture)."""
+    from pipeline.decode import is_image, read_frames_at
+
+    if is_image(entry.path):
+        from pipeline.decode.images import ImageDecoder
+        from pipeline.types import Sampling
+
+        with ImageDecoder(opened.path, short_side=side) as decoder:
+            frame = next(decoder.frames(Sampling()))
+        return [frame for _ in times]
+    return read_frames_at(opened.path, times, short_side=side)
 
 
 def _jpeg(image) -> bytes:

@@ -248,6 +248,8 @@
       seek(t);
       drawTimeline(info);
       drawSegments(info.segments);
+      $("no-report").textContent = info.report_error ? "The report could not be shown: " + info.report_error
+        : "No report for this input in --reports: no timeline.";
       $("no-report").hidden = !!info.timeline;
     }).catch(function (e) { status(e.message, true); });
   }
