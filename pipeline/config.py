@@ -212,8 +212,14 @@ def _hash_picture(path: str) -> tuple[str, str | None]:
     file is missing, too big or not an image Pillow can decode."""
     import io
 
-    try:
-        with open(path, "rb") as fh:
+    import os
+    import stat
+
+    try:  # non-blocking, and read only when a regular file: a named pipe hung `config validate`
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return "", f"{path} is not a regular file"
             raw = fh.read(MAX_EXEMPLAR_BYTES + 1)
     except OSError as ex:
         return "", f"cannot read {path}: {ex.strerror or ex}"

@@ -445,3 +445,13 @@ def test_a_label_from_an_example_picture_scores_every_demo_clip(tmp_path):
     assert result.exit_code == 0, result.output
     index = pd.read_csv(tmp_path / "out" / "index.csv")
     assert list(index["status"]) == ["ok"] * 3, index[["name", "status", "error"]]
+
+
+def test_a_named_pipe_listed_as_a_picture_is_a_config_error_at_once(tmp_path):
+    """``config validate`` hung on a FIFO in ``images:``."""
+    import os
+
+    os.mkfifo(tmp_path / "pipe.jpg")
+    config = _yaml(tmp_path, "labels: [{name: mug, images: [pipe.jpg]}]\n")
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_config(config)
