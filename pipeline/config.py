@@ -341,7 +341,9 @@ def _check_label_exits(labels: list[LabelConfig], section_threshold: float, wher
 
 
 class OutputConfig(_Strict):
-    formats: list[Literal["csv", "plot", "json", "html", "vtt", "edl", "thumbs"]] = \
+    # otio, fcpxml, chapters, edl-events: pipeline.report.timeline_files
+    formats: list[Literal["csv", "plot", "json", "html", "vtt", "edl", "thumbs",
+                          "otio", "fcpxml", "chapters", "edl-events"]] = \
         ["csv", "plot", "json", "html", "vtt", "edl"]
     top_frames: int = Field(default=0, ge=0)  # save the N best frames per label as JPEGs
 

@@ -202,7 +202,7 @@ def download_model(
     raise typer.Exit(guarded(job, quiet=quiet, debug=debug))
 
 
-REPORT_FORMATS = ("html", "vtt", "edl", "thumbs")
+REPORT_FORMATS = ("html", "vtt", "edl", "thumbs", "otio", "fcpxml", "chapters", "edl-events")
 
 
 def report_cmd(

@@ -1,0 +1,107 @@
+"""Issue 30's cores wired into the commands: the timeline formats of
+``run`` and ``report`` on the demo kitchen clip, read back with
+OpenTimelineIO within one frame of ``segments.csv``."""
+
+from __future__ import annotations
+
+import shutil
+
+import av
+import opentimelineio as otio
+import pandas as pd
+import pytest
+from demo_assets import CONFIG, MODEL, ROOT, needs_demo
+from test_timelines import _assert_ranges, _by_name
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.report.exports import edl_rate
+
+KITCHEN = ROOT / "sample_videos" / "demo_kitchen.mp4"
+TIMELINES = "csv,json,otio,fcpxml,chapters,edl-events"
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def kitchen_run(tmp_path_factory):
+    if not (MODEL / "model.safetensors").exists():
+        pytest.skip("demo model not built")
+    out = tmp_path_factory.mktemp("kitchen")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("SCENETAG_CPU_RUNTIME", raising=False)
+        result = _cli("run", str(KITCHEN), "-c", str(CONFIG), "--model", str(MODEL), "-o", str(out),
+                      "--formats", TIMELINES, "-q")
+    assert result.exit_code == 0, result.output
+    return out / "demo_kitchen"
+
+
+def _segments(folder) -> list[tuple[str, float, float]]:
+    df = pd.read_csv(folder / "segments.csv")
+    return [(r.label, r.start_s, r.end_s) for r in df.itertuples() if r.kind == "tag"]
+
+
+def _check_timelines(folder) -> None:
+    segs = _segments(folder)
+    assert any(label == "coffee cup" for label, _, _ in segs)
+    frame = 1 / 15 + 1e-9
+    back = otio.adapters.read_from_file(str(folder / "timeline.otio"))
+    _assert_ranges(_by_name(back), segs, frame)
+    assert back.tracks[0].name == "Shots"
+    fcp = otio.adapters.read_from_file(str(folder / "timeline.fcpxml"))
+    fcp_frame = 1 / 24 + 1e-9  # 15 fps is timed at 24 in FCPXML (see timelines.fcpxml_rate)
+    _assert_ranges(_by_name(fcp), segs, 2 * fcp_frame)
+    with av.open(str(folder / "chapters.txt"), format="ffmetadata") as c:
+        assert len(c.chapters()) >= 1
+    labels = {label for label, _, _ in segs}
+    edls = sorted((folder / "edl").glob("*.edl"))
+    assert len(edls) == len(labels)
+    for path in edls:
+        clips = list(otio.adapters.read_from_file(str(path), rate=float(edl_rate(15))).find_clips())
+        assert clips
+    assert not list(folder.glob(".*.tmp-*"))
+
+
+@needs_demo
+def test_run_writes_the_timeline_formats(kitchen_run):
+    _check_timelines(kitchen_run)
+    assert not (kitchen_run / "youtube.txt").exists()  # 15 s: YouTube needs three 10 s chapters
+    assert not (kitchen_run / "markers.edl").exists()  # only what --formats asked for
+
+
+@needs_demo
+def test_report_rewrites_the_timeline_formats(kitchen_run, tmp_path):
+    copy = tmp_path / "run" / "demo_kitchen"
+    shutil.copytree(kitchen_run, copy)
+    for name in ("timeline.otio", "timeline.fcpxml", "chapters.txt"):
+        (copy / name).unlink()
+    shutil.rmtree(copy / "edl")
+    result = _cli("report", str(copy.parent), "--formats", "otio,fcpxml,chapters,edl-events", "-q")
+    assert result.exit_code == 0, result.output
+    _check_timelines(copy)
+
+
+def test_the_default_formats_are_unchanged():
+    from pipeline.config import OutputConfig
+
+    assert OutputConfig().formats == ["csv", "plot", "json", "html", "vtt", "edl"]
+
+
+def test_without_opentimelineio_it_is_one_warning(tmp_path, monkeypatch, caplog):
+    import sys
+
+    from pipeline.report import timeline_files
+    from pipeline.types import Segment, VideoInfo, VideoResult
+
+    monkeypatch.setitem(sys.modules, "opentimelineio", None)
+    monkeypatch.setattr(timeline_files, "_warned", set())
+    info = VideoInfo(str(KITCHEN), "mp4", "h264", 320, 240, 15.0, 15.0, 225)
+    result = VideoResult(input_path=str(KITCHEN), name="k", info=info,
+                         segments=[Segment("cup", "tag", 2.0, 6.0, 0.9, 0.8)])
+    for _ in range(2):
+        written = timeline_files.write_timeline_files(result, tmp_path, ["otio", "fcpxml", "chapters"])
+        assert [p.name for p in written] == ["chapters.txt"]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "opentimelineio" in warnings[0].getMessage()
