@@ -105,3 +105,51 @@ def test_without_opentimelineio_it_is_one_warning(tmp_path, monkeypatch, caplog)
         assert [p.name for p in written] == ["chapters.txt"]
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "opentimelineio" in warnings[0].getMessage()
+
+
+# --------------------------------------------------------------------------- shots in the run
+
+
+@needs_demo
+def test_run_with_shots_writes_shots_and_cues(tmp_path):
+    import json
+
+    from shot_media import Take, make_shot_clip
+
+    clip = tmp_path / "cuts.mp4"
+    truth = make_shot_clip(clip, [Take("astronaut", 30, "pan"), Take("coffee", 30, "zoom"),
+                                  Take("chelsea", 30, "still")])
+    out = tmp_path / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("SCENETAG_CPU_RUNTIME", raising=False)
+        result = _cli("run", str(clip), "-c", str(CONFIG), "--model", str(MODEL), "-o", str(out),
+                      "--shots", "--formats", "csv,json,otio,chapters", "--no-store", "-q")
+    assert result.exit_code == 0, result.output
+    folder = out / "cuts"
+    shots = pd.read_csv(folder / "shots.csv", keep_default_na=False)
+    assert list(shots.columns) == ["shot", "start_s", "end_s", "start_frame", "end_frame", "tags"]
+    assert list(shots.start_frame[1:]) == truth.cuts
+    assert list(shots.end_frame) == [*truth.cuts, truth.frames]
+    assert shots.start_s[1] == pytest.approx(truth.cuts[0] / 25)
+    cues = pd.read_csv(folder / "cues.csv")
+    assert list(cues.columns) == ["kind", "start_s", "end_s"]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["shots"] == 3 and set(summary["cues"]) == {"black", "frozen", "fade_in", "fade_out"}
+    back = otio.adapters.read_from_file(str(folder / "timeline.otio"))
+    shot_clips = list(back.tracks[0])
+    assert [c.name for c in shot_clips] == ["Shot 1", "Shot 2", "Shot 3"]
+    assert shot_clips[1].range_in_parent().start_time.to_seconds() == pytest.approx(truth.cuts[0] / 25,
+                                                                                    abs=1 / 25)
+    with av.open(str(folder / "chapters.txt"), format="ffmetadata") as c:
+        assert len(c.chapters()) == 3
+
+
+def test_shots_are_off_by_default_and_keep_the_hash():
+    from pipeline.config import parse_config
+
+    plain = parse_config({"labels": ["a", "b"]})
+    assert plain.shots.enabled is False
+    on = parse_config({"labels": ["a", "b"], "shots": {"enabled": True}})
+    assert on.hash() != plain.hash()
+    assert "shots" not in plain.model_dump(mode="json") or plain.hash() == parse_config(
+        {"labels": ["a", "b"], "shots": {"enabled": False}}).hash()

@@ -31,7 +31,8 @@ def write_video_outputs(result: VideoResult, out_dir: str | Path,
     """Write one input's reports into ``out_dir`` (created as needed).
 
     ``csv`` writes ``frames.csv`` and ``segments.csv``, ``plot`` writes
-    ``timeline.png``; ``html``, ``vtt``, ``edl`` and ``thumbs`` are the
+    ``timeline.png``; ``shots.csv`` and ``cues.csv`` come whenever the
+    result has shots (``shots.enabled``); ``html``, ``vtt``, ``edl`` and ``thumbs`` are the
     exports of :func:`write_exports`, and ``top_frames`` > 0 saves that many
     best frames per label. ``summary.json`` is written whatever ``formats``
     say (``json`` is accepted and changes nothing), and always last: it is
@@ -56,6 +57,11 @@ def write_video_outputs(result: VideoResult, out_dir: str | Path,
         written += [tables.write_frames_csv(result, out), tables.write_segments_csv(result, out)]
     if result.status == "ok" and "plot" in wanted:
         written.append(plot.write_timeline_png(result, out))
+    if result.status == "ok" and result.shots is not None:  # the run looked for shots
+        from pipeline.report import timeline_files
+
+        written += [timeline_files.write_shots_csv(result.shots, out),
+                    timeline_files.write_cues_csv(result.cues or [], out)]
     written += write_exports(result, out, [f for f in formats if f in EXPORT_FORMATS],
                              top_frames=top_frames)
     written.append(tables.write_summary_json(result, out))  # the completion marker: always, last

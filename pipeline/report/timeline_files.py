@@ -4,6 +4,8 @@ result (the run's, or one read back by ``scenetag report``): the formats
 (``chapters.txt`` in FFmetadata, plus ``youtube.txt`` when YouTube's chapter
 rules can be met) and ``edl-events`` (one CMX 3600 events EDL per label in
 ``edl/``). The timelines themselves are :mod:`pipeline.report.timelines`.
+Also ``shots.csv`` and ``cues.csv`` (:func:`write_shots_csv`,
+:func:`write_cues_csv`) for a run that looked for shots.
 
 Shots, when the input has them (``shots.csv``: see
 :func:`read_shots`), make the timeline's first track and the chapters;
@@ -17,11 +19,14 @@ and ``fcpxml`` are skipped with one warning per process, not a failure.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.atomic import atomic_write_text
+from pipeline.report.text import csv_cell, uncsv_cell
 from pipeline.types import VideoResult
 
 log = logging.getLogger(__name__)
@@ -51,10 +56,34 @@ def read_shots(folder: str | Path) -> list[ShotRow]:
     try:
         with path.open(encoding="utf-8", newline="") as f:
             return [ShotRow(int(r["shot"]), float(r["start_s"]), float(r["end_s"]),
-                            int(r["start_frame"]), int(r["end_frame"]), r.get("tags") or "")
+                            int(r["start_frame"]), int(r["end_frame"]), str(uncsv_cell(r.get("tags") or "")))
                     for r in csv.DictReader(f)]
     except (OSError, ValueError, KeyError, TypeError):
         return []
+
+
+def write_shots_csv(shots: Sequence[ShotRow], out_dir: str | Path) -> Path:
+    """``shots.csv``: ``shot,start_s,end_s,start_frame,end_frame,tags`` (end
+    frame exclusive; tags ``; ``-separated, best first)."""
+    rows = [[s.shot, f"{s.start_s:.6f}", f"{s.end_s:.6f}", s.start_frame, s.end_frame, csv_cell(s.tags)]
+            for s in shots]
+    return _write_rows(Path(out_dir) / SHOTS_CSV,
+                       ["shot", "start_s", "end_s", "start_frame", "end_frame", "tags"], rows)
+
+
+def write_cues_csv(cues: Sequence, out_dir: str | Path) -> Path:
+    """``cues.csv``: ``kind,start_s,end_s`` per cue (black, frozen,
+    fade_in, fade_out), in time order."""
+    rows = [[c.kind, f"{c.start_s:.6f}", f"{c.end_s:.6f}"] for c in cues]
+    return _write_rows(Path(out_dir) / "cues.csv", ["kind", "start_s", "end_s"], rows)
+
+
+def _write_rows(path: Path, header: list[str], rows: list[list]) -> Path:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
 
 
 def _warn_once(key: str, message: str) -> None:
@@ -105,7 +134,7 @@ def write_timeline_files(result: VideoResult, out_dir: str | Path, formats: Sequ
     duration = duration_of(result)
     tags = [s for s in result.segments if s.kind != "nsfw"]
     nsfw = [s for s in result.segments if s.kind == "nsfw"]
-    shots = read_shots(out) or None
+    shots = (result.shots if result.shots is not None else read_shots(out)) or None
     name = Path(result.input_path).stem or result.name
     written: list[Path] = []
     if "otio" in wanted and _have_otio():
@@ -118,13 +147,11 @@ def write_timeline_files(result: VideoResult, out_dir: str | Path, formats: Sequ
                                        width=info.width if info else None,
                                        height=info.height if info else None))
     if "chapters" in wanted:
-        chapters = (tl.chapters_from_shots(shots, [s.tags.replace(";", " + ") for s in shots])
+        chapters = (tl.chapters_from_shots(shots, [s.tags.replace("; ", " + ") for s in shots])
                     if shots else tl.chapters_from_segments(tags, duration))
         written.append(tl.write_ffmetadata(out / "chapters.txt", chapters, title=name))
         youtube = tl.youtube_chapters(chapters)
         if youtube.text is not None:
-            from pipeline.atomic import atomic_write_text
-
             written.append(atomic_write_text(out / "youtube.txt", youtube.text))
         for note in youtube.notes:
             log.info("%s: YouTube chapters: %s", result.name, note)
