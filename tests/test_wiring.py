@@ -153,3 +153,20 @@ def test_shots_are_off_by_default_and_keep_the_hash():
     assert on.hash() != plain.hash()
     assert "shots" not in plain.model_dump(mode="json") or plain.hash() == parse_config(
         {"labels": ["a", "b"], "shots": {"enabled": False}}).hash()
+
+
+def test_report_reads_the_shots_back_for_the_timelines(tmp_path):
+    from pipeline.report import timeline_files as tf
+    from pipeline.types import Segment, VideoInfo, VideoResult
+
+    rows = [tf.ShotRow(1, 0.0, 7.0, 0, 105, "=cup; ball"), tf.ShotRow(2, 7.0, 15.0, 105, 225, "")]
+    tf.write_shots_csv(rows, tmp_path)
+    assert tf.read_shots(tmp_path) == rows  # a tag like a formula comes back as it was
+    info = VideoInfo(str(KITCHEN), "mp4", "h264", 320, 240, 15.0, 15.0, 225)
+    result = VideoResult(input_path=str(KITCHEN), name="k", info=info,  # shots None: as read back
+                         segments=[Segment("cup", "tag", 2.0, 6.0, 0.9, 0.8)])
+    tf.write_timeline_files(result, tmp_path, ["otio", "chapters"])
+    back = otio.adapters.read_from_file(str(tmp_path / "timeline.otio"))
+    assert [c.name for c in back.tracks[0]] == ["Shot 1", "Shot 2"]
+    text = (tmp_path / "chapters.txt").read_text()
+    assert "title=\\=cup + ball" in text and "title=Shot 2" in text
