@@ -346,8 +346,22 @@ def _check_label_exits(labels: list[LabelConfig], section_threshold: float, wher
                              f"the threshold {enter} it enters at")
 
 
+class ShotsConfig(_Strict):
+    """Shot and cue detection after scoring (``run --shots``): one extra
+    pass decoding every frame to a thumbnail (pipeline.analysis.shots)."""
+
+    enabled: bool = False
+    threshold: float = Field(default=12.0, gt=0)  # grey levels of mean thumbnail difference
+    ratio: float = Field(default=3.0, gt=0)  # times the local noise a cut stands out by
+    window: int = Field(default=8, ge=1)  # frames each side whose median jump is the noise
+    min_shot_frames: int = Field(default=15, ge=1)  # transitions closer than this: one kept
+    flash_frames: int = Field(default=3, ge=0)  # a change undone within this many frames is a flash
+
+
 class OutputConfig(_Strict):
-    formats: list[Literal["csv", "plot", "json", "html", "vtt", "edl", "thumbs"]] = \
+    # otio, fcpxml, chapters, edl-events: pipeline.report.timeline_files
+    formats: list[Literal["csv", "plot", "json", "html", "vtt", "edl", "thumbs",
+                          "otio", "fcpxml", "chapters", "edl-events"]] = \
         ["csv", "plot", "json", "html", "vtt", "edl"]
     top_frames: int = Field(default=0, ge=0)  # save the N best frames per label as JPEGs
 
@@ -364,6 +378,7 @@ class Config(_Strict):
     segments: SegmentConfig = SegmentConfig()
     nsfw: NsfwConfig = NsfwConfig()
     output: OutputConfig = OutputConfig()
+    shots: ShotsConfig = ShotsConfig()
 
     _labels_from_names = field_validator("labels", mode="before")(_names_to_labels)
 
@@ -429,6 +444,8 @@ class Config(_Strict):
             for key in _PICTURE_KEYS:  # unset: configs without pictures keep the hash they had
                 if label.get(key) in ([], None):
                     label.pop(key, None)
+        if data["shots"] == ShotsConfig().model_dump(mode="json"):
+            data.pop("shots")  # off as it always was: configs keep the hash they had
         pictures = self.image_hashes()
         if pictures:
             data["image_hashes"] = pictures

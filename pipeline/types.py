@@ -320,3 +320,7 @@ class VideoResult:
     wall_time_s: float = 0.0
     decode: DecodeStats | None = None
     refine: RefineSummary | None = None  # None: refinement off (or nothing to refine)
+    # With shots.enabled: the input's shots (pipeline.report.timeline_files.ShotRow) and
+    # technical cues (pipeline.analysis.cues.Cue); None: not looked for.
+    shots: list | None = None
+    cues: list | None = None

@@ -10,9 +10,10 @@ Here: :data:`app` (with its ``config`` group), every command registered on
 it in the order ``--help`` lists them, and :func:`main`, the console
 script. The commands live by what they work on: :mod:`.commands_run` (run
 folders), :mod:`.commands_store` (an embedding store), :mod:`.commands_measure`
-(truth), :mod:`.commands_config`; their shared flags are in :mod:`.options`,
-config lookup in :mod:`.configs`. Command bodies import the heavy modules
-themselves, so importing this package (and ``--help``) stays fast.
+(truth), :mod:`.commands_clips` (clips cut from a run), :mod:`.commands_config`;
+their shared flags are in :mod:`.options`, config lookup in :mod:`.configs`.
+Command bodies import the heavy modules themselves, so importing this
+package (and ``--help``) stays fast.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Annotated
 
 import typer
 
+from pipeline.cli.commands_clips import clips_cmd
 from pipeline.cli.commands_config import config_init, config_show, config_validate
 from pipeline.cli.commands_measure import calibrate, eval_cmd
 from pipeline.cli.commands_run import download_model, report_cmd, rescore, run
@@ -63,6 +65,7 @@ def _main(version: Annotated[bool, typer.Option(
 app.command(cls=Command)(run)
 app.command("download-model", cls=Command)(download_model)
 app.command("report", cls=Command)(report_cmd)
+app.command("clips", cls=Command)(clips_cmd)
 app.command(cls=Command)(rescore)
 app.command("eval", cls=Command)(eval_cmd)
 app.command(cls=Command)(calibrate)

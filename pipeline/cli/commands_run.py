@@ -91,6 +91,9 @@ def run(
     no_cache: Annotated[bool, typer.Option("--no-cache",
                                            help="Decode even inputs already in the store.")] = False,
     no_refine: NoRefineOpt = False,
+    shots: Annotated[bool, typer.Option(
+        "--shots", help="Also find shots and cues (one more pass decoding every frame): shots.csv, "
+                        "cues.csv; timelines cut into shots. Default: the config's shots.enabled.")] = False,
     as_json: JsonOpt = False,
     store_wait: Annotated[float | None, typer.Option(
         "--store-wait", metavar="S", min=0, help="Seconds a store write waits for another run writing "
@@ -132,6 +135,7 @@ def run(
             "decoder.timeout_s": timeout, "sampling.max_frames": max_frames,
             "labels": label_list(labels), "output.formats": csv_list(formats, "--formats", FORMATS),
             "output.top_frames": top_frames, "segments.refine": False if no_refine else None,
+            "shots.enabled": True if shots else None,
             **sampling_overrides(every_seconds, every_n_frames, fps),
         }
         cfg = load_config(config_path(config, labels), overrides, flags=FLAGS)
@@ -202,7 +206,7 @@ def download_model(
     raise typer.Exit(guarded(job, quiet=quiet, debug=debug))
 
 
-REPORT_FORMATS = ("html", "vtt", "edl", "thumbs")
+REPORT_FORMATS = ("html", "vtt", "edl", "thumbs", "otio", "fcpxml", "chapters", "edl-events")
 
 
 def report_cmd(

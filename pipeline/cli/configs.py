@@ -22,7 +22,8 @@ FLAGS = {"model.id": "--model", "model.revision": "--revision", "model.device": 
          "decoder.timeout_s": "--timeout", "sampling.max_frames": "--max-frames", "labels": "--labels",
          "output.formats": "--formats", "output.top_frames": "--top-frames",
          "sampling.every_seconds": "--every-seconds", "sampling.every_n_frames": "--every-n-frames",
-         "sampling.fps": "--fps", "segments.refine": "--no-refine"}
+         "sampling.fps": "--fps", "segments.refine": "--no-refine",
+         "shots.enabled": "--shots"}
 
 
 def mode_for(mode: str | None, config: str | None, labels: str | None) -> str | None:

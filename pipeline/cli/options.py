@@ -61,7 +61,8 @@ class Command(TyperCommand):
 
 
 # What `run --formats` (and `config show --formats`) accept.
-FORMATS = ("csv", "plot", "json", "html", "vtt", "edl", "thumbs")
+FORMATS = ("csv", "plot", "json", "html", "vtt", "edl", "thumbs", "otio", "fcpxml", "chapters",
+           "edl-events")
 
 # Options shared by several commands.
 ConfigOpt = Annotated[str | None, typer.Option(

@@ -1,5 +1,6 @@
 """Reports: per-video CSV, timeline plot, summary JSON, HTML report and
-exports for players and editors (WebVTT, EDL), plus run-level tables, and
+exports for players and editors (WebVTT, EDL, and the timelines of
+:mod:`pipeline.report.timeline_files`: OTIO, FCPXML, chapters, events EDLs), plus run-level tables, and
 :func:`regenerate`, which rewrites the exports from a finished run's files
 (``scenetag report DIR``). Plain functions; every file is written atomically.
 
@@ -18,17 +19,20 @@ from pipeline.types import PipelineError, VideoResult
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("csv", "plot", "json", "html", "vtt", "edl", "thumbs")
+TIMELINE_FORMATS = ("otio", "fcpxml", "chapters", "edl-events")  # see pipeline.report.timeline_files
+PLAIN_FORMATS = ("csv", "plot", "json", "html", "vtt", "edl", "thumbs")
+FORMATS = (*PLAIN_FORMATS, *TIMELINE_FORMATS)
 # written from a result alone, so `scenetag report` can redo them without a model
-EXPORT_FORMATS = ("html", "vtt", "edl", "thumbs")
+EXPORT_FORMATS = ("html", "vtt", "edl", "thumbs", *TIMELINE_FORMATS)
 
 
 def write_video_outputs(result: VideoResult, out_dir: str | Path,
-                        formats: Sequence[str] = FORMATS, *, top_frames: int = 0) -> list[Path]:
+                        formats: Sequence[str] = PLAIN_FORMATS, *, top_frames: int = 0) -> list[Path]:
     """Write one input's reports into ``out_dir`` (created as needed).
 
     ``csv`` writes ``frames.csv`` and ``segments.csv``, ``plot`` writes
-    ``timeline.png``; ``html``, ``vtt``, ``edl`` and ``thumbs`` are the
+    ``timeline.png``; ``shots.csv`` and ``cues.csv`` come whenever the
+    result has shots (``shots.enabled``); ``html``, ``vtt``, ``edl`` and ``thumbs`` are the
     exports of :func:`write_exports`, and ``top_frames`` > 0 saves that many
     best frames per label. ``summary.json`` is written whatever ``formats``
     say (``json`` is accepted and changes nothing), and always last: it is
@@ -53,6 +57,11 @@ def write_video_outputs(result: VideoResult, out_dir: str | Path,
         written += [tables.write_frames_csv(result, out), tables.write_segments_csv(result, out)]
     if result.status == "ok" and "plot" in wanted:
         written.append(plot.write_timeline_png(result, out))
+    if result.status == "ok" and result.shots is not None:  # the run looked for shots
+        from pipeline.report import timeline_files
+
+        written += [timeline_files.write_shots_csv(result.shots, out),
+                    timeline_files.write_cues_csv(result.cues or [], out)]
     written += write_exports(result, out, [f for f in formats if f in EXPORT_FORMATS],
                              top_frames=top_frames)
     written.append(tables.write_summary_json(result, out))  # the completion marker: always, last
@@ -64,11 +73,13 @@ def write_exports(result: VideoResult, out_dir: str | Path, formats: Sequence[st
     """Write the exports a finished result alone suffices for (no model):
     ``html`` → ``report.html`` with ``thumbs/``; ``thumbs`` → ``thumbs/``
     only; ``vtt`` → ``tags.vtt``; ``edl`` → ``markers.edl``; any of the
-    three → ``segments.json``. Failed inputs get none (``index.html`` shows
+    three → ``segments.json``; ``otio``, ``fcpxml``, ``chapters`` and
+    ``edl-events`` → the files of
+    :func:`pipeline.report.timeline_files.write_timeline_files`. Failed inputs get none (``index.html`` shows
     their error). Thumbnails are re-read from the input, or come from
     ``pictures`` (see :func:`pipeline.report.stills.write_segment_thumbs`).
     Returns the paths written."""
-    from pipeline.report import exports, html, stills
+    from pipeline.report import exports, html, stills, timeline_files
 
     out, wanted = Path(out_dir), set(formats)
     if result.status != "ok":
@@ -84,6 +95,8 @@ def write_exports(result: VideoResult, out_dir: str | Path, formats: Sequence[st
         written.append(html.write_report_html(result, out, pictures=pictures))
     elif "thumbs" in wanted:
         written += [out / p for p in stills.write_segment_thumbs(result, out, pictures=pictures).values()]
+    written += timeline_files.write_timeline_files(result, out, formats,
+                                                   labels=[t.name for t in result.tracks if t.kind == "tag"])
     return written
 
 
@@ -118,7 +131,7 @@ def regenerate(folder: str | Path, formats: Sequence[str] | None = None,
     Args:
         folder: a ``scenetag run`` output folder (every ``*/summary.json``
             below it is an input) or one input's folder.
-        formats: any of ``html``, ``vtt``, ``edl``, ``thumbs`` (default
+        formats: any of :data:`EXPORT_FORMATS` (default
             ``html, vtt, edl``); CSVs, the plot and ``summary.json`` are never
             rewritten.
         top_frames: also save this many best frames per label.

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.about import version
+from pipeline.analysis.cues import CUE_KINDS
 from pipeline.atomic import atomic_path, atomic_write_text
 from pipeline.report.notes import partial_note
 from pipeline.report.text import csv_cell
@@ -162,6 +163,9 @@ def summary_dict(result: VideoResult, config_summary: dict | None = None) -> dic
         "wall_time_s": result.wall_time_s,
         "scenetag_version": version(),
     }
+    if result.shots is not None:
+        summary["shots"] = len(result.shots)
+        summary["cues"] = {kind: sum(c.kind == kind for c in result.cues or []) for kind in CUE_KINDS}
     if config_summary is not None:
         summary["config"] = config_summary
     return _json_safe(summary)

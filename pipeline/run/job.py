@@ -183,6 +183,10 @@ def handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classif
         run.images.append(analyse_image(embedded.path, embedded.embeddings, classifier, config))
         return
     result = _video_result(embedded, config, classifier, provenance, names[embedded.path])
+    if config.shots.enabled and result.status == "ok" and not is_live(embedded.stats):
+        from pipeline.run.shots import with_shots
+
+        result = with_shots(result, config)
     result.wall_time_s = round(embedded.decode_s + time.perf_counter() - started, 3)
     result = _write_reports(result, out_dir / result.name, config)
     if result.status != "ok":
