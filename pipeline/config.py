@@ -211,7 +211,6 @@ def _hash_picture(path: str) -> tuple[str, str | None]:
     """``(sha256 of the file's bytes, None)``, or ``("", why not)`` when the
     file is missing, too big or not an image Pillow can decode."""
     import io
-
     import os
     import stat
 

@@ -170,3 +170,27 @@ def test_report_reads_the_shots_back_for_the_timelines(tmp_path):
     assert [c.name for c in back.tracks[0]] == ["Shot 1", "Shot 2"]
     text = (tmp_path / "chapters.txt").read_text()
     assert "title=\\=cup + ball" in text and "title=Shot 2" in text
+
+
+def test_rescore_leaves_shots_out_and_says_so(tmp_path):
+    """Rescore reads the store alone; a shots pass would decode every frame."""
+    import yaml
+
+    from shot_media import Take, make_shot_clip
+
+    clip = tmp_path / "cuts.mp4"
+    make_shot_clip(clip, [Take("astronaut", 20, "still"), Take("coffee", 20, "still")])
+    result = _cli("run", str(clip), "-c", str(CONFIG), "--model", str(MODEL), "-o", str(tmp_path / "run"),
+                  "--formats", "csv,json", "-q")
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(CONFIG.read_text())
+    data["model"]["id"] = str(MODEL)
+    data["shots"] = {"enabled": True}
+    config = tmp_path / "shots.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = _cli("rescore", "-c", str(config), "--store", str(tmp_path / "run" / "store"),
+                  "-o", str(tmp_path / "again"))
+    assert result.exit_code == 0, result.output
+    assert "rescore never decodes every frame: shots are left out" in result.output
+    assert (tmp_path / "again" / "cuts" / "segments.csv").exists()
+    assert not (tmp_path / "again" / "cuts" / "shots.csv").exists()

@@ -56,6 +56,9 @@ def rescore_job(config: Config, store_dir: Path, out_dir: Path, *, model: str | 
     # the store's model's family (unknown in stores made before it was kept)
     family = (store.model_family if model is None else getattr(embedder, "family", None)) or ""
     _warn_stored_sampling(config, stored)
+    if config.shots.enabled:  # shots decode every frame; rescore reads the store alone
+        log.warning("rescore never decodes every frame: shots are left out (scenetag run --shots finds them)")
+        config = config.model_copy(update={"shots": config.shots.model_copy(update={"enabled": False})})
     prober = _StoredProber(config, store, embedder if model is None else None, allowed=model is None)
     for video, embedded in zip(stored, store.embedded_many(stored)):
         cfg = config.model_copy(update={"sampling": SamplingConfig.of(video.sampling_obj)})
