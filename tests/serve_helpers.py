@@ -61,7 +61,7 @@ def serving(library, tmp_path: Path, *, embedder=None, **kw):
 
 
 def request(running, path: str, *, method: str = "GET", headers: dict | None = None,
-            body: bytes | None = None, timeout: float = 30.0) -> tuple[int, dict, bytes]:
+            body: bytes | None = None, timeout: float = 60.0) -> tuple[int, dict, bytes]:
     """A raw HTTP request, the path sent exactly as written."""
     netloc = urllib.parse.urlsplit(running.url).netloc
     conn = http.client.HTTPConnection(netloc, timeout=timeout)

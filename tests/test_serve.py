@@ -5,7 +5,6 @@ allow-list is reachable, and the page works in headless Chromium."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from demo_assets import MODEL, ROOT, needs_demo
+from serve_helpers import request
 
 pytest.importorskip("fastapi")
 pytest.importorskip("lancedb")
@@ -50,20 +50,6 @@ def served(demo_run, demo_embedder, tmp_path_factory):
     running = start_in_thread(app)
     yield running, out, app
     running.stop()
-
-
-def request(running, path: str, *, method: str = "GET", headers: dict | None = None,
-            body: bytes | None = None) -> tuple[int, dict, bytes]:
-    """A raw HTTP request: the path is sent exactly as written (no client-side
-    normalisation of dots or escapes)."""
-    netloc = urllib.parse.urlsplit(running.url).netloc
-    conn = http.client.HTTPConnection(netloc, timeout=60)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
 
 
 def get_json(running, path: str, **kw) -> dict:

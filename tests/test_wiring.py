@@ -175,7 +175,6 @@ def test_report_reads_the_shots_back_for_the_timelines(tmp_path):
 def test_rescore_leaves_shots_out_and_says_so(tmp_path):
     """Rescore reads the store alone; a shots pass would decode every frame."""
     import yaml
-
     from shot_media import Take, make_shot_clip
 
     clip = tmp_path / "cuts.mp4"
