@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,11 +49,9 @@ def resolve_precision(precision: str, device: str) -> str:
 def cpu_has_bf16() -> bool:
     """Whether this CPU does bf16 natively (AVX-512 bf16 or AMX): elsewhere
     torch emulates it, 7x slower than fp32 on an AVX2 Zen 3."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    from pipeline.embed import cpu
+
+    return cpu.has_native_bf16()
 
 
 class Embedder:
