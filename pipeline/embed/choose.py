@@ -121,13 +121,14 @@ def flat_scenes(size: int, count: int, *, seed: int = 1, boxes: int = 1, noise: 
 
 def calibration(embedder: Any, photos: dict[str, np.ndarray] | None = None,
                 per_photo: int = 4, wide_per_photo: int = 8, flat: int = 24, drawn: int = 24,
-                target: float | None = None) -> Calibration:
+                target: float | None = None, pixels: bool = True) -> Calibration:
     """int8 calibration pixels, preprocessed as the model is fed: ``per_photo``
     seeded crops of each photo, ``wide_per_photo`` mirrored crops of any size,
     ``flat`` flat scenes of another seed than the agreement check's and ``drawn``
     drawn scenes (their calibration seed); and the
     accuracy control's validation pixels (:func:`validation_images`) and its
-    ``target`` (default :data:`INT8_TARGET`).
+    ``target`` (default :data:`INT8_TARGET`). ``pixels=False``: the names alone,
+    for a quantiser that reads none (ONNX Runtime's dynamic one) and for cache keys.
 
     Photo crops alone leave activation ranges too narrow for frames unlike
     photos: on the random ViT-B/32, OpenVINO int8 calibrated on 20 crops agreed
@@ -146,6 +147,8 @@ def calibration(embedder: Any, photos: dict[str, np.ndarray] | None = None,
     target = INT8_TARGET if target is None else target
     name = (f"sample-photos:{','.join(photos)}:{per_photo}-crops:{wide_per_photo}-wide:{flat}-flat:seed0:"
             f"{drawn}-drawn:seed{DRAWN_SEEDS['calibration']}")
+    if not pixels:
+        return Calibration(name, [], target=target, control=_control(target, checks_name))
     return Calibration(name, _pixels(embedder, crops), validation=tuple(_pixels(embedder, checks)),
                        target=target, control=_control(target, checks_name))
 

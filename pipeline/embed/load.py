@@ -134,25 +134,13 @@ def _attach_exported(embedder: Embedder, runtime: str, precision: str, family: F
 
 def _exported_builder(embedder: Embedder, runtime: str, family: Family) -> Any:
     """``precision`` → the exported runtime at that precision."""
-    import torch
+    from pipeline.embed.export import ExportBuilder
 
-    from pipeline.embed import choose
-    from pipeline.embed.export import exported_runtime
-
-    spec = embedder.preprocess_spec
-    size = spec.crop_hw or spec.resize_hw
-    if not exportable(spec):
+    if not exportable(embedder.preprocess_spec):
         raise ModelLoadError(f"runtime {runtime} needs a fixed input size, and {embedder.model_id} "
                              f"({family.name}) takes a variable patch count per image: use --runtime torch")
-    pixels = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
-    texts = family.text_inputs(embedder.tokenizer, ["a photo of a dog.", "a cat"], embedder.text_max_length)
-
-    def build(precision: str) -> Any:
-        calibration = choose.calibration(embedder) if precision == "int8" else None
-        return exported_runtime(runtime, embedder.model, model_id=embedder.model_id,
-                                revision=embedder.revision, precision=precision, image_example=pixels,
-                                text_example=dict(texts), calibration=calibration)
-    return build
+    builder = ExportBuilder(embedder)
+    return lambda precision: builder.build(runtime, precision)
 
 
 def _load_parts(model_id: str, revision: str | None) -> tuple[Any, Any, Any]:

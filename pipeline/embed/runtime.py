@@ -7,7 +7,8 @@ a graph exported from that same model, cached on disk under
 ``$XDG_CACHE_HOME/scenetag/exports`` (default ``~/.cache/scenetag``), keyed
 by model, revision, runtime, the graph's precision (fp32: OpenVINO's bf16 is a
 compile-time hint on the same graph; int8: the image tower quantised, see
-:meth:`ExportedRuntime.quantize_tower`), input size and :data:`EXPORT_VERSION`.
+:meth:`ExportedRuntime.quantize_tower`, in its :meth:`~ExportedRuntime.int8_format`),
+input size and :data:`EXPORT_VERSION`.
 
 ``auto`` is torch on a GPU and OpenVINO on a CPU where it is installed (the
 ``cpu`` extra, in ``make install``), else torch; :envvar:`SCENETAG_CPU_RUNTIME`
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "torch", "openvino", "onnxruntime")
 # Bump when the export code changes what it writes: old entries are then never read.
-EXPORT_VERSION = 1
+# 2: entries record the model, revision and key they were written under; int8 names its format.
+EXPORT_VERSION = 2
 _PACKAGE = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 # What each exported runtime can run; int8 quantises the image tower only (the
@@ -245,6 +247,14 @@ class ExportedRuntime:
     # Whether quantize_tower keeps ops in float until the graph's min cosine to its own
     # fp32 graph on `validation` reaches `target` (part of the cache key when it does).
     accuracy_controlled = False
+    # Whether quantize_tower reads the calibration pixels (not only their set's name).
+    calibrated = True
+
+    @classmethod
+    def int8_format(cls) -> str:
+        """The int8 format quantize_tower writes on this CPU, where it depends on the
+        CPU (part of the int8 entry's cache key); "" where it does not."""
+        return ""
 
 
 class OpenVinoRuntime(ExportedRuntime):
@@ -443,24 +453,42 @@ class OnnxRuntime(ExportedRuntime):
             registry.setLevel(level)
 
 
+    calibrated = False  # dynamic: activation ranges are taken per batch at run time
+
+    @classmethod
+    def int8_format(cls) -> str:
+        """``u8s8`` (uint8 activations, int8 weights), with 7-bit weights
+        (``-reduce-range``) on an x86 CPU without VNNI: there the u8s8 kernels sum
+        pairs of products in 16 bits (``vpmaddubsw``), which saturates, and ONNX
+        Runtime's quantisation guide advises ``reduce_range=True`` (the tiny SigLIP
+        fell to cosine 0.955 to fp32 on an AVX2 Zen 3). VNNI, AMX and ARM's kernels
+        accumulate in 32 bits: full 8-bit weights there."""
+        from pipeline.embed import cpu
+
+        x86 = "sse2" in cpu.flags() or "avx2" in cpu.flags()
+        return "u8s8-reduce-range" if x86 and not cpu.has_int8_dot() else "u8s8"
+
     @classmethod
     def quantize_tower(cls, path: Path, out: Path, calibration: list[Any], *,
                        validation: list[Any] | None = None, target: float | None = None) -> dict:
         """ONNX Runtime's dynamic quantisation: int8 weights, activations
-        quantised per batch at run time (no calibration needed)."""
+        quantised per batch at run time (no calibration needed), in this CPU's
+        :meth:`int8_format`."""
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         del calibration, validation, target
+        fmt = cls.int8_format()
         # It warns to run its pre-processing first; the parity tests and the bench check the result.
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.ERROR)
         try:
             quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8,
+                             reduce_range=fmt.endswith("reduce-range"),
                              use_external_data_format=False)  # int8 weights fit the 2 GB protobuf
         finally:
             root.setLevel(level)
-        return {"method": "onnxruntime-dynamic"}
+        return {"method": "onnxruntime-dynamic", "format": fmt}
 
 
 def on_own_thread(call: Callable[[], Any]) -> Any:
