@@ -10,17 +10,16 @@ compile-time hint on the same graph; int8: the image tower quantised, see
 :meth:`ExportedRuntime.quantize_tower`, in its :meth:`~ExportedRuntime.int8_format`),
 input size and :data:`EXPORT_VERSION`.
 
-``auto`` is torch on a GPU and OpenVINO on a CPU where it is installed (the
-``cpu`` extra, in ``make install``), else torch; :envvar:`SCENETAG_CPU_RUNTIME`
-names another runtime for ``auto`` on CPUs (``torch`` skips every export).
-On the 2-core bench machine OpenVINO with ``precision: auto`` (accuracy-controlled
-int8 there) ran the ViT-B/32 image tower at 1.9x torch bf16 and the whole
-pipeline at 1.4x, 30-32 frames/s against 22 (docs/PERFORMANCE.md); the price is a one-off export per
-model, minutes for a ViT-B/32 with its int8 quantisation, cached. ``auto``
-stays torch where an export cannot serve: ``compile``, fp16, and families whose
-patch count varies per image (:func:`auto_runtime`, :func:`exportable`). Over
-stored embeddings ``auto`` reuses the runtime and precision they were made
-with (:func:`reuse_stored`), so new vectors compare with them.
+``auto`` is torch on a GPU; on a CPU it is measured (:mod:`pipeline.embed.auto`):
+which runtime and precision win follows the instruction set (OpenVINO int8 on
+a Zen 5 with AVX-512 bf16, ONNX Runtime int8 on an AVX2 Zen 3, where OpenVINO
+gained nothing: docs/PERFORMANCE.md), so no preference measured on one machine
+is assumed on another. :envvar:`SCENETAG_CPU_RUNTIME` fixes ``auto``'s runtime
+on CPUs instead (``torch`` skips every export and measurement). ``auto`` stays
+torch where an export cannot serve: ``compile``, fp16, and families whose patch
+count varies per image (:func:`auto_runtime`, :func:`exportable`). Over stored
+embeddings ``auto`` reuses the runtime and precision they were made with
+(:func:`reuse_stored`), so new vectors compare with them.
 """
 
 from __future__ import annotations
@@ -48,9 +47,9 @@ _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 # text tower runs once per label set, and its fp32 keeps the label matrix exact).
 EXPORTED_PRECISIONS = {"openvino": ("fp32", "bf16", "int8"), "onnxruntime": ("fp32", "int8")}
 
-
-# The exported runtime ``auto`` prefers on a CPU; SCENETAG_CPU_RUNTIME overrides it.
-CPU_DEFAULT = "openvino"
+# What `runtime: auto` resolves to on a CPU until it is measured at load (pipeline.embed.auto).
+MEASURED = "auto"
+# Names the runtime `auto` runs on CPUs instead of measuring (`torch`: no export ever).
 CPU_RUNTIME_ENV = "SCENETAG_CPU_RUNTIME"
 
 
@@ -80,19 +79,22 @@ def resolve_runtime(runtime: str, device: str, *, precision: str = "auto",
 
 
 def auto_runtime(device: str, *, precision: str = "auto", compile_model: bool = False) -> str:
-    """What ``runtime: auto`` runs on ``device``: on a CPU the preferred exported
-    runtime (:data:`CPU_DEFAULT`, or ``$SCENETAG_CPU_RUNTIME``) when its package is
-    installed and it runs ``precision``; torch otherwise, and always for
-    ``compile`` (torch.compile compiles torch) and on GPUs."""
-    preferred = os.environ.get(CPU_RUNTIME_ENV, "").strip().lower() or CPU_DEFAULT
-    if preferred not in RUNTIMES or preferred == "auto":
-        log.warning("%s=%s is not a runtime (use %s): using %s", CPU_RUNTIME_ENV, preferred,
-                    ", ".join(RUNTIMES[1:]), CPU_DEFAULT)
-        preferred = CPU_DEFAULT
-    if device != "cpu" or compile_model or preferred == "torch":
-        return "torch"
-    if precision != "auto" and precision not in EXPORTED_PRECISIONS[preferred]:
+    """What ``runtime: auto`` runs on ``device`` before anything is measured: torch
+    on GPUs, for ``compile`` (torch.compile compiles torch) and for fp16; on a CPU
+    the runtime ``$SCENETAG_CPU_RUNTIME`` names (torch where its package is missing
+    or it does not run ``precision``), else :data:`MEASURED`: chosen at load by
+    measurement (:mod:`pipeline.embed.auto`)."""
+    preferred = os.environ.get(CPU_RUNTIME_ENV, "").strip().lower() or MEASURED
+    if preferred not in RUNTIMES:
+        log.warning("%s=%s is not a runtime (use %s): measuring as auto does", CPU_RUNTIME_ENV, preferred,
+                    ", ".join(RUNTIMES[1:]))
+        preferred = MEASURED
+    if device != "cpu" or compile_model or preferred == "torch" or precision == "fp16":
         return "torch"  # fp16 on a CPU is torch's alone
+    if preferred == MEASURED:
+        return MEASURED
+    if precision != "auto" and precision not in EXPORTED_PRECISIONS[preferred]:
+        return "torch"
     needs = [_PACKAGE[preferred]] + (["nncf"] if (preferred, precision) == ("openvino", "int8") else [])
     if not all(importable(name) for name in needs):
         if precision == "int8":
@@ -331,6 +333,25 @@ class OpenVinoRuntime(ExportedRuntime):
             report.update(target=target, validation_images=len(validation),
                           validation_min_cosine=round(_min_cosine_to(graph, quantised, validation), 7))
         return report
+
+    @classmethod
+    def quick_int8(cls, path: Path, calibration: list[Any]) -> Any:
+        """The graph ``path`` quantised without accuracy control on a few ``calibration``
+        samples and compiled as :meth:`load_tower` compiles int8 (nothing is saved): a
+        probe of what int8 speed this CPU gives, before the minutes that
+        :meth:`quantize_tower` with accuracy control takes."""
+        import openvino as ov
+
+        from pipeline.embed.cpu_share import OPENVINO_COMPILE_CONFIG
+
+        nncf = _import_nncf()
+        graph = ov.Core().read_model(str(path))
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantised = on_own_thread(lambda: nncf.quantize(
+                graph, nncf.Dataset(calibration), subset_size=len(calibration),
+                model_type=nncf.ModelType.TRANSFORMER))
+        config = {"INFERENCE_PRECISION_HINT": "f32", **OPENVINO_COMPILE_CONFIG}
+        return on_own_thread(lambda: ov.Core().compile_model(quantised, "CPU", config))
 
 
 # NNCF ranks each group of quantisers by the validation min cosine with that group
