@@ -336,6 +336,20 @@ def test_auto_measures_on_this_cpu_once_and_says_why(tiny_model_dir, export_cach
     assert again.auto_choice["decided"] == "cached" and again.auto_choice["chosen"] == why["chosen"]
 
 
+def test_doctor_gives_this_machines_table_and_json(tiny_model_dir, export_cache, monkeypatch):
+    from pipeline.embed import doctor
+
+    monkeypatch.setattr(auto, "decide", lambda *a, **k: pytest.fail("doctor measures what is not cached"))
+    report = doctor.doctor(str(tiny_model_dir))  # the decision of the test above
+    assert report["picked"] == next(r for r in report["rows"] if r["picked"])["runtime"] + "-" + \
+        next(r for r in report["rows"] if r["picked"])["precision"]
+    assert report["cpu"] == cpu.signature() and json.loads(json.dumps(report)) == report
+    text = doctor.table(report)
+    assert "<- auto" in text and f"auto picks {report['picked']}" in text and report["cpu"]["cpu"] in text
+    for runtime, precision in auto.ORDER:
+        assert any(line.split()[:2] == [runtime, precision] for line in text.splitlines())
+
+
 def test_a_read_only_cache_does_not_stop_the_default_runtime(tiny_model_dir, tmp_path, cpu_auto_runtime,
                                                              monkeypatch, caplog):
     """Issue 27 item 13: `runtime: auto` with a cache it cannot write used to fail the run."""
