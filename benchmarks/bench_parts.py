@@ -378,23 +378,16 @@ def cpu_bound_fps(decode: dict, model: dict) -> float:
     return cores() / (decode["cpu_s_per_frame"] + model["cpu_s_per_image"])
 
 
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8",
-             "asimd", "sve")
-
-
 def machine() -> dict:
     """What a result was measured on: CPU model, the instruction-set flags that
-    decide runtime and precision speed (machines of one kind differ), cores."""
+    decide runtime and precision speed (machines of one kind differ), cores, and
+    the runtimes' versions: the signature ``runtime: auto`` caches its decision under
+    (pipeline.embed.cpu)."""
     import torch
 
-    cpu, flags = platform.processor(), set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == platform.processor():
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith(("flags", "Features")) and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    info = {"cpu": cpu, "isa": [f for f in ISA_FLAGS if f in flags], "cores": os.cpu_count(),
+    from pipeline.embed import cpu
+
+    info = {**cpu.signature(), "cores_online": os.cpu_count(), "versions": cpu.versions(),
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
