@@ -201,6 +201,25 @@ def test_without_vnni_a_quick_int8_probe_decides_whether_the_controlled_one_is_m
         assert "openvino-int8" not in trial.prepared
 
 
+def test_a_long_stage_says_it_is_still_going(monkeypatch, caplog):
+    import time
+
+    fake_cpu(monkeypatch, ZEN5)
+    monkeypatch.setattr(auto, "HEARTBEAT_S", 0.05)
+    trial = FakeTrial({**ZEN3_SPEEDS, "torch-bf16": 33.0, "openvino-bf16": 37.5, "openvino-int8": 69.0})
+    real = trial.prepare
+
+    def slow(runtime, precision):
+        if (runtime, precision) == ("openvino", "int8"):
+            time.sleep(0.3)  # the accuracy-controlled quantisation, in miniature
+        return real(runtime, precision)
+
+    trial.prepare = slow
+    with caplog.at_level(logging.WARNING, logger="pipeline.embed.auto"):
+        decide(trial, budget=math.inf)
+    assert "still quantising (accuracy-controlled) openvino-int8" in caplog.text
+
+
 def test_a_failed_candidate_is_left_out_with_a_warning(monkeypatch, caplog):
     fake_cpu(monkeypatch, AVX2)
     with caplog.at_level(logging.WARNING, logger="pipeline.embed.auto"):

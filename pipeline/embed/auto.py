@@ -47,14 +47,16 @@ on torch, with one warning.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,7 @@ PREPARE_S = {("torch", "bf16"): (0.5, 0.015), ("onnxruntime", "fp32"): (8.0, 0.0
              ("openvino", "bf16"): (0.5, 0.005), ("openvino", "int8"): (20.0, 2.0)}
 PROBE_S = (5.0, 0.15)  # the quick uncontrolled OpenVINO int8 (trial.PROBE_SAMPLES samples)
 LOAD_S = (0.5, 0.01)  # loading a cached entry
+HEARTBEAT_S = 30.0  # a stage expected to take a minute or more says it is still going this often
 
 _warned: set[str] = set()  # one warning per cause and process (a run loads per worker)
 
@@ -298,7 +301,8 @@ class _Decision:
                         _duration(estimate))
         began = self.clock()
         try:
-            candidate = trial.prepare(runtime, prec)
+            with _heartbeat(f"{verb} {name}", self.elapsed, estimate >= 2 * HEARTBEAT_S):
+                candidate = trial.prepare(runtime, prec)
             cosines = trial.check(candidate)
             first = trial.time_pass(candidate)
         except Exception as ex:  # noqa: BLE001 - one runtime's failure must not stop auto
@@ -407,6 +411,28 @@ class _Decision:
                   "elapsed_s": round(self.elapsed(), 1),
                   "cached_bytes": sum(r.get("bytes", 0) for r in rows.values() if r.get("exported"))}
         return result, picked
+
+
+@contextlib.contextmanager
+def _heartbeat(what: str, elapsed: Callable[[], float], on: bool) -> Iterator[None]:
+    """While the block runs, say every :data:`HEARTBEAT_S` that ``what`` is still going
+    (NNCF's accuracy control is one call of minutes, and its own bars are silenced)."""
+    if not on:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            log.warning("runtime auto [%.0f s]: still %s", elapsed(), what)
+
+    thread = threading.Thread(target=beat, name="scenetag-auto-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _ordered(rows: dict[str, dict]) -> list[str]:
