@@ -221,7 +221,7 @@ def demo_agreement(export_cache: Path | None, selected: tuple = RUNTIME_ROWS) ->
     checks = check_references(reference, check_sets(reference.input_size))
     rows = {"model": model.name, "sets": {k: len(v[0]) for k, v in checks.items()}}
     for runtime, precision in selected:
-        if runtime != "torch" and importlib.util.find_spec(runtime) is None:
+        if runtime not in INSTALLED_ALWAYS and importlib.util.find_spec(runtime) is None:
             continue
         with _env("XDG_CACHE_HOME", str(export_cache) if export_cache else None):
             try:
