@@ -167,12 +167,20 @@ def test_openvino_bf16_agrees_with_fp32_and_shares_the_fp32_export(tiny_model_di
     assert _min_cosine(embedder.embed_texts(TEXTS), reference.embed_texts(TEXTS)) >= 0.999
 
 
-def test_auto_runs_openvino_on_a_cpu_where_it_is_installed(tiny_model_dir, cpu_auto_runtime):
+def test_auto_at_fp32_measures_the_fp32_runtimes_once(tiny_model_dir, cpu_auto_runtime, torch_embedders):
+    """`runtime: auto` is measured on the CPU (pipeline.embed.auto), not a preference:
+    at an asked precision, among that precision's candidates."""
     pytest.importorskip("openvino")
+    pytest.importorskip("onnxruntime")
     embedder = load_embedder(str(tiny_model_dir), device="cpu", runtime="auto", precision="fp32")
-    assert (embedder.runtime.name, embedder.precision_label) == ("openvino", "openvino-fp32")
+    why = embedder.auto_choice
+    assert set(why["candidates"]) == {"torch-fp32", "onnxruntime-fp32", "openvino-fp32"}
+    assert why["chosen"] == f"{embedder.runtime.name}-fp32" and embedder.precision == "fp32"
+    frames = _frames(3, seed=2)
+    reference = torch_embedders(str(tiny_model_dir))
+    assert _min_cosine(embedder.embed_images(frames), reference.embed_images(frames)) >= 0.9999
     again = load_embedder(str(tiny_model_dir), device="cpu", runtime="auto", precision="fp32")
-    assert again.runtime.folder == embedder.runtime.folder  # the export is cached, not made again
+    assert again.auto_choice["decided"] == "cached" and again.runtime.name == embedder.runtime.name
 
 
 @pytest.mark.parametrize(("env", "device", "precision", "compile_model", "expected"), [
@@ -181,7 +189,8 @@ def test_auto_runs_openvino_on_a_cpu_where_it_is_installed(tiny_model_dir, cpu_a
     (None, "cuda", "auto", False, "torch"),  # GPUs run torch
     (None, "cpu", "fp16", False, "torch"),  # fp16 on a CPU is torch's alone
     (None, "cpu", "auto", True, "torch"),  # torch.compile compiles torch
-    (None, "cpu", "bf16", False, "openvino"),
+    (None, "cpu", "bf16", False, "auto"),  # measured at load, among the runtimes that run bf16
+    (None, "cpu", "auto", False, "auto"),  # measured at load (pipeline.embed.auto)
 ])
 def test_what_auto_resolves_to(env, device, precision, compile_model, expected, cpu_auto_runtime,
                                monkeypatch):
@@ -194,14 +203,19 @@ def test_what_auto_resolves_to(env, device, precision, compile_model, expected, 
     assert auto_runtime(device, precision=precision, compile_model=compile_model) == expected
 
 
-def test_auto_without_openvino_is_torch_and_int8_says_what_to_install(tiny_model_dir, cpu_auto_runtime,
-                                                                       monkeypatch):
+def test_auto_without_exported_runtimes_is_torch_and_int8_says_what_to_install(tiny_model_dir,
+                                                                                cpu_auto_runtime,
+                                                                                monkeypatch, tmp_path):
     from pipeline.embed import runtime as rt
 
-    monkeypatch.setattr(rt, "importable", lambda name: name not in ("openvino", "nncf"))
-    assert load_embedder(str(tiny_model_dir), device="cpu", runtime="auto").runtime.name == "torch"
-    with pytest.raises(ModelLoadError, match=r"int8 runs on openvino.*scenetag\[cpu\]"):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(rt, "importable", lambda name: name not in ("openvino", "nncf", "onnxruntime"))
+    embedder = load_embedder(str(tiny_model_dir), device="cpu", runtime="auto")
+    assert embedder.runtime.name == "torch"
+    assert "onnxruntime not installed" in embedder.auto_choice["candidates"]["onnxruntime-int8"]["reason"]
+    with pytest.raises(ModelLoadError, match=r"int8 runs on an exported runtime.*scenetag\[cpu\]") as info:
         load_embedder(str(tiny_model_dir), device="cpu", runtime="auto", precision="int8")
+    assert "\n" not in str(info.value)
 
 
 def test_auto_runs_a_naflex_model_on_torch(tmp_path_factory, cpu_auto_runtime):
@@ -218,7 +232,7 @@ def test_a_bad_cpu_runtime_setting_warns_and_keeps_the_default(cpu_auto_runtime,
 
     monkeypatch.setenv("SCENETAG_CPU_RUNTIME", "tensorrt")
     with caplog.at_level(logging.WARNING, logger="pipeline.embed.runtime"):
-        assert auto_runtime("cpu") == "openvino"
+        assert auto_runtime("cpu") == "auto"  # measured, as without the setting
     assert "SCENETAG_CPU_RUNTIME=tensorrt is not a runtime" in caplog.text
 
 

@@ -10,7 +10,12 @@ Modules: ``embedder`` (runtime: device, precision, batching), ``family``
 (the per-family interface), ``clip`` and ``siglip`` (the families),
 ``preprocess`` (image preprocessing: torch for frames, Pillow for stills,
 NaFlex included), ``text`` (SigLIP text canonicalisation), ``load``
-(loading, refusals, download).
+(loading, refusals, download), ``runtime`` (torch, OpenVINO, ONNX Runtime),
+``export`` (their export cache), ``choose`` (``precision: auto`` on one
+runtime; the check and calibration images), ``auto`` and ``trial``
+(``runtime: auto`` on a CPU: runtime and precision measured together),
+``cpu`` (the CPU's signature), ``doctor`` (this machine's table),
+``cpu_share`` (thread pools beside the decoder), ``scenes`` (drawn scenes).
 
 Preprocessing runs in torch on the inference device: the decoder already
 resized frames so their short side equals ``Embedder.input_size`` (a still

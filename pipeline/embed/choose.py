@@ -50,8 +50,9 @@ FLAT_SCENES = 6  # synthetic frames among the checked images, see flat_scenes
 DRAWN_SCENES = 6  # drawn frames among them (pipeline.embed.scenes)
 # Seeds of the drawn scenes: the check's, the accuracy control's, the calibration's (disjoint).
 DRAWN_SEEDS = {"check": 101, "validation": 102, "calibration": 103}
-DECISION_VERSION = 6  # 3: int8 calibrates on a wider set; 4: OpenVINO int8 is accuracy-controlled;
-# 5: timed after a warm-up of the timed shape; 6: drawn scenes in the check, validation and calibration
+DECISION_VERSION = 7  # 3: int8 calibrates on a wider set; 4: OpenVINO int8 is accuracy-controlled;
+# 5: timed after a warm-up of the timed shape; 6: drawn scenes in the check, validation and calibration;
+# 7: keyed by the CPU's signature and the runtimes' versions (a cache shared by two machines)
 TIMED_PASSES = 3
 # The min cosine to fp32 OpenVINO int8 must keep on its validation images
 # (validation_images) before ops stay int8: above AGREEMENT, since auto then
@@ -121,13 +122,14 @@ def flat_scenes(size: int, count: int, *, seed: int = 1, boxes: int = 1, noise: 
 
 def calibration(embedder: Any, photos: dict[str, np.ndarray] | None = None,
                 per_photo: int = 4, wide_per_photo: int = 8, flat: int = 24, drawn: int = 24,
-                target: float | None = None) -> Calibration:
+                target: float | None = None, pixels: bool = True) -> Calibration:
     """int8 calibration pixels, preprocessed as the model is fed: ``per_photo``
     seeded crops of each photo, ``wide_per_photo`` mirrored crops of any size,
     ``flat`` flat scenes of another seed than the agreement check's and ``drawn``
     drawn scenes (their calibration seed); and the
     accuracy control's validation pixels (:func:`validation_images`) and its
-    ``target`` (default :data:`INT8_TARGET`).
+    ``target`` (default :data:`INT8_TARGET`). ``pixels=False``: the names alone,
+    for a quantiser that reads none (ONNX Runtime's dynamic one) and for cache keys.
 
     Photo crops alone leave activation ranges too narrow for frames unlike
     photos: on the random ViT-B/32, OpenVINO int8 calibrated on 20 crops agreed
@@ -146,6 +148,8 @@ def calibration(embedder: Any, photos: dict[str, np.ndarray] | None = None,
     target = INT8_TARGET if target is None else target
     name = (f"sample-photos:{','.join(photos)}:{per_photo}-crops:{wide_per_photo}-wide:{flat}-flat:seed0:"
             f"{drawn}-drawn:seed{DRAWN_SEEDS['calibration']}")
+    if not pixels:
+        return Calibration(name, [], target=target, control=_control(target, checks_name))
     return Calibration(name, _pixels(embedder, crops), validation=tuple(_pixels(embedder, checks)),
                        target=target, control=_control(target, checks_name))
 
@@ -259,8 +263,12 @@ def agreement(embedder: Any, images: np.ndarray, reference: tuple[np.ndarray, np
 
 
 def _decision_path(embedder: Any, runtime: str) -> Path:
+    from pipeline.embed import cpu
+
+    # A home folder shared by an AVX2 and an AVX-512 machine must not share their decisions.
+    machine = json.dumps({"cpu": cpu.signature(), "versions": cpu.versions()}, sort_keys=True)
     key = export_key(runtime, model_id=embedder.model_id, revision=embedder.revision, precision="auto",
-                     input_size=(embedder.input_size,), calibration=f"decision-v{DECISION_VERSION}")
+                     input_size=(embedder.input_size,), calibration=f"decision-v{DECISION_VERSION}|{machine}")
     return cache_root() / "exports" / "decisions" / f"{key}.json"
 
 
@@ -276,3 +284,21 @@ def _read_decision(path: Path, runtime: str) -> dict | None:
     except (OSError, ValueError, KeyError, TypeError) as ex:
         log.warning("cached precision decision %s is unusable (%s): measuring again", path, ex)
         return None
+
+
+def summary(decision: dict) -> dict:
+    """What ``Embedder.auto_choice`` carries of a per-runtime ``precision: auto`` decision,
+    in the shape of :func:`pipeline.embed.auto.summary`."""
+    from pipeline.embed import cpu
+
+    runtime, chosen = decision["runtime"], decision["precision"]
+    rows = {f"{runtime}-{p}": {"status": "measured", "img_s": m["img_s"], "min_cosine": m["min_cosine"],
+                               "agrees": m["min_cosine"] >= decision["agreement"]}
+            for p, m in decision["measured"].items()}
+    row = decision["measured"][chosen]
+    return {"chosen": f"{runtime}-{chosen}", "decided": "precision auto on " + runtime,
+            "reason": f"the fastest {runtime} precision agreeing with torch fp32 "
+                      f"(>= {decision['agreement']}): "
+                      f"{chosen} {row['img_s']:g} img/s, min cosine {row['min_cosine']:.5f}",
+            "complete": True, "candidates": rows, "cpu": cpu.signature(), "decision": None,
+            "measured_at": decision.get("date")}

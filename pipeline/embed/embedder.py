@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,11 +49,9 @@ def resolve_precision(precision: str, device: str) -> str:
 def cpu_has_bf16() -> bool:
     """Whether this CPU does bf16 natively (AVX-512 bf16 or AMX): elsewhere
     torch emulates it, 7x slower than fp32 on an AVX2 Zen 3."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    from pipeline.embed import cpu
+
+    return cpu.has_native_bf16()
 
 
 class Embedder:
@@ -67,6 +64,11 @@ class Embedder:
         logit_bias: added to scaled cosines before a sigmoid (0.0 for CLIP).
         runtime: what runs the towers' forward pass (:mod:`pipeline.embed.runtime`);
             the loaded torch model by default.
+        auto_choice: where ``auto`` chose the runtime or precision by measurement,
+            why: the chosen row, each candidate's img/s and agreement, what was
+            skipped or deferred and why, the CPU signature, the decision's cache
+            file (:func:`pipeline.embed.auto.summary`); None where nothing was measured.
+            Plain JSON data, for ``summary.json``'s ``model.auto``.
     """
 
     def __init__(self, model: Any, tokenizer: Any, preprocess: Preprocess, *,
@@ -84,6 +86,7 @@ class Embedder:
         self.batch_size = batch_size
         self._family = family or ClipFamily()
         self.runtime = runtime or TorchRuntime(model)
+        self.auto_choice: dict | None = None
         self._torch = torch
         mean = torch.tensor(preprocess.mean, device=device).view(1, 3, 1, 1)
         std = torch.tensor(preprocess.std, device=device).view(1, 3, 1, 1)

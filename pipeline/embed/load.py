@@ -19,7 +19,7 @@ from pipeline.config import is_local_model
 from pipeline.embed.clip import ClipFamily
 from pipeline.embed.embedder import AUTO_BATCH, Embedder, resolve_device, resolve_precision
 from pipeline.embed.family import Family
-from pipeline.embed.runtime import EXPORTED_PRECISIONS, exportable, resolve_runtime, reuse_stored
+from pipeline.embed.runtime import EXPORTED_PRECISIONS, MEASURED, exportable, resolve_runtime, reuse_stored
 from pipeline.embed.siglip import Siglip2Family, SiglipFamily
 from pipeline.types import ModelLoadError
 
@@ -56,7 +56,9 @@ def load_embedder(model_id: str, *, revision: str | None = None, device: str = "
     (``auto``, ``torch``, ``openvino``, ``onnxruntime``) says what runs the
     towers (:mod:`pipeline.embed.runtime`); the exported ones run on the CPU at
     fp32, bf16 (OpenVINO) or int8, and ``precision: auto`` there is measured
-    once per model (:mod:`pipeline.embed.choose`). ``stored``: the precision
+    once per model (:mod:`pipeline.embed.choose`). ``runtime: auto`` on a CPU
+    measures runtime and precision together, once per model and machine
+    (:mod:`pipeline.embed.auto`; why, in ``Embedder.auto_choice``). ``stored``: the precision
     labels of stored embeddings the new vectors must compare with; ``auto``
     then reuses their runtime (:func:`pipeline.embed.runtime.reuse_stored`).
     """
@@ -75,8 +77,10 @@ def load_embedder(model_id: str, *, revision: str | None = None, device: str = "
     spec = family.preprocess_spec(image_processor)
     if auto and runtime != "torch" and not exportable(spec):
         runtime = _torch_for_unexportable(model_id, family, precision)
-    precision = resolve_precision(precision, device) if runtime == "torch" \
-        else _exported_precision(precision, runtime)
+    if runtime == "torch":
+        precision = resolve_precision(precision, device)
+    elif runtime != MEASURED:
+        precision = _exported_precision(precision, runtime)
     if precision in ("fp16", "bf16") and runtime == "torch":  # an exported graph stays fp32
         # bf16 on CPU too: whole-model bf16 ran 1.3-2.4x faster than fp32
         # weights under autocast (which re-casts every weight on every call),
@@ -92,10 +96,16 @@ def load_embedder(model_id: str, *, revision: str | None = None, device: str = "
     embedder = Embedder(model, tokenizer, spec, model_id=model_id, revision=revision, device=device,
                         precision="fp32" if runtime != "torch" else precision, batch_size=batch,
                         family=family)
-    if runtime != "torch":
+    if runtime == MEASURED:
+        from pipeline.embed import auto as measured
+        from pipeline.embed.export import ExportBuilder
+
+        record = measured.choose(embedder, ExportBuilder(embedder), precision=precision)
+        embedder.auto_choice = measured.summary(record)
+    elif runtime != "torch":
         _attach_exported(embedder, runtime, precision, family)
-    log.info("loaded %s (%s) on %s (%s, %s, batch %d)", model_id, family.name, device, runtime,
-             embedder.precision, batch)
+    log.info("loaded %s (%s) on %s (%s, %s, batch %d)", model_id, family.name, device,
+             getattr(embedder.runtime, "name", runtime), embedder.precision, batch)
     return embedder
 
 
@@ -126,7 +136,8 @@ def _attach_exported(embedder: Embedder, runtime: str, precision: str, family: F
 
     build = _exported_builder(embedder, runtime, family)
     if precision == "auto":
-        backend, precision, _ = choose.choose_precision(embedder, runtime, build)
+        backend, precision, decision = choose.choose_precision(embedder, runtime, build)
+        embedder.auto_choice = choose.summary(decision)
     else:
         backend = build(precision)
     embedder.runtime, embedder.precision = backend, precision
@@ -134,25 +145,13 @@ def _attach_exported(embedder: Embedder, runtime: str, precision: str, family: F
 
 def _exported_builder(embedder: Embedder, runtime: str, family: Family) -> Any:
     """``precision`` → the exported runtime at that precision."""
-    import torch
+    from pipeline.embed.export import ExportBuilder
 
-    from pipeline.embed import choose
-    from pipeline.embed.export import exported_runtime
-
-    spec = embedder.preprocess_spec
-    size = spec.crop_hw or spec.resize_hw
-    if not exportable(spec):
+    if not exportable(embedder.preprocess_spec):
         raise ModelLoadError(f"runtime {runtime} needs a fixed input size, and {embedder.model_id} "
                              f"({family.name}) takes a variable patch count per image: use --runtime torch")
-    pixels = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
-    texts = family.text_inputs(embedder.tokenizer, ["a photo of a dog.", "a cat"], embedder.text_max_length)
-
-    def build(precision: str) -> Any:
-        calibration = choose.calibration(embedder) if precision == "int8" else None
-        return exported_runtime(runtime, embedder.model, model_id=embedder.model_id,
-                                revision=embedder.revision, precision=precision, image_example=pixels,
-                                text_example=dict(texts), calibration=calibration)
-    return build
+    builder = ExportBuilder(embedder)
+    return lambda precision: builder.build(runtime, precision)
 
 
 def _load_parts(model_id: str, revision: str | None) -> tuple[Any, Any, Any]:

@@ -7,19 +7,19 @@ a graph exported from that same model, cached on disk under
 ``$XDG_CACHE_HOME/scenetag/exports`` (default ``~/.cache/scenetag``), keyed
 by model, revision, runtime, the graph's precision (fp32: OpenVINO's bf16 is a
 compile-time hint on the same graph; int8: the image tower quantised, see
-:meth:`ExportedRuntime.quantize_tower`), input size and :data:`EXPORT_VERSION`.
+:meth:`ExportedRuntime.quantize_tower`, in its :meth:`~ExportedRuntime.int8_format`),
+input size and :data:`EXPORT_VERSION`.
 
-``auto`` is torch on a GPU and OpenVINO on a CPU where it is installed (the
-``cpu`` extra, in ``make install``), else torch; :envvar:`SCENETAG_CPU_RUNTIME`
-names another runtime for ``auto`` on CPUs (``torch`` skips every export).
-On the 2-core bench machine OpenVINO with ``precision: auto`` (accuracy-controlled
-int8 there) ran the ViT-B/32 image tower at 1.9x torch bf16 and the whole
-pipeline at 1.4x, 30-32 frames/s against 22 (docs/PERFORMANCE.md); the price is a one-off export per
-model, minutes for a ViT-B/32 with its int8 quantisation, cached. ``auto``
-stays torch where an export cannot serve: ``compile``, fp16, and families whose
-patch count varies per image (:func:`auto_runtime`, :func:`exportable`). Over
-stored embeddings ``auto`` reuses the runtime and precision they were made
-with (:func:`reuse_stored`), so new vectors compare with them.
+``auto`` is torch on a GPU; on a CPU it is measured (:mod:`pipeline.embed.auto`):
+which runtime and precision win follows the instruction set (OpenVINO int8 on
+a Zen 5 with AVX-512 bf16, ONNX Runtime int8 on an AVX2 Zen 3, where OpenVINO
+gained nothing: docs/PERFORMANCE.md), so no preference measured on one machine
+is assumed on another. :envvar:`SCENETAG_CPU_RUNTIME` fixes ``auto``'s runtime
+on CPUs instead (``torch`` skips every export and measurement). ``auto`` stays
+torch where an export cannot serve: ``compile``, fp16, and families whose patch
+count varies per image (:func:`auto_runtime`, :func:`exportable`). Over stored
+embeddings ``auto`` reuses the runtime and precision they were made with
+(:func:`reuse_stored`), so new vectors compare with them.
 """
 
 from __future__ import annotations
@@ -39,16 +39,17 @@ log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "torch", "openvino", "onnxruntime")
 # Bump when the export code changes what it writes: old entries are then never read.
-EXPORT_VERSION = 1
+# 2: entries record the model, revision and key they were written under; int8 names its format.
+EXPORT_VERSION = 2
 _PACKAGE = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 # What each exported runtime can run; int8 quantises the image tower only (the
 # text tower runs once per label set, and its fp32 keeps the label matrix exact).
 EXPORTED_PRECISIONS = {"openvino": ("fp32", "bf16", "int8"), "onnxruntime": ("fp32", "int8")}
 
-
-# The exported runtime ``auto`` prefers on a CPU; SCENETAG_CPU_RUNTIME overrides it.
-CPU_DEFAULT = "openvino"
+# What `runtime: auto` resolves to on a CPU until it is measured at load (pipeline.embed.auto).
+MEASURED = "auto"
+# Names the runtime `auto` runs on CPUs instead of measuring (`torch`: no export ever).
 CPU_RUNTIME_ENV = "SCENETAG_CPU_RUNTIME"
 
 
@@ -78,19 +79,22 @@ def resolve_runtime(runtime: str, device: str, *, precision: str = "auto",
 
 
 def auto_runtime(device: str, *, precision: str = "auto", compile_model: bool = False) -> str:
-    """What ``runtime: auto`` runs on ``device``: on a CPU the preferred exported
-    runtime (:data:`CPU_DEFAULT`, or ``$SCENETAG_CPU_RUNTIME``) when its package is
-    installed and it runs ``precision``; torch otherwise, and always for
-    ``compile`` (torch.compile compiles torch) and on GPUs."""
-    preferred = os.environ.get(CPU_RUNTIME_ENV, "").strip().lower() or CPU_DEFAULT
-    if preferred not in RUNTIMES or preferred == "auto":
-        log.warning("%s=%s is not a runtime (use %s): using %s", CPU_RUNTIME_ENV, preferred,
-                    ", ".join(RUNTIMES[1:]), CPU_DEFAULT)
-        preferred = CPU_DEFAULT
-    if device != "cpu" or compile_model or preferred == "torch":
-        return "torch"
-    if precision != "auto" and precision not in EXPORTED_PRECISIONS[preferred]:
+    """What ``runtime: auto`` runs on ``device`` before anything is measured: torch
+    on GPUs, for ``compile`` (torch.compile compiles torch) and for fp16; on a CPU
+    the runtime ``$SCENETAG_CPU_RUNTIME`` names (torch where its package is missing
+    or it does not run ``precision``), else :data:`MEASURED`: chosen at load by
+    measurement (:mod:`pipeline.embed.auto`)."""
+    preferred = os.environ.get(CPU_RUNTIME_ENV, "").strip().lower() or MEASURED
+    if preferred not in RUNTIMES:
+        log.warning("%s=%s is not a runtime (use %s): measuring as auto does", CPU_RUNTIME_ENV, preferred,
+                    ", ".join(RUNTIMES[1:]))
+        preferred = MEASURED
+    if device != "cpu" or compile_model or preferred == "torch" or precision == "fp16":
         return "torch"  # fp16 on a CPU is torch's alone
+    if preferred == MEASURED:
+        return MEASURED
+    if precision != "auto" and precision not in EXPORTED_PRECISIONS[preferred]:
+        return "torch"
     needs = [_PACKAGE[preferred]] + (["nncf"] if (preferred, precision) == ("openvino", "int8") else [])
     if not all(importable(name) for name in needs):
         if precision == "int8":
@@ -245,6 +249,14 @@ class ExportedRuntime:
     # Whether quantize_tower keeps ops in float until the graph's min cosine to its own
     # fp32 graph on `validation` reaches `target` (part of the cache key when it does).
     accuracy_controlled = False
+    # Whether quantize_tower reads the calibration pixels (not only their set's name).
+    calibrated = True
+
+    @classmethod
+    def int8_format(cls) -> str:
+        """The int8 format quantize_tower writes on this CPU, where it depends on the
+        CPU (part of the int8 entry's cache key); "" where it does not."""
+        return ""
 
 
 class OpenVinoRuntime(ExportedRuntime):
@@ -321,6 +333,25 @@ class OpenVinoRuntime(ExportedRuntime):
             report.update(target=target, validation_images=len(validation),
                           validation_min_cosine=round(_min_cosine_to(graph, quantised, validation), 7))
         return report
+
+    @classmethod
+    def quick_int8(cls, path: Path, calibration: list[Any]) -> Any:
+        """The graph ``path`` quantised without accuracy control on a few ``calibration``
+        samples and compiled as :meth:`load_tower` compiles int8 (nothing is saved): a
+        probe of what int8 speed this CPU gives, before the minutes that
+        :meth:`quantize_tower` with accuracy control takes."""
+        import openvino as ov
+
+        from pipeline.embed.cpu_share import OPENVINO_COMPILE_CONFIG
+
+        nncf = _import_nncf()
+        graph = ov.Core().read_model(str(path))
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantised = on_own_thread(lambda: nncf.quantize(
+                graph, nncf.Dataset(calibration), subset_size=len(calibration),
+                model_type=nncf.ModelType.TRANSFORMER))
+        config = {"INFERENCE_PRECISION_HINT": "f32", **OPENVINO_COMPILE_CONFIG}
+        return on_own_thread(lambda: ov.Core().compile_model(quantised, "CPU", config))
 
 
 # NNCF ranks each group of quantisers by the validation min cosine with that group
@@ -443,24 +474,42 @@ class OnnxRuntime(ExportedRuntime):
             registry.setLevel(level)
 
 
+    calibrated = False  # dynamic: activation ranges are taken per batch at run time
+
+    @classmethod
+    def int8_format(cls) -> str:
+        """``u8s8`` (uint8 activations, int8 weights), with 7-bit weights
+        (``-reduce-range``) on an x86 CPU without VNNI: there the u8s8 kernels sum
+        pairs of products in 16 bits (``vpmaddubsw``), which saturates, and ONNX
+        Runtime's quantisation guide advises ``reduce_range=True`` (the tiny SigLIP
+        fell to cosine 0.955 to fp32 on an AVX2 Zen 3). VNNI, AMX and ARM's kernels
+        accumulate in 32 bits: full 8-bit weights there."""
+        from pipeline.embed import cpu
+
+        x86 = "sse2" in cpu.flags() or "avx2" in cpu.flags()
+        return "u8s8-reduce-range" if x86 and not cpu.has_int8_dot() else "u8s8"
+
     @classmethod
     def quantize_tower(cls, path: Path, out: Path, calibration: list[Any], *,
                        validation: list[Any] | None = None, target: float | None = None) -> dict:
         """ONNX Runtime's dynamic quantisation: int8 weights, activations
-        quantised per batch at run time (no calibration needed)."""
+        quantised per batch at run time (no calibration needed), in this CPU's
+        :meth:`int8_format`."""
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         del calibration, validation, target
+        fmt = cls.int8_format()
         # It warns to run its pre-processing first; the parity tests and the bench check the result.
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.ERROR)
         try:
             quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8,
+                             reduce_range=fmt.endswith("reduce-range"),
                              use_external_data_format=False)  # int8 weights fit the 2 GB protobuf
         finally:
             root.setLevel(level)
-        return {"method": "onnxruntime-dynamic"}
+        return {"method": "onnxruntime-dynamic", "format": fmt}
 
 
 def on_own_thread(call: Callable[[], Any]) -> Any:
