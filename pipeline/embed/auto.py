@@ -85,13 +85,17 @@ TIMED_ROUNDS = 3  # timed passes of each agreeing candidate (the first right aft
 INT8_PROBE_GAIN = 1.2
 KEEP_WITHIN = 0.5  # a candidate under half the best agreeing speed is let go (its memory) untimed
 # Seconds to make a candidate ready from what it is made of, as (fixed, per million
-# parameters), on 2 idle cores of the AMD EPYC (avx512_bf16), 2026-12-xx: the bench's
-# ViT-B/32 (126 M parameters) and the demo model (1.7 M). Scaled at run time by how
-# much slower this machine's first stages were (decide: `scale`).
-PREPARE_S = {("torch", "bf16"): (0.5, 0.015), ("onnxruntime", "fp32"): (8.0, 0.08),
-             ("onnxruntime", "int8"): (1.0, 0.05), ("openvino", "fp32"): (4.0, 0.03),
-             ("openvino", "bf16"): (0.5, 0.005), ("openvino", "int8"): (20.0, 2.0)}
-PROBE_S = (5.0, 0.15)  # the quick uncontrolled OpenVINO int8 (trial.PROBE_SAMPLES samples)
+# parameters), fitted on 2 cores of the AMD EPYC (avx512_bf16) at load ~1, 2026-12-08:
+# the bench's ViT-B/32 (126 M parameters: ONNX export 18 s, its int8 3 s, OpenVINO
+# export 7-10 s, accuracy-controlled int8 165 s) and the tiny test CLIP (exports
+# 5-6 s: the exporters' fixed cost). Scaled at run time by how much slower this
+# machine's stages turn out (_Decision.scale).
+PREPARE_S = {("torch", "bf16"): (0.5, 0.015), ("onnxruntime", "fp32"): (5.5, 0.1),
+             ("onnxruntime", "int8"): (0.5, 0.02), ("openvino", "fp32"): (5.0, 0.03),
+             ("openvino", "bf16"): (0.5, 0.01), ("openvino", "int8"): (20.0, 1.3)}
+# The quick uncontrolled OpenVINO int8 (trial.PROBE_SAMPLES samples): 39 s for the
+# ViT-B/32 at load ~10 (2026-12-08); not measured idle (this machine has VNNI: no probe).
+PROBE_S = (5.0, 0.12)
 LOAD_S = (0.5, 0.01)  # loading a cached entry
 HEARTBEAT_S = 30.0  # a stage expected to take a minute or more says it is still going this often
 
@@ -555,12 +559,12 @@ def choose(embedder: Any, builder: Any, *, precision: str = "auto", budget: floa
                                f"({'; '.join(skipped.values())}): torch runs it as asked")
     trial = (trial_factory or _trial)(embedder, builder)
     previous = record["rows"] if record is not None else None  # a partial decision goes on
-    log.warning("runtime auto: %s of %s on this CPU (%s, %d cores, %s): measuring %s, at most %s; "
+    log.warning("runtime auto: %s of %s on this CPU (%s, %d cores, %s): measuring %s, %s; "
                 "cached for later runs", "first use" if previous is None else "going on with the first use",
                 embedder.model_id, parts["cpu"]["cpu"], parts["cpu"]["cores"],
                 " ".join(parts["cpu"]["isa"]) or "no ISA flags known",
                 ", ".join(label(r, p) for r, p in candidates),
-                "no limit" if math.isinf(budget) else f"{budget:g} s")
+                "with no time limit" if math.isinf(budget) else f"at most {budget:g} s")
     result, picked = decide(trial, candidates, skipped, budget=budget, precision=precision, previous=previous)
     trial.apply(picked)
     record = {"version": DECISION_VERSION, "key": key, "key_parts": parts, **result,
