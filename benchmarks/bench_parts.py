@@ -323,7 +323,7 @@ def measure_rescore(run_dir: Path, embedder, model_dir: Path) -> dict[str, float
     e2e run just wrote: what a user pays to try new prompts (issue 5), and
     to rescore again with them (new smoothing, say) once they are cached."""
     from pipeline.config import load_config
-    from pipeline.run.job import rescore_job
+    from pipeline.run.rescore import rescore_job
 
     config = load_config(None, {"model.id": str(model_dir), "output.formats": ["csv", "json"],
                                 "labels": [{"name": n} for n in RESCORE_LABELS]})

@@ -527,7 +527,7 @@ def choose(embedder: Any, builder: Any, *, precision: str = "auto", budget: floa
     picks on this machine, from the cached decision or measured now; the decision record.
 
     Args:
-        builder: the embedder's :class:`~pipeline.embed.export.ExportBuilder`, or None
+        builder: the embedder's :class:`~pipeline.embed.builder.ExportBuilder`, or None
             where no export can serve (torch's candidates alone).
         precision: ``auto``, or the precision asked for (its candidates alone).
         budget: seconds this load may spend (default :func:`budget_s`); ``math.inf``

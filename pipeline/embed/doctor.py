@@ -33,7 +33,7 @@ def doctor(model_id: str = DEFAULT_MODEL, *, revision: str | None = None, prepar
         ModelLoadError: the model cannot be loaded (one line, as a run says it).
     """
     from pipeline.embed import load_embedder
-    from pipeline.embed.export import ExportBuilder
+    from pipeline.embed.builder import ExportBuilder
     from pipeline.embed.runtime import exportable
 
     embedder = load_embedder(model_id, revision=revision, device="cpu", precision="fp32", runtime="torch")

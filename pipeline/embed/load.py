@@ -98,7 +98,7 @@ def load_embedder(model_id: str, *, revision: str | None = None, device: str = "
                         family=family)
     if runtime == MEASURED:
         from pipeline.embed import auto as measured
-        from pipeline.embed.export import ExportBuilder
+        from pipeline.embed.builder import ExportBuilder
 
         record = measured.choose(embedder, ExportBuilder(embedder), precision=precision)
         embedder.auto_choice = measured.summary(record)
@@ -145,7 +145,7 @@ def _attach_exported(embedder: Embedder, runtime: str, precision: str, family: F
 
 def _exported_builder(embedder: Embedder, runtime: str, family: Family) -> Any:
     """``precision`` → the exported runtime at that precision."""
-    from pipeline.embed.export import ExportBuilder
+    from pipeline.embed.builder import ExportBuilder
 
     if not exportable(embedder.preprocess_spec):
         raise ModelLoadError(f"runtime {runtime} needs a fixed input size, and {embedder.model_id} "

@@ -44,7 +44,7 @@ class Trial:
 
     Args:
         embedder: loaded at fp32 on torch; left so after every call but :meth:`apply`.
-        builder: its :class:`~pipeline.embed.export.ExportBuilder`, or None where no
+        builder: its :class:`~pipeline.embed.builder.ExportBuilder`, or None where no
             export can serve (a variable patch count).
     """
 
