@@ -442,3 +442,24 @@ def test_a_nul_byte_in_an_input_path_fails_that_input_alone(tmp_path, tiny_model
     assert result.exit_code == 1, result.output
     assert "not a usable path (it holds a NUL byte)" in result.output
     assert (tmp_path / "o" / "ten" / "segments.csv").exists()
+
+
+def test_doctor_prints_the_table_or_its_json(monkeypatch):
+    """``scenetag doctor`` is :mod:`pipeline.embed.doctor` on the command line
+    (its measurement is tested in test_runtime_auto.py)."""
+    from pipeline.embed import doctor as core
+
+    asked = {}
+    report = {"model": "m", "rows": []}
+
+    def fake(model, *, prepare, fresh):
+        asked.update(model=model, prepare=prepare, fresh=fresh)
+        return report
+
+    monkeypatch.setattr(core, "doctor", fake)
+    monkeypatch.setattr(core, "table", lambda r: f"table of {r['model']}")
+    result = runner.invoke(app, ["doctor", "-m", "some/model", "--prepare", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == report and asked == {"model": "some/model", "prepare": True, "fresh": False}
+    result = runner.invoke(app, ["doctor", "--fresh"])
+    assert result.stdout.strip() == "table of m" and asked["fresh"] and asked["model"].startswith("openai/")

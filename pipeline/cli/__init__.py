@@ -10,7 +10,8 @@ Here: :data:`app` (with its ``config`` group), every command registered on
 it in the order ``--help`` lists them, and :func:`main`, the console
 script. The commands live by what they work on: :mod:`.commands_run` (run
 folders), :mod:`.commands_store` (an embedding store), :mod:`.commands_measure`
-(truth), :mod:`.commands_clips` (clips cut from a run), :mod:`.commands_config`;
+(truth), :mod:`.commands_clips` (clips cut from a run), :mod:`.commands_doctor`
+(this machine's runtimes), :mod:`.commands_config`;
 their shared flags are in :mod:`.options`, config lookup in :mod:`.configs`.
 Command bodies import the heavy modules themselves, so importing this
 package (and ``--help``) stays fast.
@@ -24,6 +25,7 @@ import typer
 
 from pipeline.cli.commands_clips import clips_cmd
 from pipeline.cli.commands_config import config_init, config_show, config_validate
+from pipeline.cli.commands_doctor import doctor
 from pipeline.cli.commands_measure import calibrate, eval_cmd
 from pipeline.cli.commands_run import download_model, report_cmd, rescore, run
 from pipeline.cli.commands_store import cluster, search, serve
@@ -72,6 +74,7 @@ app.command(cls=Command)(calibrate)
 app.command(cls=Command)(search)
 app.command(cls=Command)(cluster)
 app.command(cls=Command)(serve)
+app.command(cls=Command)(doctor)
 config_app.command("show", cls=Command)(config_show)
 config_app.command("validate", cls=Command)(config_validate)
 config_app.command("init", cls=Command)(config_init)
