@@ -460,6 +460,7 @@ def test_doctor_prints_the_table_or_its_json(monkeypatch):
     monkeypatch.setattr(core, "table", lambda r: f"table of {r['model']}")
     result = runner.invoke(app, ["doctor", "-m", "some/model", "--prepare", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == report and asked == {"model": "some/model", "prepare": True, "fresh": False}
+    assert json.loads(result.stdout) == report
+    assert asked == {"model": "some/model", "prepare": True, "fresh": False}
     result = runner.invoke(app, ["doctor", "--fresh"])
     assert result.stdout.strip() == "table of m" and asked["fresh"] and asked["model"].startswith("openai/")

@@ -19,7 +19,8 @@ def doctor(
     prepare: Annotated[bool, typer.Option(
         "--prepare", help="Also make and measure what first runs defer (OpenVINO's accuracy-controlled "
                           "int8: minutes for a ViT-B/32); later runs pick from everything.")] = False,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Measure again, ignoring the cached decision.")] = False,
+    fresh: Annotated[bool, typer.Option(
+        "--fresh", help="Measure again, ignoring the cached decision.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON on stdout.")] = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
