@@ -220,6 +220,17 @@ def test_a_long_stage_says_it_is_still_going(monkeypatch, caplog):
     assert "still quantising (accuracy-controlled) openvino-int8" in caplog.text
 
 
+def test_a_probed_int8_deferred_by_one_load_is_made_when_prepared(monkeypatch):
+    fake_cpu(monkeypatch, AVX2)
+    speeds = {**ZEN3_SPEEDS, "probe": 40.0, "openvino-int8": 40.0}
+    first, _ = decide(FakeTrial(speeds))
+    assert first["rows"]["openvino-int8"]["status"] == "deferred"
+    measured = tuple(n for n, r in first["rows"].items() if r.get("status") == "measured")
+    again = FakeTrial(speeds, cached=measured)
+    second, _ = decide(again, budget=math.inf, previous=first["rows"])  # what doctor --prepare does
+    assert second["rows"]["openvino-int8"]["status"] == "measured" and second["chosen"] == "openvino-int8"
+
+
 def test_a_failed_candidate_is_left_out_with_a_warning(monkeypatch, caplog):
     fake_cpu(monkeypatch, AVX2)
     with caplog.at_level(logging.WARNING, logger="pipeline.embed.auto"):
@@ -377,7 +388,6 @@ def test_a_read_only_cache_does_not_stop_the_default_runtime(tiny_model_dir, tmp
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / "cache"))
-    auto._warned.clear()
     with caplog.at_level(logging.WARNING):
         embedder = load_embedder(str(tiny_model_dir), device="cpu")
     assert embedder.runtime.name == "torch" and embedder.auto_choice["decided"] == "fallback"

@@ -220,7 +220,7 @@ class _Decision:
         # What an earlier load settled: agreement does not change with the load on the machine.
         # A measured candidate whose export is gone since is new work again (within the budget).
         self.settled = {n: r for n, r in previous.items() if n != label("torch", "fp32") and (
-            r.get("status") == "failed" or "probe" in r
+            r.get("status") == "failed" or (r.get("status") == "skipped" and "probe" in r)
             or (r.get("status") == "measured" and "-" in n and trial.cached(*n.split("-", 1))))}
         self.ref_s = 0.0
 
@@ -360,8 +360,8 @@ class _Decision:
             self.gates[name] = {"gate": why or ("cached" if not force else "asked for")}
             return True
         ov32 = label("openvino", "fp32")
-        if self.rows.get(ov32, {}).get("status") != "measured":
-            state = self.rows.get(ov32, {"status": "skipped"})
+        state = self.rows.get(ov32) or self.settled.get(ov32) or {"status": "skipped"}
+        if state.get("status") != "measured":
             self.rows[name] = {**{k: v for k, v in state.items() if k in ("status", "until", "estimate_s")},
                                "reason": f"its probe needs {ov32}, which is {state['status']}"}
             return False
