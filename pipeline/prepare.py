@@ -11,7 +11,7 @@ function here is called.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -40,11 +40,13 @@ class Provenance:
     precision: str
     family: str = ""
     runtime: str = ""
+    auto: dict | None = field(default=None, compare=False)  # how auto chose runtime/precision, when it did
 
     @classmethod
     def of(cls, embedder) -> Provenance:
         return cls(embedder.model_id, embedder.revision, embedder.precision, getattr(embedder, "family", ""),
-                   getattr(getattr(embedder, "runtime", None), "name", "torch"))
+                   getattr(getattr(embedder, "runtime", None), "name", "torch"),
+                   getattr(embedder, "auto_choice", None))
 
     @classmethod
     def stored(cls, model_id: str, revision: str | None, label: str, family: str) -> Provenance:

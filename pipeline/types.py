@@ -315,6 +315,7 @@ class VideoResult:
     model_revision: str | None = None
     precision: str = ""
     runtime: str = ""  # torch, openvino, onnxruntime ("" when unknown: a store made before it was kept)
+    model_auto: dict | None = None  # how runtime: auto chose the runtime and precision (None: it did not)
     scoring_mode: str = ""  # the rule the scores came from: softmax, binary or sigmoid
     config_hash: str = ""
     wall_time_s: float = 0.0

@@ -121,3 +121,16 @@ def test_clusters_separate_the_objects(demo_run, tmp_path):
     mixed = {c: sorted(g["truth"].unique()) for c, g in frames.groupby("cluster") if g["truth"].nunique() > 1}
     assert not mixed, f"clusters mixing contents: {mixed}"
     assert set(frames["truth"]) == set(LABELS) | {"empty"}
+
+
+def test_summary_records_how_auto_chose_the_runtime(demo_run):
+    """The demo runs on ``runtime: auto``: summary.json says what it picked
+    and why, with the candidates it weighed (issue 29)."""
+    import json
+
+    _, out = demo_run
+    model = json.loads((out / "demo_kitchen" / "summary.json").read_text())["model"]
+    auto = model["auto"]
+    assert auto["chosen"] == f"{model['runtime']}-{model['precision']}"
+    assert auto["reason"] and auto["decided"] in ("measured", "cached")
+    assert auto["candidates"][auto["chosen"]]["agrees"] is True

@@ -79,8 +79,9 @@ DeviceOpt = Annotated[str | None, typer.Option("--device", metavar="DEV",
                                                     "Default: the config's; auto.")]
 RuntimeOpt = Annotated[Literal["auto", "torch", "openvino", "onnxruntime"] | None, typer.Option(
     help="What runs the model: torch, or a graph exported for OpenVINO / ONNX Runtime (CPU; fp32, "
-         "int8, OpenVINO also bf16; needs scenetag[cpu]). Default: the config's; auto (OpenVINO on a CPU "
-         "where installed, else torch; SCENETAG_CPU_RUNTIME=torch makes it torch).")]
+         "int8, OpenVINO also bf16; needs scenetag[cpu]). Default: the config's; auto (on a CPU: the "
+         "fastest runtime x precision that agrees with torch fp32, measured once on this machine: see "
+         "`scenetag doctor`; SCENETAG_CPU_RUNTIME=torch makes it torch).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout "
                                                       "(nothing else goes to stdout).")]
 LabelsOpt = Annotated[str | None, typer.Option(

@@ -148,7 +148,8 @@ def summary_dict(result: VideoResult, config_summary: dict | None = None) -> dic
         "frames_scored": len(result.frame_indices),
         "model": {"id": result.model_id, "family": result.model_family or None,
                   "revision": result.model_revision,
-                  "precision": result.precision, "runtime": result.runtime or None},
+                  "precision": result.precision, "runtime": result.runtime or None,
+                  "auto": _json_safe(result.model_auto)},
         "scoring": {"mode": result.scoring_mode or None},  # the rule used: auto resolved
         "config_hash": result.config_hash,
         "segments": [segment_dict(seg) for seg in result.segments],

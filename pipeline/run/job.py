@@ -246,7 +246,7 @@ def _video_result(embedded: EmbeddedInput, config: Config, classifier: Classifie
                          sampling=config.sampling.to_sampling(), decode=embedded.stats,
                          model_id=provenance.model_id, model_revision=provenance.revision,
                          precision=provenance.precision, runtime=provenance.runtime,
-                         scoring_mode=classifier.mode,
+                         model_auto=provenance.auto, scoring_mode=classifier.mode,
                          config_hash=config.hash())
     if embedded.error is not None:
         result.status, result.error = "error", _one_line(embedded.error)
