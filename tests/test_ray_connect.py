@@ -78,3 +78,21 @@ def test_a_run_joins_the_cluster_ray_address_names(tmp_path, tiny_model_dir, cli
         assert (tmp_path / "out" / "ten" / "segments.csv").exists()
     finally:
         cluster.shutdown()
+
+
+def test_ray_actors_run_what_the_driver_measured():
+    """Under ``runtime: auto`` each actor would load and measure on its own
+    (a partial decision measures again): the actors get the driver's pick."""
+    from types import SimpleNamespace
+
+    from pipeline.config import parse_config
+    from pipeline.run.job import RunOptions, _make_engine
+
+    config = parse_config({"labels": ["a"]})
+    embedder = SimpleNamespace(input_size=224, still_resize=None, batch_size=8, precision="int8",
+                               runtime=SimpleNamespace(name="onnxruntime"), auto_choice={"chosen": "x"})
+    engine = _make_engine(config, RunOptions(engine="ray"), embedder)
+    assert (engine.config.model.runtime, engine.config.model.precision) == ("onnxruntime", "int8")
+    embedder.auto_choice = None  # chosen by the config, not measured: the config stands
+    engine = _make_engine(config, RunOptions(engine="ray"), embedder)
+    assert (engine.config.model.runtime, engine.config.model.precision) == ("auto", "auto")

@@ -292,6 +292,11 @@ def _make_engine(config: Config, options: RunOptions, embedder, progress: RunPro
     if options.engine == "ray":
         from pipeline.engine.ray import RayEngine
 
+        if getattr(embedder, "auto_choice", None) is not None:
+            # the actors run what the driver measured: one decision (no actor measures on its
+            # own, even where the driver's is partial) and one precision for every stored frame
+            pinned = {"runtime": embedder.runtime.name, "precision": embedder.precision}
+            config = config.model_copy(update={"model": config.model.model_copy(update=pinned)})
         return RayEngine(config, address=options.ray_address, short_side=embedder.input_size,
                          still_resize=embedder.still_resize, num_actors=options.ray_actors,
                          progress=options.progress)
