@@ -179,7 +179,7 @@ def test_summary_json_is_strict_and_complete(tmp_path):
     assert summary["decode"]["frames_decoded"] == 200
     assert summary["frames_scored"] == 40
     assert summary["model"] == {"id": "tiny/clip", "family": None, "revision": None, "precision": "fp32",
-                                "runtime": None}
+                                "runtime": None, "auto": None}
     assert summary["totals"]["beach"]["fraction"] is None  # NaN → null
     assert summary["totals"][COMMA_LABEL] == {"kind": "tag", "seconds_present": 8.0, "fraction": 0.4,
                                               "frames_over_threshold": 16, "max_score": 0.9}
