@@ -97,8 +97,7 @@ def test_a_jpeg_over_the_cap_is_decoded_at_a_reduced_scale(tmp_path, monkeypatch
 
 def test_example_pictures_get_the_same_cap(pictures):
     """``labels[].images`` go through the same check: a config error, no decode."""
-    from pipeline.analysis.exemplars import picture_embedder
-
+    from pipeline.embed.exemplars import picture_embedder
     from pipeline.types import ConfigError
 
     embedder = StubEmbedder()
