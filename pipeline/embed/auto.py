@@ -64,7 +64,7 @@ from pipeline.atomic import atomic_write_text
 from pipeline.embed import cpu
 from pipeline.embed import runtime as runtime_mod
 from pipeline.embed.choose import AGREEMENT
-from pipeline.embed.runtime import EXPORT_VERSION, TorchRuntime, cache_root
+from pipeline.embed.runtime import EXPORT_VERSION, TorchRuntime, cache_root, decision_path, decisions_folder
 from pipeline.types import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -483,11 +483,6 @@ def decision_key(embedder: Any, precision: str) -> tuple[str, dict]:
     return f"auto-{digest}", parts
 
 
-def decision_path(key: str) -> Path:
-    """Where the decision named ``key`` is cached."""
-    return cache_root() / "exports" / "decisions" / f"{key}.json"
-
-
 def read_decision(path: Path, key: str) -> dict | None:
     """The cached decision at ``path``, or None (absent; a damaged or foreign one is logged)."""
     if not path.exists():
@@ -508,7 +503,7 @@ def read_decision(path: Path, key: str) -> dict | None:
 
 def unwritable(root: Path) -> str | None:
     """Why nothing can be cached under ``root`` (None: it can)."""
-    folder = root / "exports" / "decisions"
+    folder = decisions_folder(root)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".writable-"):

@@ -36,7 +36,7 @@ import numpy as np
 from pipeline.atomic import atomic_write_text
 from pipeline.embed import runtime as runtime_mod
 from pipeline.embed.export import Calibration, export_key
-from pipeline.embed.runtime import EXPORTED_PRECISIONS, cache_root, importable
+from pipeline.embed.runtime import EXPORTED_PRECISIONS, decision_path, importable
 from pipeline.embed.scenes import drawn_scenes
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ def _decision_path(embedder: Any, runtime: str) -> Path:
     machine = json.dumps({"cpu": cpu.signature(), "versions": cpu.versions()}, sort_keys=True)
     key = export_key(runtime, model_id=embedder.model_id, revision=embedder.revision, precision="auto",
                      input_size=(embedder.input_size,), calibration=f"decision-v{DECISION_VERSION}|{machine}")
-    return cache_root() / "exports" / "decisions" / f"{key}.json"
+    return decision_path(key)
 
 
 def _read_decision(path: Path, runtime: str) -> dict | None:

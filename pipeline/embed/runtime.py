@@ -169,6 +169,16 @@ def cache_root() -> Path:
     return Path(base).expanduser() / "scenetag"
 
 
+def decisions_folder(root: Path | None = None) -> Path:
+    """Where measured choices (runtime ``auto``, precision ``auto``) are cached."""
+    return (root or cache_root()) / "exports" / "decisions"
+
+
+def decision_path(key: str) -> Path:
+    """Where the measured choice named ``key`` is cached."""
+    return decisions_folder() / f"{key}.json"
+
+
 # --------------------------------------------------------------------------- runtimes
 
 
