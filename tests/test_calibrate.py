@@ -242,3 +242,6 @@ def test_a_store_of_another_model_is_refused_unless_model_names_it(bad_run, tmp_
                     "-o", str(tmp_path / "tuned.yaml"), "--shared-unseen", "--model", str(MODEL), "-q")
     assert result.exit_code == 0, result.output
     assert load_config(tmp_path / "tuned.yaml").model.id == str(MODEL.resolve())
+    # named relative to the tuned config, as its example pictures are: the pair moves together
+    written = yaml.safe_load((tmp_path / "tuned.yaml").read_text())["model"]["id"]
+    assert written == os.path.relpath(MODEL.resolve(), tmp_path.resolve())

@@ -325,10 +325,13 @@ def tuned_yaml(config_path: Path, config: Config, result: Calibration, out_path:
     from pipeline.config import read_yaml
 
     data = read_yaml(config_path)
-    _rebase_paths(data, config, config_path.parent, out_path.parent)
-    if model_id is not None:
-        data["model"] = {**(data.get("model") or {}), "id": config.model.id}
+    _rebase_pictures(data, config_path.parent, out_path.parent)
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    if model_id is not None:  # the model tuned for, in place of the config's
+        data["model"] = {**model, "id": _model_for(config, out_path.parent)}
         data["model"].pop("revision", None)
+    elif isinstance(model.get("id"), str) and model["id"] != config.model.id:  # a relative folder
+        model["id"] = _model_for(config, out_path.parent)
     if result.unchanged:  # the config's own values, as it wrote them
         return _header(result, config_path, truth_path, store_dir) + \
             yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
@@ -363,12 +366,18 @@ def _set_section(data: dict, key: str, method: str, rules: Tunables) -> None:
     section["window_s"] = round(rules.window_s, 4)
 
 
-def _rebase_paths(data: dict, config: Config, old: Path, new: Path) -> None:
+def _model_for(config: Config, new: Path) -> str:
+    """The config's model as ``new``'s config names it: a local folder
+    relative to ``new`` (load_config resolved it), a Hub id as it is."""
     import os
 
-    model = data.get("model")
-    if isinstance(model, dict) and isinstance(model.get("id"), str) and model["id"] != config.model.id:
-        model["id"] = os.path.relpath(config.model.id, new.resolve())  # load_config resolved it
+    model_id = config.model.id
+    return os.path.relpath(model_id, new.resolve()) if Path(model_id).is_dir() else model_id
+
+
+def _rebase_pictures(data: dict, old: Path, new: Path) -> None:
+    import os
+
     labels = list(data.get("labels") or []) + list((data.get("nsfw") or {}).get("labels") or [])
     for entry in labels:
         for key in ("images", "negative_images"):
