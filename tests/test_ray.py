@@ -123,6 +123,35 @@ def test_resume_skips_finished_inputs(tmp_path, both_runs, config, clip_dir, tin
     assert sorted(pd.read_csv(out / "index.csv")["name"]) == ["ten", "twentyfive"]
 
 
+def test_inputs_are_written_while_the_ray_job_streams_on(tmp_path, local_ray, config, clip_dir,
+                                                         tiny_embedder, monkeypatch):
+    # refined and written a group at a time on a CPU cluster: a killed driver loses at most a group
+    from pipeline.engine import ray as ray_engine
+    from pipeline.run import job
+
+    monkeypatch.setattr(ray_engine, "RAY_REFINE_GROUP", 1)
+    shutil.copy(clip_dir / "ten.mp4", tmp_path / "again.mp4")
+    inputs = [str(clip_dir / "ten.mp4"), str(clip_dir / "twentyfive.mp4"), str(tmp_path / "again.mp4")]
+    order: list[tuple[str, str]] = []
+    streamed, handled = ray_engine.RayEngine.run, job.handle_input
+
+    def run(self, paths, embed_images=None):
+        for embedded in streamed(self, paths, embed_images):
+            order.append(("streamed", embedded.path))
+            yield embedded
+
+    def handle_input(embedded, **kw):
+        order.append(("written", embedded.path))
+        handled(embedded, **kw)
+
+    monkeypatch.setattr(ray_engine.RayEngine, "run", run)
+    monkeypatch.setattr(job, "handle_input", handle_input)
+    report = run_job(inputs, config, tmp_path / "out", _options("ray"), embedder=tiny_embedder)
+    assert report.exit_code == 0
+    assert order.index(("written", inputs[0])) < order.index(("streamed", inputs[2]))
+    assert json.loads((tmp_path / "out" / "again" / "summary.json").read_text())["refine"]
+
+
 def test_missing_ray_is_one_line_install_hint(monkeypatch):
     import builtins
 

@@ -75,6 +75,9 @@ class _Pending:
     end: EmbeddedInput | None = None
 
 
+REFINE_GROUP = 8  # inputs whose refinement rounds share model calls
+
+
 class LocalEngine:
     """Decode in a background thread, embed in the calling thread.
 
@@ -112,6 +115,11 @@ class LocalEngine:
 
     def __exit__(self, *exc) -> None:
         pass
+
+    def refine_group_size(self) -> int:
+        """Inputs whose edge refinement rounds share model calls: a few, so
+        their frames fill larger calls while the decode thread runs ahead."""
+        return REFINE_GROUP
 
     def probe(self, requests: Mapping[str, Sequence[int]], embed_images: EmbedImages,
               frames: Mapping[str, FrameBatch] | None = None) -> dict[str, EmbeddedInput]:

@@ -51,6 +51,10 @@ from pipeline.types import DecodeStats, DecodeTimeout, FrameBatch, GapScan, Pipe
 
 log = logging.getLogger(__name__)
 
+# Inputs refined at a time beside the streaming job on a CPU cluster: enough
+# that each round's scan and probe tasks fill the cluster, few enough that a
+# killed driver loses little and the driver holds little.
+RAY_REFINE_GROUP = 32
 INSTALL_HINT = 'the ray engine needs Ray Data: pip install "scenetag[ray]"'
 _NO_IMAGES = np.zeros((0, 0, 0, 3), np.uint8)
 
@@ -146,6 +150,20 @@ class RayEngine:
         if getattr(self, "_started_here", False):
             _import_ray().shutdown()
             self._started_here = False
+
+    def refine_group_size(self) -> int | None:
+        """Inputs refined together while the job streams on (their outputs are
+        written then: a killed driver loses at most a group), or None: all at
+        once, after the job. On a cluster without GPUs for the model,
+        refinement's scans and probes are Ray tasks that queue behind the
+        decode tasks and the driver's model embeds their frames, so groups are
+        safe. With GPUs its actor needs a GPU that the embed pool holds until
+        the job ends: refinement waits for the job."""
+        ray = _import_ray()
+        if not ray.is_initialized():
+            return None
+        on_gpus = self.config.model.device != "cpu" and int(ray.cluster_resources().get("GPU", 0)) > 0
+        return None if on_gpus else RAY_REFINE_GROUP
 
     def probe(self, requests: dict[str, list[int]], embed_images: Callable | None = None,
               frames: dict[str, FrameBatch] | None = None) -> dict[str, EmbeddedInput]:

@@ -119,7 +119,7 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
         with _progress(todo, config, options, resumed=run.skipped) as progress, \
                 _make_engine(config, options, embedder, progress) as engine:
             fresh = engine.run(to_decode, embedder.embed_images) if to_decode else []
-            for group in _refine_groups(itertools.chain(cached, fresh), config, options):
+            for group in _refine_groups(itertools.chain(cached, fresh), config, engine):
                 for embedded in _refined(group, config, classifier, engine, embedder):
                     if cache:
                         cache.save(embedded)
@@ -134,25 +134,22 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
     return run
 
 
-REFINE_GROUP = 8  # inputs whose refinement rounds share model calls (local engine)
-
-
-def _refine_groups(stream, config: Config, options: RunOptions):
+def _refine_groups(stream, config: Config, engine):
     """Inputs in the groups whose edges are refined together, so each round's
-    frames fill larger model calls: ``REFINE_GROUP`` consecutive inputs with
-    the local engine (its decode thread runs ahead meanwhile); all at once
-    with Ray, whose refinement rounds must not run beside the job still
-    streaming. One at a time without refinement."""
+    frames fill larger model calls; the engine says how many
+    (``refine_group_size``: None is all at once, after its job). One at a
+    time without refinement."""
     if not config.segments.refine:
         yield from ([embedded] for embedded in stream)
         return
-    if options.engine == "ray":
+    size = engine.refine_group_size()
+    if size is None:
         yield list(stream)
         return
     group: list[EmbeddedInput] = []
     for embedded in stream:
         group.append(embedded)
-        if len(group) >= REFINE_GROUP:
+        if len(group) >= size:
             yield group
             group = []
     if group:
