@@ -1,5 +1,6 @@
 """Progress bars for a run: frames done / expected with an ETA, for the run
-and for the input being embedded.
+and for the input being embedded; or, where frames are embedded out of the
+driver's sight (Ray), inputs done / all with an ETA.
 
 The expected count comes from container metadata (duration, frame count) and
 the sampling rule. Metadata lies (a 28 KB file can claim 3,000 years), so the
@@ -92,17 +93,26 @@ class RunProgress:
             a terminal.
         resumed: inputs of the run ``--resume`` skips (not in ``paths``):
             counted as done in the run bar's ``inputs done/all``.
+        by_input: one bar of inputs done / all (with its ETA), moved only by
+            :meth:`finished`: for an engine whose frames are embedded where
+            the driver does not see them (Ray).
     """
 
     def __init__(self, paths: Sequence[str], sampling: Sampling, *, enabled: bool = True,
-                 file=None, disable: bool | None = None, resumed: int = 0) -> None:
+                 file=None, disable: bool | None = None, resumed: int = 0, by_input: bool = False) -> None:
         self.sampling = sampling
         self.inputs = {path: _Input() for path in paths}
         self.resumed = resumed
         self.enabled = enabled and bool(paths)
+        self.by_input = by_input
         self.current: str | None = None
         self.run_bar = self.input_bar = None
-        if self.enabled:
+        if self.enabled and by_input:
+            from tqdm import tqdm
+
+            self.run_bar = tqdm(total=len(paths) + resumed, initial=resumed, unit="input", desc="scenetag",
+                                leave=False, file=file, disable=disable, position=0)
+        elif self.enabled:
             from tqdm import tqdm
 
             self.run_bar = tqdm(total=None, unit="frame", desc="scenetag", leave=False,
@@ -124,7 +134,7 @@ class RunProgress:
 
     def started(self, path: str, info: VideoInfo | None) -> None:
         """An engine opened ``path``: its expected count becomes known."""
-        if not self.enabled or path not in self.inputs:
+        if not self.enabled or self.by_input or path not in self.inputs:
             return
         slot = self.inputs[path]
         slot.expected, slot.opened = expected_frames(info, self.sampling), True
@@ -135,7 +145,7 @@ class RunProgress:
 
     def embedded(self, path: str, frames: int) -> None:
         """``frames`` more frames of ``path`` went through the model."""
-        if not self.enabled or path not in self.inputs:
+        if not self.enabled or self.by_input or path not in self.inputs:
             return
         slot = self.inputs[path]
         slot.done += frames
@@ -149,6 +159,12 @@ class RunProgress:
     def finished(self, path: str, frames: int) -> None:
         """``path`` is done with ``frames`` frames (its real count)."""
         if not self.enabled or path not in self.inputs:
+            return
+        if self.by_input:
+            if not self.inputs[path].finished:
+                self.inputs[path].finished = True
+                self.run_bar.update(1)
+                self.run_bar.refresh()  # inputs are rare events: each one is drawn
             return
         slot = self.inputs[path]
         if slot.done < frames:  # came from the store: never went through the model

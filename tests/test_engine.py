@@ -194,6 +194,24 @@ def test_progress_bars_get_totals_from_each_input():
     assert "0/10 [" in text and "/45 [" in text and "<" in text  # done/expected and the ETA
 
 
+def test_progress_by_input_counts_inputs_with_an_eta():
+    import io
+
+    buf = io.StringIO()
+    with RunProgress(["a.mp4", "b.mp4", "c.mp4"], Sampling(every_seconds=1.0), file=buf, disable=False,
+                     resumed=1, by_input=True) as progress:
+        assert progress.input_bar is None and (progress.run_bar.n, progress.run_bar.total) == (1, 4)
+        progress.started("a.mp4", _video(10.0, 10.0, 100))  # frames are not the unit here
+        progress.embedded("a.mp4", 4)
+        assert progress.run_bar.n == 1
+        progress.finished("a.mp4", 10)
+        progress.finished("a.mp4", 10)  # told twice, counted once
+        assert progress.run_bar.n == 2
+        progress.finished("b.mp4", 3)
+    text = buf.getvalue()
+    assert "3/4 [" in text and "input" in text and "<" in text  # done/all and the ETA
+
+
 class ProgressRecorder:
     def __init__(self):
         self.opened: list[tuple[str, int]] = []

@@ -152,6 +152,28 @@ def test_inputs_are_written_while_the_ray_job_streams_on(tmp_path, local_ray, co
     assert json.loads((tmp_path / "out" / "again" / "summary.json").read_text())["refine"]
 
 
+def test_a_ray_run_shows_inputs_done_with_an_eta(tmp_path, local_ray, config, clip_dir, tiny_embedder,
+                                                monkeypatch):
+    import io
+
+    from pipeline.progress import RunProgress
+    from pipeline.run import job
+
+    buf = io.StringIO()
+
+    class Shown(RunProgress):
+        def __init__(self, paths, sampling, **kwargs):
+            super().__init__(paths, sampling, enabled=True, file=buf, disable=False,
+                             by_input=kwargs["by_input"])
+
+    monkeypatch.setattr(job, "RunProgress", Shown)
+    inputs = [str(clip_dir / "ten.mp4"), str(clip_dir / "twentyfive.mp4")]
+    report = run_job(inputs, config, tmp_path / "out", RunOptions(engine="ray", use_store=False),
+                     embedder=tiny_embedder)
+    assert report.exit_code == 0
+    assert "2/2 [" in buf.getvalue() and "input" in buf.getvalue()
+
+
 def test_missing_ray_is_one_line_install_hint(monkeypatch):
     import builtins
 

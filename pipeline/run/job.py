@@ -296,7 +296,9 @@ def _make_engine(config: Config, options: RunOptions, embedder, progress: RunPro
             config = config.model_copy(update={"model": config.model.model_copy(update=pinned)})
         return RayEngine(config, address=options.ray_address, short_side=embedder.input_size,
                          still_resize=embedder.still_resize, num_actors=options.ray_actors,
-                         progress=options.progress)
+                         # Ray Data's bars (blocks per stage: is embed waiting on decode?)
+                         # for --debug; ours count inputs
+                         progress=options.progress and log.isEnabledFor(logging.DEBUG))
     from pipeline.engine.local import LocalEngine
 
     return LocalEngine(opener, config.sampling.to_sampling(), batch_size=embedder.batch_size,
@@ -305,10 +307,11 @@ def _make_engine(config: Config, options: RunOptions, embedder, progress: RunPro
 
 def _progress(paths: Sequence[str], config: Config, options: RunOptions, resumed: int = 0) -> RunProgress:
     """Frames done / expected, with ETAs, for the run and the current input;
-    off under ``progress=False`` and for Ray (Ray Data draws its own bars)."""
-    enabled = options.progress and options.engine != "ray"
+    inputs done / all for Ray (its actors embed where the driver cannot
+    count frames); off under ``progress=False``."""
     # disable=None: no bars when stderr is not a terminal
-    return RunProgress(paths, config.sampling.to_sampling(), enabled=enabled, disable=None, resumed=resumed)
+    return RunProgress(paths, config.sampling.to_sampling(), enabled=options.progress, disable=None,
+                       resumed=resumed, by_input=options.engine == "ray")
 
 
 def _run_live(live, config: Config, out_dir: Path, options: RunOptions, embedder, run: RunReport,
