@@ -192,8 +192,9 @@ class StreamOutputs:
                 fd = self._files[name] = os.open(self.folder / name,
                                                  os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
                 self._sizes[name] = os.fstat(fd).st_size
-            append(fd, text.encode("utf-8"), self._sizes[name])
-            self._sizes[name] += len(text.encode("utf-8"))
+            data = text.encode("utf-8")
+            append(fd, data, self._sizes[name])
+            self._sizes[name] += len(data)
         except OSError as ex:
             if not is_disk_full(ex):
                 raise
