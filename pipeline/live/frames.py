@@ -172,7 +172,8 @@ class StreamReader:
         sampling: which frames to keep, by PTS (``every_n_frames`` counts
             frames seen).
         queue: where frames and markers go.
-        stop: set to end the stream (a signal, the run ending).
+        stop: set to end the stream (a signal, the run ending); :meth:`halt`
+            ends this stream alone.
         short_side: frames are resized so their shorter side is this.
         read_timeout_s: no data for this long is a drop (``--timeout``).
         duration_s: stop after this much stream time (``--duration``).
@@ -183,7 +184,9 @@ class StreamReader:
                  stop: threading.Event, *, short_side: int | None, read_timeout_s: float,
                  duration_s: float | None = None, reconnect: bool = False,
                  backoff: Backoff = Backoff()) -> None:
-        self.source, self.queue, self.stop = source, queue, stop
+        self.source, self.queue = source, queue
+        self._halted = threading.Event()
+        self.stop = _EitherEvent(stop, self._halted)
         self.sampler = PtsSampler(sampling)
         self.short_side, self.read_timeout_s = short_side, read_timeout_s
         self.duration_s, self.reconnect, self.backoff = duration_s, reconnect, backoff
@@ -201,6 +204,11 @@ class StreamReader:
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
+
+    def halt(self) -> None:
+        """Stop reading this stream (its model side ended it: a full disk),
+        as ``stop`` would, while the run's other streams go on."""
+        self._halted.set()
 
     # ------------------------------------------------------------------ thread
 
@@ -322,6 +330,29 @@ class StreamReader:
         self.queue.rebase(at)
         self._lost = None
         return at
+
+
+class _EitherEvent:
+    """Set while either of two events is (the run's stop, a stream's own
+    halt): what a reader waits on, with an :class:`threading.Event`'s
+    ``is_set`` and ``wait``."""
+
+    POLL_S = 0.05
+
+    def __init__(self, first: threading.Event, second: threading.Event):
+        self.first, self.second = first, second
+
+    def is_set(self) -> bool:
+        return self.first.is_set() or self.second.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.first.wait(min(left, self.POLL_S))
+        return True
 
 
 class _Unopenable(VideoOpenError):

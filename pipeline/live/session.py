@@ -7,7 +7,10 @@ every queue, embeds them in shared batches, and hands each stream its own
 the others go on. SIGINT and SIGTERM end every stream cleanly: open
 segments close at the last frame and the final outputs are written; a
 second Ctrl-C writes them without waiting for the network or the store
-(see :class:`_signals`).
+(see :class:`_signals`). A full disk ends each stream whose writes find
+no room as ``error: disk full``, the others go on; a space reserve in the
+output folder (:mod:`pipeline.live.reserve`) keeps room for the final
+``summary.json`` of each and the run's index.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 from pipeline.live.events import open_bus
 from pipeline.live.frames import Backoff, LatestQueue, LiveFrame, StreamEnd, StreamReader
 from pipeline.live.outputs import StreamOutputs
+from pipeline.live.reserve import SpaceReserve
 from pipeline.live.sources import LiveSource, check_openable, display_name
 from pipeline.live.stream import LiveStream
 from pipeline.live.tracker import rules_for
@@ -105,12 +109,23 @@ def run_live(sources: Sequence[LiveSource], config, out_dir: Path, options: Live
     live: LiveOptions = options.live or LiveOptions()
     cache = open_cache(config, options, embedder, out_dir)  # as run_job opens it for files
     run = _Run(config, out_dir, live, embedder, run_classifier(config, embedder, cache),
-               Provenance.of(embedder), open_bus(live.events, live.events_url), cache)
+               Provenance.of(embedder), open_bus(live.events, live.events_url), cache,
+               SpaceReserve(out_dir))
     report = LiveReport()
     if config.output.top_frames:
         log.warning("--top-frames: not saved for live inputs (a stream cannot be read again for its "
                     "full-size frames)")
     names = live_names(sources, existing or {}, taken)
+    try:
+        _play(sources, names, run, report)
+    finally:
+        run.reserve.close()  # right before the index is written (the caller's next step)
+    return report
+
+
+def _play(sources: Sequence[LiveSource], names: dict[LiveSource, str], run: _Run, report: LiveReport) -> None:
+    """Open every source, play the streams to their ends, into ``report``."""
+    cache, live = run.cache, run.live
     streams = []
     for source in sources:
         try:
@@ -138,7 +153,6 @@ def run_live(sources: Sequence[LiveSource], config, out_dir: Path, options: Live
             cache.finish()
     report.signal = caught[0] if caught else None
     report.results += [s.result() for s in streams]
-    return report
 
 
 @dataclass
@@ -153,6 +167,7 @@ class _Run:
     provenance: object
     bus: object
     cache: object
+    reserve: SpaceReserve | None = None  # room for the final summaries and the index
     stop: threading.Event = field(default_factory=threading.Event)  # set: every stream ends
     hurry: threading.Event = field(default_factory=threading.Event)  # set: end without waiting (2nd Ctrl-C)
     wake: threading.Event = field(default_factory=threading.Event)  # set: some queue has an item
@@ -166,7 +181,7 @@ def _stream(source: LiveSource, name: str, run: _Run) -> LiveStream:
     reader = StreamReader(source, config.sampling.to_sampling(), queue, run.stop,
                           short_side=embedder.input_size, read_timeout_s=config.decoder.timeout_s,
                           duration_s=live.duration_s, reconnect=live.reconnect, backoff=live.backoff)
-    outputs = StreamOutputs(run.out_dir / name, classifier.names, config.output.formats)
+    outputs = StreamOutputs(run.out_dir / name, classifier.names, config.output.formats, run.reserve)
     outputs.start()
     base = VideoResult(input_path=source.shown, name=name, sampling=config.sampling.to_sampling(),
                        model_id=p.model_id, model_family=p.family, model_revision=p.revision,
@@ -176,7 +191,9 @@ def _stream(source: LiveSource, name: str, run: _Run) -> LiveStream:
                         store=_chunk_writer(run.cache, run) if run.cache else None,
                         store_chunk=live.store_chunk,
                         nsfw_enabled=bool(config.nsfw.labels), verdict_min_s=config.nsfw.verdict_min_s)
-    reader.start()
+    stream.check_space()  # no room for its folder: it ends before it starts
+    if not stream.ended:
+        reader.start()
     return stream
 
 

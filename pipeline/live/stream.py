@@ -78,6 +78,10 @@ class LiveStream:
     # ------------------------------------------------------------------ input
 
     def marker(self, item: object) -> None:
+        self._marker(item)
+        self.check_space()
+
+    def _marker(self, item: object) -> None:
         if isinstance(item, Opened):
             if self.info is None:
                 self.info = item.info
@@ -112,30 +116,58 @@ class LiveStream:
             if len(self._chunk) % self.store_chunk == 0:  # after a failed write: a chunk later
                 self.flush_store()
         self._forget()
+        self.check_space()
+
+    def check_space(self) -> None:
+        """A write of the stream's outputs found the disk full: the stream
+        ends there, as ``error: disk full (<file>)`` (its rows so far are
+        kept), while the run's other streams go on."""
+        if self.outputs.full and not self.ended:
+            self.finish(StreamEnd("error", _disk_full(self.outputs.full)))
+
+    @property
+    def disk_full(self) -> bool:
+        """Whether the stream ended for want of disk space (a failed input)."""
+        return self.end is not None and self.outputs.full is not None
 
     def finish(self, end: StreamEnd) -> None:
-        """The stream is over: settle every label, write the final outputs."""
+        """The stream is over: settle every label, write the final outputs
+        (the exports, the end event, ``summary.json`` last). A disk that
+        fills on the way makes the end ``error: disk full``."""
         if self.ended:
             return
+        self.reader.halt()  # a full disk ends the stream before its reader
         self._close_piece()
-        self.end = end
+        self.end = self._full_end(end)
+        self.flush_store()
+        self.outputs.exports(self.result(), pictures=self.peaks.pictures_at)
+        self.end = end = self._full_end(self.end)
         if end.error and not self.times:  # nothing came of it: the input failed
             log.error("%s: %s", self.source.shown, end.error)
             self.outputs.discard_tables()
+        elif self.disk_full:  # it played, then the disk filled: a failed input, its rows kept
+            log.error("%s: %s; the stream is ended (its tables keep the rows written before)",
+                      self.source.shown, end.error)
         elif end.error:  # it played, then ended badly: what it gave is kept
             log.warning("%s: %s", self.source.shown, end.error)
         self._emit({"event": "end", "reason": end.reason, "error": end.error,
                     "frames_scored": self.scored, "dropped_frames": self.reader.queue.dropped})
-        self.flush_store()
         self.outputs.close()
-        self.outputs.finish(self.result(), {"live": self.live_summary()}, pictures=self.peaks.pictures_at)
+        self.outputs.final_summary(self.result(), {"live": self.live_summary()})
         self.last_flush = time.monotonic()
+
+    def _full_end(self, end: StreamEnd) -> StreamEnd:
+        """``end``, or the disk-full end when a write found no room."""
+        if self.outputs.full and not (end.error or "").startswith("disk full"):
+            return StreamEnd("error", _disk_full(self.outputs.full))
+        return end
 
     # ------------------------------------------------------------------ output
 
     def snapshot(self) -> None:
         self.outputs.snapshot(self.result(), {"live": self.live_summary()})
         self.last_flush = time.monotonic()
+        self.check_space()
 
     def flush_store(self) -> None:
         """Hand the store the frames embedded since the last chunk; when it
@@ -163,6 +195,8 @@ class LiveStream:
         status, error = "ok", None
         if not self.times and self.end is not None:
             status, error = "error", self.end.error or f"no frame received ({self.end.reason})"
+        elif self.disk_full:  # what it gave is kept, but the input failed
+            status, error = "error", self.end.error
         times = np.asarray(self.times, np.float64)
         tracks = self._tracks()
         duration = float(times[-1]) + smooth.sample_step(times) / 2 if len(times) else None
@@ -301,6 +335,10 @@ class LiveStream:
         return DecodeStats(frames_decoded=self.reader.frames_seen, frames_sampled=self.scored,
                            corrupt_packets=self.reader.corrupt, strategy="live", notes=notes)
 
+
+
+def _disk_full(where: str) -> str:
+    return f"disk full ({where})"
 
 
 def _until(event: Event, end_s: float | None) -> Event:

@@ -96,7 +96,10 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
     """
     options = options or RunOptions()
     out_dir.mkdir(parents=True, exist_ok=True)
+    from pipeline.live.reserve import discard_reserves
     from pipeline.live.sources import split_live
+
+    discard_reserves(out_dir)  # a killed live run's space reserve is no output
 
     force = bool(options.live and options.live.force)
     live, inputs = split_live(list(inputs), force=force)
