@@ -78,14 +78,23 @@ def test_an_entry_written_under_another_key_is_exported_again(tiny_model_dir, ca
     assert json.loads((again.runtime.folder / "meta.json").read_text())["precision"] == "int8"
 
 
-@pytest.mark.parametrize("meta", ['{"files": []}', '{"files": ["image.onnx", "text.onnx"]}', "[]", "null",
-                                  '{"files": {"image.onnx": 7}, "inputs": {}}'])
-def test_an_export_record_of_the_wrong_shape_is_exported_again(meta, tiny_model_dir, caplog):
+WRONG_SHAPES = ['{"files": []}', '{"files": ["image.onnx", "text.onnx"]}', "[]", "null",
+                '{"files": {"image.onnx": 7}, "inputs": {}}']
+
+
+@pytest.mark.parametrize("meta", WRONG_SHAPES)
+def test_an_export_record_of_any_wrong_shape_is_damage(meta, tmp_path):
     """Issue 27 item 12: a meta.json whose ``files`` is a list raised AttributeError."""
+    (tmp_path / "meta.json").write_text(meta)
+    assert export_mod.damage(tmp_path) == "meta.json is not an export record"
+
+
+def test_an_export_record_of_the_wrong_shape_is_exported_again(tiny_model_dir, caplog):
+    """The whole path for one of :data:`WRONG_SHAPES` (each re-export costs seconds)."""
     pytest.importorskip("onnxruntime")
     entry = load_embedder(str(tiny_model_dir), device="cpu", precision="fp32",
                           runtime="onnxruntime").runtime.folder
-    (entry / "meta.json").write_text(meta)
+    (entry / "meta.json").write_text(WRONG_SHAPES[1])
     with caplog.at_level(logging.WARNING, logger="pipeline.embed.export"):
         embedder = load_embedder(str(tiny_model_dir), device="cpu", precision="fp32", runtime="onnxruntime")
     assert "damaged" in caplog.text and "exporting it again" in caplog.text
