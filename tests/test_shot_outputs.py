@@ -1,6 +1,8 @@
 """Shots in a run's outputs beyond shots.csv: the strip of report.html (one
 block per shot, the cues under it; none without shots; hostile tags
-escaped), and ``scenetag report`` drawing it again from shots.csv and cues.csv."""
+escaped), ``scenetag report`` drawing it again from shots.csv and cues.csv,
+and the store's ``shots`` table (exactly shots.csv's rows, replaced on a
+rerun, removed with the input; a store without the table opens and searches)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from pipeline.cli import app
 from pipeline.report import html, readback
 from pipeline.report.text import clock
 from pipeline.report.timeline_files import CueRow, ShotRow, read_shots
+from pipeline.store.db import EmbeddingStore
+from pipeline.store.schema import SHOTS
 from pipeline.types import Segment
 
 runner = CliRunner()
@@ -116,3 +120,63 @@ def test_hostile_shot_tags_and_cue_kinds_are_escaped(tmp_path):
     assert [s["tags"] for s in data["shots"]] == [HOSTILE, "cup"]
     assert [c["kind"] for c in data["cues"]] == ["black", HOSTILE]
     _check_strip(page, result.shots)
+
+
+# --------------------------------------------------------------------------- the store
+
+
+def _table_rows(store: Path) -> list[dict]:
+    import lancedb
+
+    return lancedb.connect(str(store)).open_table(SHOTS).to_arrow().to_pylist()
+
+
+def _stored(store_dir: Path) -> list[tuple]:
+    store = EmbeddingStore.open(store_dir)
+    (video,) = store.videos()
+    shots = store.shots()[video.key]
+    return [(s.shot, round(s.start_s, 6), round(s.end_s, 6), s.start_frame, s.end_frame, s.tags)
+            for s in shots]
+
+
+def _csv(folder: Path) -> list[tuple]:
+    return [(s.shot, round(s.start_s, 6), round(s.end_s, 6), s.start_frame, s.end_frame, s.tags)
+            for s in read_shots(folder)]
+
+
+def test_the_store_keeps_exactly_the_runs_shots(shots_run):
+    folder, store_dir, *_ = shots_run
+    assert _stored(store_dir) == _csv(folder)
+    rows = _table_rows(store_dir)
+    assert len(rows) == len(_csv(folder))
+    summary = json.loads((folder / "summary.json").read_text())
+    assert {r["config_hash"] for r in rows} == {summary["config_hash"]}
+
+
+def test_a_rerun_replaces_the_shots_and_removing_the_input_removes_them(shots_run, tmp_path):
+    folder, store_dir, clip, config = shots_run
+    store_copy = tmp_path / "store"
+    shutil.copytree(store_dir, store_copy)
+    again = _run(tmp_path, config, clip, tmp_path / "again", store_copy, "--shots")  # a cache hit
+    assert _stored(store_copy) == _csv(again) == _csv(folder)
+    assert len(_table_rows(store_copy)) == len(_csv(folder))  # replaced, not added to
+    _run(tmp_path, config, clip, tmp_path / "plain", store_copy, "--no-cache")  # frames again, no shots
+    assert _stored(store_copy) == _csv(folder)  # the content's shots stay with it
+    store = EmbeddingStore.open(store_copy)
+    (video,) = store.videos()
+    store.delete(video.key)
+    assert store.shots() == {} and _table_rows(store_copy) == []
+
+
+def test_a_store_without_the_shots_table_opens_and_searches(shots_run, tmp_path):
+    from pipeline.explore.search import search
+
+    _, _, clip, config = shots_run
+    _run(tmp_path, config, clip, tmp_path / "run", tmp_path / "store")  # no --shots: as older stores
+    store = EmbeddingStore.open(tmp_path / "store")
+    assert SHOTS not in store._table_names()
+    assert store.shots() == {}
+    query = store.frames().vectors[0]
+    hits = search(store, query, top_k=3)
+    assert len(hits) == 3 and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert store.compact(min_fragments=0)  # upkeep over the tables it has
