@@ -73,6 +73,7 @@ from bench_parts import (  # noqa: E402, F401
     measure_rss,
     rss_child,
     sample_frames,
+    write_results,
 )
 from bench_runtimes import (  # noqa: E402, F401
     RUNTIME_ROWS,
@@ -183,10 +184,7 @@ def run_bench(args: argparse.Namespace) -> dict:
     results["e2e_vs_cpu_bound"] = round(e2e["fps"] / e2e["cpu_bound_fps"], 3)
     results["runtime"] = e2e["runtime"]
     results.update(runtime_ratios(study))
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    if not args.silent:
-        print_table(results)
-        print(f"wrote {args.out}")
+    write_results(results, args.out, table=print_table, silent=args.silent)
     return results
 
 

@@ -3,7 +3,9 @@
 Inputs (built once into ``benchmarks/.cache/``): the H.264 clips and the
 ViT-B/32-shaped random-weight CLIP with its word-level tokenizer. Measurements:
 the naive loop, the decoder alone, the model alone, a whole ``run_job`` (and
-rescore from its store), peak RSS in a fresh process, and the CPU-time bound.
+rescore from its store), peak RSS in a fresh process, and the CPU-time
+bound; and :func:`write_results`, which writes a bench's JSON and prints its
+table.
 """
 
 from __future__ import annotations
@@ -316,6 +318,18 @@ def measure_e2e(clip: Path, embedder, model_dir: Path, use_store: bool = True,
             "rescore_s": rescore_s,
             "frames_decoded": result.decode.frames_decoded if result.decode else None,
             "strategy": result.decode.strategy if result.decode else None}
+
+
+def write_results(results: dict, out: str | Path, *, table=None, silent: bool = False) -> Path:
+    """Write ``results`` to ``out`` as indented JSON; unless ``silent``, print
+    them with ``table`` (a function of the results) and say where they went."""
+    out = Path(out)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    if not silent:
+        if table is not None:
+            table(results)
+        print(f"wrote {out}")
+    return out
 
 
 def measure_rescore(run_dir: Path, embedder, model_dir: Path) -> dict[str, float]:
