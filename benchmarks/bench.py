@@ -22,9 +22,12 @@ Then it measures, on the same clip and machine, one after the other:
    size, at its chosen precision and batch; images per second.
 4. ``e2e``: ``pipeline.run.job.run_job`` on the whole clip (model preloaded, CSV +
    JSON outputs); frames scored per second.
-5. peak RSS of ``run_job`` in a fresh subprocess on the 1 min and 40 min
+5. ``shots``: ``run_job`` on the clip with and without ``shots.enabled``
+   (``--shots``), interleaved pairs, best of each; the ratio of their wall
+   times (``--shots-only`` measures just this row, into the existing JSON);
+6. peak RSS of ``run_job`` in a fresh subprocess on the 1 min and 40 min
    low-resolution clips;
-6. on a CPU, the runtime × precision rows and end to end per runtime
+7. on a CPU, the runtime × precision rows and end to end per runtime
    (``bench_runtimes.py``), and the first use of ``runtime: auto`` with a fresh
    export cache against a warm one.
 
@@ -32,7 +35,8 @@ It prints a table with PASS/MISS per target (it never fails on a miss) and
 writes ``benchmarks/results.json``. ``targets`` grades issue 29's (``auto``
 model-only >= 0.9x the best agreeing runtime x precision row, end to end >=
 0.9x the best runtime's row, first use <= 60 s over a warm cache, agreement >=
-0.999); ``issue4_targets`` keeps the retired ones of issue 4. The precision study
+0.999) and issue 30's (a ``--shots`` run <= 1.5x the same run's wall time
+without it); ``issue4_targets`` keeps the retired ones of issue 4. The precision study
 (fp32 / bf16 / int8 dynamic on CPU; fp32 / fp16 and batch 1024 on CUDA) and,
 with ``--compile``, ``torch.compile`` are measured the same way. The inputs and
 plain measurements are in ``bench_parts.py``.
@@ -61,6 +65,7 @@ from bench_parts import (  # noqa: E402, F401
     LABELS,
     ROOT,
     SAMPLE_EVERY,
+    SHOTS_KEY,
     build_model,
     cores,
     cpu_bound_fps,
@@ -71,8 +76,10 @@ from bench_parts import (  # noqa: E402, F401
     measure_model,
     measure_naive,
     measure_rss,
+    measure_shots,
     rss_child,
     sample_frames,
+    write_results,
 )
 from bench_runtimes import (  # noqa: E402, F401
     RUNTIME_ROWS,
@@ -135,6 +142,8 @@ def run_bench(args: argparse.Namespace) -> dict:
               "e2e": measure_e2e(camera_clip, embedder, model_dir, use_store=False),
               "e2e_fast": measure_e2e(camera_clip, embedder, model_dir, use_store=False, strategy="fast")}
     say(f"camera  decode {camera['decode']['fps']:.2f}, e2e {camera['e2e']['fps']:.2f} frames/s")
+    shots = measure_shots(clip, embedder, model_dir, rounds=1 if quick else 2, use_store=not args.no_store)
+    say(f"shots   {shots['ratio']:.2f}x the plain run ({shots['shots_s']:.2f} s / {shots['plain_s']:.2f} s)")
     del embedder
     gc.collect()
     exported_e2e = {}
@@ -176,6 +185,8 @@ def run_bench(args: argparse.Namespace) -> dict:
     results = assemble(args, naive, decode, model, e2e, lowres, study, clip, model_dir, camera)
     results["issue4_targets"] = results.pop("targets")  # issue 4's, retired: kept for comparison
     results["targets"], results["auto_numbers"] = auto_targets(study, exported_e2e, first_use)
+    results["targets"][SHOTS_KEY] = shots["grade"]  # issue 30's
+    results["shots"] = shots
     results["first_use"] = first_use
     results["e2e_exported"] = exported_e2e
     results["weights"] = WEIGHTS
@@ -183,11 +194,42 @@ def run_bench(args: argparse.Namespace) -> dict:
     results["e2e_vs_cpu_bound"] = round(e2e["fps"] / e2e["cpu_bound_fps"], 3)
     results["runtime"] = e2e["runtime"]
     results.update(runtime_ratios(study))
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    if not args.silent:
-        print_table(results)
-        print(f"wrote {args.out}")
+    write_results(results, args.out, table=print_table, silent=args.silent)
     return results
+
+
+def run_shots_bench(args: argparse.Namespace) -> dict:
+    """``--shots-only``: just the ``--shots`` cost row (issue 30), on the main
+    rows' clip and model, merged into the results file at ``--out`` (its
+    other rows, and their date, are left as they were)."""
+    from pipeline.embed import load_embedder
+
+    cache = Path(args.cache)
+    clip_s = args.clip_seconds or (20 if args.quick else 60)
+    clip = make_clip(cache / f"clip_{args.width}x{args.height}_{clip_s}s.mp4", clip_s, args.width,
+                     args.height)
+    model_dir = build_model(cache / ("tiny-clip" if args.tiny_model else "clip-vit-b32-random"),
+                            tiny=args.tiny_model)
+    embedder = load_embedder(str(model_dir), device=args.device, precision=args.precision,
+                             batch_size=args.batch_size, runtime=args.runtime)
+    row = measure_shots(clip, embedder, model_dir, rounds=args.rounds if args.rounds > 1 else 2,
+                        use_store=not args.no_store)
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    results["shots"] = row
+    results.setdefault("targets", {})[SHOTS_KEY] = row["grade"]
+    write_results(results, out, table=print_shots_row, silent=args.silent)
+    return results
+
+
+def print_shots_row(r: dict) -> None:
+    s = r.get("shots")
+    if not s:
+        return
+    print(f"\n  --shots run vs the same run without: {s['shots_s']:.2f} s / {s['plain_s']:.2f} s = "
+          f"{s['ratio']:.2f}x (target <= {s['target']:g}x: {s['grade']}); {s['shots']} shots, "
+          f"{s['cues']} cues, {s['frames_scored']} frames scored, best of {s['rounds']}, "
+          f"{s['runtime']} {s['precision']}, store {'on' if s['store'] else 'off'}\n")
 
 
 def _device_of(device: str) -> str:
@@ -299,6 +341,7 @@ def print_table(r: dict) -> None:
         print_runtime_table(r)
     for name, row in (r.get("e2e_exported") or {}).items():
         print(f"  end to end {name}: {json.dumps(row)}")
+    print_shots_row(r)
     if "cpu_bound_fps" in r:
         print(f"  CPU-time bound ({cores()} cores / (decode + model CPU per frame)) {r['cpu_bound_fps']:.2f} "
               f"frames/s; end to end {r['e2e_vs_cpu_bound']:.2f} of it")
@@ -326,6 +369,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(when a 40 min run through ViT-B/32 would take too long)")
     p.add_argument("--skip-study", action="store_true")
     p.add_argument("--runtime", default="auto", help="runtime of the main rows (model.runtime)")
+    p.add_argument("--shots-only", action="store_true",
+                   help="only the --shots cost row (the same run with and without shots), merged into "
+                        "--out (default benchmarks/results.json)")
     p.add_argument("--runtimes-only", action="store_true",
                    help="only the CPU runtime x precision rows and their agreement (written to "
                         "benchmarks/runtime_results.json unless --out)")
@@ -333,7 +379,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="runtime:precision rows of the study, comma-separated (default all: "
                         + ", ".join(f"{r}:{p}" for r, p in RUNTIME_ROWS) + "; none: no runtime rows)")
     p.add_argument("--rounds", type=int, default=1,
-                   help="run the runtime rows N times, interleaved, keeping each row's best pass")
+                   help="run the runtime rows N times, interleaved, keeping each row's best pass "
+                        "(--shots-only: N pairs of runs, at least 2)")
     p.add_argument("--decode-study", action="store_true",
                    help="also measure skip_loop_filter on the fast and keyframes strategies")
     p.add_argument("--study-batch", type=int, default=None)
@@ -384,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.runtimes_only:
         run_runtime_bench(args)
+        return 0
+    if args.shots_only:
+        run_shots_bench(args)
         return 0
     run_bench(args)
     return 0

@@ -3,12 +3,15 @@
 Inputs (built once into ``benchmarks/.cache/``): the H.264 clips and the
 ViT-B/32-shaped random-weight CLIP with its word-level tokenizer. Measurements:
 the naive loop, the decoder alone, the model alone, a whole ``run_job`` (and
-rescore from its store), peak RSS in a fresh process, and the CPU-time bound.
+rescore from its store), a run with and without ``--shots``, peak RSS in a
+fresh process, and the CPU-time bound; and :func:`write_results`, which
+writes a bench's JSON and prints its table.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import gc
 import json
 import os
@@ -251,18 +254,21 @@ def measure_model(embed_images, images: np.ndarray, repeats: int = 1) -> dict:
 
 
 def bench_config(model_dir: Path, formats=("csv", "json"), max_frames: int | None = None,
-                 strategy: str = "auto"):
+                 strategy: str = "auto", shots: bool = False):
     from pipeline.config import load_config
 
-    return load_config(None, {"model.id": str(model_dir),
-                              "labels": [{"name": n} for n in LABELS],
-                              "sampling.every_seconds": SAMPLE_EVERY / FPS,
-                              "sampling.max_frames": max_frames,
-                              "decoder.strategy": strategy,
-                              # the naive loop and earlier rows place edges at samples;
-                              # refinement's cost has its own bench (refine_bench.py)
-                              "segments.refine": False,
-                              "output.formats": list(formats)})
+    overrides = {"model.id": str(model_dir),
+                 "labels": [{"name": n} for n in LABELS],
+                 "sampling.every_seconds": SAMPLE_EVERY / FPS,
+                 "sampling.max_frames": max_frames,
+                 "decoder.strategy": strategy,
+                 # the naive loop and earlier rows place edges at samples;
+                 # refinement's cost has its own bench (refine_bench.py)
+                 "segments.refine": False,
+                 "output.formats": list(formats)}
+    if shots:  # `run --shots`: set only when asked (a checkout before shots has no such key)
+        overrides["shots.enabled"] = True
+    return load_config(None, overrides)
 
 
 def run_options(use_store: bool = True):
@@ -316,6 +322,63 @@ def measure_e2e(clip: Path, embedder, model_dir: Path, use_store: bool = True,
             "rescore_s": rescore_s,
             "frames_decoded": result.decode.frames_decoded if result.decode else None,
             "strategy": result.decode.strategy if result.decode else None}
+
+
+SHOTS_TARGET = 1.5  # issue 30: a --shots run takes at most 1.5x the same run's wall time without
+SHOTS_KEY = "shots_run<=1.5x_plain"
+
+
+def measure_shots(clip: Path, embedder, model_dir: Path, *, rounds: int = 2, use_store: bool = True) -> dict:
+    """What ``--shots`` costs: ``run_job`` on ``clip`` without and with
+    ``shots.enabled``, in this process with the model preloaded, each run in
+    a fresh output folder (and store), in ``rounds`` interleaved pairs (the
+    order swapped each round); the ratio of the best walls. A 2-frame run
+    first, untimed, pays the one-off imports. The row records the machine
+    (CPU flags included) and date: it may be measured alone (``--shots-only``)."""
+    from pipeline.run.job import run_job
+
+    load_at_start = os.getloadavg()[0]
+
+    def once(shots: bool, max_frames: int | None = None):
+        with tempfile.TemporaryDirectory() as out:
+            start = time.perf_counter()
+            report = run_job([str(clip)], bench_config(model_dir, max_frames=max_frames, shots=shots),
+                             Path(out), run_options(use_store), embedder=embedder)
+            wall = time.perf_counter() - start
+        result = report.results[0]
+        if result.status != "ok" or (shots and result.shots is None):
+            raise RuntimeError(f"shots row: the run failed: {result.error or 'no shots'}")
+        return wall, result
+
+    once(False, max_frames=2)
+    walls: dict[str, list[float]] = {"plain": [], "shots": []}
+    found = None
+    for r in range(rounds):
+        for shots in ((False, True) if r % 2 == 0 else (True, False)):
+            wall, result = once(shots)
+            walls["shots" if shots else "plain"].append(round(wall, 3))
+            found = result if shots else found
+    plain, with_shots = min(walls["plain"]), min(walls["shots"])
+    ratio = with_shots / plain
+    return {"plain_s": plain, "shots_s": with_shots, "ratio": round(ratio, 3), "target": SHOTS_TARGET,
+            "grade": "PASS" if ratio <= SHOTS_TARGET else "MISS", "walls_s": walls, "rounds": rounds,
+            "shots": len(found.shots), "cues": len(found.cues or []),
+            "frames_scored": len(found.frame_indices), "store": use_store, "clip": clip.name,
+            "model": model_dir.name, "runtime": embedder.runtime.name, "precision": embedder.precision,
+            "machine": {**machine(), "load_avg_1min_at_start": load_at_start},
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+
+
+def write_results(results: dict, out: str | Path, *, table=None, silent: bool = False) -> Path:
+    """Write ``results`` to ``out`` as indented JSON; unless ``silent``, print
+    them with ``table`` (a function of the results) and say where they went."""
+    out = Path(out)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    if not silent:
+        if table is not None:
+            table(results)
+        print(f"wrote {out}")
+    return out
 
 
 def measure_rescore(run_dir: Path, embedder, model_dir: Path) -> dict[str, float]:

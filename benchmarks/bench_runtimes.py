@@ -35,6 +35,7 @@ from bench_parts import (
     measure_e2e,
     measure_model,
     sample_frames,
+    write_results,
 )
 
 
@@ -391,10 +392,7 @@ def run_runtime_bench(args: argparse.Namespace) -> dict:
                "model": model_dir.name, "weights": WEIGHTS, "images": len(images), "precision_study": study,
                **model_fps_keys(study), **runtime_ratios(study)}
     results["targets"], results["auto_numbers"] = auto_targets(study, {}, {})
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    if not args.silent:
-        print_runtime_table(results)
-        print(f"wrote {args.out}")
+    write_results(results, args.out, table=print_runtime_table, silent=args.silent)
     return results
 
 

@@ -56,6 +56,8 @@ def test_bench_quick_run_writes_results(tmp_path):
     assert results["rescore_s"] > 0 and results["rescore_cached_prompts_s"] > 0
     assert results["camera_e2e_fps"] > 0 and results["details"]["camera"]["e2e"]["frames"] == 2
     assert "rescore>=100x_rerun" in results["issue4_targets"]
+    assert results["targets"]["shots_run<=1.5x_plain"] == results["shots"]["grade"]  # issue 30's row
+    assert results["shots"]["shots"] >= 1 and results["shots"]["ratio"] > 0
     # the CPU-time bound row and the exported-runtime rows (one of each, to stay quick)
     assert results["cpu_bound_fps"] > 0 and results["e2e_vs_cpu_bound"] > 0 and results["runtime"] == "torch"
     if importlib.util.find_spec("onnxruntime") is not None:
@@ -141,3 +143,22 @@ def test_bench_grades_issue_29s_targets_on_its_rows():
     assert grades == {"model_auto>=0.9x_best_agreeing_row": "PASS", "e2e_auto>=0.9x_best_runtime": "PASS",
                       "first_use_overhead<=60s": "MISS", "auto_agreement>=0.999": "PASS"}
     assert set(bench.auto_targets({}, {}, {})[0].values()) == {"UNMEASURED"}
+
+
+def test_bench_shots_only_merges_its_row(tmp_path):
+    """``--shots-only``: the same run with and without ``--shots``, graded and
+    merged into the results file, whose other rows stay as they were."""
+    bench = _load_bench()
+    out = tmp_path / "results.json"
+    out.write_text(json.dumps({"e2e_fps": 12.5, "targets": {"e2e_auto>=0.9x_best_runtime": "PASS"}}))
+    args = bench.parse_args(["--shots-only", "--tiny-model", "--clip-seconds", "2", "--width", "160",
+                             "--height", "90", "--device", "cpu", "--precision", "fp32", "--batch-size", "8",
+                             "--cache", str(tmp_path / "cache"), "--out", str(out), "--silent"])
+    bench.run_shots_bench(args)
+    results = json.loads(out.read_text())
+    row = results["shots"]
+    assert results["e2e_fps"] == 12.5 and results["targets"]["e2e_auto>=0.9x_best_runtime"] == "PASS"
+    assert results["targets"]["shots_run<=1.5x_plain"] == row["grade"] in ("PASS", "MISS")
+    assert len(row["walls_s"]["plain"]) == len(row["walls_s"]["shots"]) == row["rounds"] == 2
+    assert row["ratio"] == round(row["shots_s"] / row["plain_s"], 3) and row["shots"] >= 1
+    assert isinstance(row["machine"]["isa"], list) and row["date"]

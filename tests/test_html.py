@@ -255,3 +255,36 @@ def test_index_page_shows_posters_sorts_and_filters(tmp_path):
     assert seen["by-duration"] == "bravo,alpha,charlie" and seen["by-duration-down"] == "charlie,alpha,bravo"
     assert seen["beach"] == "charlie,alpha" and seen["count"] == "2 of 3 shown"
     assert seen["blurred"].startswith("blur(")  # an unsafe video's poster waits for a click
+
+
+SHOT_PROBE = """
+var b = document.body.dataset, svg = document.getElementById('timeline-svg');
+var block = document.querySelector('#timeline-svg rect.shot[data-i="1"]');
+block.dispatchEvent(new MouseEvent('click', {bubbles: true, cancelable: true}));
+b.selected = document.getElementById('selected-time').textContent;
+b.blocks = document.querySelectorAll('#timeline-svg rect.shot').length;
+var r = block.getBoundingClientRect();
+block.dispatchEvent(new MouseEvent('mousemove', {bubbles: true, clientX: r.left + r.width / 2,
+                                                 clientY: r.top + r.height / 2}));
+b.tip = document.getElementById('tip').textContent.replace(/\\n/g, ' | ');
+"""
+
+
+def test_clicking_a_shot_seeks_to_its_start(clip_dir, tmp_path):
+    from pipeline.report.timeline_files import CueRow, ShotRow
+
+    times = np.arange(8) * 0.5
+    info = VideoInfo(path=str(clip_dir / "ten.mp4"), container="mov,mp4", codec="h264", width=96,
+                     height=64, duration_s=4.0, avg_fps=10.0, frame_count=40)
+    result = VideoResult(input_path=str(clip_dir / "ten.mp4"), name="ten", info=info,
+                         sampling=Sampling(every_seconds=0.5), frame_indices=np.arange(8) * 5, times_s=times,
+                         tracks=[LabelTrack("cat", "tag", np.full(8, 0.8), np.full(8, 0.8), 0.5, 0.45)],
+                         segments=[Segment("cat", "tag", 0.0, 2.0, 0.8, 0.8)],
+                         shots=[ShotRow(1, 0.0, 1.3, 0, 13, "cat"), ShotRow(2, 1.3, 4.0, 13, 40, "<b>dog")],
+                         cues=[CueRow("black", 1.2, 1.3)])
+    page = html.write_report_html(result, tmp_path / "ten", thumbs=False)
+    dom = dump_dom(with_probe(page, SHOT_PROBE), tmp_path)
+    seen = {k: re.search(f'data-{k}="([^"]*)"', dom).group(1) for k in ("selected", "blocks", "tip")}
+    assert seen["blocks"] == "2" and seen["selected"] == "00:00:01.300"
+    assert "Shot 2  00:01.300–00:04.000  " in seen["tip"] and "b&gt;dog" in seen["tip"]  # as text
+    assert "<b>dog" not in dom

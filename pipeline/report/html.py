@@ -32,7 +32,7 @@ from pipeline.atomic import atomic_write_text
 from pipeline.report.notes import Gap, gaps, partial_note
 from pipeline.report.plot import NSFW_COLOUR, TICK_STEPS, axis_ticks, pieces, time_extent, track_colours
 from pipeline.report.stills import POSTER, write_segment_thumbs
-from pipeline.report.text import clean_label, container_name, hms
+from pipeline.report.text import clean_label, clock, container_name, hms
 from pipeline.types import LabelTrack, Segment, VideoInfo, VideoResult
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ def esc(text: Any) -> str:
 
 
 _SVG_W, _ROW_H, _PAD_L, _PAD_R, _PAD_T, _AXIS_H = 1000, 150, 44, 12, 10, 24
+_SHOT_H, _CUE_H = 22, 9  # the shot strip and, under it, the cue strip (only with shots)
+CUE_CLASSES = ("black", "frozen", "fade_in", "fade_out")  # pipeline.analysis.cues.CUE_KINDS
 
 
 # --------------------------------------------------------------------------- per-input page
@@ -172,7 +174,8 @@ def _timeline(result: VideoResult, segments: Sequence[Segment]) -> str:
     times = np.asarray(result.times_s, dtype=np.float64)
     end = _end_time(result, times)
     rows = _rows(result, segments)
-    plot_h = _ROW_H * len(rows)
+    shots = _shots_of(result)
+    plot_h = _ROW_H * len(rows) + (_SHOT_H + _CUE_H if shots else 0)
     colours, breaks = track_colours(result.tracks), gaps(result)
     zoomed, marks, titles = _gap_rects(breaks, end, plot_h), [], []
     for r, (title, tracks, kind) in enumerate(rows):
@@ -181,6 +184,10 @@ def _timeline(result: VideoResult, segments: Sequence[Segment]) -> str:
         zoomed += _segment_rects(segments, kind, colours, top, end)
         lines, points = _track_lines(tracks, times, pieces(times, breaks), colours, top, end)
         zoomed, marks = zoomed + lines, marks + points
+    if shots:  # the strip under the rows: a block per shot, and the cues under it
+        top = _PAD_T + _ROW_H * len(rows)
+        titles.append(f'<text class="row" x="4" y="{top + 15}">shots</text>')
+        zoomed += _shot_rects(shots, top, end) + _cue_rects(result.cues or [], top + _SHOT_H, end)
     plot_w, axis_y = _SVG_W - _PAD_L - _PAD_R, _PAD_T + plot_h
     svg = (f'<svg id="timeline-svg" viewBox="0 0 {_SVG_W} {axis_y + _AXIS_H}" role="img" '
            f'aria-label="scores over time" data-end="{end:.6f}" data-x0="{_PAD_L}" '
@@ -192,11 +199,12 @@ def _timeline(result: VideoResult, segments: Sequence[Segment]) -> str:
            f'<g clip-path="url(#plot-clip)"><g id="zoom">{"".join(zoomed)}</g>'
            f'<g id="marks">{"".join(marks)}</g></g>{"".join(titles)}'
            f'<line id="cursor" x1="0" x2="0" y1="{_PAD_T}" y2="{axis_y}"/></svg>')
+    legend = _legend(colours, breaks, result.cues or [] if shots else [])
     return (f'<section id="timeline"><h2>Timeline</h2>{_ZOOM_CONTROLS}<div class="timeline-box">{svg}'
-            f'<div id="tip" hidden></div></div><ul class="legend">{_legend(colours, breaks)}</ul>'
-            '<p class="hint">Hover for scores; click a segment, a row of the table or the timeline to '
-            'jump there. Zoom with the buttons or Ctrl + wheel; when zoomed, drag or Shift + wheel '
-            'pans.</p></section>')
+            f'<div id="tip" hidden></div></div><ul class="legend">{legend}</ul>'
+            f'<p class="hint">Hover for scores; click a segment, {"a shot, " if shots else ""}a row of '
+            'the table or the timeline to jump there. Zoom with the buttons or Ctrl + wheel; when '
+            'zoomed, drag or Shift + wheel pans.</p></section>')
 
 
 _ZOOM_CONTROLS = ('<div class="zoom" role="group" aria-label="timeline zoom">'
@@ -213,9 +221,11 @@ def _rows(result: VideoResult, segments: Sequence[Segment]) -> list[tuple[str, l
     return rows
 
 
-def _legend(colours: dict[tuple[str, str], str], breaks: Sequence[Gap]) -> str:
+def _legend(colours: dict[tuple[str, str], str], breaks: Sequence[Gap], cues: Sequence = ()) -> str:
     legend = "".join(f'<li><span class="swatch" style="background:{c}"></span>{esc(name)}</li>'
                      for (name, _), c in colours.items())
+    legend += "".join(f'<li><span class="swatch cue-{kind}"></span>{kind.replace("_", " ")}</li>'
+                      for kind in CUE_CLASSES if any(c.kind == kind for c in cues))
     return legend + ('<li><span class="swatch gap"></span>no frames (gap)</li>' if breaks else "")
 
 
@@ -238,6 +248,42 @@ def _segment_rects(segments: Sequence[Segment], kind: str, colours: dict, top: f
         tip = f"{seg.label}: {hms(seg.start_s)} – {hms(seg.end_s)} (peak {seg.peak:.2f})"
         out.append(f'<rect class="seg" data-i="{i}" x="{x0:.2f}" y="{top + 2}" '
                    f'width="{max(x1 - x0, 1.5):.2f}" height="{_ROW_H - 4}" fill="{colour}">'
+                   f"<title>{esc(tip)}</title></rect>")
+    return out
+
+
+def _shots_of(result: VideoResult) -> list:
+    """The input's shots in time order (none when the run did not look for them)."""
+    return sorted(result.shots or [], key=lambda s: (s.start_s, s.shot))
+
+
+def shot_title(shot) -> str:
+    """A shot's tooltip: ``Shot n  mm:ss.mmm–mm:ss.mmm`` and its tags."""
+    tags = f"  {shot.tags}" if shot.tags else ""
+    return f"Shot {shot.shot}  {clock(shot.start_s)}–{clock(shot.end_s)}{tags}"
+
+
+def _shot_rects(shots: Sequence, top: float, end: float) -> list[str]:
+    """One block per shot, alternating shades (``shot even``/``shot odd``)."""
+    out = []
+    for i, shot in enumerate(shots):
+        x0, x1 = _x(shot.start_s, end), _x(shot.end_s, end)
+        out.append(f'<rect class="shot {"odd" if i % 2 else "even"}" data-i="{i}" '
+                   f'data-start="{shot.start_s:.3f}" x="{x0:.2f}" y="{top + 2}" '
+                   f'width="{max(x1 - x0, 1.0):.2f}" height="{_SHOT_H - 4}">'
+                   f"<title>{esc(shot_title(shot))}</title></rect>")
+    return out
+
+
+def _cue_rects(cues: Sequence, top: float, end: float) -> list[str]:
+    """A thin mark per technical cue (black, frozen, fade in, fade out)."""
+    out = []
+    for i, cue in enumerate(cues):
+        kind = cue.kind if cue.kind in CUE_CLASSES else "other"  # read back from a file: any text
+        x0, x1 = _x(cue.start_s, end), _x(cue.end_s, end)
+        tip = f"{cue.kind}  {clock(cue.start_s)}–{clock(cue.end_s)}"
+        out.append(f'<rect class="cue cue-{kind}" data-i="{i}" data-start="{cue.start_s:.3f}" '
+                   f'x="{x0:.2f}" y="{top}" width="{max(x1 - x0, 1.5):.2f}" height="{_CUE_H - 2}">'
                    f"<title>{esc(tip)}</title></rect>")
     return out
 
@@ -335,6 +381,12 @@ def _data_script(result: VideoResult, segments: Sequence[Segment]) -> str:
                       "end": round(s.end_s, 3)} for s in segments],
         "gaps": [{"start": g.start_s, "end": g.end_s, "reason": clean_label(g.reason)} for g in gaps(result)],
     }
+    shots = _shots_of(result)
+    if shots:
+        data["shots"] = [{"shot": s.shot, "start": round(s.start_s, 3), "end": round(s.end_s, 3),
+                          "tags": clean_label(s.tags)} for s in shots]
+        data["cues"] = [{"kind": clean_label(c.kind), "start": round(c.start_s, 3), "end": round(c.end_s, 3)}
+                        for c in result.cues or []]
     return f'<script id="scenetag-data" type="application/json">{script_json(data)}</script>'
 
 

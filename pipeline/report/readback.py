@@ -3,7 +3,8 @@
 server's report view start from, with no model.
 
 Only what the run wrote is read: ``summary.json`` (required), then
-``frames.csv``, ``segments.csv`` and ``segments.json`` when present. A number
+``frames.csv``, ``segments.csv``, ``segments.json``, and ``shots.csv`` and
+``cues.csv`` (a ``--shots`` run's) when present. A number
 missing from them comes back as NaN (a threshold, a peak), so an older
 folder still renders.
 
@@ -32,6 +33,7 @@ import numpy as np
 from pipeline.report.notes import decode_stats
 from pipeline.report.tables import last_frame
 from pipeline.report.text import uncsv_cell
+from pipeline.report.timeline_files import SHOTS_CSV, parse_cues, parse_shots
 from pipeline.types import LabelTotals, LabelTrack, PipelineError, Sampling, Segment, VideoInfo, VideoResult
 
 MAX_REPORT_FILE_BYTES = 256 << 20  # a report file larger than this is refused, unread
@@ -139,7 +141,8 @@ def load_result(folder: str | Path, *, within: str | Path | None = None) -> Vide
     """Rebuild one input's :class:`VideoResult` from its report folder:
     ``summary.json`` (required), ``frames.csv`` (scores over time),
     ``segments.csv`` (else the summary's segments) and, when present,
-    ``segments.json`` (each label's kind and thresholds).
+    ``segments.json`` (each label's kind and thresholds), ``shots.csv`` and
+    ``cues.csv`` (``shots`` and ``cues``; None without ``shots.csv``).
 
     ``within``: the folder must lie inside this one, reached through no
     symlink (see :func:`report_folder`; ``scenetag serve`` reads ``--reports``
@@ -172,6 +175,13 @@ def _load(folder: Path, read) -> VideoResult:
     segments = read("segments.csv")
     with _parsing(folder / ("segments.csv" if segments is not None else "summary.json")):
         result.segments = _load_segments(segments, summary)
+    shots = read(SHOTS_CSV)
+    if shots is not None:  # the run looked for shots (its cues.csv beside it)
+        with _parsing(folder / SHOTS_CSV):
+            result.shots = parse_shots(shots.decode("utf-8"))
+        cues = read("cues.csv")
+        with _parsing(folder / "cues.csv"):
+            result.cues = parse_cues(cues.decode("utf-8")) if cues is not None else []
     return result
 
 

@@ -1,11 +1,11 @@
 // report.html's script: the player, the segments table, and the timeline
-// (hover for scores, click to seek, zoom and pan). It builds DOM with
+// (hover for scores, click a segment, shot or cue to seek, zoom and pan). It builds DOM with
 // textContent only: labels never pass through innerHTML.
 (function () {
   "use strict";
   var el = document.getElementById("scenetag-data");
   var data = el ? JSON.parse(el.textContent) : {times: [], tracks: [], segments: [], gaps: []};
-  var gaps = data.gaps || [];
+  var gaps = data.gaps || [], shots = data.shots || [], cues = data.cues || [];
   var video = document.getElementById("player");
   var note = document.getElementById("player-note");
   if (video && note) {
@@ -139,14 +139,32 @@
     for (var i = 0; i < gaps.length; i++) if (t > gaps[i].start && t < gaps[i].end) return gaps[i];
     return null;
   }
+  // as pipeline.report.text.clock: mm:ss.mmm, h:mm:ss.mmm from an hour on
+  function clockMs(t) {
+    var ms = Math.max(0, Math.round(t * 1000)), h = Math.floor(ms / 3600000);
+    var m = Math.floor(ms / 60000) % 60, s = Math.floor(ms / 1000) % 60;
+    return (h ? h + ":" : "") + pad(m, 2) + ":" + pad(s, 2) + "." + pad(ms % 1000, 3);
+  }
+  function shotAt(t) {
+    for (var i = 0; i < shots.length; i++) if (t >= shots[i].start && t < shots[i].end) return shots[i];
+    return null;
+  }
   function tipLines(t) {
-    var gap = gapAt(t);
-    if (gap) return [hms(t), "no frames (gap" + (gap.reason ? ": " + gap.reason : "") + ")"];
-    var k = nearest(t), lines = [hms(k >= 0 ? data.times[k] : t)];
-    data.tracks.forEach(function (tr) {
-      var v = k >= 0 ? tr.smoothed[k] : null;
-      lines.push(tr.name + ": " + (v === null || v === undefined ? "–" : v.toFixed(3)));
-    });
+    var gap = gapAt(t), shot = shotAt(t), lines;
+    if (gap) {
+      lines = [hms(t), "no frames (gap" + (gap.reason ? ": " + gap.reason : "") + ")"];
+    } else {
+      var k = nearest(t);
+      lines = [hms(k >= 0 ? data.times[k] : t)];
+      data.tracks.forEach(function (tr) {
+        var v = k >= 0 ? tr.smoothed[k] : null;
+        lines.push(tr.name + ": " + (v === null || v === undefined ? "–" : v.toFixed(3)));
+      });
+    }
+    if (shot) {
+      lines.push("Shot " + shot.shot + "  " + clockMs(shot.start) + "–" + clockMs(shot.end) +
+                 (shot.tags ? "  " + shot.tags : ""));
+    }
     return lines;
   }
   svg.addEventListener("mousemove", function (ev) {
@@ -167,10 +185,14 @@
   svg.addEventListener("mouseleave", function () { tip.hidden = true; cursor.style.opacity = 0; });
   svg.addEventListener("click", function (ev) {
     if (dragged) { dragged = false; return; }  // the end of a pan, not a seek
-    var target = ev.target.closest ? ev.target.closest("rect.seg") : null;
-    if (target) {
-      var i = parseInt(target.dataset.i, 10);
+    var target = ev.target.closest ? ev.target.closest("rect.seg, rect.shot, rect.cue") : null;
+    var i = target ? parseInt(target.dataset.i, 10) : -1;
+    if (target && target.classList.contains("seg")) {
       select(data.segments[i].start, i);
+    } else if (target && target.classList.contains("shot")) {
+      select(shots[i].start, null);
+    } else if (target) {
+      select(cues[i].start, null);
     } else {
       select(timeAt(ev), null);
     }

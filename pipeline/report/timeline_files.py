@@ -49,17 +49,45 @@ class ShotRow:
     tags: str = ""
 
 
+@dataclass(frozen=True)
+class CueRow:
+    """One row of ``cues.csv``: a technical cue's kind and times (what a run's
+    :class:`~pipeline.analysis.cues.Cue` keeps there)."""
+
+    kind: str
+    start_s: float
+    end_s: float
+
+
 def read_shots(folder: str | Path) -> list[ShotRow]:
     """The shots of ``folder/shots.csv``; none when there is no such file
     (or it cannot be read: the timelines then go without shots)."""
     path = Path(folder) / SHOTS_CSV
     try:
-        with path.open(encoding="utf-8", newline="") as f:
-            return [ShotRow(int(r["shot"]), float(r["start_s"]), float(r["end_s"]),
-                            int(r["start_frame"]), int(r["end_frame"]), str(uncsv_cell(r.get("tags") or "")))
-                    for r in csv.DictReader(f)]
+        return parse_shots(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError, TypeError):
         return []
+
+
+def parse_shots(text: str) -> list[ShotRow]:
+    """The rows of a ``shots.csv`` text.
+
+    Raises:
+        ValueError, KeyError, TypeError: it is not one.
+    """
+    return [ShotRow(int(r["shot"]), float(r["start_s"]), float(r["end_s"]),
+                    int(r["start_frame"]), int(r["end_frame"]), str(uncsv_cell(r.get("tags") or "")))
+            for r in csv.DictReader(io.StringIO(text, newline=""))]
+
+
+def parse_cues(text: str) -> list[CueRow]:
+    """The rows of a ``cues.csv`` text.
+
+    Raises:
+        ValueError, KeyError, TypeError: it is not one.
+    """
+    return [CueRow(str(r["kind"]), float(r["start_s"]), float(r["end_s"]))
+            for r in csv.DictReader(io.StringIO(text, newline=""))]
 
 
 def write_shots_csv(shots: Sequence[ShotRow], out_dir: str | Path) -> Path:

@@ -1,5 +1,6 @@
 """One job over a run's inputs: the one place that knows the order of stages,
-inputs → decode → embed → score → refine → reports.
+inputs → decode → embed → refine → store → score → shots → reports, then
+the shots into the store.
 
 ``run_job`` never raises for a bad input, nor for a failure writing one
 input's reports: that input's result carries ``status="error"`` and the rest
@@ -127,7 +128,9 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
                     if cache:
                         cache.save(embedded)
                     progress.finished(embedded.path, len(embedded.indices))
-                    handle(embedded)
+                    result = handle(embedded)
+                    if cache and result is not None and result.status == "ok" and result.shots is not None:
+                        cache.save_shots(embedded.path, result.shots, config_hash=result.config_hash)
         if cache:
             cache.finish()
     run.results.extend(load_previous(out_dir, names, paths, todo))
@@ -172,16 +175,20 @@ def _refined(group: list[EmbeddedInput], config: Config, classifier: Classifier,
 
 def handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classifier,
                  provenance: Provenance, names: dict[str, str], out_dir: Path,
-                 run: RunReport) -> None:
+                 run: RunReport) -> VideoResult | None:
     """Score one embedded input and add it to ``run``: a still image to
     ``run.images``; a video (or live stream from the store) to
     ``run.results``, its reports written to ``out_dir / names[path]``.
-    Never raises for the input's own failures (see :func:`run_job`)."""
+    Never raises for the input's own failures (see :func:`run_job`).
+
+    Returns:
+        the video's result as written (None for a still image).
+    """
     started = time.perf_counter()
     if embedded.error is None and embedded.info is not None and embedded.info.is_image:
         # an image is scored as a video's frames are: same mode, thresholds, NSFW labels
         run.images.append(analyse_image(embedded.path, embedded.embeddings, classifier, config))
-        return
+        return None
     result = _video_result(embedded, config, classifier, provenance, names[embedded.path])
     if config.shots.enabled and result.status == "ok" and not is_live(embedded.stats):
         from pipeline.run.shots import with_shots
@@ -194,6 +201,7 @@ def handle_input(embedded: EmbeddedInput, *, config: Config, classifier: Classif
     elif (note := report.partial_note(result)) is not None:  # ok, but say what was missed
         log.warning("%s: %s", embedded.path, note)
     run.results.append(result)
+    return result
 
 
 def _failure_line(path: str, error: str | None) -> str:

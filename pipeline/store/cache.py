@@ -1,5 +1,6 @@
 """The run side of the store: which of a run's inputs are already embedded
-(:func:`lookup`, :class:`RunCache`, :func:`open_run_cache`), and the model's
+(:func:`lookup`, :class:`RunCache`, :func:`open_run_cache`), keeping the new
+ones and their shots, and the model's
 text and picture embedders put behind the store's label caches
 (:func:`embed_and_keep`, :func:`cached_text_embedder`,
 :func:`cached_picture_embedder`).
@@ -95,6 +96,22 @@ class RunCache:
         self.added += 1
         if self.added % COMPACT_MIN_FRAGMENTS == 0:  # else each put slows the next (PERFORMANCE.md)
             self._maintain(self.store.compact)
+
+    def save_shots(self, path: str, shots, *, config_hash: str = "") -> None:
+        """Keep the shots ``run --shots`` found in ``path`` beside its stored
+        frames (replacing earlier ones). An input the store does not hold
+        keeps none; a store that refuses them costs a warning: shots add to
+        a run, they never fail it."""
+        chash = self.hashes.get(path)
+        if chash is None or shots is None:
+            return
+        e = self.embedder
+        key = input_key(chash, self.store.stored_model_id(e.model_id, e.revision), e.revision,
+                        input_sampling(path, self.sampling_desc))
+        try:
+            self.store.put_shots(key, shots, config_hash=config_hash)
+        except StoreError as ex:
+            log.warning("%s: shots not kept in the embedding store: %s", path, ex)
 
     def finish(self) -> None:
         """After the run, when it kept anything: index and compact the store."""

@@ -19,7 +19,8 @@ The package's rooms: :mod:`~pipeline.store.keys` (content hashes, sampling and
 input keys), :mod:`~pipeline.store.schema` (format version, table schemas),
 :mod:`~pipeline.store.rows` (rows as values, and which rows a reader sees),
 this module (:class:`EmbeddingStore`: opening, writing, reading, upkeep), its
-parts :mod:`~pipeline.store.label_cache` (the texts and pictures tables) and
+parts :mod:`~pipeline.store.label_cache` (the texts and pictures tables),
+:mod:`~pipeline.store.shots` (the shots table) and
 :mod:`~pipeline.store.nearest` (similarity search and its index),
 :mod:`~pipeline.store.cache` (the run-side cache policy and cached
 embedders) and :mod:`~pipeline.store.lock` (the writer lock).
@@ -63,6 +64,7 @@ from pipeline.store.rows import (
 from pipeline.store.schema import (
     FORMAT_VERSION,
     PICTURES,
+    SHOTS,
     TABLES,
     TEXTS,
     check_meta,
@@ -70,6 +72,7 @@ from pipeline.store.schema import (
     meta_schema,
     videos_schema,
 )
+from pipeline.store.shots import ShotsMixin
 from pipeline.types import Sampling, StoreError
 
 log = logging.getLogger(__name__)
@@ -79,7 +82,7 @@ COMPACT_MIN_FRAGMENTS = 32  # a table with more fragments is compacted after a r
 READ_RETRIES = 4  # re-reads of an input a concurrent writer replaced mid-read
 
 
-class EmbeddingStore(LabelCacheMixin, NearestMixin):
+class EmbeddingStore(LabelCacheMixin, NearestMixin, ShotsMixin):
     """A LanceDB database of frame embeddings of one model.
 
     Open with :meth:`open`. Every write holds the store's write lock
@@ -90,7 +93,8 @@ class EmbeddingStore(LabelCacheMixin, NearestMixin):
     or half.
 
     Its prompt and picture caches are :class:`~pipeline.store.label_cache.LabelCacheMixin`,
-    its similarity search :class:`~pipeline.store.nearest.NearestMixin`.
+    its similarity search :class:`~pipeline.store.nearest.NearestMixin`, the inputs' shots
+    :class:`~pipeline.store.shots.ShotsMixin`.
     """
 
     def __init__(self, root: Path, db, meta: dict | None, names: set[str] | None = None, *,
@@ -136,7 +140,7 @@ class EmbeddingStore(LabelCacheMixin, NearestMixin):
             names = self._table_names()
         present = [t for t in TABLES if t in names]
         if not present:
-            ours = {LOCK_FILE, *(f"{t}.lance" for t in (*TABLES, TEXTS, PICTURES))}  # mid-creation
+            ours = {LOCK_FILE, *(f"{t}.lance" for t in (*TABLES, TEXTS, PICTURES, SHOTS))}  # mid-creation
             if not create and any(p.name not in ours for p in self.root.iterdir()):
                 raise StoreError(f"{self.root} is not a scenetag embedding store")
             if not create:
@@ -177,7 +181,7 @@ class EmbeddingStore(LabelCacheMixin, NearestMixin):
         self._half_made = True
 
     def _holds_data(self, names: set[str]) -> bool:
-        for name in ("frames", "videos", TEXTS, PICTURES):
+        for name in ("frames", "videos", TEXTS, PICTURES, SHOTS):
             if name not in names:
                 continue
             try:
@@ -365,19 +369,22 @@ class EmbeddingStore(LabelCacheMixin, NearestMixin):
 
     def delete(self, key: str) -> None:
         """Remove an input's rows (its ``videos`` row first, so it is never
-        seen as complete while its frames go)."""
+        seen as complete while its frames go; then its frames and shots)."""
         if self.meta is None:
             return
         with self.writing("delete"):
             self._drop(key)
 
     def _drop(self, key: str, keep: str | None = None) -> None:
-        """Delete ``key``'s rows, except those of generation ``keep``."""
+        """Delete ``key``'s rows, except those of generation ``keep``; its
+        shots too when it goes whole (a replaced input keeps them)."""
         where = f"key = {sql(key)}"
         if keep is not None:
             where += f" AND (generation IS NULL OR generation != {sql(keep)})"
+        names = ("videos", "frames") if keep is not None or SHOTS not in self._table_names() \
+            else ("videos", "frames", SHOTS)
         with guard(self.root, "delete"):
-            for name in ("videos", "frames"):
+            for name in names:
                 table = self._table(name)
                 if table.count_rows(where):  # an empty delete would still commit a version
                     table.delete(where)
@@ -385,7 +392,7 @@ class EmbeddingStore(LabelCacheMixin, NearestMixin):
     def set_path(self, key: str, path: str) -> None:
         """Record that a stored input now lives at ``path`` (file moved)."""
         with self.writing("update"), guard(self.root, "update"):
-            for name in ("videos", "frames"):
+            for name in ("videos", "frames", *([SHOTS] if SHOTS in self._table_names() else [])):
                 self._table(name).update(where=f"key = {sql(key)}",
                                          values={"input_path": os.path.abspath(path)})
 
@@ -405,7 +412,7 @@ class EmbeddingStore(LabelCacheMixin, NearestMixin):
             if self._half_made:
                 log.warning("embedding store %s was left half-made (an earlier creation did not "
                             "finish); rebuilding it", self.root)
-                for name in (*TABLES, TEXTS, PICTURES):
+                for name in (*TABLES, TEXTS, PICTURES, SHOTS):
                     shutil.rmtree(self.root / f"{name}.lance", ignore_errors=True)
                 self._names, self._half_made = None, False
             pa = pyarrow()
@@ -577,7 +584,7 @@ class EmbeddingStore(LabelCacheMixin, NearestMixin):
         if self.meta is None:
             return done
         with self.writing("compact"), guard(self.root, "compact"):
-            for name in ("frames", "videos", TEXTS, PICTURES):
+            for name in ("frames", "videos", TEXTS, PICTURES, SHOTS):
                 if name not in self._table_names():
                     continue
                 table = self._table(name)

@@ -1,8 +1,9 @@
 """Rows of the store as Python values, and which rows a reader sees.
 
-:class:`StoredVideo` is one ``videos`` row, :class:`FrameRows` frames read
-back as aligned arrays; the functions convert table rows to them (and edge
-refinement's cut evidence to and from its ``refine_json`` text). The
+:class:`StoredVideo` is one ``videos`` row, :class:`StoredShot` one ``shots``
+row, :class:`FrameRows` frames read back as aligned arrays; the functions
+convert table rows to them (and edge refinement's cut evidence to and from
+its ``refine_json`` text). The
 visibility rules live here too: readers take no lock, so while an input is
 replaced or grows its old and new rows both exist for a moment, and only the
 rows of each key's newest ``videos`` row (its generation, its frame count)
@@ -41,6 +42,21 @@ class StoredVideo:
     created_at: float
     generation: str | None = None  # which copy of the input's frames is current (None: format 1)
     gaps: tuple[GapEvidence, ...] = ()  # edge refinement's cut evidence (none before format 4)
+
+
+@dataclass(frozen=True)
+class StoredShot:
+    """One row of the ``shots`` table: a shot of a stored input, as ``shots.csv``
+    has it (``end_frame`` exclusive, ``tags`` ``; ``-separated)."""
+
+    key: str
+    shot: int
+    start_s: float
+    end_s: float
+    start_frame: int
+    end_frame: int
+    tags: str = ""
+    config_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,6 +155,23 @@ def no_rows(dim: int) -> FrameRows:
 
 
 # --------------------------------------------------------------------------- what a reader sees
+
+
+def current_shots(rows: list[dict]) -> dict[str, list[StoredShot]]:
+    """Each key's shots of its newest write (while a write replaces them, the
+    old and new rows both exist for a moment), in shot order."""
+    newest: dict[str, float] = {}
+    for row in rows:
+        newest[row["key"]] = max(newest.get(row["key"], row["created_at"]), row["created_at"])
+    out: dict[str, list[StoredShot]] = {}
+    for row in sorted(rows, key=lambda r: (r["key"], r["shot"])):
+        if row["created_at"] == newest[row["key"]]:
+            out.setdefault(row["key"], []).append(StoredShot(
+                key=row["key"], shot=int(row["shot"]), start_s=float(row["start_s"]),
+                end_s=float(row["end_s"]), start_frame=int(row["start_frame"]),
+                end_frame=int(row["end_frame"]), tags=row["tags"] or "",
+                config_hash=row["config_hash"] or ""))
+    return out
 
 
 def current_videos(rows: list[dict]) -> dict[str, StoredVideo]:

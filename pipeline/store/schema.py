@@ -37,6 +37,17 @@ Layout of a store folder (a LanceDB database):
   ``precision``, ``sha256`` (of the picture file's bytes), ``vector``. Keyed by
   model and content, so an edited picture is embedded again and a moved one is not.
 
+* ``shots`` (optional, created on first use) — the shots a ``run --shots``
+  found in a stored input, one row per shot: the identity columns of the
+  input's ``videos`` row when they were written, ``config_hash`` (of the run
+  that found them: shot tags follow its labels), ``created_at`` (one value
+  per write), ``shot``, ``start_s``, ``end_s``, ``start_frame``,
+  ``end_frame`` (exclusive) and ``tags`` (``; ``-separated), as in
+  ``shots.csv``. An input's shots are the rows of its newest write; a later
+  ``--shots`` run replaces them, re-embedding its frames keeps them, and
+  removing the input removes them. Stores made before it have none: no
+  format change (a reader without the table sees no shots).
+
 ``key`` is a hash of (content hash, model id, revision, sampling): the same
 file, model and sampling is one stored input however often it is run
 (:func:`~pipeline.store.keys.input_key`).
@@ -58,6 +69,7 @@ FORMAT_VERSION = 5
 TABLES = ("meta", "videos", "frames")  # every store has these
 TEXTS = "texts"  # optional: stores written before it simply have none
 PICTURES = "pictures"  # optional, like texts
+SHOTS = "shots"  # optional, like texts: written by `run --shots`
 
 
 def check_meta(root: Path, rows: list[dict]) -> dict:
@@ -102,6 +114,16 @@ def videos_schema():
         pa.field("sampling_json", pa.string()), pa.field("frames", pa.int64()),
         pa.field("info_json", pa.string()), pa.field("stats_json", pa.string()),
         pa.field("created_at", pa.float64()), pa.field("refine_json", pa.string())])
+
+
+def shots_schema():
+    """The optional ``shots`` table: one row per shot of a stored input."""
+    pa = pyarrow()
+    return pa.schema(_ident_fields(pa) + [
+        pa.field("config_hash", pa.string()), pa.field("created_at", pa.float64()),
+        pa.field("shot", pa.int64()), pa.field("start_s", pa.float64()), pa.field("end_s", pa.float64()),
+        pa.field("start_frame", pa.int64()), pa.field("end_frame", pa.int64()),
+        pa.field("tags", pa.string())])
 
 
 def texts_schema(dim: int):
