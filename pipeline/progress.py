@@ -10,8 +10,9 @@ real count replaces it, and an input whose length is unknown shows no total.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +132,19 @@ class RunProgress:
         for bar in (self.input_bar, self.run_bar):
             if bar is not None:
                 bar.close()
+
+    @contextlib.contextmanager
+    def stage(self, text: str) -> Iterator[None]:
+        """Say on the run bar what the run does before its first frame
+        (loading the model can take seconds): a terminal shows it at once."""
+        if self.run_bar is None:
+            yield
+            return
+        self.run_bar.set_description_str(f"scenetag: {text}", refresh=True)
+        try:
+            yield
+        finally:
+            self.run_bar.set_description_str("scenetag", refresh=True)
 
     def started(self, path: str, info: VideoInfo | None) -> None:
         """An engine opened ``path``: its expected count becomes known."""

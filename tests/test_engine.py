@@ -259,6 +259,8 @@ def test_run_draws_frame_totals(tmp_path, tiny_model_dir, tiny_embedder, monkeyp
     assert report.exit_code == 0
     text = buf.getvalue()
     assert "0/8 [" in text and "c.mp4" in text  # both bars: 4 s every 0.5 s is 8 frames
+    # before the first frame, what the seconds go on: on a terminal within a moment of the start
+    assert "scenetag: loading the model and prompts" in text.split("0/8 [")[0]
 
 
 # --------------------------------------------------------------------------- embed preprocessing

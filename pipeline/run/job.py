@@ -114,23 +114,16 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
     todo = [p for p in paths if not (options.resume and is_complete(out_dir / names[p], p, config))]
     run.skipped = len(paths) - len(todo)
     if todo:
-        embedder = embedder or prepare.load_model(config)
-        cache = prepare.open_cache(config, options, embedder, out_dir)
-        classifier = prepare.run_classifier(config, embedder, cache)
-        cached, to_decode = cache.split(todo) if cache else ([], todo)
-        handle = partial(handle_input, config=config, classifier=classifier,
-                         provenance=Provenance.of(embedder), names=names, out_dir=out_dir, run=run)
-        with _progress(todo, config, options, resumed=run.skipped) as progress, \
-                _make_engine(config, options, embedder, progress) as engine:
-            fresh = engine.run(to_decode, embedder.embed_images) if to_decode else []
-            for group in _refine_groups(itertools.chain(cached, fresh), config, engine):
-                for embedded in _refined(group, config, classifier, engine, embedder):
-                    if cache:
-                        cache.save(embedded)
-                    progress.finished(embedded.path, len(embedded.indices))
-                    result = handle(embedded)
-                    if cache and result is not None and result.status == "ok" and result.shots is not None:
-                        cache.save_shots(embedded.path, result.shots, config_hash=result.config_hash)
+        with _progress(todo, config, options, resumed=run.skipped) as progress:
+            with progress.stage("loading the model and prompts"):  # a terminal sees it at once
+                embedder = embedder or prepare.load_model(config)
+                cache = prepare.open_cache(config, options, embedder, out_dir)
+                classifier = prepare.run_classifier(config, embedder, cache)
+                cached, to_decode = cache.split(todo) if cache else ([], todo)
+            handle = partial(handle_input, config=config, classifier=classifier,
+                             provenance=Provenance.of(embedder), names=names, out_dir=out_dir, run=run)
+            _embed_and_handle(cached, to_decode, config, options, embedder, classifier, cache,
+                              progress, handle)
         if cache:
             cache.finish()
     run.results.extend(load_previous(out_dir, names, paths, todo))
@@ -138,6 +131,23 @@ def run_job(inputs: Sequence[str], config: Config, out_dir: Path,
         _run_live(live, config, out_dir, options, embedder or prepare.load_model(config), run, names)
     write_run_outputs(run.results, run.images, out_dir, config.output.formats)
     return run
+
+
+def _embed_and_handle(cached: list[EmbeddedInput], to_decode: list[str], config: Config,
+                      options: RunOptions, embedder, classifier: Classifier, cache, progress: RunProgress,
+                      handle) -> None:
+    """The engine's job over ``to_decode``, after the inputs the store had;
+    each input refined (in groups), kept in the store and handed to ``handle``."""
+    with _make_engine(config, options, embedder, progress) as engine:
+        fresh = engine.run(to_decode, embedder.embed_images) if to_decode else []
+        for group in _refine_groups(itertools.chain(cached, fresh), config, engine):
+            for embedded in _refined(group, config, classifier, engine, embedder):
+                if cache:
+                    cache.save(embedded)
+                progress.finished(embedded.path, len(embedded.indices))
+                result = handle(embedded)
+                if cache and result is not None and result.status == "ok" and result.shots is not None:
+                    cache.save_shots(embedded.path, result.shots, config_hash=result.config_hash)
 
 
 def _refine_groups(stream, config: Config, engine):
