@@ -449,3 +449,13 @@ def test_a_still_stored_before_stills_were_resized_as_the_processor_does_is_embe
     assert opened == [str(photo)]  # not taken from the old row
     assert run_job([str(photo)], config, tmp_path / "b", opts, embedder=tiny_embedder).exit_code == 0
     assert opened == [str(photo)]  # the new row serves the second run
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/store", "gs://bucket/store", "s3:/bucket/store"])
+def test_an_object_store_uri_is_refused_in_one_line(uri, tmp_path, monkeypatch):
+    # its writer lock and picture cache are files: an s3:// store used to fail deep in LanceDB
+    # ("Could not parse bucket from url: s3:/bucket") after a Path folded its slashes
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match="not an object-store URI"):
+        EmbeddingStore.open(uri, create=True)
+    assert not any(tmp_path.iterdir())  # no folder named "s3:" made here

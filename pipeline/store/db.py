@@ -33,6 +33,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -78,6 +79,9 @@ from pipeline.types import Sampling, StoreError
 log = logging.getLogger(__name__)
 
 READ_BATCH = 64  # stored inputs whose frames are read in one query
+# A URI scheme (two letters or more: "C:/" is a Windows drive). The store's
+# writer lock, manifest checks and picture cache are files next to its tables.
+URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
 COMPACT_MIN_FRAGMENTS = 32  # a table with more fragments is compacted after a run
 READ_RETRIES = 4  # re-reads of an input a concurrent writer replaced mid-read
 
@@ -122,6 +126,9 @@ class EmbeddingStore(LabelCacheMixin, NearestMixin, ShotsMixin):
             StoreError: missing (without ``create``), written by a newer
                 format, partial or corrupt.
         """
+        if URI.match(str(root)):  # s3://b/x, or s3:/b/x once a Path has folded its slashes
+            raise StoreError(f"{root}: the embedding store must be a folder on a local or network "
+                             "file system, not an object-store URI (docs/SCALING.md)")
         root = Path(root)
         if not root.exists() and not create:
             raise StoreError(f"no embedding store at {root} (run `scenetag run` first)")
