@@ -32,6 +32,13 @@ bench: install
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/families_bench.py
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/refine_bench.py --out benchmarks/refine_results.json
+	$(PY) benchmarks/startup_bench.py
+
+# A library of 20, 200 and 2,000 generated clips through --engine ray, and a killed run resumed
+# (about 6 minutes on 2 cores; docs/SCALING.md).
+.PHONY: bench-scale
+bench-scale: install
+	$(PY) benchmarks/scale_bench.py
 
 # Only the CPU runtime x precision rows and their agreement (a few minutes; for an idle re-run).
 .PHONY: bench-runtimes
