@@ -79,6 +79,18 @@ def clip_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ts_clip(tmp_path_factory) -> Path:
+    """8 s of MPEG-TS at 10 fps, alternating dark and index bands every 2 s:
+    what the live tests serve, and read as a file to compare."""
+    from live_servers import alternating_picture, write_ts
+
+    path = tmp_path_factory.mktemp("live") / "alt.ts"
+    with path.open("wb") as out:
+        write_ts(out, 80, 10, realtime=False, picture=alternating_picture)
+    return path
+
+
+@pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """The demo clips run once with the demo model: ``(truth, out)``, the
     true intervals and the folder holding the reports and ``out/store``."""

@@ -19,6 +19,13 @@ from media import index_image
 SIZE = (64, 48)
 
 
+def alternating_picture(i: int):
+    """Dark for 2 s, index bands for 2 s, and so on (at 10 fps)."""
+    import numpy as np
+
+    return index_image(i, SIZE) if (i // 20) % 2 else np.full((SIZE[1], SIZE[0], 3), 30, np.uint8)
+
+
 def write_ts(out, frames: int, fps: int = 10, *, realtime: bool = True, picture: Callable | None = None,
              start: int = 0, stall_after: int | None = None, stall_s: float = 0.0) -> None:
     """Mux ``frames`` frames of H.264 in MPEG-TS into the binary file ``out``.

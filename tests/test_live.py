@@ -18,16 +18,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from live_servers import (
-    SIZE,
     HttpStream,
     StaticFiles,
     TcpStream,
     UdpSender,
+    alternating_picture,
     free_udp_port,
     write_hls,
     write_ts,
 )
-from media import index_image
 
 from pipeline.config import parse_config
 from pipeline.live.frames import Backoff
@@ -35,19 +34,6 @@ from pipeline.live.session import LiveOptions
 from pipeline.run.job import RunOptions, run_job
 
 STEP = 0.5
-
-
-def _picture(i: int) -> np.ndarray:
-    """Dark for 2 s, index bands for 2 s, and so on (at 10 fps)."""
-    return index_image(i, SIZE) if (i // 20) % 2 else np.full((SIZE[1], SIZE[0], 3), 30, np.uint8)
-
-
-@pytest.fixture(scope="module")
-def ts_clip(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("live") / "alt.ts"
-    with path.open("wb") as out:
-        write_ts(out, 80, 10, realtime=False, picture=_picture)
-    return path
 
 
 def _config(model_dir, formats=("csv", "plot", "json"), **extra):
@@ -411,7 +397,7 @@ def test_rescore_of_a_live_run_covers_the_whole_stream(tmp_path, tiny_model_dir,
     from pipeline.run.rescore import rescore_job
 
     # connections of 1.5 s each, with gaps between; the picture changes every 2 s of frames
-    with TcpStream(lambda out, n: write_ts(out, 15, 10, start=15 * n, picture=_picture)) as server:
+    with TcpStream(lambda out, n: write_ts(out, 15, 10, start=15 * n, picture=alternating_picture)) as server:
         live_run = _run([server.url], _config(tiny_model_dir), tmp_path / "live", tiny_embedder, store=True,
                         store_chunk=4, reconnect=True, backoff=Backoff(initial_s=0.3, max_s=0.3, attempts=3),
                         duration_s=6.0)

@@ -23,11 +23,9 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from live_servers import SIZE, TcpStream, write_ts
-from media import index_image
+from live_servers import TcpStream
 
 from pipeline.config import parse_config
 from pipeline.live import outputs
@@ -36,19 +34,6 @@ from pipeline.run.job import RunOptions, run_job
 
 STEP = 0.5
 RESERVE_GLOB = ".scenetag-reserve-*"
-
-
-def _picture(i: int) -> np.ndarray:
-    """Dark for 2 s, index bands for 2 s, and so on (at 10 fps)."""
-    return index_image(i, SIZE) if (i // 20) % 2 else np.full((SIZE[1], SIZE[0], 3), 30, np.uint8)
-
-
-@pytest.fixture(scope="module")
-def ts_clip(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("live") / "alt.ts"
-    with path.open("wb") as out:
-        write_ts(out, 80, 10, realtime=False, picture=_picture)
-    return path
 
 
 def _config(model_dir, formats=("csv", "plot", "json")):
