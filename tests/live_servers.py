@@ -26,6 +26,20 @@ def alternating_picture(i: int):
     return index_image(i, SIZE) if (i // 20) % 2 else np.full((SIZE[1], SIZE[0], 3), 30, np.uint8)
 
 
+def alternating_config(model_dir, formats=("csv", "plot", "json"), step: float = 0.5, **extra):
+    """The tiny model's config for :func:`alternating_picture` clips: its
+    thresholds lie between the random tiny model's scores for the two pictures."""
+    from pipeline.config import parse_config
+
+    return parse_config({"model": {"id": str(model_dir), "device": "cpu", "precision": "fp32"},
+                         "sampling": {"every_seconds": step},
+                         "labels": [{"name": "red", "threshold": 0.66, "exit_threshold": 0.655},
+                                    {"name": "blue"}],
+                         "segments": {"min_duration_s": 0.5, "merge_gap_s": 0.5},
+                         "smoothing": {"method": "median", "window_s": 1.0},
+                         "output": {"formats": list(formats)}, **extra})
+
+
 def write_ts(out, frames: int, fps: int = 10, *, realtime: bool = True, picture: Callable | None = None,
              start: int = 0, stall_after: int | None = None, stall_s: float = 0.0) -> None:
     """Mux ``frames`` frames of H.264 in MPEG-TS into the binary file ``out``.

@@ -22,13 +22,13 @@ from live_servers import (
     StaticFiles,
     TcpStream,
     UdpSender,
+    alternating_config,
     alternating_picture,
     free_udp_port,
     write_hls,
     write_ts,
 )
 
-from pipeline.config import parse_config
 from pipeline.live.frames import Backoff
 from pipeline.live.session import LiveOptions
 from pipeline.run.job import RunOptions, run_job
@@ -37,14 +37,7 @@ STEP = 0.5
 
 
 def _config(model_dir, formats=("csv", "plot", "json"), **extra):
-    # thresholds between the random tiny model's scores for the two pictures
-    return parse_config({"model": {"id": str(model_dir), "device": "cpu", "precision": "fp32"},
-                         "sampling": {"every_seconds": STEP},
-                         "labels": [{"name": "red", "threshold": 0.66, "exit_threshold": 0.655},
-                                    {"name": "blue"}],
-                         "segments": {"min_duration_s": 0.5, "merge_gap_s": 0.5},
-                         "smoothing": {"method": "median", "window_s": 1.0},
-                         "output": {"formats": list(formats)}, **extra})
+    return alternating_config(model_dir, formats, STEP, **extra)
 
 
 def _run(inputs, config, out, embedder, *, store=False, **live):

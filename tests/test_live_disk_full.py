@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from live_servers import TcpStream
+from live_servers import TcpStream, alternating_config
 
-from pipeline.config import parse_config
 from pipeline.live import outputs
 from pipeline.live.session import LiveOptions
 from pipeline.run.job import RunOptions, run_job
@@ -37,13 +36,7 @@ RESERVE_GLOB = ".scenetag-reserve-*"
 
 
 def _config(model_dir, formats=("csv", "plot", "json")):
-    return parse_config({"model": {"id": str(model_dir), "device": "cpu", "precision": "fp32"},
-                         "sampling": {"every_seconds": STEP},
-                         "labels": [{"name": "red", "threshold": 0.66, "exit_threshold": 0.655},
-                                    {"name": "blue"}],
-                         "segments": {"min_duration_s": 0.5, "merge_gap_s": 0.5},
-                         "smoothing": {"method": "median", "window_s": 1.0},
-                         "output": {"formats": list(formats)}})
+    return alternating_config(model_dir, formats, STEP)
 
 
 def _run(inputs, config, out, embedder):
