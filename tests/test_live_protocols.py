@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from live_protocol_servers import NginxRtmp, RtpMp2t, RtspServer, publish_rtmp, rtmp_module
+from live_servers import alternating_picture as _picture
 from live_servers import free_udp_port, write_ts
-from test_live import STEP, _config, _events, _picture, _run, _summary
+from test_live import STEP, _config, _events, _run, _summary
 
 from pipeline.live.frames import Backoff
 
